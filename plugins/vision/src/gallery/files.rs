@@ -1,0 +1,297 @@
+//! The gallery's on-disk format: the manifest, the checksummed files of each generation, and the
+//! durable-write steps that let a generation switch survive a crash at any point.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::GalleryError;
+
+pub(super) const MANIFEST_NAME: &str = "manifest.json";
+pub(super) const MANIFEST_TMP_NAME: &str = "manifest.json.tmp";
+pub(super) const FORMAT_VERSION: u32 = 1;
+
+/// A real manifest is well under a kilobyte; a large file there is something else and is not read.
+const MANIFEST_MAX_BYTES: u64 = 64 * 1024;
+
+/// The only pointer to the current generation; replacing it is what switches generations.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct Manifest {
+    pub format: u32,
+    pub generation: u64,
+    pub model: String,
+    pub dim: u32,
+    pub index_type: String,
+    pub next_faiss_id: i64,
+    pub files: ManifestFiles,
+    pub written_at: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct ManifestFiles {
+    pub index: FileEntry,
+    pub identities: FileEntry,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct FileEntry {
+    pub name: String,
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+pub(super) fn index_file_name(generation: u64) -> String {
+    format!("index-{generation}.faiss")
+}
+
+pub(super) fn identities_file_name(generation: u64) -> String {
+    format!("identities-{generation}.json")
+}
+
+/// The generation a file of ours belongs to; `None` for anything else in the directory.
+fn generation_of(file_name: &str) -> Option<u64> {
+    let number = file_name
+        .strip_prefix("index-")
+        .and_then(|rest| rest.strip_suffix(".faiss"))
+        .or_else(|| {
+            file_name
+                .strip_prefix("identities-")
+                .and_then(|rest| rest.strip_suffix(".json"))
+        })?;
+    number.parse().ok()
+}
+
+pub(super) fn io_error(
+    path: &Path,
+    action: &'static str,
+) -> impl FnOnce(io::Error) -> GalleryError {
+    let path = path.to_path_buf();
+    move |error| GalleryError::Io {
+        path,
+        action,
+        error,
+    }
+}
+
+fn corrupt(path: &Path, problem: impl Into<String>) -> GalleryError {
+    GalleryError::Corrupt {
+        path: path.to_path_buf(),
+        problem: problem.into(),
+    }
+}
+
+/// Reads and sanity-checks `dir/manifest.json`; it does not look at the files it names.
+pub(super) fn read_manifest(dir: &Path) -> Result<Manifest, GalleryError> {
+    let path = dir.join(MANIFEST_NAME);
+    let file = match File::open(&path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            return Err(GalleryError::NotFound { manifest: path });
+        }
+        Err(error) => return Err(io_error(&path, "open")(error)),
+    };
+    let mut bytes = Vec::new();
+    file.take(MANIFEST_MAX_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_error(&path, "read"))?;
+    if bytes.len() as u64 > MANIFEST_MAX_BYTES {
+        return Err(corrupt(
+            &path,
+            format!("larger than {MANIFEST_MAX_BYTES} bytes, so not a gallery manifest"),
+        ));
+    }
+    let manifest: Manifest = serde_json::from_slice(&bytes)
+        .map_err(|error| corrupt(&path, format!("not a valid gallery manifest: {error}")))?;
+    if let Some(problem) = manifest_problem(&manifest) {
+        return Err(corrupt(&path, problem));
+    }
+    Ok(manifest)
+}
+
+fn manifest_problem(manifest: &Manifest) -> Option<String> {
+    if manifest.format != FORMAT_VERSION {
+        return Some(format!(
+            "format {} is not supported (this build reads format {FORMAT_VERSION})",
+            manifest.format
+        ));
+    }
+    if let Some(problem) = super::model_problem(&manifest.model) {
+        return Some(format!("model: {problem}"));
+    }
+    if let Some(problem) = super::dim_problem(manifest.dim) {
+        return Some(format!("dim: {problem}"));
+    }
+    if manifest.next_faiss_id < 0 {
+        return Some(format!(
+            "next_faiss_id {} is negative",
+            manifest.next_faiss_id
+        ));
+    }
+    for (role, entry) in [
+        ("index", &manifest.files.index),
+        ("identities", &manifest.files.identities),
+    ] {
+        // The name is joined to the gallery directory, so it must not be able to point elsewhere.
+        let is_plain_name = !entry.name.is_empty()
+            && entry.name != "."
+            && entry.name != ".."
+            && !entry.name.contains(['/', '\\', '\0']);
+        if !is_plain_name {
+            return Some(format!(
+                "files.{role}.name {:?} is not a plain file name",
+                entry.name
+            ));
+        }
+        let is_sha256_hex =
+            entry.sha256.len() == 64 && entry.sha256.bytes().all(|b| b.is_ascii_hexdigit());
+        if !is_sha256_hex {
+            return Some(format!("files.{role}.sha256 is not 64 hex digits"));
+        }
+    }
+    None
+}
+
+/// Writes the manifest beside the live one; `switch_manifest` makes it the live one.
+pub(super) fn write_manifest_tmp(dir: &Path, manifest: &Manifest) -> Result<(), GalleryError> {
+    let path = dir.join(MANIFEST_TMP_NAME);
+    let mut text = serde_json::to_vec_pretty(manifest)
+        .map_err(|error| corrupt(&path, format!("cannot serialise the manifest: {error}")))?;
+    text.push(b'\n');
+    write_durably(&path, &text)
+}
+
+/// The commit point: after this rename a reader sees the new generation.
+pub(super) fn switch_manifest(dir: &Path) -> Result<(), GalleryError> {
+    let tmp = dir.join(MANIFEST_TMP_NAME);
+    fs::rename(&tmp, dir.join(MANIFEST_NAME)).map_err(io_error(&tmp, "rename over manifest.json"))
+}
+
+/// Writes a whole file and forces it to disk before returning, so that a manifest written later
+/// can never name data that a power cut could still take away.
+pub(super) fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), GalleryError> {
+    let mut file = File::create(path).map_err(io_error(path, "create"))?;
+    file.write_all(bytes).map_err(io_error(path, "write"))?;
+    file.sync_all().map_err(io_error(path, "fsync"))
+}
+
+/// Forces a file written by someone else (FAISS) to disk.
+pub(super) fn sync_file(path: &Path) -> Result<(), GalleryError> {
+    File::open(path)
+        .and_then(|file| file.sync_all())
+        .map_err(io_error(path, "fsync"))
+}
+
+/// Makes created, renamed and deleted directory entries durable; file fsyncs do not cover them.
+pub(super) fn sync_dir(dir: &Path) -> Result<(), GalleryError> {
+    File::open(dir)
+        .and_then(|handle| handle.sync_all())
+        .map_err(io_error(dir, "fsync the directory"))
+}
+
+pub(super) fn entry_for_bytes(name: String, bytes: &[u8]) -> FileEntry {
+    FileEntry {
+        name,
+        sha256: format!("{:x}", Sha256::digest(bytes)),
+        bytes: bytes.len() as u64,
+    }
+}
+
+/// Hashes a file as it is on disk now, streaming, since an index may be far larger than memory
+/// should hold twice.
+pub(super) fn entry_for_file(dir: &Path, name: String) -> Result<FileEntry, GalleryError> {
+    let path = dir.join(&name);
+    let mut file = File::open(&path).map_err(io_error(&path, "open"))?;
+    let mut hasher = Sha256::new();
+    let bytes = io::copy(&mut file, &mut hasher).map_err(io_error(&path, "read"))?;
+    Ok(FileEntry {
+        name,
+        sha256: format!("{:x}", hasher.finalize()),
+        bytes,
+    })
+}
+
+/// Checks that a file named by the manifest exists with the recorded size and checksum, and
+/// returns its path.
+pub(super) fn verify_file(dir: &Path, expected: &FileEntry) -> Result<PathBuf, GalleryError> {
+    let path = dir.join(&expected.name);
+    check_size(&path, expected)?;
+    let actual = entry_for_file(dir, expected.name.clone())?;
+    check_sha256(&path, expected, &actual.sha256)?;
+    Ok(path)
+}
+
+/// As `verify_file`, for a file the caller needs in memory anyway.
+pub(super) fn read_verified(dir: &Path, expected: &FileEntry) -> Result<Vec<u8>, GalleryError> {
+    let path = dir.join(&expected.name);
+    // Checking the size first keeps a swapped-in huge file from being read into memory.
+    check_size(&path, expected)?;
+    let bytes = fs::read(&path).map_err(io_error(&path, "read"))?;
+    check_sha256(
+        &path,
+        expected,
+        &entry_for_bytes(String::new(), &bytes).sha256,
+    )?;
+    Ok(bytes)
+}
+
+fn check_size(path: &Path, expected: &FileEntry) -> Result<(), GalleryError> {
+    let actual = match fs::metadata(path) {
+        Ok(metadata) => metadata.len(),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            return Err(corrupt(path, "missing, but manifest.json names it"));
+        }
+        Err(error) => return Err(io_error(path, "stat")(error)),
+    };
+    if actual != expected.bytes {
+        return Err(corrupt(
+            path,
+            format!("{actual} bytes, but manifest.json says {}", expected.bytes),
+        ));
+    }
+    Ok(())
+}
+
+fn check_sha256(path: &Path, expected: &FileEntry, actual: &str) -> Result<(), GalleryError> {
+    if !actual.eq_ignore_ascii_case(&expected.sha256) {
+        return Err(corrupt(
+            path,
+            format!(
+                "sha256 {actual} does not match manifest.json's {}",
+                expected.sha256
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Deletes the files of every generation but the current and the one before it. The one before
+/// stays because a reader may have read the old manifest just before the switch and still be
+/// loading its files. Failures only cost disk space, so they are logged rather than returned.
+pub(super) fn remove_stale_generations(dir: &Path, current: u64) {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) => {
+            tracing::warn!(dir = %dir.display(), %error, "cannot list the gallery to remove old generations");
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(generation) = name.to_str().and_then(generation_of) else {
+            continue;
+        };
+        if generation == current || Some(generation) == current.checked_sub(1) {
+            continue;
+        }
+        let path = entry.path();
+        match fs::remove_file(&path) {
+            Ok(()) => tracing::debug!(path = %path.display(), "removed stale gallery file"),
+            Err(error) => {
+                tracing::warn!(path = %path.display(), %error, "cannot remove stale gallery file")
+            }
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! FaceGate's vision core, free of GStreamer so that it can be unit-tested on plain buffers:
+//! reading camera frames, detecting faces (YuNet), tracking them, aligning and embedding them
+//! (SFace) and searching the gallery (FAISS).
+
+pub mod align;
+pub mod detector;
+pub mod embedder;
+pub mod embedding_cache;
+pub mod frame;
+pub mod gallery;
+pub mod geometry;
+pub mod letterbox;
+pub mod runtime;
+pub mod tracker;
+pub mod yunet;
+
+pub use detector::{Detector, DetectorConfig};
+pub use embedder::Embedder;
+pub use frame::{Frame, PixelFormat, YuvMatrix};
+pub use geometry::{Face, Rect};
+pub use runtime::ModelError;

@@ -1,0 +1,1 @@
+//! End-to-end tests for FaceGate live in `tests/`; this crate only gives them a home.
