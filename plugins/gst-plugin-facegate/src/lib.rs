@@ -1,1 +1,39 @@
+//! The `facegate` GStreamer plugin: face detection, tracking, embedding and gallery matching
+//! inline in a video pipeline, plus an overlay and a metadata dump.
+//!
+//! The elements are thin adapters around `facegate-vision`; results travel on each buffer as the
+//! face metadata contract of `facegate-meta`.
+#![allow(clippy::non_send_fields_in_send_ty)]
 
+use gst::glib;
+
+mod fgdetect;
+//mod fgembed;
+//mod fgmatch;
+//mod fgmetadump;
+//mod fgoverlay;
+//mod fgtrack;
+mod model;
+mod video;
+
+fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    fgdetect::register(plugin)?;
+    // fgtrack::register(plugin)?;
+    // fgembed::register(plugin)?;
+    // fgmatch::register(plugin)?;
+    // fgoverlay::register(plugin)?;
+    // fgmetadump::register(plugin)?;
+    Ok(())
+}
+
+gst::plugin_define!(
+    facegate,
+    env!("CARGO_PKG_DESCRIPTION"),
+    plugin_init,
+    concat!(env!("CARGO_PKG_VERSION"), "-", env!("COMMIT_ID")),
+    "MIT/X11",
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_REPOSITORY"),
+    env!("BUILD_REL_DATE")
+);

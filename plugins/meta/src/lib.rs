@@ -104,19 +104,22 @@ pub fn pixel_rect(
 }
 
 /// Adds a detected face to the buffer; returns its roi id.
-pub fn add_face(buffer: &mut gst::BufferRef, bbox: PixelRect, detection: &Detection) -> i32 {
+pub fn add_face(
+    buffer: &mut gst::BufferRef,
+    bbox: PixelRect,
+    score: f64,
+    landmarks: &[[f32; 2]; LANDMARKS],
+    model: &str,
+) -> i32 {
     let mut meta = VideoRegionOfInterestMeta::add(buffer, ROI_TYPE, bbox);
-    meta.add_param(detection_structure(detection));
+    meta.add_param(
+        gst::Structure::builder(DETECTION)
+            .field("score", score)
+            .field("landmarks", gst::Array::new(landmarks.iter().flatten().copied()))
+            .field("model", model)
+            .build(),
+    );
     meta.id()
-}
-
-fn detection_structure(detection: &Detection) -> gst::Structure {
-    let landmarks = gst::Array::new(detection.landmarks.iter().flatten().copied());
-    gst::Structure::builder(DETECTION)
-        .field("score", detection.score)
-        .field("landmarks", landmarks)
-        .field("model", detection.model.as_str())
-        .build()
 }
 
 fn is_face(meta: &VideoRegionOfInterestMeta) -> bool {
@@ -398,8 +401,9 @@ mod tests {
         gst::init().unwrap();
         let mut buffer = gst::Buffer::with_size(16).unwrap();
         let buf = buffer.get_mut().unwrap();
-        add_face(buf, (10, 20, 30, 40), &detection());
-        add_face(buf, (100, 20, 30, 40), &detection());
+        let d = detection();
+        add_face(buf, (10, 20, 30, 40), d.score, &d.landmarks, &d.model);
+        add_face(buf, (100, 20, 30, 40), d.score, &d.landmarks, &d.model);
         // Another kind of ROI is left alone.
         VideoRegionOfInterestMeta::add(buf, "car", (0, 0, 1, 1));
         let mut next_id = 7;

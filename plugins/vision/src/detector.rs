@@ -8,7 +8,7 @@ use ort::value::TensorRef;
 use crate::frame::Frame;
 use crate::geometry::{Face, non_max_suppression};
 use crate::letterbox::Letterbox;
-use crate::runtime::{InferenceError, ModelError, expect_io, input_dims, open_session};
+use crate::runtime::{InferenceError, ModelError, expect_io, input_dims, model_identity, open_session};
 use crate::yunet::{OUTPUT_NAMES, STRIDES, StrideOutputs, decode_stride};
 
 /// Tuning of one detection pass.
@@ -37,6 +37,7 @@ impl Default for DetectorConfig {
 pub struct Detector {
     session: Session,
     path: PathBuf,
+    identity: String,
     /// Side fixed by the model file, if it is not dynamic.
     fixed_input: Option<(usize, usize)>,
     letterbox: Option<Letterbox>,
@@ -61,6 +62,7 @@ impl Detector {
         Ok(Detector {
             session,
             path: path.to_path_buf(),
+            identity: model_identity(path)?,
             fixed_input,
             letterbox: None,
             input: Vec::new(),
@@ -70,6 +72,11 @@ impl Detector {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Identity of the model ("file-stem@sha256:…"), as recorded in each detection.
+    pub fn identity(&self) -> &str {
+        &self.identity
     }
 
     /// The input the model accepts: sizes that a fixed-shape export cannot take are refused here,

@@ -45,7 +45,6 @@ pub struct Letterbox {
     frame_height: usize,
     input_size: usize,
     scaled_width: usize,
-    scaled_height: usize,
     net_width: usize,
     net_height: usize,
     columns: Vec<Tap>,
@@ -97,7 +96,6 @@ impl Letterbox {
             frame_height,
             input_size,
             scaled_width,
-            scaled_height,
             net_width: net.0,
             net_height: net.1,
             columns: taps(frame_width, scaled_width),
@@ -160,7 +158,7 @@ mod tests {
         let plan = Letterbox::new(640, 480, 640);
         assert_eq!(plan.net_size(), (640, 480));
         let plan = Letterbox::new(1280, 720, 320);
-        assert_eq!((plan.scaled_width, plan.scaled_height), (320, 180));
+        assert_eq!((plan.scaled_width, plan.rows.len()), (320, 180));
         assert_eq!(plan.net_size(), (320, 192));
         assert!((plan.inverse_scale() - 4.0).abs() < 1e-6);
         let portrait = Letterbox::new(722, 899, 640);

@@ -3,6 +3,7 @@
 //! (SFace) and searching the gallery (FAISS).
 
 pub mod align;
+pub mod canvas;
 pub mod detector;
 pub mod embedder;
 pub mod embedding_cache;

@@ -1,0 +1,1 @@
+//! Drawing boxes, points and text into raw frames (owned by the overlay work).
