@@ -8,21 +8,21 @@
 use gst::glib;
 
 mod fgdetect;
-//mod fgembed;
-//mod fgmatch;
-//mod fgmetadump;
-//mod fgoverlay;
-//mod fgtrack;
+mod fgembed;
+mod fgmatch;
+mod fgmetadump;
+mod fgoverlay;
+mod fgtrack;
 mod model;
 mod video;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     fgdetect::register(plugin)?;
-    // fgtrack::register(plugin)?;
-    // fgembed::register(plugin)?;
-    // fgmatch::register(plugin)?;
-    // fgoverlay::register(plugin)?;
-    // fgmetadump::register(plugin)?;
+    fgtrack::register(plugin)?;
+    fgembed::register(plugin)?;
+    fgmatch::register(plugin)?;
+    fgoverlay::register(plugin)?;
+    fgmetadump::register(plugin)?;
     Ok(())
 }
 

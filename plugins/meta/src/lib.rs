@@ -6,6 +6,8 @@
 //! Any ROI-aware element sees the faces; this crate gives Rust code typed access, so that the
 //! elements, the CLI and the gate service read and write exactly the same fields.
 
+pub mod dump;
+
 use gst::glib;
 use gst_video::VideoRegionOfInterestMeta;
 use thiserror::Error;

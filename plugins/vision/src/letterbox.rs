@@ -165,7 +165,7 @@ mod tests {
         assert_eq!(portrait.net_size(), (544, 640));
         let fixed = Letterbox::fixed(640, 480, 640, 640);
         assert_eq!(
-            (fixed.scaled_width, fixed.scaled_height, fixed.net_size()),
+            (fixed.scaled_width, fixed.rows.len(), fixed.net_size()),
             (640, 480, (640, 640))
         );
     }

@@ -9,6 +9,7 @@ pub mod embedder;
 pub mod embedding_cache;
 pub mod frame;
 pub mod gallery;
+pub mod gallery_watch;
 pub mod geometry;
 pub mod letterbox;
 pub mod runtime;

@@ -1,0 +1,228 @@
+//! Enrolment: one good face per photo, embedded by the gate's own elements, into the gallery.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use facegate_vision::gallery::{Gallery, GalleryError};
+use thiserror::Error;
+
+use crate::pipeline::{self, Models};
+
+/// Faces with the eyes closer than this (in photo pixels) are too small to embed reliably:
+/// the aligned crop would be upscaled well beyond the 35 px eye distance SFace was trained on.
+pub const MIN_EYE_DISTANCE: f32 = 24.0;
+
+/// The detector input used for enrolment photos: portraits are large, and precise landmarks matter more than speed.
+pub const ENROL_INPUT_SIZE: u32 = 640;
+
+/// One person to enrol.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Request {
+    pub id: String,
+    pub label: String,
+    pub photo: PathBuf,
+}
+
+/// Why a photo was not enrolled.
+#[derive(Debug, Error)]
+pub enum Refusal {
+    #[error("cannot read it as an image: {0}")]
+    Unreadable(String),
+    #[error("no face found")]
+    NoFace,
+    #[error("{0} faces found; enrolment needs a photo of exactly one person")]
+    SeveralFaces(usize),
+    #[error("face too small: {0:.0} px between the eyes, at least {MIN_EYE_DISTANCE:.0} needed")]
+    TooSmall(f32),
+    #[error("the face could not be embedded")]
+    NotEmbedded,
+    #[error("{0}")]
+    Gallery(#[from] GalleryError),
+}
+
+/// A photo's single face, ready for the gallery.
+#[derive(Clone, Debug)]
+pub struct PhotoFace {
+    pub model: String,
+    pub embedding: Vec<f32>,
+    pub bbox: (u32, u32, u32, u32),
+}
+
+/// Detects and embeds the one face of `photo` with fgdetect ! fgembed.
+pub fn embed_photo(photo: &Path, models: &Models) -> Result<PhotoFace, Refusal> {
+    let models = Models { input_size: models.input_size.or(Some(ENROL_INPUT_SIZE)), ..models.clone() };
+    if !photo.is_file() {
+        return Err(Refusal::Unreadable("no such file".into()));
+    }
+    let middle = format!("{} ! fgembed name=embed refresh-interval=0", models.detect_element());
+    let pipeline = pipeline::file_pipeline(photo, &middle, "appsink name=sink sync=false")
+        .map_err(|e| Refusal::Unreadable(e.to_string()))?;
+    models.apply(&pipeline);
+    let frames = pipeline::collect_faces(&pipeline, 1);
+    pipeline::run(&pipeline, photo, |_| {}).map_err(|e| match e {
+        pipeline::PipelineError::Failed { message, .. } => Refusal::Unreadable(message),
+        other => Refusal::Unreadable(other.to_string()),
+    })?;
+    let frames = std::mem::take(&mut *frames.lock().unwrap());
+    let faces = frames.into_iter().next().ok_or_else(|| Refusal::Unreadable("no picture in the file".into()))?;
+    let face = match faces.len() {
+        0 => return Err(Refusal::NoFace),
+        1 => faces.into_iter().next().ok_or(Refusal::NoFace)?,
+        n => return Err(Refusal::SeveralFaces(n)),
+    };
+    let eye_distance = face.detection.as_ref().map_or(0.0, |d| {
+        let [[rx, ry], [lx, ly], ..] = d.landmarks;
+        ((lx - rx).powi(2) + (ly - ry).powi(2)).sqrt()
+    });
+    if eye_distance < MIN_EYE_DISTANCE {
+        return Err(Refusal::TooSmall(eye_distance));
+    }
+    let embedding = face.embedding.ok_or(Refusal::NotEmbedded)?;
+    Ok(PhotoFace { model: embedding.model, embedding: embedding.data, bbox: face.bbox })
+}
+
+/// What happened to one request.
+#[derive(Debug)]
+pub struct Outcome {
+    pub request: Request,
+    pub result: Result<(), Refusal>,
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Request { id, label, photo } = &self.request;
+        match &self.result {
+            Ok(()) => write!(f, "enrolled {id} ({label}) from {}", photo.display()),
+            Err(refusal) => write!(f, "refused  {}: {refusal}", photo.display()),
+        }
+    }
+}
+
+/// The result of a batch: every outcome and the gallery generation written.
+#[derive(Debug)]
+pub struct Report {
+    pub outcomes: Vec<Outcome>,
+    pub generation: Option<u64>,
+    pub gallery_size: usize,
+}
+
+impl Report {
+    pub fn refused(&self) -> usize {
+        self.outcomes.iter().filter(|o| o.result.is_err()).count()
+    }
+}
+
+/// Enrols every request whose photo has exactly one good face, then writes one new gallery
+/// generation with all of them; refused photos are reported and change nothing.
+pub fn enroll_all(
+    gallery_dir: &Path,
+    requests: Vec<Request>,
+    replace: bool,
+    models: &Models,
+    mut progress: impl FnMut(&Outcome),
+) -> Result<Report, GalleryError> {
+    let mut gallery: Option<Gallery> = match Gallery::open(gallery_dir) {
+        Ok(gallery) => Some(gallery),
+        Err(GalleryError::NotFound { .. }) => None,
+        Err(e) => return Err(e),
+    };
+    let mut outcomes = Vec::with_capacity(requests.len());
+    let mut staged = 0;
+    for request in requests {
+        let result = embed_photo(&request.photo, models).and_then(|face| {
+            let gallery = match &mut gallery {
+                Some(gallery) => gallery,
+                slot => slot.insert(Gallery::create(gallery_dir, &face.model, face.embedding.len() as u32)?),
+            };
+            gallery.enroll(&request.id, &request.label, &face.model, &face.embedding, replace)?;
+            staged += 1;
+            Ok(())
+        });
+        let outcome = Outcome { request, result };
+        progress(&outcome);
+        outcomes.push(outcome);
+    }
+    let (generation, gallery_size) = match &mut gallery {
+        Some(gallery) if staged > 0 => (Some(gallery.commit()?), gallery.len()),
+        Some(gallery) => (None, gallery.len()),
+        None => (None, 0),
+    };
+    Ok(Report { outcomes, generation, gallery_size })
+}
+
+/// Requests for every image in `dir` (jpg, jpeg, png), sorted, with the file stem as id and label.
+pub fn requests_from_dir(dir: &Path) -> std::io::Result<Vec<Request>> {
+    let mut photos: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| {
+            path.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png"))
+        })
+        .collect();
+    photos.sort();
+    Ok(photos
+        .into_iter()
+        .map(|photo| {
+            let stem = photo.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            Request { id: stem.clone(), label: stem, photo }
+        })
+        .collect())
+}
+
+#[derive(Debug, Error)]
+#[error("{path}: {message}")]
+pub struct CsvError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+/// Requests from a CSV with the header `id,label,photo`; photo paths are relative to the CSV's folder.
+pub fn requests_from_csv(path: &Path) -> Result<Vec<Request>, CsvError> {
+    #[derive(serde::Deserialize)]
+    struct Row {
+        id: String,
+        label: String,
+        photo: PathBuf,
+    }
+    let error = |message: String| CsvError { path: path.to_path_buf(), message };
+    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_path(path).map_err(|e| error(e.to_string()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    reader
+        .deserialize::<Row>()
+        .enumerate()
+        .map(|(index, row)| {
+            let row = row.map_err(|e| error(format!("row {}: {e} (expected columns id,label,photo)", index + 2)))?;
+            Ok(Request { id: row.id, label: row.label, photo: base.join(row.photo) })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_rows_resolve_photos_next_to_the_csv_and_bad_rows_name_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("people.csv");
+        std::fs::write(&csv, "id,label,photo\np-1, Ada ,ada.jpg\np-2,Bob,sub/bob.png\n").unwrap();
+        let requests = requests_from_csv(&csv).unwrap();
+        assert_eq!(requests[0], Request { id: "p-1".into(), label: "Ada".into(), photo: dir.path().join("ada.jpg") });
+        assert_eq!(requests[1].photo, dir.path().join("sub/bob.png"));
+
+        std::fs::write(&csv, "id,label,photo\np-1,Ada\n").unwrap();
+        let err = requests_from_csv(&csv).unwrap_err().to_string();
+        assert!(err.contains("people.csv") && err.contains("row 2"), "{err}");
+    }
+
+    #[test]
+    fn dir_requests_take_images_only_sorted() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["b.JPG", "a.png", "notes.txt"] {
+            std::fs::write(dir.path().join(name), b"").unwrap();
+        }
+        let ids: Vec<String> = requests_from_dir(dir.path()).unwrap().into_iter().map(|r| r.id).collect();
+        assert_eq!(ids, ["a", "b"]);
+    }
+}
