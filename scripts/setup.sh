@@ -31,20 +31,13 @@ installed() { [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || tr
 python_ok() { python3 -c 'import sys, tomllib; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; }
 pip_ok() { python3 -m pip --version >/dev/null 2>&1; }
 venv_ok() {
-    # An existing, working tools venv proves it; otherwise really make one (ensurepip included).
-    local assets=${FACEGATE_ASSETS:-$REPO/.assets} tmp rc=0
-    if [ -x "$assets/venv-tools/bin/python" ] && "$assets/venv-tools/bin/python" -c pass >/dev/null 2>&1; then
-        return 0
-    fi
-    tmp=$(mktemp -d)
-    python3 -m venv "$tmp/v" >/dev/null 2>&1 || rc=1
-    rm -rf "$tmp"
-    return $rc
+    # Debian ships ensurepip (and the pip wheel it installs) in python3-venv; without them
+    # `python3 -m venv` fails. Cheaper than making a throw-away venv.
+    python3 -c 'import venv, ensurepip; ensurepip.version()' >/dev/null 2>&1
 }
 
 # ---------------------------------------------------------------------------- 1. Debian packages
 command -v dpkg-query >/dev/null || fail "dpkg-query not found: this script expects Debian 12 (bookworm)"
-command -v python3 >/dev/null || PKGS+=(python3)
 missing=()
 for p in "${PKGS[@]}"; do
     installed "$p" || missing+=("$p")
@@ -52,6 +45,8 @@ done
 if command -v python3 >/dev/null; then
     venv_ok || missing+=(python3-venv)
     pip_ok || missing+=(python3-pip)
+else
+    missing+=(python3 python3-venv python3-pip)
 fi
 
 if [ ${#missing[@]} -gt 0 ]; then

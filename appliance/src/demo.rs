@@ -54,11 +54,17 @@ pub fn summarise_tracks(frames: &[Vec<FaceRecord>]) -> BTreeMap<u64, TrackSummar
     for (index, faces) in frames.iter().enumerate() {
         for face in faces {
             let Some(track) = face.track else { continue };
-            let summary = tracks.entry(track.id).or_insert_with(|| TrackSummary { first_frame: index, ..Default::default() });
+            let summary = tracks.entry(track.id).or_insert_with(|| TrackSummary {
+                first_frame: index,
+                ..Default::default()
+            });
             summary.last_frame = index;
             summary.frames += 1;
             if let Some(m) = &face.matched {
-                let entry = summary.matches.entry((m.id.clone(), m.label.clone())).or_insert((0, f64::MIN));
+                let entry = summary
+                    .matches
+                    .entry((m.id.clone(), m.label.clone()))
+                    .or_insert((0, f64::MIN));
                 entry.0 += 1;
                 entry.1 = entry.1.max(m.similarity);
             }
@@ -70,9 +76,18 @@ pub fn summarise_tracks(frames: &[Vec<FaceRecord>]) -> BTreeMap<u64, TrackSummar
 pub fn run(paths: &DemoPaths, models: &Models, out: &mut impl Write) -> anyhow::Result<()> {
     let requests: Vec<Request> = ENROLLED
         .iter()
-        .map(|(id, label, photo)| Request { id: (*id).into(), label: (*label).into(), photo: paths.photos.join(photo) })
+        .map(|(id, label, photo)| Request {
+            id: (*id).into(),
+            label: (*label).into(),
+            photo: paths.photos.join(photo),
+        })
         .collect();
-    writeln!(out, "== enrolling {} people into {}", requests.len(), paths.gallery.display())?;
+    writeln!(
+        out,
+        "== enrolling {} people into {}",
+        requests.len(),
+        paths.gallery.display()
+    )?;
     let report = enroll::enroll_all(&paths.gallery, requests, true, models, |outcome| {
         let _ = writeln!(out, "   {outcome}");
     })?;
@@ -80,7 +95,10 @@ pub fn run(paths: &DemoPaths, models: &Models, out: &mut impl Write) -> anyhow::
         bail!("{} development photos were refused", report.refused());
     }
 
-    let options = Options { gallery: Some(paths.gallery.clone()), models: models.clone() };
+    let options = Options {
+        gallery: Some(paths.gallery.clone()),
+        models: models.clone(),
+    };
     writeln!(out, "== identifying the development photos")?;
     let mut photos: Vec<PathBuf> = enroll::requests_from_dir(&paths.photos)
         .with_context(|| format!("reading {}", paths.photos.display()))?
@@ -91,12 +109,19 @@ pub fn run(paths: &DemoPaths, models: &Models, out: &mut impl Write) -> anyhow::
     let (mut recognised, mut strangers) = (0, 0);
     for photo in &photos {
         let frames = identify::records(photo, &options)?;
-        let name = photo.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = photo
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         for face in frames.first().into_iter().flatten() {
             match &face.matched {
                 Some(m) => {
                     recognised += 1;
-                    writeln!(out, "   {name:<16} {} ({}), similarity {:.2}", m.label, m.id, m.similarity)?;
+                    writeln!(
+                        out,
+                        "   {name:<16} {} ({}), similarity {:.2}",
+                        m.label, m.id, m.similarity
+                    )?;
                 }
                 None => {
                     strangers += 1;
@@ -117,10 +142,15 @@ pub fn run(paths: &DemoPaths, models: &Models, out: &mut impl Write) -> anyhow::
             track.last_frame as f64 / VIDEO_FPS
         );
         match track.identity() {
-            Some((person, label, best)) => {
-                writeln!(out, "   track {id:<3} {span}: {label} ({person}), best similarity {best:.2}")?
-            }
-            None => writeln!(out, "   track {id:<3} {span}: not enrolled ({} frames)", track.frames)?,
+            Some((person, label, best)) => writeln!(
+                out,
+                "   track {id:<3} {span}: {label} ({person}), best similarity {best:.2}"
+            )?,
+            None => writeln!(
+                out,
+                "   track {id:<3} {span}: not enrolled ({} frames)",
+                track.frames
+            )?,
         }
     }
     writeln!(
@@ -138,5 +168,10 @@ pub fn run(paths: &DemoPaths, models: &Models, out: &mut impl Write) -> anyhow::
 pub fn default_dir(variable: &str, fallback: &str) -> PathBuf {
     std::env::var_os(variable)
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(".assets").join(fallback))
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join(".assets")
+                .join(fallback)
+        })
 }

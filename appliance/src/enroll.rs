@@ -50,11 +50,17 @@ pub struct PhotoFace {
 
 /// Detects and embeds the one face of `photo` with fgdetect ! fgembed.
 pub fn embed_photo(photo: &Path, models: &Models) -> Result<PhotoFace, Refusal> {
-    let models = Models { input_size: models.input_size.or(Some(ENROL_INPUT_SIZE)), ..models.clone() };
+    let models = Models {
+        input_size: models.input_size.or(Some(ENROL_INPUT_SIZE)),
+        ..models.clone()
+    };
     if !photo.is_file() {
         return Err(Refusal::Unreadable("no such file".into()));
     }
-    let middle = format!("{} ! fgembed name=embed refresh-interval=0", models.detect_element());
+    let middle = format!(
+        "{} ! fgembed name=embed refresh-interval=0",
+        models.detect_element()
+    );
     let pipeline = pipeline::file_pipeline(photo, &middle, "appsink name=sink sync=false")
         .map_err(|e| Refusal::Unreadable(e.to_string()))?;
     models.apply(&pipeline);
@@ -64,7 +70,10 @@ pub fn embed_photo(photo: &Path, models: &Models) -> Result<PhotoFace, Refusal> 
         other => Refusal::Unreadable(other.to_string()),
     })?;
     let frames = std::mem::take(&mut *frames.lock().unwrap());
-    let faces = frames.into_iter().next().ok_or_else(|| Refusal::Unreadable("no picture in the file".into()))?;
+    let faces = frames
+        .into_iter()
+        .next()
+        .ok_or_else(|| Refusal::Unreadable("no picture in the file".into()))?;
     let face = match faces.len() {
         0 => return Err(Refusal::NoFace),
         1 => faces.into_iter().next().ok_or(Refusal::NoFace)?,
@@ -78,7 +87,11 @@ pub fn embed_photo(photo: &Path, models: &Models) -> Result<PhotoFace, Refusal> 
         return Err(Refusal::TooSmall(eye_distance));
     }
     let embedding = face.embedding.ok_or(Refusal::NotEmbedded)?;
-    Ok(PhotoFace { model: embedding.model, embedding: embedding.data, bbox: face.bbox })
+    Ok(PhotoFace {
+        model: embedding.model,
+        embedding: embedding.data,
+        bbox: face.bbox,
+    })
 }
 
 /// What happened to one request.
@@ -132,9 +145,19 @@ pub fn enroll_all(
         let result = embed_photo(&request.photo, models).and_then(|face| {
             let gallery = match &mut gallery {
                 Some(gallery) => gallery,
-                slot => slot.insert(Gallery::create(gallery_dir, &face.model, face.embedding.len() as u32)?),
+                slot => slot.insert(Gallery::create(
+                    gallery_dir,
+                    &face.model,
+                    face.embedding.len() as u32,
+                )?),
             };
-            gallery.enroll(&request.id, &request.label, &face.model, &face.embedding, replace)?;
+            gallery.enroll(
+                &request.id,
+                &request.label,
+                &face.model,
+                &face.embedding,
+                replace,
+            )?;
             staged += 1;
             Ok(())
         });
@@ -147,7 +170,11 @@ pub fn enroll_all(
         Some(gallery) => (None, gallery.len()),
         None => (None, 0),
     };
-    Ok(Report { outcomes, generation, gallery_size })
+    Ok(Report {
+        outcomes,
+        generation,
+        gallery_size,
+    })
 }
 
 /// Requests for every image in `dir` (jpg, jpeg, png), sorted, with the file stem as id and label.
@@ -164,8 +191,15 @@ pub fn requests_from_dir(dir: &Path) -> std::io::Result<Vec<Request>> {
     Ok(photos
         .into_iter()
         .map(|photo| {
-            let stem = photo.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-            Request { id: stem.clone(), label: stem, photo }
+            let stem = photo
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            Request {
+                id: stem.clone(),
+                label: stem,
+                photo,
+            }
         })
         .collect())
 }
@@ -185,15 +219,30 @@ pub fn requests_from_csv(path: &Path) -> Result<Vec<Request>, CsvError> {
         label: String,
         photo: PathBuf,
     }
-    let error = |message: String| CsvError { path: path.to_path_buf(), message };
-    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_path(path).map_err(|e| error(e.to_string()))?;
+    let error = |message: String| CsvError {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_path(path)
+        .map_err(|e| error(e.to_string()))?;
     let base = path.parent().unwrap_or(Path::new("."));
     reader
         .deserialize::<Row>()
         .enumerate()
         .map(|(index, row)| {
-            let row = row.map_err(|e| error(format!("row {}: {e} (expected columns id,label,photo)", index + 2)))?;
-            Ok(Request { id: row.id, label: row.label, photo: base.join(row.photo) })
+            let row = row.map_err(|e| {
+                error(format!(
+                    "row {}: {e} (expected columns id,label,photo)",
+                    index + 2
+                ))
+            })?;
+            Ok(Request {
+                id: row.id,
+                label: row.label,
+                photo: base.join(row.photo),
+            })
         })
         .collect()
 }
@@ -206,9 +255,20 @@ mod tests {
     fn csv_rows_resolve_photos_next_to_the_csv_and_bad_rows_name_the_line() {
         let dir = tempfile::tempdir().unwrap();
         let csv = dir.path().join("people.csv");
-        std::fs::write(&csv, "id,label,photo\np-1, Ada ,ada.jpg\np-2,Bob,sub/bob.png\n").unwrap();
+        std::fs::write(
+            &csv,
+            "id,label,photo\np-1, Ada ,ada.jpg\np-2,Bob,sub/bob.png\n",
+        )
+        .unwrap();
         let requests = requests_from_csv(&csv).unwrap();
-        assert_eq!(requests[0], Request { id: "p-1".into(), label: "Ada".into(), photo: dir.path().join("ada.jpg") });
+        assert_eq!(
+            requests[0],
+            Request {
+                id: "p-1".into(),
+                label: "Ada".into(),
+                photo: dir.path().join("ada.jpg")
+            }
+        );
         assert_eq!(requests[1].photo, dir.path().join("sub/bob.png"));
 
         std::fs::write(&csv, "id,label,photo\np-1,Ada\n").unwrap();
@@ -222,7 +282,11 @@ mod tests {
         for name in ["b.JPG", "a.png", "notes.txt"] {
             std::fs::write(dir.path().join(name), b"").unwrap();
         }
-        let ids: Vec<String> = requests_from_dir(dir.path()).unwrap().into_iter().map(|r| r.id).collect();
+        let ids: Vec<String> = requests_from_dir(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
         assert_eq!(ids, ["a", "b"]);
     }
 }

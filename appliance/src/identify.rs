@@ -15,7 +15,10 @@ pub struct Options {
 
 impl Options {
     fn elements(&self) -> String {
-        let mut middle = format!("{} ! fgtrack ! fgembed name=embed", self.models.detect_element());
+        let mut middle = format!(
+            "{} ! fgtrack ! fgembed name=embed",
+            self.models.detect_element()
+        );
         if self.gallery.is_some() {
             middle += " ! fgmatch name=match poll-interval=0";
         }
@@ -31,8 +34,16 @@ impl Options {
 }
 
 /// Writes one fgmetadump JSON line per frame of `file` to `location` ("-" for standard output).
-pub fn dump(file: &Path, options: &Options, location: &str, embeddings: bool) -> Result<(), PipelineError> {
-    let middle = format!("{} ! fgmetadump name=dump embeddings={embeddings}", options.elements());
+pub fn dump(
+    file: &Path,
+    options: &Options,
+    location: &str,
+    embeddings: bool,
+) -> Result<(), PipelineError> {
+    let middle = format!(
+        "{} ! fgmetadump name=dump embeddings={embeddings}",
+        options.elements()
+    );
     let pipeline = pipeline::file_pipeline(file, &middle, "fakesink sync=false")?;
     options.configure(&pipeline);
     if let Some(dump) = pipeline.by_name("dump") {
@@ -43,7 +54,8 @@ pub fn dump(file: &Path, options: &Options, location: &str, embeddings: bool) ->
 
 /// The face records of every frame of `file`.
 pub fn records(file: &Path, options: &Options) -> Result<Vec<Vec<FaceRecord>>, PipelineError> {
-    let pipeline = pipeline::file_pipeline(file, &options.elements(), "appsink name=sink sync=false")?;
+    let pipeline =
+        pipeline::file_pipeline(file, &options.elements(), "appsink name=sink sync=false")?;
     options.configure(&pipeline);
     let frames = pipeline::collect_faces(&pipeline, usize::MAX);
     pipeline::run(&pipeline, file, |_| {})?;

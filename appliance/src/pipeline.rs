@@ -46,9 +46,14 @@ impl Models {
 }
 
 /// Parses a description of elements between a decoded file source and the sink the caller adds.
-pub fn file_pipeline(file: &Path, middle: &str, sink: &str) -> Result<gst::Pipeline, PipelineError> {
-    let description =
-        format!("filesrc name=source ! decodebin ! videoconvert ! {ELEMENT_FORMATS} ! {middle} ! {sink}");
+pub fn file_pipeline(
+    file: &Path,
+    middle: &str,
+    sink: &str,
+) -> Result<gst::Pipeline, PipelineError> {
+    let description = format!(
+        "filesrc name=source ! decodebin ! videoconvert ! {ELEMENT_FORMATS} ! {middle} ! {sink}"
+    );
     let pipeline = gst::parse::launch(&description)
         .map_err(|e| PipelineError::Parse(e.to_string()))?
         .downcast::<gst::Pipeline>()
@@ -65,8 +70,13 @@ pub fn run(
     file: &Path,
     mut on_message: impl FnMut(&gst::StructureRef),
 ) -> Result<(), PipelineError> {
-    let failed = |message: String| PipelineError::Failed { file: file.display().to_string(), message };
-    let bus = pipeline.bus().ok_or_else(|| failed("pipeline has no bus".into()))?;
+    let failed = |message: String| PipelineError::Failed {
+        file: file.display().to_string(),
+        message,
+    };
+    let bus = pipeline
+        .bus()
+        .ok_or_else(|| failed("pipeline has no bus".into()))?;
     let started = pipeline.set_state(gst::State::Playing);
     let mut outcome = Ok(());
     for message in bus.iter_timed(gst::ClockTime::NONE) {
@@ -93,9 +103,15 @@ pub fn run(
 
 /// The face records of every frame reaching an appsink named `sink`, up to `max_frames`
 /// (the stream is ended there).
-pub fn collect_faces(pipeline: &gst::Pipeline, max_frames: usize) -> Arc<Mutex<Vec<Vec<FaceRecord>>>> {
+pub fn collect_faces(
+    pipeline: &gst::Pipeline,
+    max_frames: usize,
+) -> Arc<Mutex<Vec<Vec<FaceRecord>>>> {
     let frames = Arc::new(Mutex::new(Vec::new()));
-    if let Some(sink) = pipeline.by_name("sink").and_then(|s| s.downcast::<gst_app::AppSink>().ok()) {
+    if let Some(sink) = pipeline
+        .by_name("sink")
+        .and_then(|s| s.downcast::<gst_app::AppSink>().ok())
+    {
         let sink_frames = Arc::clone(&frames);
         sink.set_callbacks(
             gst_app::AppSinkCallbacks::builder()
@@ -107,7 +123,11 @@ pub fn collect_faces(pipeline: &gst::Pipeline, max_frames: usize) -> Arc<Mutex<V
                         .unwrap_or_default();
                     let mut frames = sink_frames.lock().unwrap();
                     frames.push(records);
-                    if frames.len() >= max_frames { Err(gst::FlowError::Eos) } else { Ok(gst::FlowSuccess::Ok) }
+                    if frames.len() >= max_frames {
+                        Err(gst::FlowError::Eos)
+                    } else {
+                        Ok(gst::FlowSuccess::Ok)
+                    }
                 })
                 .build(),
         );

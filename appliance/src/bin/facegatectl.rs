@@ -14,7 +14,11 @@ use facegate_vision::gallery::Gallery;
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Parser)]
-#[command(name = "facegatectl", version, about = "Operate a FaceGate face-pay gate: enrol passengers, identify faces, benchmark")]
+#[command(
+    name = "facegatectl",
+    version,
+    about = "Operate a FaceGate face-pay gate: enrol passengers, identify faces, benchmark"
+)]
 struct Cli {
     #[command(flatten)]
     models: ModelArgs,
@@ -38,7 +42,11 @@ struct ModelArgs {
 impl ModelArgs {
     fn models(&self) -> Models {
         let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.to_string_lossy().into_owned());
-        Models { detector: path(&self.detector_model), embedder: path(&self.embedder_model), input_size: self.input_size }
+        Models {
+            detector: path(&self.detector_model),
+            embedder: path(&self.embedder_model),
+            input_size: self.input_size,
+        }
     }
 }
 
@@ -112,9 +120,8 @@ fn requests(args: &EnrollArgs) -> anyhow::Result<Vec<Request>> {
             photo: photo.clone(),
         }],
         (None, None, Some(csv), None) => enroll::requests_from_csv(csv)?,
-        (None, None, None, Some(dir)) => {
-            enroll::requests_from_dir(dir).with_context(|| format!("cannot read folder {}", dir.display()))?
-        }
+        (None, None, None, Some(dir)) => enroll::requests_from_dir(dir)
+            .with_context(|| format!("cannot read folder {}", dir.display()))?,
         _ => bail!("say what to enrol: --id ID PHOTO, --csv FILE or --dir DIR"),
     })
 }
@@ -124,7 +131,8 @@ fn enroll_command(args: &EnrollArgs, models: &Models) -> anyhow::Result<()> {
     let total = requests.len();
     let bar = if total > 1 && std::io::stderr().is_terminal() {
         ProgressBar::new(total as u64).with_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} {wide_msg}").unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template("{bar:40} {pos}/{len} {wide_msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
         )
     } else {
         ProgressBar::hidden()
@@ -159,7 +167,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 bail!("no person with id {id} in gallery {}", gallery.display());
             }
             let generation = opened.commit()?;
-            println!("removed {id}; gallery {}: generation {generation}, {} people", gallery.display(), opened.len());
+            println!(
+                "removed {id}; gallery {}: generation {generation}, {} people",
+                gallery.display(),
+                opened.len()
+            );
             Ok(())
         }
         Command::List { gallery } => {
@@ -176,12 +188,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Identify { gallery, embeddings, file } => {
+        Command::Identify {
+            gallery,
+            embeddings,
+            file,
+        } => {
             let options = Options { gallery, models };
             identify::dump(&file, &options, "-", embeddings)?;
             Ok(())
         }
-        Command::Demo { photos, videos, gallery } => {
+        Command::Demo {
+            photos,
+            videos,
+            gallery,
+        } => {
             let scratch = tempfile::tempdir()?;
             let paths = DemoPaths {
                 photos: photos.unwrap_or_else(|| demo::default_dir("FACEGATE_PHOTO_DIR", "photos")),
@@ -190,7 +210,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             demo::run(&paths, &models, &mut std::io::stdout())
         }
-        Command::Bench(args) => facegate_appliance::bench::run(&args, &models, &mut std::io::stdout()),
+        Command::Bench(args) => {
+            facegate_appliance::bench::run(&args, &models, &mut std::io::stdout())
+        }
     }
 }
 

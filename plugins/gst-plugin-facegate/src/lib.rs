@@ -14,7 +14,7 @@ mod fgmetadump;
 mod fgoverlay;
 mod fgtrack;
 mod model;
-mod video;
+pub mod video;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     fgdetect::register(plugin)?;

@@ -1,7 +1,8 @@
 //! What every facegate element shares about raw video: the formats it reads and how a mapped
 //! buffer becomes a `facegate_vision::Frame`.
 
-use facegate_vision::{Frame, PixelFormat, YuvMatrix};
+use facegate_vision::canvas::Canvas;
+use facegate_vision::{ChromaSiting, Frame, PixelFormat, YuvMatrix};
 use gst_video::prelude::*;
 use gst_video::{VideoColorMatrix, VideoColorRange, VideoFormat, VideoFrameRef, VideoInfo};
 
@@ -18,7 +19,9 @@ pub const FORMATS: [VideoFormat; 8] = [
 ];
 
 pub fn caps() -> gst::Caps {
-    gst_video::VideoCapsBuilder::new().format_list(FORMATS).build()
+    gst_video::VideoCapsBuilder::new()
+        .format_list(FORMATS)
+        .build()
 }
 
 /// Always-present sink and src pads with [`caps`], for in-place filters.
@@ -27,7 +30,11 @@ pub fn filter_pad_templates() -> Vec<gst::PadTemplate> {
     ["src", "sink"]
         .into_iter()
         .map(|name| {
-            let direction = if name == "src" { gst::PadDirection::Src } else { gst::PadDirection::Sink };
+            let direction = if name == "src" {
+                gst::PadDirection::Src
+            } else {
+                gst::PadDirection::Sink
+            };
             gst::PadTemplate::new(name, direction, gst::PadPresence::Always, &caps)
                 .expect("static pad template is valid")
         })
@@ -59,20 +66,34 @@ fn yuv_matrix(info: &VideoInfo) -> YuvMatrix {
     }
 }
 
+fn chroma_siting(info: &VideoInfo) -> ChromaSiting {
+    if info
+        .chroma_site()
+        .contains(gst_video::VideoChromaSite::H_COSITED)
+    {
+        ChromaSiting::Cosited
+    } else {
+        ChromaSiting::Centred
+    }
+}
+
 /// Maps `buffer` for reading and hands the frame to `f`.
 pub fn with_frame<R>(
     info: &VideoInfo,
     buffer: &gst::BufferRef,
     f: impl FnOnce(&Frame) -> R,
 ) -> Result<R, gst::FlowError> {
-    let mapped = VideoFrameRef::from_buffer_ref_readable(buffer, info).map_err(|_| gst::FlowError::Error)?;
+    let mapped =
+        VideoFrameRef::from_buffer_ref_readable(buffer, info).map_err(|_| gst::FlowError::Error)?;
     let format = pixel_format(info.format()).ok_or(gst::FlowError::NotNegotiated)?;
     // Our formats have at most three planes; fixed arrays keep the per-frame path allocation-free.
     let count = (mapped.n_planes() as usize).min(3);
     let mut planes: [&[u8]; 3] = [&[]; 3];
     let mut strides = [0usize; 3];
     for plane in 0..count {
-        planes[plane] = mapped.plane_data(plane as u32).map_err(|_| gst::FlowError::Error)?;
+        planes[plane] = mapped
+            .plane_data(plane as u32)
+            .map_err(|_| gst::FlowError::Error)?;
         strides[plane] = mapped.plane_stride()[plane].max(0) as usize;
     }
     let frame = Frame::new(
@@ -83,6 +104,34 @@ pub fn with_frame<R>(
         &strides[..count],
         yuv_matrix(info),
     )
-    .map_err(|_| gst::FlowError::Error)?;
+    .map_err(|_| gst::FlowError::Error)?
+    .with_chroma_siting(chroma_siting(info));
     Ok(f(&frame))
+}
+
+/// Maps `buffer` for writing and hands a canvas over its planes to `f`.
+pub fn with_canvas<R>(
+    info: &VideoInfo,
+    buffer: &mut gst::BufferRef,
+    f: impl FnOnce(&mut Canvas) -> R,
+) -> Result<R, gst::FlowError> {
+    let format = pixel_format(info.format()).ok_or(gst::FlowError::NotNegotiated)?;
+    let mut mapped =
+        VideoFrameRef::from_buffer_ref_writable(buffer, info).map_err(|_| gst::FlowError::Error)?;
+    let count = (mapped.n_planes() as usize).min(3);
+    let mut strides = [0usize; 3];
+    for (stride, &plane_stride) in strides.iter_mut().zip(mapped.plane_stride()) {
+        *stride = plane_stride.max(0) as usize;
+    }
+    let mut planes = mapped.planes_data_mut();
+    let mut canvas = Canvas::new(
+        info.width() as usize,
+        info.height() as usize,
+        format,
+        &mut planes[..count],
+        &strides[..count],
+        yuv_matrix(info),
+    )
+    .map_err(|_| gst::FlowError::Error)?;
+    Ok(f(&mut canvas))
 }

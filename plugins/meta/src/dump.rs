@@ -44,8 +44,15 @@ impl FrameLine {
         height: u32,
         with_embeddings: bool,
     ) -> Result<FrameLine, MetaError> {
-        let faces = faces(buffer).map(|face| FaceLine::from_face(&face, with_embeddings)).collect::<Result<_, _>>()?;
-        Ok(FrameLine { pts_ns: buffer.pts().map(gst::ClockTime::nseconds), width, height, faces })
+        let faces = faces(buffer)
+            .map(|face| FaceLine::from_face(&face, with_embeddings))
+            .collect::<Result<_, _>>()?;
+        Ok(FrameLine {
+            pts_ns: buffer.pts().map(gst::ClockTime::nseconds),
+            width,
+            height,
+            faces,
+        })
     }
 }
 
@@ -65,9 +72,11 @@ impl FaceLine {
             landmarks: detection.map(|d| d.landmarks.to_vec()).unwrap_or_default(),
             track_id: face.track()?.map(|t| t.id),
             embedding,
-            matched: face
-                .matched()?
-                .map(|m| MatchLine { id: m.id, label: m.label, similarity: m.similarity }),
+            matched: face.matched()?.map(|m| MatchLine {
+                id: m.id,
+                label: m.label,
+                similarity: m.similarity,
+            }),
         })
     }
 }

@@ -67,6 +67,26 @@ pub struct Embedding {
     pub data: Vec<f32>,
 }
 
+/// `facegate-match` borrowed from the buffer, for per-frame readers that must not allocate.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MatchRef<'a> {
+    pub id: &'a str,
+    pub label: &'a str,
+    pub similarity: f64,
+    pub generation: u64,
+}
+
+impl MatchRef<'_> {
+    pub fn to_owned(&self) -> Match {
+        Match {
+            id: self.id.into(),
+            label: self.label.into(),
+            similarity: self.similarity,
+            generation: self.generation,
+        }
+    }
+}
+
 /// `facegate-match`: who the gallery says this is.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Match {
@@ -117,7 +137,10 @@ pub fn add_face(
     meta.add_param(
         gst::Structure::builder(DETECTION)
             .field("score", score)
-            .field("landmarks", gst::Array::new(landmarks.iter().flatten().copied()))
+            .field(
+                "landmarks",
+                gst::Array::new(landmarks.iter().flatten().copied()),
+            )
             .field("model", model)
             .build(),
     );
@@ -239,23 +262,36 @@ impl FaceRef<'_> {
         Ok(Some(model))
     }
 
-    pub fn matched(&self) -> Result<Option<Match>, MetaError> {
-        read_param(self.meta(), MATCH, |s| {
-            Ok(Match {
-                id: s
-                    .get::<String>("id")
-                    .map_err(|e| field_error(MATCH, "id", e))?,
-                label: s
-                    .get::<String>("label")
-                    .map_err(|e| field_error(MATCH, "label", e))?,
-                similarity: s
-                    .get::<f64>("similarity")
-                    .map_err(|e| field_error(MATCH, "similarity", e))?,
-                generation: s
-                    .get::<u64>("generation")
-                    .map_err(|e| field_error(MATCH, "generation", e))?,
-            })
+    /// The detection score, without reading the rest of the detection.
+    pub fn score(&self) -> Result<Option<f64>, MetaError> {
+        read_param(self.meta(), DETECTION, |s| {
+            s.get::<f64>("score")
+                .map_err(|e| field_error(DETECTION, "score", e))
         })
+    }
+
+    pub fn match_ref(&self) -> Result<Option<MatchRef<'_>>, MetaError> {
+        let Some(s) = self.meta().param(MATCH) else {
+            return Ok(None);
+        };
+        Ok(Some(MatchRef {
+            id: s
+                .get::<&str>("id")
+                .map_err(|e| field_error(MATCH, "id", e))?,
+            label: s
+                .get::<&str>("label")
+                .map_err(|e| field_error(MATCH, "label", e))?,
+            similarity: s
+                .get::<f64>("similarity")
+                .map_err(|e| field_error(MATCH, "similarity", e))?,
+            generation: s
+                .get::<u64>("generation")
+                .map_err(|e| field_error(MATCH, "generation", e))?,
+        }))
+    }
+
+    pub fn matched(&self) -> Result<Option<Match>, MetaError> {
+        Ok(self.match_ref()?.map(|m| m.to_owned()))
     }
 
     pub fn record(&self) -> Result<FaceRecord, MetaError> {

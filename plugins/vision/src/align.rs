@@ -49,7 +49,7 @@ impl Similarity {
             cross += sx * dy - sy * dx;
             norm += sx * sx + sy * sy;
         }
-        if !(norm > 1e-9) {
+        if norm.is_nan() || norm <= 1e-9 {
             return None;
         }
         let (a, b) = (dot / norm, cross / norm);

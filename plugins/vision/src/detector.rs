@@ -8,7 +8,9 @@ use ort::value::TensorRef;
 use crate::frame::Frame;
 use crate::geometry::{Face, non_max_suppression};
 use crate::letterbox::Letterbox;
-use crate::runtime::{InferenceError, ModelError, expect_io, input_dims, model_identity, open_session};
+use crate::runtime::{
+    InferenceError, ModelError, expect_io, input_dims, model_identity, open_session,
+};
 use crate::yunet::{OUTPUT_NAMES, STRIDES, StrideOutputs, decode_stride};
 
 /// Tuning of one detection pass.

@@ -106,6 +106,26 @@ impl YuvCoefficients {
     }
 }
 
+/// Where 4:2:0 chroma samples sit relative to luma, horizontally (vertically they are centred in
+/// both common conventions).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ChromaSiting {
+    /// Between two luma columns: JPEG, and what libjpeg's upsampling assumes.
+    #[default]
+    Centred,
+    /// On the even luma columns: MPEG-2, H.264 and most camera streams.
+    Cosited,
+}
+
+impl ChromaSiting {
+    fn horizontal_offset(self) -> f32 {
+        match self {
+            ChromaSiting::Centred => 0.5,
+            ChromaSiting::Cosited => 0.0,
+        }
+    }
+}
+
 #[derive(Debug, Error, PartialEq)]
 pub enum FrameError {
     #[error("frame size {width}x{height} is empty")]
@@ -139,6 +159,7 @@ pub struct Frame<'a> {
     planes: [&'a [u8]; 3],
     strides: [usize; 3],
     yuv: YuvCoefficients,
+    chroma_offset: f32,
 }
 
 impl<'a> Frame<'a> {
@@ -194,7 +215,14 @@ impl<'a> Frame<'a> {
             planes: frame_planes,
             strides: frame_strides,
             yuv: matrix.coefficients(),
+            chroma_offset: ChromaSiting::default().horizontal_offset(),
         })
+    }
+
+    /// The frame with its chroma read at `siting` (for YUV formats; centred unless told otherwise).
+    pub fn with_chroma_siting(mut self, siting: ChromaSiting) -> Self {
+        self.chroma_offset = siting.horizontal_offset();
+        self
     }
 
     pub fn width(&self) -> usize {
@@ -256,6 +284,9 @@ impl<'a> Frame<'a> {
         }
     }
 
+    /// Chroma at the luma position between the taps, interpolated between the chroma samples
+    /// around it at their true siting (as libjpeg's "fancy" upsampling does), not copied from
+    /// the 2x2 block: half a chroma sample of misplacement is enough to move landmarks.
     #[inline(always)]
     fn chroma_bilinear(
         &self,
@@ -266,14 +297,21 @@ impl<'a> Frame<'a> {
         fx: f32,
         fy: f32,
     ) -> (f32, f32) {
-        let lerp2 = |a: f32, b: f32, c: f32, d: f32| {
-            let top = a + (b - a) * fx;
-            let bottom = c + (d - c) * fx;
-            top + (bottom - top) * fy
+        let x = x0 as f32 + fx * (x1 - x0) as f32;
+        let y = y0 as f32 + fy * (y1 - y0) as f32;
+        let (chroma_width, chroma_height) = (self.width.div_ceil(2), self.height.div_ceil(2));
+        let locate = |luma: f32, offset: f32, size: usize| {
+            let c = ((luma - offset) / 2.0).clamp(0.0, (size - 1) as f32);
+            let first = c as usize;
+            (first, (first + 1).min(size - 1), c - first as f32)
         };
-        // Chroma is sited per 2x2 block; reading the block of each corner keeps the four taps
-        // aligned with the luma taps.
-        let (cx0, cx1, cy0, cy1) = (x0 / 2, x1 / 2, y0 / 2, y1 / 2);
+        let (cx0, cx1, wx) = locate(x, self.chroma_offset, chroma_width);
+        let (cy0, cy1, wy) = locate(y, 0.5, chroma_height);
+        let lerp2 = |a: f32, b: f32, c: f32, d: f32| {
+            let top = a + (b - a) * wx;
+            let bottom = c + (d - c) * wx;
+            top + (bottom - top) * wy
+        };
         match self.format {
             PixelFormat::I420 => {
                 let sample = |plane: usize, x: usize, y: usize| {
@@ -452,6 +490,36 @@ pub(crate) mod tests {
                 assert!((g - want as f32).abs() <= 2.0, "{got:?} vs {colour:?}");
             }
         }
+    }
+
+    #[test]
+    fn chroma_is_interpolated_at_its_siting() {
+        // Two chroma columns, V = 100 then 200, on a 4x2 frame of mid grey luma.
+        let (w, h) = (4, 2);
+        let luma = vec![128u8; w * h];
+        let us = vec![128u8; 2];
+        let vs = vec![100u8, 200];
+        let planes: [&[u8]; 3] = [&luma, &us, &vs];
+        let centred = Frame::new(
+            w,
+            h,
+            PixelFormat::I420,
+            &planes,
+            &[w, 2, 2],
+            YuvMatrix::BT601_FULL,
+        )
+        .unwrap();
+        let cosited = centred.with_chroma_siting(ChromaSiting::Cosited);
+        let red = |f: &Frame, x: usize| f.bilinear_rgb(x, x, 0, 0, 0.0, 0.0)[0];
+        // Centred: luma column 1 lies a quarter of the way from chroma 0 (at 0.5) to chroma 1 (at 2.5).
+        assert!((red(&centred, 1) - (128.0 + 1.402 * (125.0 - 128.0))).abs() < 0.01);
+        // Cosited: luma column 2 sits exactly on chroma sample 1.
+        assert!((red(&cosited, 2) - (128.0 + 1.402 * 72.0)).abs() < 0.01);
+        assert_eq!(
+            red(&centred, 0),
+            red(&cosited, 0),
+            "both clamp to the first sample at the edge"
+        );
     }
 
     #[test]

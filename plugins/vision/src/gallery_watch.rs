@@ -28,7 +28,11 @@ impl GalleryWatcher {
         let thread = std::thread::Builder::new()
             .name("fg-gallery-watch".into())
             .spawn(move || watch(&dir, generation, poll, &thread_stop, &sender))?;
-        Ok(GalleryWatcher { stop, thread: Some(thread), updates })
+        Ok(GalleryWatcher {
+            stop,
+            thread: Some(thread),
+            updates,
+        })
     }
 
     /// A newly loaded generation, or the reason the newest one could not be loaded, if any.
@@ -60,7 +64,9 @@ fn watch(
         {
             let (stopped, wake) = &**stop;
             let guard = stopped.lock().unwrap_or_else(|e| e.into_inner());
-            let (guard, _) = wake.wait_timeout_while(guard, poll, |stopped| !*stopped).unwrap_or_else(|e| e.into_inner());
+            let (guard, _) = wake
+                .wait_timeout_while(guard, poll, |stopped| !*stopped)
+                .unwrap_or_else(|e| e.into_inner());
             if *guard {
                 return;
             }
@@ -100,7 +106,9 @@ mod tests {
     use std::time::Instant;
 
     fn unit(seed: usize, dim: usize) -> Vec<f32> {
-        let mut v: Vec<f32> = (0..dim).map(|i| ((i * 7 + seed * 13) % 17) as f32 - 8.0).collect();
+        let mut v: Vec<f32> = (0..dim)
+            .map(|i| ((i * 7 + seed * 13) % 17) as f32 - 8.0)
+            .collect();
         crate::embedder::normalise(&mut v);
         v
     }
@@ -111,7 +119,10 @@ mod tests {
             if let Some(update) = watcher.try_update() {
                 return update;
             }
-            assert!(Instant::now() < deadline, "no update from the watcher within 5 s");
+            assert!(
+                Instant::now() < deadline,
+                "no update from the watcher within 5 s"
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
     }
@@ -120,11 +131,14 @@ mod tests {
     fn delivers_each_new_generation_and_reports_a_broken_one() {
         let dir = tempfile::tempdir().unwrap();
         let mut gallery = Gallery::create(dir.path(), "m", 8).unwrap();
-        let watcher = GalleryWatcher::spawn(dir.path().to_path_buf(), 0, Duration::from_millis(10)).unwrap();
+        let watcher =
+            GalleryWatcher::spawn(dir.path().to_path_buf(), 0, Duration::from_millis(10)).unwrap();
         std::thread::sleep(Duration::from_millis(50));
         assert!(watcher.try_update().is_none(), "nothing changed yet");
 
-        gallery.enroll("p-1", "One", "m", &unit(1, 8), false).unwrap();
+        gallery
+            .enroll("p-1", "One", "m", &unit(1, 8), false)
+            .unwrap();
         let generation = gallery.commit().unwrap();
         let loaded = wait_for_update(&watcher).unwrap();
         assert_eq!((loaded.generation(), loaded.len()), (generation, 1));

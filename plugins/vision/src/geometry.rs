@@ -87,7 +87,8 @@ impl Face {
 /// Greedy non-maximum suppression in place: sorts `faces` by score and drops every face that
 /// overlaps a better one by more than `iou_threshold`, keeping at most `max_faces`.
 pub fn non_max_suppression(faces: &mut Vec<Face>, iou_threshold: f32, max_faces: usize) {
-    faces.sort_unstable_by(|a, b| b.score.total_cmp(&a.score));
+    // Stable, like OpenCV's NMSBoxes: equal scores keep decode order (finest stride first).
+    faces.sort_by(|a, b| b.score.total_cmp(&a.score));
     let mut kept = 0;
     for i in 0..faces.len() {
         if kept == max_faces {

@@ -18,6 +18,6 @@ pub mod yunet;
 
 pub use detector::{Detector, DetectorConfig};
 pub use embedder::Embedder;
-pub use frame::{Frame, PixelFormat, YuvMatrix};
+pub use frame::{ChromaSiting, Frame, PixelFormat, YuvMatrix};
 pub use geometry::{Face, Rect};
 pub use runtime::ModelError;

@@ -9,7 +9,11 @@ use gst_base::subclass::prelude::*;
 use crate::{model, video};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
-    gst::DebugCategory::new("fgdetect", gst::DebugColorFlags::empty(), Some("FaceGate face detector"))
+    gst::DebugCategory::new(
+        "fgdetect",
+        gst::DebugColorFlags::empty(),
+        Some("FaceGate face detector"),
+    )
 });
 
 const DEFAULT_SCORE_THRESHOLD: f64 = 0.6;
@@ -149,7 +153,9 @@ impl ObjectImpl for FaceDetect {
         let mut settings = self.settings.lock().unwrap();
         match pspec.name() {
             "model" => settings.model = value.get().expect("type checked upstream"),
-            "score-threshold" => settings.score_threshold = value.get().expect("type checked upstream"),
+            "score-threshold" => {
+                settings.score_threshold = value.get().expect("type checked upstream")
+            }
             "nms-threshold" => settings.nms_threshold = value.get().expect("type checked upstream"),
             "input-size" => settings.input_size = value.get().expect("type checked upstream"),
             "max-faces" => settings.max_faces = value.get().expect("type checked upstream"),
@@ -191,25 +197,33 @@ impl ElementImpl for FaceDetect {
     }
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
-        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(video::filter_pad_templates);
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> =
+            LazyLock::new(video::filter_pad_templates);
         TEMPLATES.as_ref()
     }
 }
 
 impl BaseTransformImpl for FaceDetect {
-    const MODE: gst_base::subclass::BaseTransformMode = gst_base::subclass::BaseTransformMode::AlwaysInPlace;
+    const MODE: gst_base::subclass::BaseTransformMode =
+        gst_base::subclass::BaseTransformMode::AlwaysInPlace;
     const PASSTHROUGH_ON_SAME_CAPS: bool = false;
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = self.settings.lock().unwrap().clone();
         let path = model::resolve(settings.model.as_deref(), runtime::default_detector_path);
-        let detector = Detector::load(&path, settings.threads as usize).map_err(|e| model::error_message(&e))?;
+        let detector = Detector::load(&path, settings.threads as usize)
+            .map_err(|e| model::error_message(&e))?;
         detector
             .check_input_size(settings.input_size as usize)
             .map_err(|e| model::error_message(&e))?;
         gst::info!(CAT, imp = self, "loaded {}", detector.identity());
-        *self.state.lock().unwrap() = Some(State { detector, info: None, faces: Vec::with_capacity(64), frames: 0 });
+        *self.state.lock().unwrap() = Some(State {
+            detector,
+            info: None,
+            faces: Vec::with_capacity(64),
+            frames: 0,
+        });
         Ok(())
     }
 
@@ -227,7 +241,10 @@ impl BaseTransformImpl for FaceDetect {
         Ok(())
     }
 
-    fn transform_ip(&self, buffer: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
+    fn transform_ip(
+        &self,
+        buffer: &mut gst::BufferRef,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let settings = self.settings.lock().unwrap().clone();
         let mut guard = self.state.lock().unwrap();
         let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
@@ -237,10 +254,11 @@ impl BaseTransformImpl for FaceDetect {
         if run_now {
             let config = settings.detector_config();
             let (detector, faces) = (&mut state.detector, &mut state.faces);
-            video::with_frame(info, buffer, |frame| detector.detect(frame, &config, faces))?.map_err(|e| {
-                gst::element_imp_error!(self, gst::StreamError::Failed, ("{}", e));
-                gst::FlowError::Error
-            })?;
+            video::with_frame(info, buffer, |frame| detector.detect(frame, &config, faces))?
+                .map_err(|e| {
+                    gst::element_imp_error!(self, gst::StreamError::Failed, ("{}", e));
+                    gst::FlowError::Error
+                })?;
             gst::trace!(CAT, imp = self, "{} faces", state.faces.len());
         }
         let (width, height) = (info.width(), info.height());

@@ -11,7 +11,11 @@ use gst_base::subclass::prelude::*;
 use crate::{model, video};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
-    gst::DebugCategory::new("fgembed", gst::DebugColorFlags::empty(), Some("FaceGate face embedder"))
+    gst::DebugCategory::new(
+        "fgembed",
+        gst::DebugColorFlags::empty(),
+        Some("FaceGate face embedder"),
+    )
 });
 
 const DEFAULT_REFRESH_INTERVAL: u32 = 15;
@@ -28,7 +32,11 @@ struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { model: None, refresh_interval: DEFAULT_REFRESH_INTERVAL, threads: DEFAULT_THREADS }
+        Settings {
+            model: None,
+            refresh_interval: DEFAULT_REFRESH_INTERVAL,
+            threads: DEFAULT_THREADS,
+        }
     }
 }
 
@@ -109,7 +117,9 @@ impl ObjectImpl for FaceEmbed {
         let mut settings = self.settings.lock().unwrap();
         match pspec.name() {
             "model" => settings.model = value.get().expect("type checked upstream"),
-            "refresh-interval" => settings.refresh_interval = value.get().expect("type checked upstream"),
+            "refresh-interval" => {
+                settings.refresh_interval = value.get().expect("type checked upstream")
+            }
             "threads" => settings.threads = value.get().expect("type checked upstream"),
             name => unreachable!("unknown property {name}"),
         }
@@ -143,21 +153,30 @@ impl ElementImpl for FaceEmbed {
     }
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
-        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(video::filter_pad_templates);
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> =
+            LazyLock::new(video::filter_pad_templates);
         TEMPLATES.as_ref()
     }
 }
 
 impl BaseTransformImpl for FaceEmbed {
-    const MODE: gst_base::subclass::BaseTransformMode = gst_base::subclass::BaseTransformMode::AlwaysInPlace;
+    const MODE: gst_base::subclass::BaseTransformMode =
+        gst_base::subclass::BaseTransformMode::AlwaysInPlace;
     const PASSTHROUGH_ON_SAME_CAPS: bool = false;
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = self.settings.lock().unwrap().clone();
         let path = model::resolve(settings.model.as_deref(), runtime::default_embedder_path);
-        let embedder = Embedder::load(&path, settings.threads as usize).map_err(|e| model::error_message(&e))?;
-        gst::info!(CAT, imp = self, "loaded {} ({} dimensions)", embedder.identity(), embedder.dim());
+        let embedder = Embedder::load(&path, settings.threads as usize)
+            .map_err(|e| model::error_message(&e))?;
+        gst::info!(
+            CAT,
+            imp = self,
+            "loaded {} ({} dimensions)",
+            embedder.identity(),
+            embedder.dim()
+        );
         self.faces_embedded.store(0, Ordering::Relaxed);
         *self.state.lock().unwrap() = Some(State {
             embedder,
@@ -187,22 +206,34 @@ impl BaseTransformImpl for FaceEmbed {
 
     fn sink_event(&self, event: gst::Event) -> bool {
         // Track ids restart with a new stream; their cached embeddings must not leak across.
-        if matches!(event.view(), gst::EventView::StreamStart(_) | gst::EventView::FlushStop(_))
-            && let Some(state) = self.state.lock().unwrap().as_mut()
+        if matches!(
+            event.view(),
+            gst::EventView::StreamStart(_) | gst::EventView::FlushStop(_)
+        ) && let Some(state) = self.state.lock().unwrap().as_mut()
         {
             state.cache.clear();
         }
         self.parent_sink_event(event)
     }
 
-    fn transform_ip(&self, buffer: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
+    fn transform_ip(
+        &self,
+        buffer: &mut gst::BufferRef,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let policy = RefreshPolicy {
             interval: self.settings.lock().unwrap().refresh_interval as u64,
             ..RefreshPolicy::default()
         };
         let mut guard = self.state.lock().unwrap();
-        let State { embedder, info, cache, frames, inputs, embeddings, ready } =
-            guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+        let State {
+            embedder,
+            info,
+            cache,
+            frames,
+            inputs,
+            embeddings,
+            ready,
+        } = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
         let info = info.as_ref().ok_or(gst::FlowError::NotNegotiated)?;
         let frame_number = *frames;
         *frames += 1;
@@ -214,7 +245,11 @@ impl BaseTransformImpl for FaceEmbed {
                 None
             });
             let track = face.track().ok().flatten().map(|t| t.id);
-            inputs.push(FaceInput { landmarks, track, width: face.bbox().2 as f32 });
+            inputs.push(FaceInput {
+                landmarks,
+                track,
+                width: face.bbox().2 as f32,
+            });
         }
         let dim = embedder.dim();
         embeddings.resize(inputs.len() * dim, 0.0);
@@ -223,9 +258,18 @@ impl BaseTransformImpl for FaceEmbed {
 
         let mut computed = 0;
         video::with_frame(info, buffer, |frame| {
-            for ((input, slot), done) in inputs.iter().zip(embeddings.chunks_exact_mut(dim)).zip(ready.iter_mut()) {
-                let Some(landmarks) = input.landmarks else { continue };
-                if let Some(cached) = input.track.and_then(|t| cache.fresh(t, frame_number, input.width, &policy)) {
+            for ((input, slot), done) in inputs
+                .iter()
+                .zip(embeddings.chunks_exact_mut(dim))
+                .zip(ready.iter_mut())
+            {
+                let Some(landmarks) = input.landmarks else {
+                    continue;
+                };
+                if let Some(cached) = input
+                    .track
+                    .and_then(|t| cache.fresh(t, frame_number, input.width, &policy))
+                {
                     slot.copy_from_slice(cached);
                     *done = true;
                     continue;
@@ -244,7 +288,12 @@ impl BaseTransformImpl for FaceEmbed {
         })?;
         cache.evict_idle(frame_number, TRACK_IDLE_FRAMES);
         self.faces_embedded.fetch_add(computed, Ordering::Relaxed);
-        gst::trace!(CAT, imp = self, "{} faces, {computed} embedded", inputs.len());
+        gst::trace!(
+            CAT,
+            imp = self,
+            "{} faces, {computed} embedded",
+            inputs.len()
+        );
 
         let model = embedder.identity();
         let mut slots = embeddings.chunks_exact(dim).zip(ready.iter());

@@ -14,7 +14,11 @@ use gst_base::subclass::prelude::*;
 use crate::video;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
-    gst::DebugCategory::new("fgmatch", gst::DebugColorFlags::empty(), Some("FaceGate gallery matcher"))
+    gst::DebugCategory::new(
+        "fgmatch",
+        gst::DebugColorFlags::empty(),
+        Some("FaceGate gallery matcher"),
+    )
 });
 
 /// Between the highest different-person similarity (about 0.27) and the lowest same-person one
@@ -43,6 +47,9 @@ impl Default for Settings {
     }
 }
 
+/// A face's match and the top-k candidates (id, similarity) it was chosen from.
+type Found = (Match, Vec<(String, f32)>);
+
 /// One embedded face of the current frame, read before the buffer is written.
 struct Query {
     bbox: PixelRect,
@@ -57,7 +64,7 @@ struct State {
     queries: Vec<Query>,
     embeddings: Vec<f32>,
     scratch: Vec<f32>,
-    matches: Vec<Option<(Match, Vec<(String, f32)>)>>,
+    matches: Vec<Option<Found>>,
 }
 
 #[derive(Default)]
@@ -121,14 +128,22 @@ impl ObjectImpl for FaceMatch {
             "gallery" => settings.gallery = value.get().expect("type checked upstream"),
             "threshold" => settings.threshold = value.get().expect("type checked upstream"),
             "top-k" => settings.top_k = value.get().expect("type checked upstream"),
-            "poll-interval" => settings.poll_interval_ms = value.get().expect("type checked upstream"),
+            "poll-interval" => {
+                settings.poll_interval_ms = value.get().expect("type checked upstream")
+            }
             name => unreachable!("unknown property {name}"),
         }
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         match pspec.name() {
-            "generation" => self.state.lock().unwrap().as_ref().map_or(0, |s| s.gallery.generation()).to_value(),
+            "generation" => self
+                .state
+                .lock()
+                .unwrap()
+                .as_ref()
+                .map_or(0, |s| s.gallery.generation())
+                .to_value(),
             name => {
                 let settings = self.settings.lock().unwrap();
                 match name {
@@ -159,29 +174,50 @@ impl ElementImpl for FaceMatch {
     }
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
-        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(video::filter_pad_templates);
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> =
+            LazyLock::new(video::filter_pad_templates);
         TEMPLATES.as_ref()
     }
 }
 
 impl BaseTransformImpl for FaceMatch {
-    const MODE: gst_base::subclass::BaseTransformMode = gst_base::subclass::BaseTransformMode::AlwaysInPlace;
+    const MODE: gst_base::subclass::BaseTransformMode =
+        gst_base::subclass::BaseTransformMode::AlwaysInPlace;
     const PASSTHROUGH_ON_SAME_CAPS: bool = false;
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = self.settings.lock().unwrap().clone();
-        let dir = settings.gallery.filter(|d| !d.is_empty()).map(PathBuf::from).ok_or_else(|| {
-            gst::error_msg!(gst::ResourceError::NotFound, ("no gallery set: set fgmatch's gallery property to a gallery directory"))
-        })?;
-        let gallery = Gallery::open(&dir).map_err(|e| gst::error_msg!(gst::ResourceError::OpenRead, ("{}", e)))?;
-        gst::info!(CAT, imp = self, "gallery {} generation {}: {} people", dir.display(), gallery.generation(), gallery.len());
+        let dir = settings
+            .gallery
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .ok_or_else(|| {
+                gst::error_msg!(
+                    gst::ResourceError::NotFound,
+                    ("no gallery set: set fgmatch's gallery property to a gallery directory")
+                )
+            })?;
+        let gallery = Gallery::open(&dir)
+            .map_err(|e| gst::error_msg!(gst::ResourceError::OpenRead, ("{}", e)))?;
+        gst::info!(
+            CAT,
+            imp = self,
+            "gallery {} generation {}: {} people",
+            dir.display(),
+            gallery.generation(),
+            gallery.len()
+        );
         let watcher = match settings.poll_interval_ms {
             0 => None,
             ms => Some(
-                GalleryWatcher::spawn(dir, gallery.generation(), Duration::from_millis(ms as u64)).map_err(|e| {
-                    gst::error_msg!(gst::CoreError::Thread, ("cannot start the gallery watcher: {}", e))
-                })?,
+                GalleryWatcher::spawn(dir, gallery.generation(), Duration::from_millis(ms as u64))
+                    .map_err(|e| {
+                        gst::error_msg!(
+                            gst::CoreError::Thread,
+                            ("cannot start the gallery watcher: {}", e)
+                        )
+                    })?,
             ),
         };
         *self.state.lock().unwrap() = Some(State {
@@ -201,7 +237,10 @@ impl BaseTransformImpl for FaceMatch {
         Ok(())
     }
 
-    fn transform_ip(&self, buffer: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
+    fn transform_ip(
+        &self,
+        buffer: &mut gst::BufferRef,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let (threshold, top_k) = {
             let settings = self.settings.lock().unwrap();
             (settings.threshold, settings.top_k as usize)
@@ -248,20 +287,32 @@ impl BaseTransformImpl for FaceMatch {
         for query in &state.queries {
             let embedding = &state.embeddings[query.offset..query.offset + dim];
             let found = state.gallery.search(embedding, top_k).map_err(|e| {
-                gst::element_imp_error!(self, gst::StreamError::Failed, ("gallery search failed: {}", e));
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Failed,
+                    ("gallery search failed: {}", e)
+                );
                 gst::FlowError::Error
             })?;
-            let best = found.first().filter(|best| best.similarity as f64 >= threshold).map(|best| {
-                let matched = Match {
-                    id: best.id.clone(),
-                    label: best.label.clone(),
-                    similarity: best.similarity as f64,
-                    generation,
-                };
-                let candidates = found.iter().map(|c| (c.id.clone(), c.similarity)).collect();
-                (matched, candidates)
-            });
-            gst::trace!(CAT, imp = self, "best {:?}", found.first().map(|m| (&m.id, m.similarity)));
+            let best = found
+                .first()
+                .filter(|best| best.similarity as f64 >= threshold)
+                .map(|best| {
+                    let matched = Match {
+                        id: best.id.clone(),
+                        label: best.label.clone(),
+                        similarity: best.similarity as f64,
+                        generation,
+                    };
+                    let candidates = found.iter().map(|c| (c.id.clone(), c.similarity)).collect();
+                    (matched, candidates)
+                });
+            gst::trace!(
+                CAT,
+                imp = self,
+                "best {:?}",
+                found.first().map(|m| (&m.id, m.similarity))
+            );
             state.matches.push(best);
         }
 
@@ -283,7 +334,9 @@ impl FaceMatch {
     /// Switches to a generation the watcher has loaded; a broken one is reported and the last
     /// good gallery stays in use.
     fn take_new_generation(&self, state: &mut State) {
-        let Some(update) = state.watcher.as_ref().and_then(GalleryWatcher::try_update) else { return };
+        let Some(update) = state.watcher.as_ref().and_then(GalleryWatcher::try_update) else {
+            return;
+        };
         match update {
             Ok(gallery) => {
                 gst::info!(
@@ -299,7 +352,11 @@ impl FaceMatch {
                 gst::element_imp_warning!(
                     self,
                     gst::ResourceError::Read,
-                    ("keeping gallery generation {}: {}", state.gallery.generation(), e)
+                    (
+                        "keeping gallery generation {}: {}",
+                        state.gallery.generation(),
+                        e
+                    )
                 );
             }
         }
@@ -308,16 +365,35 @@ impl FaceMatch {
     fn post_matches(&self, buffer: &gst::BufferRef, state: &State, top_k: usize) {
         let pts = buffer.pts();
         let running_time = pts.and_then(|pts| {
-            self.obj().segment().downcast_ref::<gst::ClockTime>().and_then(|segment| segment.to_running_time(pts))
+            self.obj()
+                .segment()
+                .downcast_ref::<gst::ClockTime>()
+                .and_then(|segment| segment.to_running_time(pts))
         });
         for (query, result) in state.queries.iter().zip(&state.matches) {
-            let Some((matched, candidates)) = result else { continue };
-            let mut structure = facegate_meta::match_message_structure(matched, query.bbox, query.track, pts, running_time);
+            let Some((matched, candidates)) = result else {
+                continue;
+            };
+            let mut structure = facegate_meta::match_message_structure(
+                matched,
+                query.bbox,
+                query.track,
+                pts,
+                running_time,
+            );
             if top_k > 1 {
-                structure.set("candidate-ids", gst::Array::new(candidates.iter().map(|(id, _)| id.as_str())));
-                structure.set("candidate-similarities", gst::Array::new(candidates.iter().map(|(_, s)| *s as f64)));
+                structure.set(
+                    "candidate-ids",
+                    gst::Array::new(candidates.iter().map(|(id, _)| id.as_str())),
+                );
+                structure.set(
+                    "candidate-similarities",
+                    gst::Array::new(candidates.iter().map(|(_, s)| *s as f64)),
+                );
             }
-            let message = gst::message::Element::builder(structure).src(&*self.obj()).build();
+            let message = gst::message::Element::builder(structure)
+                .src(&*self.obj())
+                .build();
             let _ = self.obj().post_message(message);
         }
     }

@@ -11,7 +11,11 @@ use gst_base::subclass::prelude::*;
 use crate::video;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
-    gst::DebugCategory::new("fgmetadump", gst::DebugColorFlags::empty(), Some("FaceGate metadata dump"))
+    gst::DebugCategory::new(
+        "fgmetadump",
+        gst::DebugColorFlags::empty(),
+        Some("FaceGate metadata dump"),
+    )
 });
 
 const DEFAULT_LOCATION: &str = "-";
@@ -25,7 +29,10 @@ struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { location: DEFAULT_LOCATION.into(), embeddings: DEFAULT_EMBEDDINGS }
+        Settings {
+            location: DEFAULT_LOCATION.into(),
+            embeddings: DEFAULT_EMBEDDINGS,
+        }
     }
 }
 
@@ -106,13 +113,15 @@ impl ElementImpl for FaceMetaDump {
     }
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
-        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(video::filter_pad_templates);
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> =
+            LazyLock::new(video::filter_pad_templates);
         TEMPLATES.as_ref()
     }
 }
 
 impl BaseTransformImpl for FaceMetaDump {
-    const MODE: gst_base::subclass::BaseTransformMode = gst_base::subclass::BaseTransformMode::AlwaysInPlace;
+    const MODE: gst_base::subclass::BaseTransformMode =
+        gst_base::subclass::BaseTransformMode::AlwaysInPlace;
     const PASSTHROUGH_ON_SAME_CAPS: bool = true;
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = true;
 
@@ -122,19 +131,27 @@ impl BaseTransformImpl for FaceMetaDump {
             Box::new(std::io::stdout())
         } else {
             Box::new(File::create(&location).map_err(|e| {
-                gst::error_msg!(gst::ResourceError::OpenWrite, ("cannot write metadata to {}: {}", location, e))
+                gst::error_msg!(
+                    gst::ResourceError::OpenWrite,
+                    ("cannot write metadata to {}: {}", location, e)
+                )
             })?)
         };
-        *self.state.lock().unwrap() = Some(State { out: BufWriter::new(sink), size: None });
+        *self.state.lock().unwrap() = Some(State {
+            out: BufWriter::new(sink),
+            size: None,
+        });
         Ok(())
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         if let Some(mut state) = self.state.lock().unwrap().take() {
-            state
-                .out
-                .flush()
-                .map_err(|e| gst::error_msg!(gst::ResourceError::Write, ("flushing metadata failed: {}", e)))?;
+            state.out.flush().map_err(|e| {
+                gst::error_msg!(
+                    gst::ResourceError::Write,
+                    ("flushing metadata failed: {}", e)
+                )
+            })?;
         }
         Ok(())
     }
@@ -148,13 +165,20 @@ impl BaseTransformImpl for FaceMetaDump {
         Ok(())
     }
 
-    fn transform_ip_passthrough(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
+    fn transform_ip_passthrough(
+        &self,
+        buffer: &gst::Buffer,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let embeddings = self.settings.lock().unwrap().embeddings;
         let mut guard = self.state.lock().unwrap();
         let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
         let (width, height) = state.size.ok_or(gst::FlowError::NotNegotiated)?;
         let line = FrameLine::from_buffer(buffer, width, height, embeddings).map_err(|e| {
-            gst::element_imp_error!(self, gst::StreamError::Decode, ("malformed face metadata: {}", e));
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Decode,
+                ("malformed face metadata: {}", e)
+            );
             gst::FlowError::Error
         })?;
         // One line per frame, flushed, so a reader following the file sees each frame as it passes.
@@ -163,7 +187,11 @@ impl BaseTransformImpl for FaceMetaDump {
             .and_then(|()| state.out.write_all(b"\n"))
             .and_then(|()| state.out.flush());
         written.map_err(|e| {
-            gst::element_imp_error!(self, gst::ResourceError::Write, ("writing metadata failed: {}", e));
+            gst::element_imp_error!(
+                self,
+                gst::ResourceError::Write,
+                ("writing metadata failed: {}", e)
+            );
             gst::FlowError::Error
         })?;
         Ok(gst::FlowSuccess::Ok)

@@ -2,16 +2,13 @@ use std::fmt::Write;
 use std::sync::{LazyLock, Mutex};
 
 use facegate_meta::{LANDMARKS, PixelRect};
+use facegate_vision::Rect;
 use facegate_vision::canvas::{self, Canvas, Colour};
-use facegate_vision::{PixelFormat, Rect, YuvMatrix};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
-use gst_video::prelude::*;
-use gst_video::{
-    VideoColorMatrix, VideoColorRange, VideoFormat, VideoInfo, VideoRegionOfInterestMeta,
-};
+use gst_video::VideoInfo;
 
 use crate::video;
 
@@ -78,85 +75,36 @@ impl State {
     /// A param that is missing or malformed is left out; the box is drawn all the same.
     fn read_faces(&mut self, buffer: &gst::BufferRef, settings: &Settings) {
         self.count = 0;
-        for roi in buffer.iter_meta::<VideoRegionOfInterestMeta>() {
-            if roi.roi_type() != facegate_meta::ROI_TYPE {
-                continue;
-            }
+        for face in facegate_meta::faces(buffer) {
             if self.count == self.marks.len() {
                 self.marks.push(Mark::default());
             }
             let mark = &mut self.marks[self.count];
             self.count += 1;
-            let detection = roi.param(facegate_meta::DETECTION);
-            mark.bbox = roi.rect();
-            mark.landmarks = detection
-                .filter(|_| settings.draw_landmarks)
-                .and_then(read_landmarks);
-            let matched = roi.param(facegate_meta::MATCH).and_then(|s| {
-                let similarity = s.get::<f64>("similarity").ok()?;
-                let label = s
-                    .get::<&str>("label")
-                    .ok()
-                    .filter(|label| !label.is_empty());
-                Some((label.or_else(|| s.get::<&str>("id").ok())?, similarity))
-            });
+            mark.bbox = face.bbox();
+            mark.landmarks = if settings.draw_landmarks {
+                face.landmarks().ok().flatten()
+            } else {
+                None
+            };
+            let matched = face.match_ref().ok().flatten();
             mark.matched = matched.is_some();
             mark.caption.clear();
             if !settings.draw_labels {
                 continue;
             }
-            let track = roi
-                .param(facegate_meta::TRACK)
-                .and_then(|s| s.get::<u64>("id").ok());
-            let score = detection.and_then(|s| s.get::<f64>("score").ok());
-            // Writing to a String cannot fail.
+            let track = face.track().ok().flatten().map(|t| t.id);
+            let score = face.score().ok().flatten();
             let _ = match (matched, track, score) {
-                (Some((label, similarity)), _, _) => {
-                    write!(mark.caption, "{label} {similarity:.2}")
+                (Some(m), _, _) => {
+                    let name = if m.label.is_empty() { m.id } else { m.label };
+                    write!(mark.caption, "{name} {:.2}", m.similarity)
                 }
                 (None, Some(id), _) => write!(mark.caption, "#{id}"),
                 (None, None, Some(score)) => write!(mark.caption, "face {score:.2}"),
                 (None, None, None) => write!(mark.caption, "face"),
             };
         }
-    }
-}
-
-fn read_landmarks(s: &gst::StructureRef) -> Option<[[f32; 2]; LANDMARKS]> {
-    let values = s.get::<gst::ArrayRef>("landmarks").ok()?;
-    if values.len() != 2 * LANDMARKS {
-        return None;
-    }
-    let mut landmarks = [[0.0; 2]; LANDMARKS];
-    for (i, value) in values.iter().enumerate() {
-        landmarks[i / 2][i % 2] = value.get::<f32>().ok()?;
-    }
-    Some(landmarks)
-}
-
-fn pixel_format(format: VideoFormat) -> Option<PixelFormat> {
-    Some(match format {
-        VideoFormat::Rgb => PixelFormat::Rgb,
-        VideoFormat::Bgr => PixelFormat::Bgr,
-        VideoFormat::Rgbx => PixelFormat::Rgbx,
-        VideoFormat::Bgrx => PixelFormat::Bgrx,
-        VideoFormat::Rgba => PixelFormat::Rgba,
-        VideoFormat::Bgra => PixelFormat::Bgra,
-        VideoFormat::I420 => PixelFormat::I420,
-        VideoFormat::Nv12 => PixelFormat::Nv12,
-        _ => return None,
-    })
-}
-
-/// The same choice of matrix as the readers make (`video::with_frame`), so colours round-trip.
-fn yuv_matrix(info: &VideoInfo) -> YuvMatrix {
-    let colorimetry = info.colorimetry();
-    let full_range = colorimetry.range() == VideoColorRange::Range0_255;
-    match (colorimetry.matrix(), full_range) {
-        (VideoColorMatrix::Bt709, true) => YuvMatrix::BT709_FULL,
-        (VideoColorMatrix::Bt709, false) => YuvMatrix::BT709_LIMITED,
-        (_, true) => YuvMatrix::BT601_FULL,
-        (_, false) => YuvMatrix::BT601_LIMITED,
     }
 }
 
@@ -347,34 +295,13 @@ impl BaseTransformImpl for FaceOverlay {
             return Ok(gst::FlowSuccess::Ok);
         }
         let info = state.info.as_ref().ok_or(gst::FlowError::NotNegotiated)?;
-        let format = pixel_format(info.format()).ok_or(gst::FlowError::NotNegotiated)?;
-        let mut frame =
-            gst_video::VideoFrameRef::from_buffer_ref_writable(buffer, info).map_err(|err| {
-                gst::error!(CAT, imp = self, "cannot map the frame for writing: {err}");
-                gst::FlowError::Error
-            })?;
-        // Our formats have at most three planes; fixed arrays keep the per-frame path allocation-free.
-        let count = (frame.n_planes() as usize).min(3);
-        let mut strides = [0usize; 3];
-        for (stride, &frame_stride) in strides.iter_mut().zip(frame.plane_stride()) {
-            *stride = frame_stride.max(0) as usize;
-        }
-        let mut planes = frame.planes_data_mut();
-        let mut canvas = Canvas::new(
-            info.width() as usize,
-            info.height() as usize,
-            format,
-            &mut planes[..count],
-            &strides[..count],
-            yuv_matrix(info),
-        )
-        .map_err(|err| {
-            gst::error!(CAT, imp = self, "unusable frame: {err}");
-            gst::FlowError::Error
-        })?;
-        for mark in &state.marks[..state.count] {
-            draw(&mut canvas, mark, &settings);
-        }
+        let marks = &state.marks[..state.count];
+        video::with_canvas(info, buffer, |canvas| {
+            for mark in marks {
+                draw(canvas, mark, &settings);
+            }
+        })
+        .inspect_err(|err| gst::error!(CAT, imp = self, "cannot draw on the frame: {err:?}"))?;
         gst::trace!(CAT, imp = self, "drew {} faces", state.count);
         Ok(gst::FlowSuccess::Ok)
     }
@@ -395,7 +322,7 @@ mod tests {
         for x in [0, 10, 20, 30] {
             facegate_meta::add_face(buf, (x, 0, 8, 8), 0.934, &LANDMARKS_AT, "yunet@test");
         }
-        VideoRegionOfInterestMeta::add(buf, "car", (0, 0, 4, 4));
+        gst_video::VideoRegionOfInterestMeta::add(buf, "car", (0, 0, 4, 4));
         let mut index = 0;
         facegate_meta::for_each_face_mut(buf, |face| {
             if index < 2 {
@@ -409,7 +336,7 @@ mod tests {
                 face.set_match(&facegate_meta::Match {
                     id: "p-001".into(),
                     label: label.into(),
-                    similarity: 0.7071,
+                    similarity: 0.7149,
                     generation: 1,
                 });
             }

@@ -10,7 +10,11 @@ use gst_base::subclass::prelude::*;
 use crate::video;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
-    gst::DebugCategory::new("fgtrack", gst::DebugColorFlags::empty(), Some("FaceGate face tracker"))
+    gst::DebugCategory::new(
+        "fgtrack",
+        gst::DebugColorFlags::empty(),
+        Some("FaceGate face tracker"),
+    )
 });
 
 const DEFAULT_MAX_AGE: u32 = 15;
@@ -24,7 +28,10 @@ struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { max_age: DEFAULT_MAX_AGE, iou_threshold: DEFAULT_IOU_THRESHOLD }
+        Settings {
+            max_age: DEFAULT_MAX_AGE,
+            iou_threshold: DEFAULT_IOU_THRESHOLD,
+        }
     }
 }
 
@@ -107,13 +114,15 @@ impl ElementImpl for FaceTrack {
     }
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
-        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(video::filter_pad_templates);
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> =
+            LazyLock::new(video::filter_pad_templates);
         TEMPLATES.as_ref()
     }
 }
 
 impl BaseTransformImpl for FaceTrack {
-    const MODE: gst_base::subclass::BaseTransformMode = gst_base::subclass::BaseTransformMode::AlwaysInPlace;
+    const MODE: gst_base::subclass::BaseTransformMode =
+        gst_base::subclass::BaseTransformMode::AlwaysInPlace;
     const PASSTHROUGH_ON_SAME_CAPS: bool = false;
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
 
@@ -124,28 +133,49 @@ impl BaseTransformImpl for FaceTrack {
 
     fn sink_event(&self, event: gst::Event) -> bool {
         // A new stream or a seek: faces before it say nothing about faces after it.
-        if matches!(event.view(), gst::EventView::StreamStart(_) | gst::EventView::FlushStop(_)) {
+        if matches!(
+            event.view(),
+            gst::EventView::StreamStart(_) | gst::EventView::FlushStop(_)
+        ) {
             gst::debug!(CAT, imp = self, "resetting tracks on {:?}", event.type_());
             self.state.lock().unwrap().tracker.reset();
         }
         self.parent_sink_event(event)
     }
 
-    fn transform_ip(&self, buffer: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
+    fn transform_ip(
+        &self,
+        buffer: &mut gst::BufferRef,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let settings = *self.settings.lock().unwrap();
-        let config = TrackerConfig { iou_threshold: settings.iou_threshold as f32, max_age: settings.max_age };
+        let config = TrackerConfig {
+            iou_threshold: settings.iou_threshold as f32,
+            max_age: settings.max_age,
+        };
         let mut guard = self.state.lock().unwrap();
-        let State { tracker, boxes, labels } = &mut *guard;
+        let State {
+            tracker,
+            boxes,
+            labels,
+        } = &mut *guard;
         boxes.clear();
         boxes.extend(facegate_meta::faces(buffer).map(|face| {
             let (x, y, w, h) = face.bbox();
-            Rect { x: x as f32, y: y as f32, w: w as f32, h: h as f32 }
+            Rect {
+                x: x as f32,
+                y: y as f32,
+                w: w as f32,
+                h: h as f32,
+            }
         }));
         tracker.update(boxes, &config, labels);
         let mut next = labels.iter();
         facegate_meta::for_each_face_mut(buffer, |face| {
             if let Some(label) = next.next() {
-                face.set_track(facegate_meta::Track { id: label.id, age: label.age });
+                face.set_track(facegate_meta::Track {
+                    id: label.id,
+                    age: label.age,
+                });
             }
         });
         gst::trace!(CAT, imp = self, "tracks {:?}", labels);

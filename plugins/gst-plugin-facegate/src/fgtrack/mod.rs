@@ -10,5 +10,10 @@ glib::wrapper! {
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
-    gst::Element::register(Some(plugin), "fgtrack", gst::Rank::NONE, FaceTrack::static_type())
+    gst::Element::register(
+        Some(plugin),
+        "fgtrack",
+        gst::Rank::NONE,
+        FaceTrack::static_type(),
+    )
 }

@@ -1,0 +1,183 @@
+//! What the end-to-end tests share: finding the fetched assets (failing loudly when they are
+//! missing), reading OpenCV's reference answers, and a little geometry.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use facegate_appliance::identify::{self, Options};
+use facegate_appliance::pipeline::Models;
+use facegate_meta::FaceRecord;
+use gst::prelude::*;
+use serde::Deserialize;
+
+const SETUP: &str = "run `make setup` (scripts/setup.sh) to fetch the models, photos and videos";
+
+fn workspace() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// An asset directory from its environment variable, else the repository's `.assets`.
+pub fn asset_dir(variable: &str, fallback: &str) -> PathBuf {
+    let dir = std::env::var_os(variable)
+        .map_or_else(|| workspace().join(".assets").join(fallback), PathBuf::from);
+    assert!(
+        dir.is_dir(),
+        "{} ({variable}) is missing: {SETUP}",
+        dir.display()
+    );
+    dir
+}
+
+pub fn photo(name: &str) -> PathBuf {
+    let path = asset_dir("FACEGATE_PHOTO_DIR", "photos").join(name);
+    assert!(
+        path.is_file(),
+        "photo {} is missing: {SETUP}",
+        path.display()
+    );
+    path
+}
+
+pub fn video(name: &str) -> PathBuf {
+    let path = asset_dir("FACEGATE_VIDEO_DIR", "videos").join(name);
+    assert!(
+        path.is_file(),
+        "video {} is missing: {SETUP}",
+        path.display()
+    );
+    path
+}
+
+/// Points the elements at the fetched models and ONNX Runtime unless the environment already does.
+pub fn init() {
+    let defaults = [
+        ("FACEGATE_MODEL_DIR", workspace().join(".assets/models")),
+        (
+            "ORT_DYLIB_PATH",
+            workspace().join(".assets/onnxruntime/libonnxruntime.so.1.32.0"),
+        ),
+    ];
+    for (variable, default) in defaults {
+        let path = std::env::var_os(variable).map_or(default, PathBuf::from);
+        assert!(
+            path.exists(),
+            "{} ({variable}) is missing: {SETUP}",
+            path.display()
+        );
+        // SAFETY: set before any thread of this test reads the environment (GStreamer and ONNX
+        // Runtime start on first use below), and to the value already in force.
+        unsafe { std::env::set_var(variable, &path) };
+    }
+    facegate_appliance::init().expect("GStreamer initialises");
+}
+
+/// Every face of the first frame of `file`, detected at `input_size`, optionally matched.
+pub fn faces(file: &Path, input_size: u32, gallery: Option<&Path>) -> Vec<FaceRecord> {
+    let options = Options {
+        gallery: gallery.map(Path::to_path_buf),
+        models: Models {
+            input_size: Some(input_size),
+            ..Models::default()
+        },
+    };
+    let frames = identify::records(file, &options)
+        .unwrap_or_else(|e| panic!("identify {}: {e}", file.display()));
+    frames.into_iter().next().unwrap_or_default()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Reference {
+    pub opencv_version: String,
+    pub photos: Vec<ReferencePhoto>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ReferencePhoto {
+    pub file: String,
+    pub width: u32,
+    pub height: u32,
+    pub faces: Vec<ReferenceFace>,
+    pub faces_320: Vec<ReferenceFace>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ReferenceFace {
+    pub bbox: [f32; 4],
+    pub landmarks: [[f32; 2]; 5],
+    pub score: f32,
+    pub embedding: Vec<f32>,
+}
+
+/// OpenCV's answers on the development photos, made by scripts/opencv-reference.py.
+pub fn reference() -> Reference {
+    let path = workspace().join("tests/fixtures/opencv_reference.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+pub fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
+    let ix = (a[0] + a[2]).min(b[0] + b[2]) - a[0].max(b[0]);
+    let iy = (a[1] + a[3]).min(b[1] + b[3]) - a[1].max(b[1]);
+    if ix <= 0.0 || iy <= 0.0 {
+        return 0.0;
+    }
+    let inter = ix * iy;
+    inter / (a[2] * a[3] + b[2] * b[3] - inter)
+}
+
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Who is in each development photo: impostor_1.jpg is another photo of Barack Obama.
+pub fn person(photo: &str) -> &'static str {
+    match photo {
+        "person_a_1.jpg" | "person_a_2.jpg" => "person-a",
+        "person_b_1.jpg" | "person_b_2.jpg" => "person-b",
+        "obama.jpg" | "obama2.jpg" | "obama3.jpg" | "impostor_1.jpg" => "obama",
+        "biden.jpg" => "biden",
+        "impostor_2.jpg" => "impostor-2",
+        other => panic!("unknown development photo {other}"),
+    }
+}
+
+/// fgmatch's default threshold: the one the gate uses.
+pub fn match_threshold() -> f64 {
+    let element = gst::ElementFactory::make("fgmatch")
+        .build()
+        .expect("fgmatch is registered");
+    element.property::<f64>("threshold")
+}
+
+/// A photo decoded the way the gate receives frames (I420 from the JPEG decoder).
+pub struct Decoded {
+    pub info: gst_video::VideoInfo,
+    pub buffer: gst::Buffer,
+}
+
+pub fn decode(path: &Path) -> Decoded {
+    let description = "filesrc name=source ! decodebin ! videoconvert ! video/x-raw,format=I420 ! appsink name=sink";
+    let pipeline = gst::parse::launch(description)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    pipeline
+        .by_name("source")
+        .unwrap()
+        .set_property("location", path.to_str().unwrap());
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let sample = sink
+        .pull_sample()
+        .unwrap_or_else(|_| panic!("{} decodes", path.display()));
+    pipeline.set_state(gst::State::Null).unwrap();
+    let info = gst_video::VideoInfo::from_caps(sample.caps().unwrap()).unwrap();
+    Decoded {
+        info,
+        buffer: sample.buffer_owned().unwrap(),
+    }
+}
