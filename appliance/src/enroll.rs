@@ -38,6 +38,18 @@ pub enum Refusal {
     NotEmbedded,
     #[error("{0}")]
     Gallery(#[from] GalleryError),
+    /// The models could not run at all: no photo can be enrolled, so the batch stops.
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// Why a whole batch failed.
+#[derive(Debug, Error)]
+pub enum EnrollError {
+    #[error("{0}")]
+    Gallery(#[from] GalleryError),
+    #[error("{0}")]
+    Setup(String),
 }
 
 /// A photo's single face, ready for the gallery.
@@ -67,7 +79,8 @@ pub fn embed_photo(photo: &Path, models: &Models) -> Result<PhotoFace, Refusal> 
     let frames = pipeline::collect_faces(&pipeline, 1);
     pipeline::run(&pipeline, photo, |_| {}).map_err(|e| match e {
         pipeline::PipelineError::Failed { message, .. } => Refusal::Unreadable(message),
-        other => Refusal::Unreadable(other.to_string()),
+        pipeline::PipelineError::Setup { message, .. } => Refusal::Setup(message),
+        parse @ pipeline::PipelineError::Parse(_) => Refusal::Setup(parse.to_string()),
     })?;
     let frames = std::mem::take(&mut *frames.lock().unwrap());
     let faces = frames
@@ -133,11 +146,11 @@ pub fn enroll_all(
     replace: bool,
     models: &Models,
     mut progress: impl FnMut(&Outcome),
-) -> Result<Report, GalleryError> {
+) -> Result<Report, EnrollError> {
     let mut gallery: Option<Gallery> = match Gallery::open(gallery_dir) {
         Ok(gallery) => Some(gallery),
         Err(GalleryError::NotFound { .. }) => None,
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
     let mut outcomes = Vec::with_capacity(requests.len());
     let mut staged = 0;
@@ -161,6 +174,9 @@ pub fn enroll_all(
             staged += 1;
             Ok(())
         });
+        if let Err(Refusal::Setup(message)) = result {
+            return Err(EnrollError::Setup(message));
+        }
         let outcome = Outcome { request, result };
         progress(&outcome);
         outcomes.push(outcome);

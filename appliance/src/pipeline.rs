@@ -16,7 +16,14 @@ pub enum PipelineError {
     Parse(String),
     #[error("{file}: {message}")]
     Failed { file: String, message: String },
+    /// One of our elements failed (a missing or corrupt model or gallery): a set-up problem,
+    /// not a problem of the file being processed.
+    #[error("{message}")]
+    Setup { element: String, message: String },
 }
+
+/// Names the CLI gives our elements in its pipelines.
+const OUR_ELEMENTS: [&str; 3] = ["detect", "embed", "match"];
 
 /// Options shared by the pipelines the CLI builds.
 #[derive(Clone, Debug, Default)]
@@ -83,7 +90,13 @@ pub fn run(
         match message.view() {
             gst::MessageView::Eos(_) => break,
             gst::MessageView::Error(err) => {
-                outcome = Err(failed(err.error().to_string()));
+                let element = err.src().map(|s| s.name().to_string()).unwrap_or_default();
+                let message = err.error().to_string();
+                outcome = Err(if OUR_ELEMENTS.contains(&element.as_str()) {
+                    PipelineError::Setup { element, message }
+                } else {
+                    failed(message)
+                });
                 break;
             }
             gst::MessageView::Element(element) => {

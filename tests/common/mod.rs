@@ -181,3 +181,47 @@ pub fn decode(path: &Path) -> Decoded {
         buffer: sample.buffer_owned().unwrap(),
     }
 }
+
+/// A face's on-screen interval in a generated video (scripts/make-videos.sh writes the timeline).
+#[derive(Debug, Deserialize)]
+pub struct Walkup {
+    pub photo: String,
+    pub first_frame: usize,
+    pub last_frame: usize,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Timeline {
+    pub frames: usize,
+    pub walkups: Vec<Walkup>,
+}
+
+pub fn timeline(video_name: &str) -> Timeline {
+    let path = video(video_name).with_extension("timeline.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}: {SETUP}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Enrols (id, label, photo) into a fresh gallery under `dir` through the CLI's enrolment code.
+pub fn enroll(dir: &Path, people: &[(&str, &str, &str)]) -> PathBuf {
+    use facegate_appliance::enroll::{Request, enroll_all};
+    let gallery = dir.join("gallery");
+    let requests = people
+        .iter()
+        .map(|(id, label, file)| Request {
+            id: (*id).into(),
+            label: (*label).into(),
+            photo: photo(file),
+        })
+        .collect();
+    let report =
+        enroll_all(&gallery, requests, false, &Models::default(), |_| {}).expect("gallery writes");
+    assert_eq!(
+        report.refused(),
+        0,
+        "development photos enrol: {:?}",
+        report.outcomes
+    );
+    gallery
+}

@@ -412,19 +412,25 @@ pub fn temp_file(name: &str, bytes: &[u8]) -> (tempfile::TempDir, PathBuf) {
 /// How long a test waits for something asynchronous (a gallery reload) before failing.
 pub const PATIENCE: Duration = Duration::from_secs(2);
 
-/// Where OpenCV's YuNet (tests/fixtures/opencv_reference.json) puts the face of `photo`, mapped
-/// into a `width` x `height` frame the photo was scaled into with its aspect kept and centred.
-pub fn reference_box(photo: &str, width: u32, height: u32) -> [f64; 4] {
+/// The entry of `photo` in tests/fixtures/opencv_reference.json (made by
+/// scripts/opencv-reference.py from the full-size photos).
+fn reference_entry(photo: &str) -> serde_json::Value {
     let path =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/opencv_reference.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let reference: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let entry = reference["photos"]
-        .as_array()
-        .unwrap()
+    let mut reference: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let photos = reference["photos"].as_array_mut().unwrap();
+    let position = photos
         .iter()
-        .find(|p| p["file"] == photo)
+        .position(|p| p["file"] == photo)
         .unwrap_or_else(|| panic!("{photo} is not in {}", path.display()));
+    photos.swap_remove(position)
+}
+
+/// Where OpenCV's YuNet puts the face of `photo`, mapped into a `width` x `height` frame the photo
+/// was scaled into with its aspect kept and centred.
+pub fn reference_box(photo: &str, width: u32, height: u32) -> [f64; 4] {
+    let entry = reference_entry(photo);
     let (w, h) = (
         entry["width"].as_f64().unwrap(),
         entry["height"].as_f64().unwrap(),
@@ -462,4 +468,15 @@ pub fn box_distance(a: (u32, u32, u32, u32), b: [f64; 4]) -> f64 {
         .zip(b)
         .map(|(x, y)| (f64::from(*x) - y).abs())
         .fold(0.0, f64::max)
+}
+
+/// OpenCV's SFace embedding of the face in `photo` (tests/fixtures/opencv_reference.json).
+pub fn reference_embedding(photo: &str) -> Vec<f32> {
+    let entry = reference_entry(photo);
+    entry["faces"][0]["embedding"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect()
 }

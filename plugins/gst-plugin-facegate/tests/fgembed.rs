@@ -1,0 +1,206 @@
+//! fgembed in a harness behind the real detector: unit-length SFace embeddings on every face,
+//! the per-track cache counted through `faces-embedded`, format independence, bad model files.
+
+mod common;
+
+use common::{HEIGHT, WIDTH};
+use gst::prelude::*;
+use gst_check::Harness;
+
+const PHOTO: &str = "person_b_1.jpg";
+
+/// A harness around `chain` (fgdetect ... fgembed ...) with `frame`'s caps set.
+fn chain(description: &str, frame: &common::Frame) -> Harness {
+    common::init_with_models();
+    let (mut h, _bus) = common::harness_parse(description);
+    h.set_src_caps(frame.caps.clone());
+    h
+}
+
+fn faces_embedded(h: &mut Harness) -> u64 {
+    h.find_element("fgembed")
+        .expect("an fgembed in the chain")
+        .property::<u64>("faces-embedded")
+}
+
+/// Checks the embedding param of every face on `buffer` against the contract; returns the vectors.
+fn checked_embeddings(buffer: &gst::BufferRef, what: &str) -> Vec<Vec<f32>> {
+    let mut vectors = Vec::new();
+    for meta in buffer.iter_meta::<gst_video::VideoRegionOfInterestMeta>() {
+        let param = meta
+            .param(facegate_meta::EMBEDDING)
+            .unwrap_or_else(|| panic!("{what}: face {:?} has no embedding", meta.rect()));
+        assert_eq!(param.get::<u32>("dim").unwrap(), 128, "{what}: dim");
+        let data = param.get::<gst::glib::Bytes>("data").unwrap();
+        assert_eq!(data.len(), 128 * 4, "{what}: dim little-endian f32");
+        let model = param.get::<&str>("model").unwrap();
+        assert!(model.contains("sface"), "{what}: model {model:?}");
+        let vector: Vec<f32> = data
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let norm = common::norm(&vector);
+        assert!((norm - 1.0).abs() < 1e-3, "{what}: norm {norm}");
+        vectors.push(vector);
+    }
+    vectors
+}
+
+#[test]
+fn every_face_gets_a_unit_length_sface_embedding() {
+    let frame = common::two_photo_frame(PHOTO, "impostor_2.jpg", "BGRx", WIDTH, HEIGHT);
+    let mut h = chain("fgdetect ! fgtrack ! fgembed", &frame);
+    let out = common::push_pull(&mut h, frame.buffer_at(common::pts(0)));
+    let vectors = checked_embeddings(&out, "two faces");
+    assert_eq!(vectors.len(), 2);
+    let faces = common::faces(&out);
+    assert!(
+        faces
+            .iter()
+            .all(|f| f.track.is_some() && f.detection.is_some())
+    );
+    // Two different people: far apart (OpenCV: 0.13 for this pair).
+    let between = common::cosine(&vectors[0], &vectors[1]);
+    assert!(between < 0.3, "different people at cosine {between}");
+    assert_eq!(faces_embedded(&mut h), 2);
+}
+
+#[test]
+fn the_embedding_agrees_with_opencv() {
+    let frame = common::photo_frame(PHOTO, "BGRx", WIDTH, HEIGHT);
+    let mut h = chain("fgdetect ! fgembed", &frame);
+    let out = common::push_pull(&mut h, frame.buffer_at(common::pts(0)));
+    let vectors = checked_embeddings(&out, PHOTO);
+    assert_eq!(vectors.len(), 1);
+    // OpenCV embedded the full-size photo; this is the same face at about half the size.
+    let reference = common::reference_embedding(PHOTO);
+    let agreement = common::cosine(&vectors[0], &reference);
+    assert!(
+        agreement > 0.9,
+        "cosine {agreement} with OpenCV's embedding"
+    );
+}
+
+/// Pushes the same photo frame `frames` times through `description`; returns `faces-embedded`,
+/// after checking every frame came out embedded.
+fn embed_runs(description: &str, frames: u64) -> u64 {
+    let frame = common::photo_frame(PHOTO, "I420", WIDTH, HEIGHT);
+    let mut h = chain(description, &frame);
+    let mut first: Option<Vec<f32>> = None;
+    for n in 0..frames {
+        let out = common::push_pull(&mut h, frame.buffer_at(common::pts(n)));
+        let vector = common::only_embedding(&out).data;
+        // Identical frames: cached or recomputed, the vector is the same.
+        let first = first.get_or_insert_with(|| vector.clone());
+        let similarity = common::cosine(first, &vector);
+        assert!(similarity > 0.9999, "frame {}: cosine {similarity}", n + 1);
+    }
+    faces_embedded(&mut h)
+}
+
+#[test]
+fn a_track_is_embedded_once_per_refresh_interval() {
+    // Frames 1, 5 and 9.
+    let runs = embed_runs("fgdetect ! fgtrack ! fgembed refresh-interval=4", 10);
+    assert_eq!(runs, 3);
+}
+
+#[test]
+fn refresh_interval_zero_embeds_every_frame() {
+    let runs = embed_runs("fgdetect ! fgtrack ! fgembed refresh-interval=0", 10);
+    assert_eq!(runs, 10);
+}
+
+#[test]
+fn untracked_faces_are_embedded_on_every_frame() {
+    let runs = embed_runs("fgdetect ! fgembed refresh-interval=4", 10);
+    assert_eq!(runs, 10);
+}
+
+#[test]
+fn the_pixel_format_does_not_change_the_embedding() {
+    let embedding = |format: &str| {
+        let frame = common::photo_frame(PHOTO, format, WIDTH, HEIGHT);
+        let mut h = chain("fgdetect ! fgembed", &frame);
+        common::only_embedding(&common::push_pull(&mut h, frame.buffer_at(common::pts(0))))
+    };
+    let bgrx = embedding("BGRx");
+    let i420 = embedding("I420");
+    assert_eq!(bgrx.model, i420.model);
+    let similarity = common::cosine(&bgrx.data, &i420.data);
+    assert!(similarity >= 0.99, "BGRx vs I420: cosine {similarity}");
+}
+
+#[test]
+fn a_face_without_landmarks_is_passed_on_unembedded() {
+    let frame = common::photo_frame(PHOTO, "RGB", WIDTH, HEIGHT);
+    let (mut h, _element, _bus) = common::harness("fgembed", &[]);
+    h.set_src_caps(frame.caps.clone());
+    let mut buffer = frame.buffer_at(common::pts(0));
+    // A face region some other element added, without facegate-detection.
+    gst_video::VideoRegionOfInterestMeta::add(
+        buffer.get_mut().unwrap(),
+        "face",
+        (250, 80, 140, 200),
+    );
+    let out = common::push_pull(&mut h, buffer);
+    let faces = common::faces(&out);
+    assert_eq!(faces.len(), 1);
+    assert_eq!(faces[0].embedding, None);
+    assert_eq!(h.element().unwrap().property::<u64>("faces-embedded"), 0);
+}
+
+#[test]
+fn properties_have_the_documented_defaults_and_ranges() {
+    let element = common::element("fgembed", &[]);
+    assert_eq!(element.property::<Option<String>>("model"), None);
+    assert!(!common::mutable_in_playing(&element, "model"));
+    assert_eq!(
+        common::uint_spec(&element, "refresh-interval"),
+        (0, 100_000, 15)
+    );
+    assert!(common::mutable_in_playing(&element, "refresh-interval"));
+    assert_eq!(common::uint_spec(&element, "threads"), (0, 256, 0));
+    assert!(!common::mutable_in_playing(&element, "threads"));
+    let counter = common::pspec(&element, "faces-embedded");
+    assert!(counter.flags().contains(gst::glib::ParamFlags::READABLE));
+    assert!(
+        !counter.flags().contains(gst::glib::ParamFlags::WRITABLE),
+        "faces-embedded is read-only"
+    );
+    assert_eq!(element.property::<u64>("faces-embedded"), 0);
+    common::assert_refused("fgembed", "refresh-interval", "100001");
+    common::assert_refused("fgembed", "threads", "257");
+}
+
+fn start_error_with_model(path: &std::path::Path) -> String {
+    common::init_with_models();
+    let element = common::element("fgembed", &[("model", &path.to_str().unwrap())]);
+    common::start_error(&element)
+}
+
+#[test]
+fn a_missing_model_fails_the_state_change_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("no-such-sface.onnx");
+    let error = start_error_with_model(&path);
+    assert!(error.contains(path.to_str().unwrap()), "{error}");
+    assert!(error.contains("does not exist"), "{error}");
+}
+
+#[test]
+fn a_corrupt_model_fails_the_state_change_naming_the_file() {
+    let (_dir, path) = common::temp_file("garbage.onnx", b"not an onnx model at all");
+    let error = start_error_with_model(&path);
+    assert!(error.contains(path.to_str().unwrap()), "{error}");
+    assert!(error.contains("could not be loaded"), "{error}");
+}
+
+#[test]
+fn a_model_of_the_wrong_kind_fails_the_state_change_naming_the_file() {
+    common::init_with_models();
+    let yunet = common::detector_model();
+    let error = start_error_with_model(&yunet);
+    assert!(error.contains(yunet.to_str().unwrap()), "{error}");
+    assert!(error.contains("not the expected kind"), "{error}");
+}
