@@ -18,7 +18,7 @@ fail() { echo "setup: error: $*" >&2; exit 1; }
 trap 'fail "unexpected failure at scripts/setup.sh line $LINENO: $BASH_COMMAND"' ERR
 
 PKGS=(
-    pkg-config g++ cmake
+    make pkg-config g++ cmake
     libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
     gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
     libopenblas-dev liblapack-dev libgomp1

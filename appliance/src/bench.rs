@@ -1,19 +1,234 @@
-//! `facegatectl bench`: per-stage and end-to-end timings on real models and frames.
+//! `facegatectl bench`: per-stage and end-to-end timings on the real models, a real 640x480
+//! frame of a face, and FAISS galleries of growing size. Results go in docs/BENCHMARKS.md.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
+use anyhow::{Context, bail};
 use clap::Args;
+use facegate_vision::align::{ALIGNED_SIZE, align_rgb_planar};
+use facegate_vision::gallery::Gallery;
+use facegate_vision::{Detector, DetectorConfig, Embedder, Face, runtime};
+use gst::prelude::*;
 
-use crate::pipeline::Models;
+use crate::demo::default_dir;
+use crate::pipeline::{self, Models};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Iterations per measured stage
-    #[arg(long, default_value_t = 100)]
+    /// Timed runs per stage (after a warm-up)
+    #[arg(long, default_value_t = 200)]
     pub iterations: usize,
+    /// A 640x480 video of one face walking up (default: the generated walkup_person_b.avi)
+    #[arg(long, value_name = "FILE")]
+    pub video: Option<PathBuf>,
+    /// A longer video for the end-to-end runs (default: the generated demo_walkups.avi)
+    #[arg(long, value_name = "FILE")]
+    pub long_video: Option<PathBuf>,
+    /// Inference threads for every model (0: ONNX Runtime's choice, one per core)
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Gallery sizes to search
+    #[arg(long, value_delimiter = ',', default_value = "1000,100000")]
+    pub gallery_sizes: Vec<usize>,
 }
 
-pub fn run(_args: &BenchArgs, _models: &Models, out: &mut impl Write) -> anyhow::Result<()> {
-    writeln!(out, "bench: not yet")?;
+/// Reference numbers measured on this machine kind (shared/FACTS.md), for the report.
+const OPENCV_DETECT_640X480_MS: f64 = 8.1;
+const OPENCV_DETECT_320X240_MS: f64 = 2.2;
+const OPENCV_ALIGN_EMBED_MS: f64 = 8.7;
+
+struct Stats {
+    median: Duration,
+    p99: Duration,
+}
+
+fn measure(iterations: usize, mut run: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<Stats> {
+    for _ in 0..iterations.div_ceil(10).max(3) {
+        run()?;
+    }
+    let mut times = Vec::with_capacity(iterations);
+    for _ in 0..iterations.max(1) {
+        let start = Instant::now();
+        run()?;
+        times.push(start.elapsed());
+    }
+    times.sort();
+    let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
+    Ok(Stats { median: at(0.5), p99: at(0.99) })
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The decoded frame of a video with the largest face, as the gate's elements receive it.
+fn frame_with_face(video: &Path, models: &Models) -> anyhow::Result<(gst_video::VideoInfo, gst::Buffer)> {
+    let description = "filesrc name=source ! decodebin ! videoconvert ! video/x-raw,format=I420 ! appsink name=sink sync=false";
+    let pipeline = gst::parse::launch(description)?.downcast::<gst::Pipeline>().map_err(|_| anyhow::anyhow!("not a pipeline"))?;
+    pipeline.by_name("source").context("source")?.set_property("location", video.to_string_lossy().as_ref());
+    let sink = pipeline.by_name("sink").context("sink")?.downcast::<gst_app::AppSink>().map_err(|_| anyhow::anyhow!("not an appsink"))?;
+    pipeline.set_state(gst::State::Playing)?;
+    let detector_path = models.detector.as_ref().map_or_else(runtime::default_detector_path, PathBuf::from);
+    let mut detector = Detector::load(&detector_path, 0)?;
+    let mut faces = Vec::new();
+    let mut best: Option<(f32, gst_video::VideoInfo, gst::Buffer)> = None;
+    while let Ok(sample) = sink.pull_sample() {
+        let (Some(caps), Some(buffer)) = (sample.caps(), sample.buffer_owned()) else { continue };
+        let info = gst_video::VideoInfo::from_caps(caps)?;
+        gstfacegate::video::with_frame(&info, &buffer, |frame| detector.detect(frame, &DetectorConfig::default(), &mut faces))
+            .map_err(|e| anyhow::anyhow!("{e:?}"))??;
+        if let [face] = faces.as_slice()
+            && best.as_ref().is_none_or(|(width, ..)| face.bbox.w > *width)
+        {
+            best = Some((face.bbox.w, info, buffer));
+        }
+    }
+    pipeline.set_state(gst::State::Null)?;
+    best.map(|(_, info, buffer)| (info, buffer)).with_context(|| format!("no frame of {} shows one face", video.display()))
+}
+
+/// A deterministic unit vector, for filling galleries with people who are nobody.
+fn synthetic_embedding(seed: u64, dim: usize) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut v: Vec<f32> = (0..dim)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f32 / (1u64 << 53) as f32 - 0.5
+        })
+        .collect();
+    facegate_vision::embedder::normalise(&mut v);
+    v
+}
+
+/// Frames per second of a whole pipeline over `video`, decoding included, as fast as it runs.
+fn pipeline_fps(video: &Path, middle: &str, models: &Models, gallery: &Path) -> anyhow::Result<(usize, f64)> {
+    let pipeline = pipeline::file_pipeline(video, middle, "appsink name=sink sync=false")?;
+    models.apply(&pipeline);
+    if let Some(matcher) = pipeline.by_name("match") {
+        matcher.set_property("gallery", gallery.to_string_lossy().as_ref());
+    }
+    let frames = pipeline::collect_faces(&pipeline, usize::MAX);
+    let start = Instant::now();
+    pipeline::run(&pipeline, video, |_| {})?;
+    let elapsed = start.elapsed().as_secs_f64();
+    let count = frames.lock().map(|f| f.len()).unwrap_or(0);
+    Ok((count, count as f64 / elapsed))
+}
+
+pub fn run(args: &BenchArgs, models: &Models, out: &mut impl Write) -> anyhow::Result<()> {
+    let video = args.video.clone().unwrap_or_else(|| default_dir("FACEGATE_VIDEO_DIR", "videos").join("walkup_person_b.avi"));
+    let long_video =
+        args.long_video.clone().unwrap_or_else(|| default_dir("FACEGATE_VIDEO_DIR", "videos").join("demo_walkups.avi"));
+    let (info, buffer) = frame_with_face(&video, models)?;
+    if (info.width(), info.height()) != (640, 480) {
+        bail!("{} is {}x{}; the benchmark wants 640x480", video.display(), info.width(), info.height());
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    writeln!(out, "facegatectl bench: {} iterations per stage, {cores} cores, model threads {} (0 = one per core)", args.iterations, args.threads)?;
+    writeln!(out, "frame: 640x480 I420 from {}\n", video.display())?;
+
+    writeln!(out, "| stage | median ms | p99 ms | OpenCV reference (FACTS.md) |")?;
+    writeln!(out, "|---|---|---|---|")?;
+    let detector_path = models.detector.as_ref().map_or_else(runtime::default_detector_path, PathBuf::from);
+    let mut detector = Detector::load(&detector_path, args.threads)?;
+    let mut faces: Vec<Face> = Vec::new();
+    let mut face_at_640 = None;
+    for input_size in [160usize, 320, 480, 640] {
+        let config = DetectorConfig { input_size, ..DetectorConfig::default() };
+        let stats = measure(args.iterations, || {
+            gstfacegate::video::with_frame(&info, &buffer, |frame| detector.detect(frame, &config, &mut faces))
+                .map_err(|e| anyhow::anyhow!("{e:?}"))??;
+            Ok(())
+        })?;
+        let reference = match input_size {
+            640 => format!("FaceDetectorYN 640x480: {OPENCV_DETECT_640X480_MS} ms"),
+            320 => format!("FaceDetectorYN 320x240: {OPENCV_DETECT_320X240_MS} ms"),
+            _ => String::new(),
+        };
+        writeln!(
+            out,
+            "| detect, input-size {input_size} ({} faces) | {:.2} | {:.2} | {reference} |",
+            faces.len(),
+            ms(stats.median),
+            ms(stats.p99)
+        )?;
+        if input_size == 640 {
+            face_at_640 = faces.first().copied();
+        }
+    }
+    let face = face_at_640.context("the benchmark frame shows no face at input-size 640")?;
+
+    let embedder_path = models.embedder.as_ref().map_or_else(runtime::default_embedder_path, PathBuf::from);
+    let mut embedder = Embedder::load(&embedder_path, args.threads)?;
+    let mut aligned = vec![0.0; 3 * ALIGNED_SIZE * ALIGNED_SIZE];
+    let stats = measure(args.iterations, || {
+        gstfacegate::video::with_frame(&info, &buffer, |frame| align_rgb_planar(frame, &face.landmarks, &mut aligned))
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        Ok(())
+    })?;
+    writeln!(out, "| align (112x112 warp) | {:.3} | {:.3} | |", ms(stats.median), ms(stats.p99))?;
+    let mut embedding = vec![0.0; embedder.dim()];
+    let stats = measure(args.iterations, || {
+        gstfacegate::video::with_frame(&info, &buffer, |frame| embedder.embed(frame, &face.landmarks, &mut embedding))
+            .map_err(|e| anyhow::anyhow!("{e:?}"))??;
+        Ok(())
+    })?;
+    writeln!(
+        out,
+        "| align + embed, per face | {:.2} | {:.2} | FaceRecognizerSF (fp32): {OPENCV_ALIGN_EMBED_MS} ms |",
+        ms(stats.median),
+        ms(stats.p99)
+    )?;
+
+    let scratch = tempfile::tempdir()?;
+    for &size in &args.gallery_sizes {
+        let dir = scratch.path().join(format!("gallery-{size}"));
+        let mut gallery = Gallery::create(&dir, embedder.identity(), embedder.dim() as u32)?;
+        let built = Instant::now();
+        gallery.enroll("probe", "Probe", embedder.identity(), &embedding, false)?;
+        for n in 1..size as u64 {
+            gallery.enroll(&format!("n{n}"), "", embedder.identity(), &synthetic_embedding(n, embedder.dim()), false)?;
+        }
+        gallery.commit()?;
+        let build = built.elapsed();
+        let stats = measure(args.iterations, || {
+            let found = gallery.search(&embedding, 1)?;
+            if found.first().map(|m| m.id.as_str()) != Some("probe") {
+                bail!("the planted face is not found first");
+            }
+            Ok(())
+        })?;
+        writeln!(
+            out,
+            "| match, gallery of {size} ({}; built and written in {:.1} s) | {:.3} | {:.3} | |",
+            "IDMap2,Flat",
+            build.as_secs_f64(),
+            ms(stats.median),
+            ms(stats.p99)
+        )?;
+    }
+
+    let gallery = scratch.path().join("gallery-e2e");
+    let mut people = Gallery::create(&gallery, embedder.identity(), embedder.dim() as u32)?;
+    people.enroll("probe", "Probe", embedder.identity(), &embedding, false)?;
+    people.commit()?;
+    writeln!(out, "\nend to end on {} (640x480, decode included, sync=false):\n", long_video.display())?;
+    writeln!(out, "| pipeline | frames | fps |")?;
+    writeln!(out, "|---|---|---|")?;
+    let detect = models.detect_element();
+    let variants = [
+        ("decode only", "identity".to_string()),
+        ("detect", detect.clone()),
+        ("detect ! track ! embed ! match (tracking on)", format!("{detect} ! fgtrack ! fgembed name=embed ! fgmatch name=match")),
+        ("detect ! embed ! match (tracking off: every face, every frame)", format!("{detect} ! fgembed name=embed ! fgmatch name=match")),
+    ];
+    for (name, middle) in variants {
+        let (frames, fps) = pipeline_fps(&long_video, &middle, models, &gallery)?;
+        writeln!(out, "| {name} | {frames} | {fps:.0} |")?;
+    }
     Ok(())
 }
