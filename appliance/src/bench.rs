@@ -44,7 +44,10 @@ struct Stats {
     p99: Duration,
 }
 
-fn measure(iterations: usize, mut run: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<Stats> {
+fn measure(
+    iterations: usize,
+    mut run: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<Stats> {
     for _ in 0..iterations.div_ceil(10).max(3) {
         run()?;
     }
@@ -56,7 +59,10 @@ fn measure(iterations: usize, mut run: impl FnMut() -> anyhow::Result<()>) -> an
     }
     times.sort();
     let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
-    Ok(Stats { median: at(0.5), p99: at(0.99) })
+    Ok(Stats {
+        median: at(0.5),
+        p99: at(0.99),
+    })
 }
 
 fn ms(d: Duration) -> f64 {
@@ -64,21 +70,40 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// The decoded frame of a video with the largest face, as the gate's elements receive it.
-fn frame_with_face(video: &Path, models: &Models) -> anyhow::Result<(gst_video::VideoInfo, gst::Buffer)> {
+fn frame_with_face(
+    video: &Path,
+    models: &Models,
+) -> anyhow::Result<(gst_video::VideoInfo, gst::Buffer)> {
     let description = "filesrc name=source ! decodebin ! videoconvert ! video/x-raw,format=I420 ! appsink name=sink sync=false";
-    let pipeline = gst::parse::launch(description)?.downcast::<gst::Pipeline>().map_err(|_| anyhow::anyhow!("not a pipeline"))?;
-    pipeline.by_name("source").context("source")?.set_property("location", video.to_string_lossy().as_ref());
-    let sink = pipeline.by_name("sink").context("sink")?.downcast::<gst_app::AppSink>().map_err(|_| anyhow::anyhow!("not an appsink"))?;
+    let pipeline = gst::parse::launch(description)?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| anyhow::anyhow!("not a pipeline"))?;
+    pipeline
+        .by_name("source")
+        .context("source")?
+        .set_property("location", video.to_string_lossy().as_ref());
+    let sink = pipeline
+        .by_name("sink")
+        .context("sink")?
+        .downcast::<gst_app::AppSink>()
+        .map_err(|_| anyhow::anyhow!("not an appsink"))?;
     pipeline.set_state(gst::State::Playing)?;
-    let detector_path = models.detector.as_ref().map_or_else(runtime::default_detector_path, PathBuf::from);
+    let detector_path = models
+        .detector
+        .as_ref()
+        .map_or_else(runtime::default_detector_path, PathBuf::from);
     let mut detector = Detector::load(&detector_path, 0)?;
     let mut faces = Vec::new();
     let mut best: Option<(f32, gst_video::VideoInfo, gst::Buffer)> = None;
     while let Ok(sample) = sink.pull_sample() {
-        let (Some(caps), Some(buffer)) = (sample.caps(), sample.buffer_owned()) else { continue };
+        let (Some(caps), Some(buffer)) = (sample.caps(), sample.buffer_owned()) else {
+            continue;
+        };
         let info = gst_video::VideoInfo::from_caps(caps)?;
-        gstfacegate::video::with_frame(&info, &buffer, |frame| detector.detect(frame, &DetectorConfig::default(), &mut faces))
-            .map_err(|e| anyhow::anyhow!("{e:?}"))??;
+        gstfacegate::video::with_frame(&info, &buffer, |frame| {
+            detector.detect(frame, &DetectorConfig::default(), &mut faces)
+        })
+        .map_err(|e| anyhow::anyhow!("{e:?}"))??;
         if let [face] = faces.as_slice()
             && best.as_ref().is_none_or(|(width, ..)| face.bbox.w > *width)
         {
@@ -86,7 +111,8 @@ fn frame_with_face(video: &Path, models: &Models) -> anyhow::Result<(gst_video::
         }
     }
     pipeline.set_state(gst::State::Null)?;
-    best.map(|(_, info, buffer)| (info, buffer)).with_context(|| format!("no frame of {} shows one face", video.display()))
+    best.map(|(_, info, buffer)| (info, buffer))
+        .with_context(|| format!("no frame of {} shows one face", video.display()))
 }
 
 /// A deterministic unit vector, for filling galleries with people who are nobody.
@@ -105,7 +131,12 @@ fn synthetic_embedding(seed: u64, dim: usize) -> Vec<f32> {
 }
 
 /// Frames per second of a whole pipeline over `video`, decoding included, as fast as it runs.
-fn pipeline_fps(video: &Path, middle: &str, models: &Models, gallery: &Path) -> anyhow::Result<(usize, f64)> {
+fn pipeline_fps(
+    video: &Path,
+    middle: &str,
+    models: &Models,
+    gallery: &Path,
+) -> anyhow::Result<(usize, f64)> {
     let pipeline = pipeline::file_pipeline(video, middle, "appsink name=sink sync=false")?;
     models.apply(&pipeline);
     if let Some(matcher) = pipeline.by_name("match") {
@@ -120,28 +151,53 @@ fn pipeline_fps(video: &Path, middle: &str, models: &Models, gallery: &Path) -> 
 }
 
 pub fn run(args: &BenchArgs, models: &Models, out: &mut impl Write) -> anyhow::Result<()> {
-    let video = args.video.clone().unwrap_or_else(|| default_dir("FACEGATE_VIDEO_DIR", "videos").join("walkup_person_b.avi"));
-    let long_video =
-        args.long_video.clone().unwrap_or_else(|| default_dir("FACEGATE_VIDEO_DIR", "videos").join("demo_walkups.avi"));
+    let video = args
+        .video
+        .clone()
+        .unwrap_or_else(|| default_dir("FACEGATE_VIDEO_DIR", "videos").join("walkup_person_b.avi"));
+    let long_video = args
+        .long_video
+        .clone()
+        .unwrap_or_else(|| default_dir("FACEGATE_VIDEO_DIR", "videos").join("demo_walkups.avi"));
     let (info, buffer) = frame_with_face(&video, models)?;
     if (info.width(), info.height()) != (640, 480) {
-        bail!("{} is {}x{}; the benchmark wants 640x480", video.display(), info.width(), info.height());
+        bail!(
+            "{} is {}x{}; the benchmark wants 640x480",
+            video.display(),
+            info.width(),
+            info.height()
+        );
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    writeln!(out, "facegatectl bench: {} iterations per stage, {cores} cores, model threads {} (0 = one per core)", args.iterations, args.threads)?;
+    writeln!(
+        out,
+        "facegatectl bench: {} iterations per stage, {cores} cores, model threads {} (0 = one per core)",
+        args.iterations, args.threads
+    )?;
     writeln!(out, "frame: 640x480 I420 from {}\n", video.display())?;
 
-    writeln!(out, "| stage | median ms | p99 ms | OpenCV reference (FACTS.md) |")?;
+    writeln!(
+        out,
+        "| stage | median ms | p99 ms | OpenCV reference (FACTS.md) |"
+    )?;
     writeln!(out, "|---|---|---|---|")?;
-    let detector_path = models.detector.as_ref().map_or_else(runtime::default_detector_path, PathBuf::from);
+    let detector_path = models
+        .detector
+        .as_ref()
+        .map_or_else(runtime::default_detector_path, PathBuf::from);
     let mut detector = Detector::load(&detector_path, args.threads)?;
     let mut faces: Vec<Face> = Vec::new();
     let mut face_at_640 = None;
     for input_size in [160usize, 320, 480, 640] {
-        let config = DetectorConfig { input_size, ..DetectorConfig::default() };
+        let config = DetectorConfig {
+            input_size,
+            ..DetectorConfig::default()
+        };
         let stats = measure(args.iterations, || {
-            gstfacegate::video::with_frame(&info, &buffer, |frame| detector.detect(frame, &config, &mut faces))
-                .map_err(|e| anyhow::anyhow!("{e:?}"))??;
+            gstfacegate::video::with_frame(&info, &buffer, |frame| {
+                detector.detect(frame, &config, &mut faces)
+            })
+            .map_err(|e| anyhow::anyhow!("{e:?}"))??;
             Ok(())
         })?;
         let reference = match input_size {
@@ -162,19 +218,31 @@ pub fn run(args: &BenchArgs, models: &Models, out: &mut impl Write) -> anyhow::R
     }
     let face = face_at_640.context("the benchmark frame shows no face at input-size 640")?;
 
-    let embedder_path = models.embedder.as_ref().map_or_else(runtime::default_embedder_path, PathBuf::from);
+    let embedder_path = models
+        .embedder
+        .as_ref()
+        .map_or_else(runtime::default_embedder_path, PathBuf::from);
     let mut embedder = Embedder::load(&embedder_path, args.threads)?;
     let mut aligned = vec![0.0; 3 * ALIGNED_SIZE * ALIGNED_SIZE];
     let stats = measure(args.iterations, || {
-        gstfacegate::video::with_frame(&info, &buffer, |frame| align_rgb_planar(frame, &face.landmarks, &mut aligned))
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        gstfacegate::video::with_frame(&info, &buffer, |frame| {
+            align_rgb_planar(frame, &face.landmarks, &mut aligned)
+        })
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         Ok(())
     })?;
-    writeln!(out, "| align (112x112 warp) | {:.3} | {:.3} | |", ms(stats.median), ms(stats.p99))?;
+    writeln!(
+        out,
+        "| align (112x112 warp) | {:.3} | {:.3} | |",
+        ms(stats.median),
+        ms(stats.p99)
+    )?;
     let mut embedding = vec![0.0; embedder.dim()];
     let stats = measure(args.iterations, || {
-        gstfacegate::video::with_frame(&info, &buffer, |frame| embedder.embed(frame, &face.landmarks, &mut embedding))
-            .map_err(|e| anyhow::anyhow!("{e:?}"))??;
+        gstfacegate::video::with_frame(&info, &buffer, |frame| {
+            embedder.embed(frame, &face.landmarks, &mut embedding)
+        })
+        .map_err(|e| anyhow::anyhow!("{e:?}"))??;
         Ok(())
     })?;
     writeln!(
@@ -191,7 +259,13 @@ pub fn run(args: &BenchArgs, models: &Models, out: &mut impl Write) -> anyhow::R
         let built = Instant::now();
         gallery.enroll("probe", "Probe", embedder.identity(), &embedding, false)?;
         for n in 1..size as u64 {
-            gallery.enroll(&format!("n{n}"), "", embedder.identity(), &synthetic_embedding(n, embedder.dim()), false)?;
+            gallery.enroll(
+                &format!("n{n}"),
+                "",
+                embedder.identity(),
+                &synthetic_embedding(n, embedder.dim()),
+                false,
+            )?;
         }
         gallery.commit()?;
         let build = built.elapsed();
@@ -216,15 +290,25 @@ pub fn run(args: &BenchArgs, models: &Models, out: &mut impl Write) -> anyhow::R
     let mut people = Gallery::create(&gallery, embedder.identity(), embedder.dim() as u32)?;
     people.enroll("probe", "Probe", embedder.identity(), &embedding, false)?;
     people.commit()?;
-    writeln!(out, "\nend to end on {} (640x480, decode included, sync=false):\n", long_video.display())?;
+    writeln!(
+        out,
+        "\nend to end on {} (640x480, decode included, sync=false):\n",
+        long_video.display()
+    )?;
     writeln!(out, "| pipeline | frames | fps |")?;
     writeln!(out, "|---|---|---|")?;
     let detect = models.detect_element();
     let variants = [
         ("decode only", "identity".to_string()),
         ("detect", detect.clone()),
-        ("detect ! track ! embed ! match (tracking on)", format!("{detect} ! fgtrack ! fgembed name=embed ! fgmatch name=match")),
-        ("detect ! embed ! match (tracking off: every face, every frame)", format!("{detect} ! fgembed name=embed ! fgmatch name=match")),
+        (
+            "detect ! track ! embed ! match (tracking on)",
+            format!("{detect} ! fgtrack ! fgembed name=embed ! fgmatch name=match"),
+        ),
+        (
+            "detect ! embed ! match (tracking off: every face, every frame)",
+            format!("{detect} ! fgembed name=embed ! fgmatch name=match"),
+        ),
     ];
     for (name, middle) in variants {
         let (frames, fps) = pipeline_fps(&long_video, &middle, models, &gallery)?;

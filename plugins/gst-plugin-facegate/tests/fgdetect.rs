@@ -71,20 +71,7 @@ fn detection_param(buffer: &gst::BufferRef) -> gst::Structure {
 
 #[test]
 fn pad_templates_offer_exactly_the_camera_formats() {
-    common::init();
-    let factory = gst::ElementFactory::find("fgdetect").unwrap();
-    for template in factory.static_pad_templates() {
-        let caps = template.caps();
-        let formats: Vec<String> = caps
-            .structure(0)
-            .unwrap()
-            .get::<gst::List>("format")
-            .unwrap()
-            .iter()
-            .map(|v| v.get::<String>().unwrap())
-            .collect();
-        assert_eq!(formats, FORMATS, "{} template", template.name_template());
-    }
+    common::assert_camera_formats("fgdetect");
 }
 
 #[test]
@@ -317,4 +304,48 @@ fn two_faces_give_two_regions_and_max_faces_keeps_the_best() {
     let kept = common::faces(&out);
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert_eq!(kept[0].bbox, best.bbox, "the best-scoring face is kept");
+}
+
+#[test]
+fn a_flush_forgets_the_faces_carried_by_interval() {
+    common::init_with_models();
+    let photo = common::photo_frame(PHOTO, "I420", WIDTH, HEIGHT);
+    let grey = common::grey_frame("I420", WIDTH, HEIGHT);
+    let (mut h, _element, _bus) = common::harness("fgdetect", &[("interval", &3u32)]);
+    h.set_src_caps(photo.caps.clone());
+    let out = common::push_pull(&mut h, photo.buffer_at(common::pts(0)));
+    assert_eq!(common::faces(&out).len(), 1);
+    // A seek: what was in front of the camera before it says nothing about the frames after.
+    assert!(h.push_event(gst::event::FlushStart::new()));
+    assert!(h.push_event(gst::event::FlushStop::new(true)));
+    assert!(
+        h.push_event(gst::event::Segment::new(&gst::FormattedSegment::<
+            gst::ClockTime,
+        >::new()))
+    );
+    let out = common::push_pull(&mut h, grey.buffer_at(common::pts(0)));
+    assert_eq!(
+        common::faces(&out),
+        vec![],
+        "the first frame after a flush is detected afresh"
+    );
+}
+
+#[test]
+fn new_caps_forget_the_faces_carried_by_interval() {
+    common::init_with_models();
+    let photo = common::photo_frame(PHOTO, "I420", WIDTH, HEIGHT);
+    let small = common::grey_frame("I420", WIDTH / 2, HEIGHT / 2);
+    let (mut h, _element, _bus) = common::harness("fgdetect", &[("interval", &3u32)]);
+    h.set_src_caps(photo.caps.clone());
+    let out = common::push_pull(&mut h, photo.buffer_at(common::pts(0)));
+    assert_eq!(common::faces(&out).len(), 1);
+    // The camera switches mode: boxes found at 640x480 mean nothing at 320x240.
+    h.set_src_caps(small.caps.clone());
+    let out = common::push_pull(&mut h, small.buffer_at(common::pts(1)));
+    assert_eq!(
+        common::faces(&out),
+        vec![],
+        "the first frame after new caps is detected afresh"
+    );
 }

@@ -129,6 +129,14 @@ fn the_pixel_format_does_not_change_the_embedding() {
     assert_eq!(bgrx.model, i420.model);
     let similarity = common::cosine(&bgrx.data, &i420.data);
     assert!(similarity >= 0.99, "BGRx vs I420: cosine {similarity}");
+    // And every other camera format.
+    for format in common::FORMATS
+        .into_iter()
+        .filter(|f| !["BGRx", "I420"].contains(f))
+    {
+        let similarity = common::cosine(&bgrx.data, &embedding(format).data);
+        assert!(similarity >= 0.99, "BGRx vs {format}: cosine {similarity}");
+    }
 }
 
 #[test]
@@ -203,4 +211,9 @@ fn a_model_of_the_wrong_kind_fails_the_state_change_naming_the_file() {
     let error = start_error_with_model(&yunet);
     assert!(error.contains(yunet.to_str().unwrap()), "{error}");
     assert!(error.contains("not the expected kind"), "{error}");
+}
+
+#[test]
+fn pad_templates_offer_exactly_the_camera_formats() {
+    common::assert_camera_formats("fgembed");
 }

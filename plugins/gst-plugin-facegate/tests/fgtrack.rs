@@ -188,3 +188,8 @@ fn properties_have_the_documented_defaults_and_ranges() {
         0
     );
 }
+
+#[test]
+fn pad_templates_offer_exactly_the_camera_formats() {
+    common::assert_camera_formats("fgtrack");
+}

@@ -69,6 +69,14 @@ struct State {
     frames: u64,
 }
 
+impl State {
+    /// Drops the carried faces; the next frame runs the detector.
+    fn forget_faces(&mut self) {
+        self.faces.clear();
+        self.frames = 0;
+    }
+}
+
 #[derive(Default)]
 pub struct FaceDetect {
     settings: Mutex<Settings>,
@@ -236,23 +244,39 @@ impl BaseTransformImpl for FaceDetect {
         let info = gst_video::VideoInfo::from_caps(incaps)
             .map_err(|_| gst::loggable_error!(CAT, "unusable caps {incaps}"))?;
         if let Some(state) = self.state.lock().unwrap().as_mut() {
+            // Faces found at another size would land in the wrong place on the new frames.
+            state.forget_faces();
             state.info = Some(info);
         }
         Ok(())
+    }
+
+    fn sink_event(&self, event: gst::Event) -> bool {
+        // A new stream or a seek: faces carried over by `interval` belong to frames before it.
+        if matches!(
+            event.view(),
+            gst::EventView::StreamStart(_) | gst::EventView::FlushStop(_)
+        ) && let Some(state) = self.state.lock().unwrap().as_mut()
+        {
+            state.forget_faces();
+        }
+        self.parent_sink_event(event)
     }
 
     fn transform_ip(
         &self,
         buffer: &mut gst::BufferRef,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let settings = self.settings.lock().unwrap().clone();
+        let (config, interval) = {
+            let settings = self.settings.lock().unwrap();
+            (settings.detector_config(), settings.interval.max(1) as u64)
+        };
         let mut guard = self.state.lock().unwrap();
         let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
         let info = state.info.as_ref().ok_or(gst::FlowError::NotNegotiated)?;
-        let run_now = state.frames % settings.interval.max(1) as u64 == 0;
+        let run_now = state.frames % interval == 0;
         state.frames += 1;
         if run_now {
-            let config = settings.detector_config();
             let (detector, faces) = (&mut state.detector, &mut state.faces);
             video::with_frame(info, buffer, |frame| detector.detect(frame, &config, faces))?
                 .map_err(|e| {

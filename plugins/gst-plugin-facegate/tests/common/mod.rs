@@ -51,7 +51,7 @@ pub fn init_with_models() {
 /// The path an environment variable names (joined with `file` if given), which must exist.
 fn asset_file(var: &str, file: Option<&str>) -> PathBuf {
     let base = std::env::var_os(var).unwrap_or_else(|| {
-        panic!("{var} is not set; {SETUP_HINT} and export the variables it prints")
+        panic!("{var} is not set (the Makefile and .cargo/config.toml set it); {SETUP_HINT}")
     });
     let path = match file {
         Some(file) => Path::new(&base).join(file),
@@ -85,10 +85,6 @@ pub struct Frame {
 }
 
 impl Frame {
-    pub fn info(&self) -> gst_video::VideoInfo {
-        gst_video::VideoInfo::from_caps(&self.caps).expect("raw video caps")
-    }
-
     /// A fresh buffer with this frame's pixels (shared memory, no metas), stamped `pts`.
     pub fn buffer_at(&self, pts: Option<gst::ClockTime>) -> gst::Buffer {
         let mut buffer = self.buffer.copy();
@@ -117,7 +113,9 @@ pub fn render(source: &str, format: &str, width: u32, height: u32) -> Frame {
     pipeline
         .set_state(gst::State::Playing)
         .unwrap_or_else(|e| panic!("`{description}`: {e}"));
-    let sample = sink.emit_by_name::<Option<gst::Sample>>("pull-sample", &[]);
+    // Bounded, so a helper pipeline that stalls fails the test instead of hanging it.
+    let timeout = gst::ClockTime::from_seconds(20).nseconds();
+    let sample = sink.emit_by_name::<Option<gst::Sample>>("try-pull-sample", &[&timeout]);
     let bus = pipeline.bus().unwrap();
     let error = bus.pop_filtered(&[gst::MessageType::Error]);
     pipeline.set_state(gst::State::Null).unwrap();
@@ -194,6 +192,27 @@ pub fn blank_frame(format: &str, width: u32, height: u32) -> Frame {
     }
 }
 
+/// `factory`'s sink and src templates take exactly the camera formats, and nothing else.
+pub fn assert_camera_formats(factory: &str) {
+    init();
+    let factory = gst::ElementFactory::find(factory).unwrap();
+    let templates = factory.static_pad_templates();
+    assert_eq!(templates.len(), 2);
+    for template in templates {
+        let caps = template.caps();
+        assert_eq!(caps.size(), 1, "{caps}");
+        let structure = caps.structure(0).unwrap();
+        assert_eq!(structure.name(), "video/x-raw");
+        let formats: Vec<String> = structure
+            .get::<gst::List>("format")
+            .unwrap()
+            .iter()
+            .map(|v| v.get::<String>().unwrap())
+            .collect();
+        assert_eq!(formats, FORMATS, "{} template", template.name_template());
+    }
+}
+
 /// A harness around one element made with `properties`, whose messages go to the returned bus.
 pub fn harness(
     factory: &str,
@@ -236,7 +255,7 @@ pub fn push_pull(harness: &mut Harness, buffer: gst::Buffer) -> gst::Buffer {
     harness.try_pull().expect("one buffer out for each in")
 }
 
-/// Starting `element` must fail; returns the error message it posted (message and debug text).
+/// Starting `element` must fail; returns the text of the error message it posted.
 pub fn start_error(element: &gst::Element) -> String {
     let bus = gst::Bus::new();
     element.set_bus(Some(&bus));
@@ -258,11 +277,7 @@ pub fn start_error(element: &gst::Element) -> String {
     let gst::MessageView::Error(error) = message.view() else {
         unreachable!()
     };
-    format!(
-        "{} | {}",
-        error.error().message(),
-        error.debug().unwrap_or_default()
-    )
+    error.error().message().to_owned()
 }
 
 /// The text of every error or warning message (`kind`) on the bus so far.
@@ -332,7 +347,6 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
         .zip(b)
         .map(|(x, y)| f64::from(*x) * f64::from(*y))
         .sum();
-    let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     dot / (norm(a) * norm(b))
 }
 

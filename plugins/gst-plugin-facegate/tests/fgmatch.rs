@@ -1,0 +1,433 @@
+//! fgmatch in a harness behind the real detector and embedder, against galleries built here from
+//! real embeddings: matches and their bus messages, impostors, live reloads without dropping
+//! frames, a broken manifest, missing galleries and a gallery of another model.
+
+mod common;
+
+use std::path::Path;
+use std::time::Instant;
+
+use common::{HEIGHT, WIDTH};
+use facegate_meta::{Embedding, FaceRecord, Match};
+use facegate_vision::gallery::Gallery;
+use gst::prelude::*;
+use gst_check::Harness;
+
+const FORMAT: &str = "I420";
+
+/// A gallery in `dir` holding `people` (id, label, embedding), committed as generation 1.
+fn gallery_with(dir: &Path, people: &[(&str, &str, &Embedding)]) -> Gallery {
+    let model = &people[0].2.model;
+    let mut gallery = Gallery::create(dir, model, 128).unwrap();
+    for (id, label, embedding) in people {
+        gallery
+            .enroll(id, label, &embedding.model, &embedding.data, false)
+            .unwrap();
+    }
+    assert_eq!(gallery.commit().unwrap(), 1);
+    gallery
+}
+
+/// The gate's chain into fgmatch (with `options`) on `dir`, ready for 640x480 frames.
+fn matcher(dir: &Path, options: &str) -> (Harness, gst::Bus) {
+    common::init_with_models();
+    let (mut h, bus) = common::harness_parse(&format!(
+        "fgdetect ! fgembed ! fgmatch gallery=\"{}\" {options}",
+        dir.display()
+    ));
+    h.set_src_caps(common::blank_frame(FORMAT, WIDTH, HEIGHT).caps);
+    (h, bus)
+}
+
+fn photo(name: &str) -> common::Frame {
+    common::photo_frame(name, FORMAT, WIDTH, HEIGHT)
+}
+
+/// The one face of a matched frame; checks it was embedded (and so searched).
+fn one_face(buffer: &gst::BufferRef) -> FaceRecord {
+    let faces = common::faces(buffer);
+    assert_eq!(faces.len(), 1, "{faces:?}");
+    let face = faces.into_iter().next().unwrap();
+    assert!(face.embedding.is_some(), "the face was embedded");
+    face
+}
+
+fn generation(h: &mut Harness) -> u64 {
+    h.find_element("fgmatch")
+        .unwrap()
+        .property::<u64>("generation")
+}
+
+#[test]
+fn an_enrolled_face_matches_and_is_announced_on_the_bus() {
+    let dir = tempfile::tempdir().unwrap();
+    let enrolled = common::photo_embedding("person_b_1.jpg");
+    gallery_with(dir.path(), &[("p-b", "Person B", &enrolled)]);
+    let (mut h, bus) = matcher(dir.path(), "");
+    assert_eq!(generation(&mut h), 1);
+    let threshold = h
+        .find_element("fgmatch")
+        .unwrap()
+        .property::<f64>("threshold");
+
+    let pts = common::pts(7);
+    let out = common::push_pull(&mut h, photo("person_b_2.jpg").buffer_at(pts));
+    let face = one_face(&out);
+    let matched = face
+        .matched
+        .expect("person B is recognised in another photo");
+    assert_eq!(
+        (matched.id.as_str(), matched.label.as_str()),
+        ("p-b", "Person B")
+    );
+    assert_eq!(matched.generation, 1);
+    // OpenCV gives 0.77 for this pair; impostors stay below 0.27.
+    assert!(matched.similarity > threshold, "{matched:?}");
+    assert!(
+        matched.similarity > 0.6 && matched.similarity <= 1.0,
+        "{matched:?}"
+    );
+
+    let messages = common::element_messages(&bus, facegate_meta::MATCH_MESSAGE);
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    let m = &messages[0];
+    assert_eq!(m.get::<&str>("id").unwrap(), "p-b");
+    assert_eq!(m.get::<&str>("label").unwrap(), "Person B");
+    assert_eq!(m.get::<f64>("similarity").unwrap(), matched.similarity);
+    assert_eq!(m.get::<u64>("generation").unwrap(), 1);
+    let bbox = (
+        m.get::<u32>("x").unwrap(),
+        m.get::<u32>("y").unwrap(),
+        m.get::<u32>("width").unwrap(),
+        m.get::<u32>("height").unwrap(),
+    );
+    assert_eq!(bbox, face.bbox, "the message says where the face is");
+    assert_eq!(m.get::<u64>("pts").unwrap(), pts.unwrap().nseconds());
+    // The harness's segment starts at 0, so running time is the timestamp.
+    assert_eq!(
+        m.get::<u64>("running-time").unwrap(),
+        pts.unwrap().nseconds()
+    );
+    assert!(!m.has_field("track-id"), "no fgtrack, no track id");
+}
+
+#[test]
+fn an_impostor_does_not_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let enrolled = common::photo_embedding("person_b_1.jpg");
+    gallery_with(dir.path(), &[("p-b", "Person B", &enrolled)]);
+    let (mut h, bus) = matcher(dir.path(), "");
+    let out = common::push_pull(&mut h, photo("impostor_2.jpg").buffer_at(common::pts(0)));
+    assert_eq!(one_face(&out).matched, None);
+    assert!(common::element_messages(&bus, facegate_meta::MATCH_MESSAGE).is_empty());
+}
+
+#[test]
+fn only_the_enrolled_one_of_two_faces_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    let enrolled = common::photo_embedding("person_b_1.jpg");
+    gallery_with(dir.path(), &[("p-b", "Person B", &enrolled)]);
+    let (mut h, bus) = matcher(dir.path(), "");
+    let frame = common::two_photo_frame("impostor_2.jpg", "person_b_2.jpg", FORMAT, WIDTH, HEIGHT);
+    let out = common::push_pull(&mut h, frame.buffer_at(common::pts(0)));
+    let faces = common::faces(&out);
+    assert_eq!(faces.len(), 2);
+    let matched: Vec<&FaceRecord> = faces.iter().filter(|f| f.matched.is_some()).collect();
+    assert_eq!(matched.len(), 1, "{faces:?}");
+    let face = matched[0];
+    assert!(
+        face.bbox.0 >= WIDTH / 2,
+        "the match is person B, on the right: {face:?}"
+    );
+    let messages = common::element_messages(&bus, facegate_meta::MATCH_MESSAGE);
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].get::<u32>("x").unwrap(), face.bbox.0);
+    assert_eq!(messages[0].get::<u32>("width").unwrap(), face.bbox.2);
+}
+
+#[test]
+fn the_message_names_the_track() {
+    let dir = tempfile::tempdir().unwrap();
+    let enrolled = common::photo_embedding("person_b_1.jpg");
+    gallery_with(dir.path(), &[("p-b", "Person B", &enrolled)]);
+    common::init_with_models();
+    let (mut h, bus) = common::harness_parse(&format!(
+        "fgdetect ! fgtrack ! fgembed ! fgmatch gallery=\"{}\"",
+        dir.path().display()
+    ));
+    let frame = photo("person_b_2.jpg");
+    h.set_src_caps(frame.caps.clone());
+    let track = (0..2)
+        .map(|n| {
+            one_face(&common::push_pull(&mut h, frame.buffer_at(common::pts(n))))
+                .track
+                .unwrap()
+        })
+        .last()
+        .unwrap();
+    let messages = common::element_messages(&bus, facegate_meta::MATCH_MESSAGE);
+    assert_eq!(messages.len(), 2, "one per matched frame");
+    for m in &messages {
+        assert_eq!(m.get::<u64>("track-id").unwrap(), track.id);
+    }
+}
+
+#[test]
+fn the_threshold_property_decides() {
+    let dir = tempfile::tempdir().unwrap();
+    let enrolled = common::photo_embedding("person_b_1.jpg");
+    gallery_with(dir.path(), &[("p-b", "Person B", &enrolled)]);
+    let (mut h, bus) = matcher(dir.path(), "threshold=0.99");
+    let out = common::push_pull(&mut h, photo("person_b_2.jpg").buffer_at(common::pts(0)));
+    assert_eq!(one_face(&out).matched, None);
+    assert!(common::element_messages(&bus, facegate_meta::MATCH_MESSAGE).is_empty());
+}
+
+#[test]
+fn top_k_lists_the_runners_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = common::photo_embedding("person_b_1.jpg");
+    let a = common::photo_embedding("person_a_1.jpg");
+    gallery_with(
+        dir.path(),
+        &[("p-a", "Person A", &a), ("p-b", "Person B", &b)],
+    );
+    let (mut h, bus) = matcher(dir.path(), "top-k=5");
+    common::push_pull(&mut h, photo("person_b_2.jpg").buffer_at(common::pts(0)));
+    let messages = common::element_messages(&bus, facegate_meta::MATCH_MESSAGE);
+    assert_eq!(messages.len(), 1);
+    let ids: Vec<String> = messages[0]
+        .get::<gst::Array>("candidate-ids")
+        .unwrap()
+        .iter()
+        .map(|v| v.get::<String>().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["p-b", "p-a"],
+        "best first, capped at the gallery's size"
+    );
+    let similarities: Vec<f64> = messages[0]
+        .get::<gst::Array>("candidate-similarities")
+        .unwrap()
+        .iter()
+        .map(|v| v.get::<f64>().unwrap())
+        .collect();
+    assert!(similarities[0] > similarities[1], "{similarities:?}");
+    assert!((similarities[0] - messages[0].get::<f64>("similarity").unwrap()).abs() < 1e-6);
+}
+
+/// The match on a frame of `photo` pushed through `h` (which must give exactly one frame back).
+fn push_and_match(h: &mut Harness, frame: &common::Frame, n: u64) -> Option<Match> {
+    one_face(&common::push_pull(h, frame.buffer_at(common::pts(n)))).matched
+}
+
+#[test]
+fn a_new_generation_is_taken_while_frames_keep_flowing() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = common::photo_embedding("person_b_1.jpg");
+    let a = common::photo_embedding("person_a_1.jpg");
+    let mut writer = gallery_with(dir.path(), &[("p-b", "Person B", &b)]);
+    let (mut h, _bus) = matcher(dir.path(), "poll-interval=20");
+    let frame = photo("person_b_2.jpg");
+    let mut pushed = 0u64;
+    for _ in 0..3 {
+        let matched = push_and_match(&mut h, &frame, pushed).expect("matches generation 1");
+        assert_eq!((matched.id.as_str(), matched.generation), ("p-b", 1));
+        pushed += 1;
+    }
+
+    // Commit generation 2 (B removed, A enrolled) from another thread while frames flow.
+    let (done, commit) = std::sync::mpsc::channel();
+    let committer = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        assert!(writer.remove("p-b").unwrap());
+        writer
+            .enroll("p-a", "Person A", &a.model, &a.data, false)
+            .unwrap();
+        let generation = writer.commit().unwrap();
+        done.send((generation, Instant::now())).unwrap();
+    });
+    let mut committed: Option<(u64, Instant)> = None;
+    let mut switched_at = None;
+    loop {
+        let matched = push_and_match(&mut h, &frame, pushed);
+        pushed += 1;
+        match &matched {
+            Some(m) if m.id == "p-b" => {
+                assert!(switched_at.is_none(), "B matched again after the switch");
+                assert_eq!(m.generation, 1);
+            }
+            Some(m) => panic!("person B's photo matched {m:?}"),
+            None => {
+                switched_at.get_or_insert(pushed);
+            }
+        }
+        if committed.is_none() {
+            committed = commit.try_recv().ok();
+            assert!(
+                committed.is_some() || !committer.is_finished(),
+                "the commit failed"
+            );
+        }
+        if let (Some((new_generation, at)), Some(_)) = (committed, switched_at) {
+            assert_eq!(generation(&mut h), new_generation);
+            assert!(at.elapsed() < common::PATIENCE);
+            break;
+        }
+        if let Some((_, at)) = committed {
+            assert!(
+                at.elapsed() < common::PATIENCE,
+                "still matching the removed person {:?} after the commit",
+                at.elapsed()
+            );
+        }
+    }
+    committer.join().unwrap();
+    assert_eq!(generation(&mut h), 2);
+    // Every frame pushed came out (push_pull checks each), and nothing is left queued.
+    assert_eq!(u64::from(h.buffers_received()), pushed);
+    assert_eq!(h.buffers_in_queue(), 0);
+    // The person enrolled in generation 2 is recognised.
+    let a_frame = photo("person_a_2.jpg");
+    let matched = push_and_match(&mut h, &a_frame, pushed).expect("person A is in generation 2");
+    assert_eq!((matched.id.as_str(), matched.generation), ("p-a", 2));
+}
+
+#[test]
+fn a_corrupt_manifest_keeps_the_last_good_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = common::photo_embedding("person_b_1.jpg");
+    let mut writer = gallery_with(dir.path(), &[("p-b", "Person B", &b)]);
+    let (mut h, bus) = matcher(dir.path(), "poll-interval=20");
+    let frame = photo("person_b_2.jpg");
+    assert!(push_and_match(&mut h, &frame, 0).is_some());
+
+    let manifest = dir.path().join("manifest.json");
+    std::fs::write(&manifest, b"{\"generation\": 2, truncated").unwrap();
+    let start = Instant::now();
+    let mut warnings = Vec::new();
+    let mut n = 1;
+    // Frames keep flowing and matching generation 1 until the broken manifest has been reported.
+    while warnings.is_empty() || start.elapsed() < std::time::Duration::from_millis(300) {
+        assert!(
+            start.elapsed() < common::PATIENCE,
+            "no warning about the manifest"
+        );
+        let matched = push_and_match(&mut h, &frame, n).expect("still matching");
+        assert_eq!((matched.id.as_str(), matched.generation), ("p-b", 1));
+        warnings.extend(common::message_texts(&bus, gst::MessageType::Warning));
+        n += 1;
+    }
+    assert_eq!(generation(&mut h), 1);
+    assert_eq!(u64::from(h.buffers_received()), n);
+    assert!(
+        warnings
+            .iter()
+            .all(|w| w.contains(manifest.to_str().unwrap())),
+        "{warnings:?}"
+    );
+    assert!(common::message_texts(&bus, gst::MessageType::Error).is_empty());
+
+    // A good generation written over it is taken again.
+    assert!(writer.remove("p-b").unwrap());
+    assert_eq!(writer.commit().unwrap(), 2);
+    let start = Instant::now();
+    while push_and_match(&mut h, &frame, n).is_some() {
+        assert!(start.elapsed() < common::PATIENCE, "generation 2 not taken");
+        n += 1;
+    }
+    assert_eq!(generation(&mut h), 2);
+}
+
+#[test]
+fn poll_interval_zero_never_reloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = common::photo_embedding("person_b_1.jpg");
+    let mut writer = gallery_with(dir.path(), &[("p-b", "Person B", &b)]);
+    let (mut h, _bus) = matcher(dir.path(), "poll-interval=0");
+    let frame = photo("person_b_2.jpg");
+    assert!(push_and_match(&mut h, &frame, 0).is_some());
+    assert!(writer.remove("p-b").unwrap());
+    assert_eq!(writer.commit().unwrap(), 2);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let matched = push_and_match(&mut h, &frame, 1).expect("still generation 1");
+    assert_eq!(matched.generation, 1);
+    assert_eq!(generation(&mut h), 1);
+}
+
+#[test]
+fn no_gallery_fails_the_state_change() {
+    let unset = common::start_error(&common::element("fgmatch", &[]));
+    let empty = common::start_error(&common::element("fgmatch", &[("gallery", &"")]));
+    for error in [unset, empty] {
+        assert!(error.contains("no gallery set"), "{error}");
+    }
+}
+
+#[test]
+fn a_missing_gallery_fails_the_state_change_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-gallery-here");
+    let element = common::element("fgmatch", &[("gallery", &missing.to_str().unwrap())]);
+    let error = common::start_error(&element);
+    assert!(error.contains(missing.to_str().unwrap()), "{error}");
+}
+
+#[test]
+fn a_gallery_of_another_model_is_an_error_naming_both_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gallery = Gallery::create(dir.path(), "other@sha256:0", 128).unwrap();
+    let mut unit = vec![0.0f32; 128];
+    unit[0] = 1.0;
+    gallery
+        .enroll("x-1", "X", "other@sha256:0", &unit, false)
+        .unwrap();
+    gallery.commit().unwrap();
+    let (mut h, bus) = matcher(dir.path(), "");
+    let result = h.push(photo("person_b_2.jpg").buffer_at(common::pts(0)));
+    assert_eq!(result, Err(gst::FlowError::Error));
+    let errors = common::message_texts(&bus, gst::MessageType::Error);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let sface = common::embedder_model();
+    let sface_stem = sface.file_stem().unwrap().to_str().unwrap();
+    assert!(errors[0].contains("other@sha256:0"), "{}", errors[0]);
+    assert!(errors[0].contains(sface_stem), "{}", errors[0]);
+}
+
+#[test]
+fn properties_have_the_documented_defaults_and_ranges() {
+    let element = common::element("fgmatch", &[]);
+    assert_eq!(element.property::<Option<String>>("gallery"), None);
+    assert!(!common::mutable_in_playing(&element, "gallery"));
+    assert_eq!(
+        common::double_spec(&element, "threshold"),
+        (-1.0, 1.0, 0.45)
+    );
+    assert!(common::mutable_in_playing(&element, "threshold"));
+    assert_eq!(common::uint_spec(&element, "top-k"), (1, 100, 1));
+    assert!(common::mutable_in_playing(&element, "top-k"));
+    assert_eq!(
+        common::uint_spec(&element, "poll-interval"),
+        (0, 3_600_000, 1000)
+    );
+    assert!(!common::mutable_in_playing(&element, "poll-interval"));
+    let generation = common::pspec(&element, "generation");
+    assert!(
+        !generation.flags().contains(gst::glib::ParamFlags::WRITABLE),
+        "read-only"
+    );
+    assert_eq!(
+        element.property::<u64>("generation"),
+        0,
+        "no gallery loaded yet"
+    );
+    common::assert_refused("fgmatch", "threshold", "1.5");
+    common::assert_refused("fgmatch", "top-k", "0");
+    common::assert_refused("fgmatch", "top-k", "101");
+}
+
+#[test]
+fn pad_templates_offer_exactly_the_camera_formats() {
+    common::assert_camera_formats("fgmatch");
+}
