@@ -279,7 +279,7 @@ pub fn run(args: &BenchArgs, models: &Models, out: &mut impl Write) -> anyhow::R
         writeln!(
             out,
             "| match, gallery of {size} ({}; built and written in {:.1} s) | {:.3} | {:.3} | |",
-            "IDMap2,Flat",
+            gallery.index_type(),
             build.as_secs_f64(),
             ms(stats.median),
             ms(stats.p99)

@@ -309,6 +309,11 @@ impl Gallery {
         &self.model
     }
 
+    /// The FAISS index factory string of this gallery's index, as its manifest records it.
+    pub fn index_type(&self) -> &str {
+        &self.index_type
+    }
+
     pub fn dim(&self) -> u32 {
         self.dim
     }
