@@ -168,10 +168,11 @@ pub fn run(paths: &DemoPaths, models: &Models, out: &mut impl Write) -> anyhow::
 pub fn default_dir(variable: &str, fallback: &str) -> PathBuf {
     std::env::var_os(variable)
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("..")
-                .join(".assets")
-                .join(fallback)
-        })
+        .unwrap_or_else(|| workspace_dir().join(".assets").join(fallback))
+}
+
+/// The repository this binary was built from (its configs, pipelines and assets).
+pub fn workspace_dir() -> &'static Path {
+    let appliance = Path::new(env!("CARGO_MANIFEST_DIR"));
+    appliance.parent().unwrap_or(appliance)
 }

@@ -76,15 +76,25 @@ enum Command {
         embeddings: bool,
         file: PathBuf,
     },
-    /// Recognition demo on the development photos and a generated walk-up video
+    /// The gate demo: facegated on a walk-up video with a simulated gate and a private D-Bus
+    /// (--recognition: identification only, on the photos and the video)
     Demo {
-        #[arg(long, value_name = "DIR")]
+        /// Identify the development photos and the video instead of running the gate
+        #[arg(long)]
+        recognition: bool,
+        #[arg(long, value_name = "DIR", requires = "recognition")]
         photos: Option<PathBuf>,
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", requires = "recognition")]
         videos: Option<PathBuf>,
         /// Gallery to build (default: a fresh temporary one)
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", requires = "recognition")]
         gallery: Option<PathBuf>,
+    },
+    /// The running gate's status, over D-Bus
+    Status {
+        /// "system", "session" or a D-Bus address
+        #[arg(long, default_value = "system")]
+        bus: String,
     },
     /// Measure per-stage and end-to-end speed (see docs/BENCHMARKS.md)
     Bench(facegate_appliance::bench::BenchArgs),
@@ -198,6 +208,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Demo {
+            recognition: false, ..
+        } => facegate_appliance::gate_demo::run(&mut std::io::stdout()),
+        Command::Demo {
+            recognition: true,
             photos,
             videos,
             gallery,
@@ -209,6 +223,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 gallery: gallery.unwrap_or_else(|| scratch.path().join("gallery")),
             };
             demo::run(&paths, &models, &mut std::io::stdout())
+        }
+        Command::Status { bus } => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let status = runtime.block_on(facegate_appliance::status::read_status(&bus))?;
+            print!("{}", facegate_appliance::status::format_status(&status));
+            Ok(())
         }
         Command::Bench(args) => {
             facegate_appliance::bench::run(&args, &models, &mut std::io::stdout())

@@ -20,6 +20,11 @@ pub const EMBEDDING: &str = "facegate-embedding";
 pub const MATCH: &str = "facegate-match";
 /// Name of the element message fgmatch posts for every matched face.
 pub const MATCH_MESSAGE: &str = "facegate-match";
+/// Name of the element message fgmatch posts once per frame, listing every embedded face
+/// (docs/GATE-SERVICE.md): what the gate service decides from.
+pub const FRAME_MESSAGE: &str = "facegate-frame";
+/// Structure name of one face in a `facegate-frame` message.
+pub const FRAME_FACE: &str = "facegate-face";
 
 /// Landmarks per face: right eye, left eye, nose tip, right and left mouth corners (image order).
 pub const LANDMARKS: usize = 5;

@@ -3,7 +3,7 @@ use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use facegate_meta::{Match, PixelRect, Track};
-use facegate_vision::gallery::Gallery;
+use facegate_vision::gallery::{Gallery, Match as Candidate};
 use facegate_vision::gallery_watch::GalleryWatcher;
 use gst::glib;
 use gst::prelude::*;
@@ -47,9 +47,6 @@ impl Default for Settings {
     }
 }
 
-/// A face's match and the top-k candidates (id, similarity) it was chosen from.
-type Found = (Match, Vec<(String, f32)>);
-
 /// One embedded face of the current frame, read before the buffer is written.
 struct Query {
     bbox: PixelRect,
@@ -64,7 +61,8 @@ struct State {
     queries: Vec<Query>,
     embeddings: Vec<f32>,
     scratch: Vec<f32>,
-    matches: Vec<Option<Found>>,
+    /// Per query, the gallery's candidates, best first.
+    found: Vec<Vec<Candidate>>,
 }
 
 #[derive(Default)]
@@ -226,7 +224,7 @@ impl BaseTransformImpl for FaceMatch {
             queries: Vec::with_capacity(16),
             embeddings: Vec::new(),
             scratch: Vec::new(),
-            matches: Vec::with_capacity(16),
+            found: Vec::with_capacity(16),
         });
         Ok(())
     }
@@ -281,9 +279,8 @@ impl BaseTransformImpl for FaceMatch {
             state.embeddings.extend_from_slice(&state.scratch);
         }
 
-        state.matches.clear();
+        state.found.clear();
         let dim = state.gallery.dim() as usize;
-        let generation = state.gallery.generation();
         for query in &state.queries {
             let embedding = &state.embeddings[query.offset..query.offset + dim];
             let found = state.gallery.search(embedding, top_k).map_err(|e| {
@@ -294,38 +291,26 @@ impl BaseTransformImpl for FaceMatch {
                 );
                 gst::FlowError::Error
             })?;
-            let best = found
-                .first()
-                .filter(|best| best.similarity as f64 >= threshold)
-                .map(|best| {
-                    let matched = Match {
-                        id: best.id.clone(),
-                        label: best.label.clone(),
-                        similarity: best.similarity as f64,
-                        generation,
-                    };
-                    let candidates = found.iter().map(|c| (c.id.clone(), c.similarity)).collect();
-                    (matched, candidates)
-                });
             gst::trace!(
                 CAT,
                 imp = self,
                 "best {:?}",
                 found.first().map(|m| (&m.id, m.similarity))
             );
-            state.matches.push(best);
+            state.found.push(found);
         }
 
-        let mut results = state.matches.iter();
+        let generation = state.gallery.generation();
+        let mut results = state.found.iter();
         facegate_meta::for_each_face_mut(buffer, |face| {
             if face.as_ref().embedding_bytes().ok().flatten().is_none() {
                 return;
             }
-            if let Some(Some((matched, _))) = results.next() {
-                face.set_match(matched);
+            if let Some(best) = results.next().and_then(|found| matched(found, threshold)) {
+                face.set_match(&as_match(best, generation));
             }
         });
-        self.post_matches(buffer, state, top_k);
+        self.post_messages(buffer, state, threshold, top_k);
         Ok(gst::FlowSuccess::Ok)
     }
 }
@@ -362,7 +347,9 @@ impl FaceMatch {
         }
     }
 
-    fn post_matches(&self, buffer: &gst::BufferRef, state: &State, top_k: usize) {
+    /// A `facegate-match` message per matched face, then one `facegate-frame` message with
+    /// every embedded face of the frame (matched or not) for the gate service.
+    fn post_messages(&self, buffer: &gst::BufferRef, state: &State, threshold: f64, top_k: usize) {
         let pts = buffer.pts();
         let running_time = pts.and_then(|pts| {
             self.obj()
@@ -370,12 +357,31 @@ impl FaceMatch {
                 .downcast_ref::<gst::ClockTime>()
                 .and_then(|segment| segment.to_running_time(pts))
         });
-        for (query, result) in state.queries.iter().zip(&state.matches) {
-            let Some((matched, candidates)) = result else {
+        let generation = state.gallery.generation();
+        let mut faces = Vec::with_capacity(state.queries.len());
+        for (query, found) in state.queries.iter().zip(&state.found) {
+            let best = found.first();
+            let mut face = gst::Structure::builder(facegate_meta::FRAME_FACE)
+                .field("x", query.bbox.0)
+                .field("y", query.bbox.1)
+                .field("width", query.bbox.2)
+                .field("height", query.bbox.3)
+                .field("matched", matched(found, threshold).is_some())
+                .build();
+            if let Some(track) = query.track {
+                face.set("track-id", track.id);
+            }
+            if let Some(best) = best {
+                face.set("best-id", best.id.as_str());
+                face.set("best-label", best.label.as_str());
+                face.set("best-similarity", best.similarity as f64);
+            }
+            faces.push(face.to_send_value());
+            let Some(best) = matched(found, threshold) else {
                 continue;
             };
             let mut structure = facegate_meta::match_message_structure(
-                matched,
+                &as_match(best, generation),
                 query.bbox,
                 query.track,
                 pts,
@@ -384,17 +390,59 @@ impl FaceMatch {
             if top_k > 1 {
                 structure.set(
                     "candidate-ids",
-                    gst::Array::new(candidates.iter().map(|(id, _)| id.as_str())),
+                    gst::Array::new(found.iter().map(|c| c.id.as_str())),
                 );
                 structure.set(
                     "candidate-similarities",
-                    gst::Array::new(candidates.iter().map(|(_, s)| *s as f64)),
+                    gst::Array::new(found.iter().map(|c| c.similarity as f64)),
                 );
             }
-            let message = gst::message::Element::builder(structure)
-                .src(&*self.obj())
-                .build();
-            let _ = self.obj().post_message(message);
+            self.post(structure);
         }
+        let (width, height) = self.frame_size();
+        let mut frame = gst::Structure::builder(facegate_meta::FRAME_MESSAGE)
+            .field("width", width)
+            .field("height", height)
+            .field("generation", generation)
+            .field("faces", gst::Array::from_values(faces))
+            .build();
+        if let Some(pts) = pts {
+            frame.set("pts", pts.nseconds());
+        }
+        if let Some(running_time) = running_time {
+            frame.set("running-time", running_time.nseconds());
+        }
+        self.post(frame);
+    }
+
+    fn post(&self, structure: gst::Structure) {
+        let message = gst::message::Element::builder(structure)
+            .src(&*self.obj())
+            .build();
+        let _ = self.obj().post_message(message);
+    }
+
+    fn frame_size(&self) -> (u32, u32) {
+        self.obj()
+            .sink_pad()
+            .current_caps()
+            .and_then(|caps| gst_video::VideoInfo::from_caps(&caps).ok())
+            .map_or((0, 0), |info| (info.width(), info.height()))
+    }
+}
+
+/// The best candidate when it clears the threshold.
+fn matched(found: &[Candidate], threshold: f64) -> Option<&Candidate> {
+    found
+        .first()
+        .filter(|best| best.similarity as f64 >= threshold)
+}
+
+fn as_match(candidate: &Candidate, generation: u64) -> Match {
+    Match {
+        id: candidate.id.clone(),
+        label: candidate.label.clone(),
+        similarity: candidate.similarity as f64,
+        generation,
     }
 }

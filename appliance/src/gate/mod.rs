@@ -1,0 +1,1028 @@
+//! The gate: unlock relay, green and red lamps, passage sensor and emergency inputs.
+//!
+//! [`Gate`] is what the service drives. Two backends implement it, `simulated` (every output
+//! change appended to a JSON-lines file) and `rppal` (Raspberry Pi GPIO). Both run on the same
+//! timing core ([`Driver`]): one state machine over the three outputs and one timer thread that
+//! switches them off at their deadlines, so the simulated gate pulses, extends and falls back to
+//! its safe state exactly like the real one. A backend only says how one output level is written
+//! ([`OutputWriter`]).
+//!
+//! Output rules (shared by both backends):
+//! - relay level = a grant pulse is running OR the relay is held (by [`Gate::hold_open`], or by a
+//!   safe state of `"open"`); green = a grant pulse is running; red = a refusal lamp is running.
+//! - [`Gate::grant`]: relay and green on now, off after `pulse_ms`; a grant during a pulse moves
+//!   the end to `now + pulse_ms` (the relay stays on throughout, nothing is re-written). A grant
+//!   puts the red lamp out.
+//! - [`Gate::deny`]: red on for `deny_ms` (a deny during the red lamp extends it; `deny_ms = 0`
+//!   means no red lamp). A deny does not cut a running grant pulse.
+//! - [`Gate::safe_state`]: cancels every timer and the hold; relay released (`locked`) or held
+//!   (`open`), lamps off. All three outputs are written even if unchanged. With `safe_state =
+//!   "open"` the relay stays held until `hold_open(false)` (the service's "back to normal").
+//! - Drop: the same as `safe_state`, recorded with cause `shutdown`, then the timer stops.
+//!
+//! Only changes are written otherwise (one action line per change in the simulated log).
+
+mod rpi;
+mod simulated;
+
+pub use rpi::RppalGate;
+pub use simulated::SimulatedGate;
+
+use std::fmt;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+/// `[gate]` in facegate.toml.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GateConfig {
+    /// `"simulated"` | `"rppal"`.
+    pub backend: Backend,
+    /// Unlock relay pulse (and green lamp), milliseconds.
+    pub pulse_ms: u64,
+    /// Red lamp after a refusal, milliseconds (0: no red lamp).
+    pub deny_ms: u64,
+    /// Outputs on start, stop, SIGTERM and panic: `"locked"` | `"open"`.
+    pub safe_state: SafeState,
+    /// Simulated backend: one JSON line per output change.
+    pub actions_log: PathBuf,
+    /// `[gate.pins]`: BCM numbers for the rppal backend.
+    pub pins: Pins,
+}
+
+impl Default for GateConfig {
+    fn default() -> Self {
+        GateConfig {
+            backend: Backend::Simulated,
+            pulse_ms: 800,
+            deny_ms: 1500,
+            safe_state: SafeState::Locked,
+            actions_log: PathBuf::from("/var/lib/facegate/gate-actions.jsonl"),
+            pins: Pins::default(),
+        }
+    }
+}
+
+/// `[gate.pins]`: BCM GPIO numbers. `active_low` applies to every pin: an output is "on" when
+/// driven low, an input is active when it reads low.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Pins {
+    pub relay: u8,
+    pub green: u8,
+    pub red: u8,
+    pub passage_sensor: u8,
+    pub emergency: u8,
+    pub active_low: bool,
+}
+
+impl Default for Pins {
+    fn default() -> Self {
+        Pins {
+            relay: 17,
+            green: 27,
+            red: 22,
+            passage_sensor: 23,
+            emergency: 24,
+            active_low: false,
+        }
+    }
+}
+
+impl Pins {
+    /// The pins with their configuration keys, in a fixed order.
+    fn named(&self) -> [(&'static str, u8); 5] {
+        [
+            ("relay", self.relay),
+            ("green", self.green),
+            ("red", self.red),
+            ("passage_sensor", self.passage_sensor),
+            ("emergency", self.emergency),
+        ]
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Simulated,
+    Rppal,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SafeState {
+    /// Relay released: nobody passes.
+    Locked,
+    /// Relay held: free passage (e.g. where egress must stay possible on failure).
+    Open,
+}
+
+/// Highest BCM GPIO number on the 40-pin header.
+const MAX_BCM_PIN: u8 = 27;
+
+impl GateConfig {
+    /// Checks every value; the message names the key (`gate.pulse_ms: must be 50..10000`).
+    pub fn validate(&self) -> Result<(), GateError> {
+        if !(50..=10_000).contains(&self.pulse_ms) {
+            return Err(GateError::Config("gate.pulse_ms: must be 50..10000".into()));
+        }
+        if self.deny_ms > 10_000 {
+            return Err(GateError::Config("gate.deny_ms: must be 0..10000".into()));
+        }
+        if self.backend == Backend::Simulated && self.actions_log.as_os_str().is_empty() {
+            return Err(GateError::Config(
+                "gate.actions_log: must not be empty with backend \"simulated\"".into(),
+            ));
+        }
+        let named = self.pins.named();
+        for (i, &(key, pin)) in named.iter().enumerate() {
+            if pin > MAX_BCM_PIN {
+                return Err(GateError::Config(format!(
+                    "gate.pins.{key}: must be a BCM GPIO number 0..{MAX_BCM_PIN} (got {pin})"
+                )));
+            }
+            if let Some(&(other, _)) = named[..i].iter().find(|&&(_, p)| p == pin) {
+                return Err(GateError::Config(format!(
+                    "gate.pins.{key}: GPIO {pin} is already used by gate.pins.{other}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Everything that can go wrong with the gate; one line each.
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    /// A configuration value, with its key.
+    #[error("{0}")]
+    Config(String),
+    /// rppal could not reach the GPIO (e.g. "Unknown Raspberry Pi model" off a Pi).
+    #[error("gate backend rppal: {0}")]
+    Rppal(#[source] rppal::gpio::Error),
+    /// rppal refused one pin.
+    #[error("gate backend rppal: gate.pins.{key} (GPIO {pin}): {source}")]
+    RppalPin {
+        key: &'static str,
+        pin: u8,
+        #[source]
+        source: rppal::gpio::Error,
+    },
+    /// The simulated backend's action log could not be opened or written.
+    #[error("gate actions log {}: {source}", path.display())]
+    ActionsLog {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line of an action log that is not an action.
+    #[error("gate actions log {} line {line}: {reason}", path.display())]
+    ActionsLogFormat {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+    /// An output write that failed in the timer thread (reported by the next call).
+    #[error("gate output failed at a pulse end: {0}")]
+    Deferred(String),
+}
+
+/// The gate the service drives.
+pub trait Gate: Send {
+    /// Outputs to the configured safe state: relay released (locked) or held (open), lamps off.
+    /// Called on start, stop, SIGTERM and from the panic hook.
+    fn safe_state(&mut self) -> Result<(), GateError>;
+    /// One passage: relay on and green lamp on now, both off again after pulse_ms (timed by the
+    /// backend, not the caller; a second grant during a pulse extends it).
+    fn grant(&mut self) -> Result<(), GateError>;
+    /// A refusal: red lamp for deny_ms.
+    fn deny(&mut self) -> Result<(), GateError>;
+    /// Free passage (mode "free"): relay held open until set back; false returns to normal (locked).
+    fn hold_open(&mut self, open: bool) -> Result<(), GateError>;
+    /// The passage sensor where the hardware has one (simulated: None).
+    fn passage_sensor(&self) -> Option<bool>;
+    /// The emergency input where the hardware has one (simulated: false).
+    fn emergency(&self) -> bool;
+}
+
+/// Picks the backend from `config.backend`, and puts it in its safe state before returning.
+pub fn open(config: &GateConfig) -> Result<Box<dyn Gate>, GateError> {
+    config.validate()?;
+    let mut gate: Box<dyn Gate> = match config.backend {
+        Backend::Simulated => Box::new(SimulatedGate::open(config)?),
+        Backend::Rppal => Box::new(RppalGate::open(config)?),
+    };
+    gate.safe_state()?;
+    Ok(gate)
+}
+
+/// One of the three outputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Output {
+    Relay,
+    Green,
+    Red,
+}
+
+impl Output {
+    const ALL: [Output; 3] = [Output::Relay, Output::Green, Output::Red];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for Output {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Output::Relay => "relay",
+            Output::Green => "green",
+            Output::Red => "red",
+        })
+    }
+}
+
+/// An output's logical level ("on" = relay energised / lamp lit, whatever the pin polarity).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Level {
+    On,
+    Off,
+}
+
+impl Level {
+    fn from_bool(on: bool) -> Level {
+        if on { Level::On } else { Level::Off }
+    }
+}
+
+/// Why an output changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Cause {
+    /// `safe_state()` (also on open).
+    SafeState,
+    Grant,
+    Deny,
+    /// A grant pulse or a red lamp reached its end.
+    PulseEnd,
+    HoldOpen,
+    /// The gate was dropped (service stop).
+    Shutdown,
+}
+
+/// One line of the simulated backend's action log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Action {
+    /// RFC 3339, UTC, microseconds (`2025-01-31T08:15:02.123456Z`).
+    #[serde(serialize_with = "rfc3339_micros")]
+    pub time: DateTime<Utc>,
+    /// The same instant in nanoseconds since the Unix epoch.
+    pub unix_ns: u64,
+    pub output: Output,
+    pub level: Level,
+    pub cause: Cause,
+}
+
+impl Action {
+    fn now(output: Output, level: Level, cause: Cause) -> Action {
+        let now = SystemTime::now();
+        let unix_ns = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        let time = DateTime::<Utc>::from(now);
+        Action {
+            // The log carries microseconds; keep the in-memory value equal to what is read back.
+            time: DateTime::from_timestamp_micros(time.timestamp_micros()).unwrap_or(time),
+            unix_ns,
+            output,
+            level,
+            cause,
+        }
+    }
+}
+
+fn rfc3339_micros<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Micros, true))
+}
+
+/// Reads a simulated gate's action log, oldest first.
+pub fn read_actions(path: impl AsRef<Path>) -> Result<Vec<Action>, GateError> {
+    let path = path.as_ref();
+    let io_err = |source| GateError::ActionsLog {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io_err)?;
+    let mut actions = Vec::new();
+    for (i, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(io_err)?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let action = serde_json::from_str(&line).map_err(|e| GateError::ActionsLogFormat {
+            path: path.to_path_buf(),
+            line: i + 1,
+            reason: e.to_string(),
+        })?;
+        actions.push(action);
+    }
+    Ok(actions)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The timing core shared by both backends.
+
+/// How a backend sets one output. Called with the core's lock held, never concurrently.
+pub(crate) trait OutputWriter: Send + 'static {
+    fn write(&mut self, output: Output, level: Level, cause: Cause) -> Result<(), GateError>;
+}
+
+/// Output state: what each output should be, the running timers, and what was last written.
+struct Outputs {
+    writer: Box<dyn OutputWriter>,
+    safe: SafeState,
+    pulse: Duration,
+    deny: Duration,
+    /// End of the running grant pulse.
+    pulse_until: Option<Instant>,
+    /// End of the running red lamp.
+    deny_until: Option<Instant>,
+    /// Relay held (hold_open(true), or safe state "open").
+    held: bool,
+    /// Last level written per output; None = unknown (never written, or the write failed).
+    written: [Option<Level>; 3],
+    /// A write error from the timer thread, reported by the next call.
+    fault: Option<String>,
+    shutdown: bool,
+}
+
+impl Outputs {
+    /// Writes `level` if it differs from what was written (or always, with `force`).
+    fn set(
+        &mut self,
+        output: Output,
+        level: Level,
+        cause: Cause,
+        force: bool,
+    ) -> Result<(), GateError> {
+        let i = output.index();
+        if !force && self.written[i] == Some(level) {
+            return Ok(());
+        }
+        match self.writer.write(output, level, cause) {
+            Ok(()) => {
+                self.written[i] = Some(level);
+                Ok(())
+            }
+            Err(e) => {
+                self.written[i] = None;
+                Err(e)
+            }
+        }
+    }
+
+    /// Relay released or held per the safe state, lamps off; every output written even if one fails.
+    fn apply_safe_state(&mut self, cause: Cause) -> Result<(), GateError> {
+        self.pulse_until = None;
+        self.deny_until = None;
+        self.held = self.safe == SafeState::Open;
+        self.fault = None;
+        let mut first_err = None;
+        for output in Output::ALL {
+            let level = match output {
+                Output::Relay => Level::from_bool(self.held),
+                Output::Green | Output::Red => Level::Off,
+            };
+            if let Err(e) = self.set(output, level, cause, true) {
+                tracing::error!("gate: could not put {output} in its safe state: {e}");
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    fn take_fault(&mut self) -> Result<(), GateError> {
+        match self.fault.take() {
+            Some(f) => Err(GateError::Deferred(f)),
+            None => Ok(()),
+        }
+    }
+
+    fn grant(&mut self, now: Instant) -> Result<(), GateError> {
+        self.take_fault()?;
+        self.pulse_until = Some(now + self.pulse);
+        self.set(Output::Relay, Level::On, Cause::Grant, false)?;
+        self.set(Output::Green, Level::On, Cause::Grant, false)?;
+        self.deny_until = None;
+        self.set(Output::Red, Level::Off, Cause::Grant, false)
+    }
+
+    fn deny(&mut self, now: Instant) -> Result<(), GateError> {
+        self.take_fault()?;
+        if self.deny.is_zero() {
+            return Ok(());
+        }
+        self.deny_until = Some(now + self.deny);
+        self.set(Output::Red, Level::On, Cause::Deny, false)
+    }
+
+    fn hold_open(&mut self, open: bool) -> Result<(), GateError> {
+        self.take_fault()?;
+        self.held = open;
+        let relay = open || self.pulse_until.is_some();
+        self.set(
+            Output::Relay,
+            Level::from_bool(relay),
+            Cause::HoldOpen,
+            false,
+        )
+    }
+
+    /// Ends every timer that is due at `now`.
+    fn expire(&mut self, now: Instant) {
+        let mut result = Ok(());
+        if self.pulse_until.is_some_and(|t| t <= now) {
+            self.pulse_until = None;
+            let relay = Level::from_bool(self.held);
+            result = self
+                .set(Output::Relay, relay, Cause::PulseEnd, false)
+                .and(self.set(Output::Green, Level::Off, Cause::PulseEnd, false));
+        }
+        if self.deny_until.is_some_and(|t| t <= now) {
+            self.deny_until = None;
+            result = result.and(self.set(Output::Red, Level::Off, Cause::PulseEnd, false));
+        }
+        if let Err(e) = result {
+            tracing::error!("gate: {e}");
+            self.fault = Some(e.to_string());
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        match (self.pulse_until, self.deny_until) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+struct Shared {
+    outputs: Mutex<Outputs>,
+    wake: Condvar,
+}
+
+impl Shared {
+    /// The lock, even if a panic poisoned it: the safe state must stay reachable.
+    fn lock(&self) -> MutexGuard<'_, Outputs> {
+        self.outputs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The timing core: output state machine plus the timer thread that ends pulses.
+/// Dropping it puts the outputs in the safe state (cause `shutdown`) and stops the thread.
+pub(crate) struct Driver {
+    shared: Arc<Shared>,
+    timer: Option<JoinHandle<()>>,
+}
+
+impl Driver {
+    /// Starts the timer; the outputs are not written until the first call.
+    pub(crate) fn new(
+        config: &GateConfig,
+        writer: Box<dyn OutputWriter>,
+    ) -> Result<Driver, GateError> {
+        let shared = Arc::new(Shared {
+            outputs: Mutex::new(Outputs {
+                writer,
+                safe: config.safe_state,
+                pulse: Duration::from_millis(config.pulse_ms),
+                deny: Duration::from_millis(config.deny_ms),
+                pulse_until: None,
+                deny_until: None,
+                held: config.safe_state == SafeState::Open,
+                written: [None; 3],
+                fault: None,
+                shutdown: false,
+            }),
+            wake: Condvar::new(),
+        });
+        let for_timer = Arc::clone(&shared);
+        let timer = std::thread::Builder::new()
+            .name("gate-timer".into())
+            .spawn(move || timer_loop(&for_timer))
+            .map_err(|e| GateError::Deferred(format!("cannot start the gate timer: {e}")))?;
+        Ok(Driver {
+            shared,
+            timer: Some(timer),
+        })
+    }
+
+    pub(crate) fn safe_state(&mut self) -> Result<(), GateError> {
+        let r = self.shared.lock().apply_safe_state(Cause::SafeState);
+        self.shared.wake.notify_all();
+        r
+    }
+
+    pub(crate) fn grant(&mut self) -> Result<(), GateError> {
+        let r = self.shared.lock().grant(Instant::now());
+        self.shared.wake.notify_all();
+        r
+    }
+
+    pub(crate) fn deny(&mut self) -> Result<(), GateError> {
+        let r = self.shared.lock().deny(Instant::now());
+        self.shared.wake.notify_all();
+        r
+    }
+
+    pub(crate) fn hold_open(&mut self, open: bool) -> Result<(), GateError> {
+        self.shared.lock().hold_open(open)
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        {
+            let mut outputs = self.shared.lock();
+            // Errors are already logged by apply_safe_state; nobody is left to return them to.
+            let _ = outputs.apply_safe_state(Cause::Shutdown);
+            outputs.shutdown = true;
+        }
+        self.shared.wake.notify_all();
+        if let Some(timer) = self.timer.take() {
+            let _ = timer.join();
+        }
+    }
+}
+
+fn timer_loop(shared: &Shared) {
+    let mut outputs = shared.lock();
+    loop {
+        if outputs.shutdown {
+            return;
+        }
+        let now = Instant::now();
+        outputs.expire(now);
+        outputs = match outputs.next_deadline() {
+            Some(deadline) => {
+                shared
+                    .wake
+                    .wait_timeout(outputs, deadline.saturating_duration_since(now))
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+            }
+            None => shared.wake.wait(outputs).unwrap_or_else(|e| e.into_inner()),
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sim_config(dir: &Path, pulse_ms: u64, deny_ms: u64, safe: SafeState) -> GateConfig {
+        GateConfig {
+            backend: Backend::Simulated,
+            pulse_ms,
+            deny_ms,
+            safe_state: safe,
+            actions_log: dir.join("actions.jsonl"),
+            pins: Pins::default(),
+        }
+    }
+
+    fn now_ns() -> u64 {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+    }
+
+    const MS: u64 = 1_000_000;
+    /// Scheduling slack allowed on top of a pulse (a loaded 2-core machine).
+    const SLACK: u64 = 150 * MS;
+
+    /// The action log once it holds at least `n` lines (polls for up to 5 s).
+    fn wait_for(path: &Path, n: usize) -> Vec<Action> {
+        let start = Instant::now();
+        loop {
+            let actions = read_actions(path).unwrap();
+            if actions.len() >= n || start.elapsed() > Duration::from_secs(5) {
+                return actions;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Actions after the initial safe state written by `open`.
+    fn after_open(actions: &[Action]) -> Vec<Action> {
+        assert!(actions.len() >= 3, "{actions:?}");
+        assert!(actions[..3].iter().all(|a| a.cause == Cause::SafeState));
+        actions[3..].to_vec()
+    }
+
+    fn find(actions: &[Action], output: Output, level: Level) -> Vec<&Action> {
+        actions
+            .iter()
+            .filter(|a| a.output == output && a.level == level)
+            .collect()
+    }
+
+    #[test]
+    fn open_writes_safe_state_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = sim_config(dir.path(), 60, 100, SafeState::Locked);
+        let gate = open(&config).unwrap();
+        assert_eq!(gate.passage_sensor(), None);
+        assert!(!gate.emergency());
+        let actions = read_actions(&config.actions_log).unwrap();
+        let got: Vec<_> = actions
+            .iter()
+            .map(|a| (a.output, a.level, a.cause))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Output::Relay, Level::Off, Cause::SafeState),
+                (Output::Green, Level::Off, Cause::SafeState),
+                (Output::Red, Level::Off, Cause::SafeState),
+            ]
+        );
+    }
+
+    #[test]
+    fn safe_state_open_holds_relay_until_hold_open_false() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = sim_config(dir.path(), 60, 100, SafeState::Open);
+        let mut gate = open(&config).unwrap();
+        let actions = read_actions(&config.actions_log).unwrap();
+        let got: Vec<_> = actions.iter().map(|a| (a.output, a.level)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (Output::Relay, Level::On),
+                (Output::Green, Level::Off),
+                (Output::Red, Level::Off)
+            ]
+        );
+        // A grant in the open safe state lights green; the relay stays held past the pulse.
+        gate.grant().unwrap();
+        let rest = after_open(&wait_for(&config.actions_log, 5));
+        let got: Vec<_> = rest.iter().map(|a| (a.output, a.level, a.cause)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (Output::Green, Level::On, Cause::Grant),
+                (Output::Green, Level::Off, Cause::PulseEnd),
+            ]
+        );
+        gate.hold_open(false).unwrap();
+        let last = read_actions(&config.actions_log).unwrap().pop().unwrap();
+        assert_eq!(
+            (last.output, last.level, last.cause),
+            (Output::Relay, Level::Off, Cause::HoldOpen)
+        );
+    }
+
+    #[test]
+    fn grant_pulses_relay_and_green() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = sim_config(dir.path(), 60, 100, SafeState::Locked);
+        let mut gate = open(&config).unwrap();
+        let before = now_ns();
+        gate.grant().unwrap();
+        let after = now_ns();
+        let rest = after_open(&wait_for(&config.actions_log, 7));
+        let got: Vec<_> = rest.iter().map(|a| (a.output, a.level, a.cause)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (Output::Relay, Level::On, Cause::Grant),
+                (Output::Green, Level::On, Cause::Grant),
+                (Output::Relay, Level::Off, Cause::PulseEnd),
+                (Output::Green, Level::Off, Cause::PulseEnd),
+            ]
+        );
+        let on = rest[0].unix_ns;
+        let off = rest[2].unix_ns;
+        assert!(
+            on >= before && on <= after,
+            "relay on inside the grant call"
+        );
+        let pulse = off - on;
+        assert!(
+            (60 * MS..60 * MS + SLACK).contains(&pulse),
+            "pulse {} ms",
+            pulse as f64 / 1e6
+        );
+        // The timestamp text agrees with unix_ns and has microseconds.
+        let text = serde_json::to_value(&rest[0]).unwrap()["time"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(text.len(), "2025-01-31T08:15:02.123456Z".len(), "{text}");
+        assert!(text.ends_with('Z'));
+        assert_eq!(rest[0].time.timestamp_micros() as u64, on / 1000);
+    }
+
+    #[test]
+    fn second_grant_extends_the_pulse() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = sim_config(dir.path(), 400, 100, SafeState::Locked);
+        let mut gate = open(&config).unwrap();
+        gate.grant().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let second = now_ns();
+        gate.grant().unwrap();
+        let second_done = now_ns();
+        wait_for(&config.actions_log, 7);
+        std::thread::sleep(Duration::from_millis(100));
+        let rest = after_open(&read_actions(&config.actions_log).unwrap());
+        let ons = find(&rest, Output::Relay, Level::On);
+        let offs = find(&rest, Output::Relay, Level::Off);
+        assert_eq!(
+            (ons.len(), offs.len()),
+            (1, 1),
+            "one continuous pulse: {rest:?}"
+        );
+        assert_eq!(find(&rest, Output::Green, Level::Off).len(), 1);
+        let off = offs[0].unix_ns;
+        assert!(
+            off >= second + 400 * MS,
+            "ends pulse_ms after the second grant"
+        );
+        assert!(
+            off < second_done + 400 * MS + SLACK,
+            "late end: {} ms after the second grant",
+            (off - second) as f64 / 1e6
+        );
+        assert!(off - ons[0].unix_ns >= 500 * MS);
+    }
+
+    #[test]
+    fn deny_lights_red_for_deny_ms() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = sim_config(dir.path(), 60, 80, SafeState::Locked);
+        let mut gate = open(&config).unwrap();
+        gate.deny().unwrap();
+        let rest = after_open(&wait_for(&config.actions_log, 5));
+        let got: Vec<_> = rest.iter().map(|a| (a.output, a.level, a.cause)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (Output::Red, Level::On, Cause::Deny),
+                (Output::Red, Level::Off, Cause::PulseEnd),
+            ]
+        );
+        let lit = rest[1].unix_ns - rest[0].unix_ns;
+        assert!(
+            (80 * MS..80 * MS + SLACK).contains(&lit),
+            "red {} ms",
+            lit as f64 / 1e6
+        );
+    }
+
+    #[test]
+    fn grant_puts_out_the_red_lamp() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = sim_config(dir.path(), 60, 5000, SafeState::Locked);
+        let mut gate = open(&config).unwrap();
+        gate.deny().unwrap();
+        gate.grant().unwrap();
+        let rest = after_open(&read_actions(&config.actions_log).unwrap());
+        let got: Vec<_> = rest.iter().map(|a| (a.output, a.level, a.cause)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (Output::Red, Level::On, Cause::Deny),
+                (Output::Relay, Level::On, Cause::Grant),
+                (Output::Green, Level::On, Cause::Grant),
+                (Output::Red, Level::Off, Cause::Grant),
+            ]
+        );
+    }
+
+    #[test]
+    fn hold_open_holds_relay_past_a_pulse() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = sim_config(dir.path(), 60, 100, SafeState::Locked);
+        let mut gate = open(&config).unwrap();
+        gate.hold_open(true).unwrap();
+        gate.grant().unwrap();
+        wait_for(&config.actions_log, 6);
+        gate.hold_open(false).unwrap();
+        let rest = after_open(&read_actions(&config.actions_log).unwrap());
+        let got: Vec<_> = rest.iter().map(|a| (a.output, a.level, a.cause)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (Output::Relay, Level::On, Cause::HoldOpen),
+                (Output::Green, Level::On, Cause::Grant),
+                (Output::Green, Level::Off, Cause::PulseEnd),
+                (Output::Relay, Level::Off, Cause::HoldOpen),
+            ]
+        );
+    }
+
+    #[test]
+    fn hold_open_false_during_a_pulse_keeps_the_pulse() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = sim_config(dir.path(), 500, 100, SafeState::Locked);
+        let mut gate = open(&config).unwrap();
+        gate.hold_open(true).unwrap();
+        gate.grant().unwrap();
+        gate.hold_open(false).unwrap();
+        let rest = after_open(&wait_for(&config.actions_log, 7));
+        let got: Vec<_> = rest.iter().map(|a| (a.output, a.level, a.cause)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (Output::Relay, Level::On, Cause::HoldOpen),
+                (Output::Green, Level::On, Cause::Grant),
+                (Output::Relay, Level::Off, Cause::PulseEnd),
+                (Output::Green, Level::Off, Cause::PulseEnd),
+            ]
+        );
+    }
+
+    #[test]
+    fn safe_state_cancels_a_pulse() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = sim_config(dir.path(), 300, 300, SafeState::Locked);
+        let mut gate = open(&config).unwrap();
+        gate.grant().unwrap();
+        gate.deny().unwrap();
+        gate.safe_state().unwrap();
+        std::thread::sleep(Duration::from_millis(450));
+        let rest = after_open(&read_actions(&config.actions_log).unwrap());
+        assert!(rest.iter().all(|a| a.cause != Cause::PulseEnd), "{rest:?}");
+        let tail: Vec<_> = rest[rest.len() - 3..]
+            .iter()
+            .map(|a| (a.output, a.level, a.cause))
+            .collect();
+        assert_eq!(
+            tail,
+            vec![
+                (Output::Relay, Level::Off, Cause::SafeState),
+                (Output::Green, Level::Off, Cause::SafeState),
+                (Output::Red, Level::Off, Cause::SafeState),
+            ]
+        );
+    }
+
+    #[test]
+    fn drop_goes_to_safe_state() {
+        for safe in [SafeState::Locked, SafeState::Open] {
+            let dir = tempfile::tempdir().unwrap();
+            let config = sim_config(dir.path(), 5000, 5000, safe);
+            let mut gate = open(&config).unwrap();
+            gate.grant().unwrap();
+            gate.deny().unwrap();
+            drop(gate);
+            let actions = read_actions(&config.actions_log).unwrap();
+            let tail: Vec<_> = actions[actions.len() - 3..]
+                .iter()
+                .map(|a| (a.output, a.level, a.cause))
+                .collect();
+            let relay = if safe == SafeState::Open {
+                Level::On
+            } else {
+                Level::Off
+            };
+            assert_eq!(
+                tail,
+                vec![
+                    (Output::Relay, relay, Cause::Shutdown),
+                    (Output::Green, Level::Off, Cause::Shutdown),
+                    (Output::Red, Level::Off, Cause::Shutdown),
+                ]
+            );
+            // Nothing is written after the drop (the timer is stopped).
+            std::thread::sleep(Duration::from_millis(50));
+            assert_eq!(
+                read_actions(&config.actions_log).unwrap().len(),
+                actions.len()
+            );
+        }
+    }
+
+    #[test]
+    fn rppal_off_a_pi_is_an_error_not_a_panic() {
+        let config = GateConfig {
+            backend: Backend::Rppal,
+            ..GateConfig::default()
+        };
+        let result = std::panic::catch_unwind(|| open(&config).map(|_| ()));
+        let result = result.expect("no panic");
+        if std::path::Path::new("/proc/device-tree/model").exists() {
+            eprintln!("skipping: this machine may be a Raspberry Pi");
+            return;
+        }
+        let err = result.expect_err("not a Raspberry Pi");
+        let msg = err.to_string();
+        assert!(msg.contains("rppal"), "{msg}");
+        assert!(!msg.contains('\n'), "{msg}");
+        eprintln!("{msg}");
+    }
+
+    #[test]
+    fn missing_log_directory_names_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = GateConfig {
+            actions_log: dir.path().join("nope/actions.jsonl"),
+            ..GateConfig::default()
+        };
+        let msg = open(&config).map(|_| ()).unwrap_err().to_string();
+        assert!(msg.contains("nope/actions.jsonl"), "{msg}");
+    }
+
+    #[test]
+    fn read_actions_reports_the_bad_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.jsonl");
+        std::fs::write(
+            &path,
+            "{\"time\":\"2025-01-31T08:15:02.123456Z\",\"unix_ns\":1738311302123456000,\"output\":\"relay\",\"level\":\"on\",\"cause\":\"grant\"}\nnot json\n",
+        )
+        .unwrap();
+        let msg = read_actions(&path).unwrap_err().to_string();
+        assert!(msg.contains("a.jsonl line 2"), "{msg}");
+    }
+
+    #[test]
+    fn config_defaults_and_toml_keys() {
+        let config: GateConfig = serde_json::from_value(serde_json::json!({})).unwrap();
+        assert_eq!(config, GateConfig::default());
+        assert_eq!(config.pulse_ms, 800);
+        assert_eq!(config.deny_ms, 1500);
+        assert_eq!(config.pins.relay, 17);
+        config.validate().unwrap();
+        let config: GateConfig = serde_json::from_value(serde_json::json!({
+            "backend": "rppal", "pulse_ms": 500, "deny_ms": 0, "safe_state": "open",
+            "actions_log": "/tmp/a.jsonl",
+            "pins": {"relay": 5, "green": 6, "red": 13, "passage_sensor": 19, "emergency": 26, "active_low": true}
+        }))
+        .unwrap();
+        assert_eq!(config.backend, Backend::Rppal);
+        assert_eq!(config.safe_state, SafeState::Open);
+        assert!(config.pins.active_low);
+        config.validate().unwrap();
+        let err =
+            serde_json::from_value::<GateConfig>(serde_json::json!({"pulse": 5})).unwrap_err();
+        assert!(err.to_string().contains("pulse"), "{err}");
+        let err = serde_json::from_value::<GateConfig>(serde_json::json!({"backend": "gpio"}))
+            .unwrap_err();
+        assert!(err.to_string().contains("gpio"), "{err}");
+    }
+
+    #[test]
+    fn config_validation_names_the_key() {
+        let check = |f: &dyn Fn(&mut GateConfig)| {
+            let mut c = GateConfig::default();
+            f(&mut c);
+            c.validate().unwrap_err().to_string()
+        };
+        assert_eq!(
+            check(&|c| c.pulse_ms = 10),
+            "gate.pulse_ms: must be 50..10000"
+        );
+        assert_eq!(
+            check(&|c| c.pulse_ms = 10_001),
+            "gate.pulse_ms: must be 50..10000"
+        );
+        assert_eq!(
+            check(&|c| c.deny_ms = 20_000),
+            "gate.deny_ms: must be 0..10000"
+        );
+        assert_eq!(
+            check(&|c| c.pins.red = 28),
+            "gate.pins.red: must be a BCM GPIO number 0..27 (got 28)"
+        );
+        assert_eq!(
+            check(&|c| c.pins.emergency = 17),
+            "gate.pins.emergency: GPIO 17 is already used by gate.pins.relay"
+        );
+        assert_eq!(
+            check(&|c| c.actions_log = PathBuf::new()),
+            "gate.actions_log: must not be empty with backend \"simulated\""
+        );
+        let mut ok = GateConfig {
+            pulse_ms: 50,
+            deny_ms: 10_000,
+            ..GateConfig::default()
+        };
+        ok.validate().unwrap();
+        ok.pulse_ms = 10_000;
+        ok.validate().unwrap();
+    }
+}

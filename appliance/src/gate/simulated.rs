@@ -1,0 +1,94 @@
+//! The simulated gate: the shared timing core, writing each output change as one JSON line
+//! (flushed and fsync'd) to `gate.actions_log` instead of driving pins.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::{Action, Cause, Driver, Gate, GateConfig, GateError, Level, Output, OutputWriter};
+
+/// A gate without hardware; see [`super::read_actions`] for its log.
+pub struct SimulatedGate {
+    driver: Driver,
+}
+
+impl SimulatedGate {
+    /// Opens (creates or appends to) the action log; outputs are not written yet
+    /// ([`super::open`] puts the gate in its safe state).
+    pub fn open(config: &GateConfig) -> Result<SimulatedGate, GateError> {
+        let writer = LogWriter::open(&config.actions_log)?;
+        Ok(SimulatedGate {
+            driver: Driver::new(config, Box::new(writer))?,
+        })
+    }
+}
+
+impl Gate for SimulatedGate {
+    fn safe_state(&mut self) -> Result<(), GateError> {
+        self.driver.safe_state()
+    }
+    fn grant(&mut self) -> Result<(), GateError> {
+        self.driver.grant()
+    }
+    fn deny(&mut self) -> Result<(), GateError> {
+        self.driver.deny()
+    }
+    fn hold_open(&mut self, open: bool) -> Result<(), GateError> {
+        self.driver.hold_open(open)
+    }
+    fn passage_sensor(&self) -> Option<bool> {
+        None
+    }
+    fn emergency(&self) -> bool {
+        false
+    }
+}
+
+struct LogWriter {
+    path: PathBuf,
+    file: File,
+}
+
+impl LogWriter {
+    fn open(path: &Path) -> Result<LogWriter, GateError> {
+        let err = |source| GateError::ActionsLog {
+            path: path.to_path_buf(),
+            source,
+        };
+        let existed = path.exists();
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(err)?;
+        if !existed {
+            // Make the new file's directory entry durable too.
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => Path::new("."),
+            };
+            File::open(dir).and_then(|d| d.sync_all()).map_err(err)?;
+        }
+        Ok(LogWriter {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+}
+
+impl OutputWriter for LogWriter {
+    fn write(&mut self, output: Output, level: Level, cause: Cause) -> Result<(), GateError> {
+        let mut line = serde_json::to_vec(&Action::now(output, level, cause))
+            .expect("an action always serialises");
+        line.push(b'\n');
+        // One write per line (O_APPEND), then to disk before the call returns.
+        self.file
+            .write_all(&line)
+            .and_then(|()| self.file.flush())
+            .and_then(|()| self.file.sync_data())
+            .map_err(|source| GateError::ActionsLog {
+                path: self.path.clone(),
+                source,
+            })
+    }
+}

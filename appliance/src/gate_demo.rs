@@ -1,0 +1,330 @@
+//! The gate demo, and the rig the end-to-end tests share with it: a work directory with an
+//! enrolled gallery, a private dbus-daemon, and facegated started on the shipped demo
+//! configuration with `FACEGATE_…` overrides pointing it at them.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures_util::StreamExt;
+
+use crate::enroll::{self, Request};
+use crate::gate::{self, Action};
+use crate::journal::{Journal, JournalConfig, Passage};
+use crate::pipeline::Models;
+use crate::private_bus::PrivateBus;
+use crate::status::GateProxy;
+
+/// Who the gate demo enrols; the other people in the video are strangers.
+pub const ENROLLED: [(&str, &str, &str); 3] = [
+    ("person-a", "Person A", "person_a_1.jpg"),
+    ("person-b", "Person B", "person_b_1.jpg"),
+    ("obama", "Barack Obama", "obama.jpg"),
+];
+
+/// Where the rig finds what it runs.
+#[derive(Clone, Debug)]
+pub struct RigFiles {
+    /// The base configuration (config/demo.toml).
+    pub config: PathBuf,
+    pub pipeline: PathBuf,
+    pub video: PathBuf,
+    pub photos: PathBuf,
+    pub models: PathBuf,
+    pub ort_library: PathBuf,
+    pub facegated: PathBuf,
+}
+
+impl RigFiles {
+    /// The repository's demo configuration and pipeline, the fetched assets, and facegated next
+    /// to the running executable.
+    pub fn repository_defaults() -> anyhow::Result<RigFiles> {
+        let workspace = crate::demo::workspace_dir();
+        let facegated = std::env::current_exe()?.with_file_name("facegated");
+        Ok(RigFiles {
+            config: workspace.join("config/demo.toml"),
+            pipeline: workspace.join("pipelines/demo.pipeline"),
+            video: crate::demo::default_dir("FACEGATE_VIDEO_DIR", "videos")
+                .join("demo_walkups.avi"),
+            photos: crate::demo::default_dir("FACEGATE_PHOTO_DIR", "photos"),
+            models: crate::demo::default_dir("FACEGATE_MODEL_DIR", "models"),
+            ort_library: std::env::var_os(facegate_vision::runtime::ORT_LIBRARY_ENV).map_or_else(
+                || {
+                    crate::demo::default_dir("FACEGATE_ASSETS", ".")
+                        .join("onnxruntime/libonnxruntime.so.1.32.0")
+                },
+                PathBuf::from,
+            ),
+            facegated,
+        })
+    }
+}
+
+pub struct GateRig {
+    pub files: RigFiles,
+    pub dir: PathBuf,
+    pub gallery: PathBuf,
+    pub journal: PathBuf,
+    pub actions: PathBuf,
+    pub log: PathBuf,
+    pub bus: PrivateBus,
+    /// Overrides on top of the rig's own, for tests that change one thing.
+    pub extra_env: Vec<(String, String)>,
+}
+
+impl GateRig {
+    /// Enrols `people` into a fresh gallery under `dir` and starts a private bus.
+    pub fn new(
+        files: RigFiles,
+        dir: &Path,
+        people: &[(&str, &str, &str)],
+    ) -> anyhow::Result<GateRig> {
+        for (what, path) in [
+            ("configuration", &files.config),
+            ("pipeline", &files.pipeline),
+            ("video", &files.video),
+            ("facegated", &files.facegated),
+        ] {
+            if !path.exists() {
+                bail!(
+                    "{what} {} is missing (run `make setup` and `make build`)",
+                    path.display()
+                );
+            }
+        }
+        let gallery = dir.join("gallery");
+        let requests = people
+            .iter()
+            .map(|(id, label, photo)| Request {
+                id: (*id).into(),
+                label: (*label).into(),
+                photo: files.photos.join(photo),
+            })
+            .collect();
+        let models = Models {
+            detector: Some(
+                files
+                    .models
+                    .join(facegate_vision::runtime::DEFAULT_DETECTOR_FILE)
+                    .to_string_lossy()
+                    .into(),
+            ),
+            embedder: Some(
+                files
+                    .models
+                    .join(facegate_vision::runtime::DEFAULT_EMBEDDER_FILE)
+                    .to_string_lossy()
+                    .into(),
+            ),
+            input_size: None,
+        };
+        let report = enroll::enroll_all(&gallery, requests, true, &models, |_| {})?;
+        if report.refused() > 0 {
+            bail!(
+                "enrolment refused {} photos: {:?}",
+                report.refused(),
+                report.outcomes
+            );
+        }
+        Ok(GateRig {
+            gallery,
+            journal: dir.join("journal.sqlite"),
+            actions: dir.join("gate-actions.jsonl"),
+            log: dir.join("facegated.log"),
+            dir: dir.to_path_buf(),
+            bus: PrivateBus::start()?,
+            files,
+            extra_env: Vec::new(),
+        })
+    }
+
+    /// The `FACEGATE_SECTION__KEY` overrides that point facegated at the rig.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let path = |p: &Path| p.to_string_lossy().into_owned();
+        let mut env = vec![
+            ("FACEGATE_PIPELINE__FILE".into(), path(&self.files.pipeline)),
+            (
+                "FACEGATE_PIPELINE__VARIABLES__VIDEO".into(),
+                path(&self.files.video),
+            ),
+            ("FACEGATE_MODELS__DIR".into(), path(&self.files.models)),
+            (
+                "FACEGATE_MODELS__ORT_LIBRARY".into(),
+                path(&self.files.ort_library),
+            ),
+            ("FACEGATE_GALLERY__DIR".into(), path(&self.gallery)),
+            ("FACEGATE_JOURNAL__PATH".into(), path(&self.journal)),
+            ("FACEGATE_GATE__ACTIONS_LOG".into(), path(&self.actions)),
+            ("FACEGATE_DBUS__BUS".into(), self.bus.address().to_owned()),
+        ];
+        env.extend(self.extra_env.iter().cloned());
+        env
+    }
+
+    /// Starts facegated; its log goes to `self.log` (appended, so restarts keep the history).
+    pub fn spawn(&self) -> anyhow::Result<Child> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        Command::new(&self.files.facegated)
+            .arg("--config")
+            .arg(&self.files.config)
+            .envs(self.env())
+            .env("FACEGATE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", self.files.facegated.display()))
+    }
+
+    /// A connection to the rig's bus and a proxy of the gate, once facegated owns its name.
+    pub async fn gate(
+        &self,
+        timeout: Duration,
+    ) -> anyhow::Result<(zbus::Connection, GateProxy<'static>)> {
+        let connection = crate::dbus::connect(self.bus.address()).await?;
+        let proxy = GateProxy::builder(&connection)
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await?;
+        let deadline = Instant::now() + timeout;
+        while proxy.state().await.is_err() {
+            if Instant::now() > deadline {
+                bail!(
+                    "facegated did not appear on the bus within {timeout:?} (log: {})",
+                    self.log.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok((connection, proxy))
+    }
+
+    pub fn passages(&self) -> anyhow::Result<Vec<Passage>> {
+        let journal = Journal::open(&JournalConfig {
+            path: self.journal.clone(),
+            ..JournalConfig::default()
+        })?;
+        Ok(journal.passages()?)
+    }
+
+    pub fn actions(&self) -> anyhow::Result<Vec<Action>> {
+        Ok(gate::read_actions(&self.actions)?)
+    }
+}
+
+/// `facegatectl demo`: the gate on the demo video, every decision printed as it happens.
+pub fn run(out: &mut impl Write) -> anyhow::Result<()> {
+    let files = RigFiles::repository_defaults()?;
+    let scratch = tempfile::Builder::new().prefix("facegate-demo").tempdir()?;
+    writeln!(
+        out,
+        "== enrolling {} people; strangers walk up too",
+        ENROLLED.len()
+    )?;
+    let rig = GateRig::new(files, scratch.path(), &ENROLLED)?;
+    for (id, label, photo) in ENROLLED {
+        writeln!(out, "   {id:<9} {label:<14} from {photo}")?;
+    }
+    writeln!(out, "== private D-Bus at {}", rig.bus.address())?;
+    writeln!(
+        out,
+        "   try: busctl --address={} introspect org.facegate.Gate /org/facegate/Gate",
+        rig.bus.address()
+    )?;
+    let mut child = rig.spawn()?;
+    let started = Instant::now();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let outcome = runtime.block_on(async {
+        let (_connection, gate) = rig.gate(Duration::from_secs(60)).await?;
+        writeln!(out, "== facegated is on the bus; the video plays in real time ({})", rig.files.video.display())?;
+        let mut granted = gate.receive_passage_granted().await?;
+        let mut denied = gate.receive_passage_denied().await?;
+        let mut poll = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                Some(signal) = granted.next() => {
+                    let args = signal.args()?;
+                    writeln!(out, "   {:6.2} s  GRANTED  {:<10} similarity {:.2}  passage {}",
+                        started.elapsed().as_secs_f64(), args.id(), args.similarity(), args.passage_id())?;
+                }
+                Some(signal) = denied.next() => {
+                    let args = signal.args()?;
+                    writeln!(out, "   {:6.2} s  DENIED   {}", started.elapsed().as_secs_f64(), args.reason())?;
+                }
+                _ = poll.tick() => {
+                    if let Some(status) = child.try_wait()? {
+                        break Ok::<_, anyhow::Error>(status);
+                    }
+                }
+            }
+        }
+    });
+    let status = match outcome {
+        Ok(status) => status,
+        Err(e) => {
+            let _ = child.kill();
+            return Err(e);
+        }
+    };
+    if !status.success() {
+        bail!(
+            "facegated failed ({status}); its log: {}",
+            std::fs::read_to_string(&rig.log).unwrap_or_default()
+        );
+    }
+    summarise(&rig, out)
+}
+
+fn summarise(rig: &GateRig, out: &mut impl Write) -> anyhow::Result<()> {
+    let passages = rig.passages()?;
+    let unlocks = rig.actions()?.into_iter().filter(is_unlock).count();
+    let granted = passages.iter().filter(|p| p.granted).count();
+    writeln!(
+        out,
+        "== journal ({}): {} decisions",
+        rig.journal.display(),
+        passages.len()
+    )?;
+    for passage in &passages {
+        let who = passage
+            .label
+            .as_deref()
+            .or(passage.identity.as_deref())
+            .unwrap_or("-");
+        let what = if passage.granted {
+            "granted".to_owned()
+        } else {
+            format!("denied: {}", passage.reason.as_deref().unwrap_or("?"))
+        };
+        let video = passage.video_time_ns.map_or(String::new(), |ns| {
+            format!("video {:5.2} s", ns as f64 / 1e9)
+        });
+        writeln!(
+            out,
+            "   {}  {video}  {what:<22} {who}",
+            passage.time.format("%H:%M:%S%.3f")
+        )?;
+    }
+    writeln!(
+        out,
+        "== the simulated gate unlocked {unlocks} times for {granted} grants ({})",
+        rig.actions.display()
+    )?;
+    if unlocks != granted {
+        bail!("the gate unlocked {unlocks} times but {granted} passages were granted");
+    }
+    Ok(())
+}
+
+/// A relay switching on for a passage.
+pub fn is_unlock(action: &Action) -> bool {
+    action.output == gate::Output::Relay
+        && action.level == gate::Level::On
+        && action.cause == gate::Cause::Grant
+}

@@ -1,0 +1,780 @@
+//! The journal: every gate decision, recorded durably in SQLite before the gate moves.
+//!
+//! One table, `passages`, one row per decision, with a UUID v7 id (time-ordered) and the time as
+//! RFC 3339 UTC text with microseconds (fixed width, so text order is time order and operators
+//! can read it with `sqlite3`). The schema is versioned with `PRAGMA user_version` and marked
+//! with `PRAGMA application_id` so a foreign database is refused instead of written into.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use chrono::{DateTime, Local, NaiveDate, SecondsFormat, TimeZone, Utc};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use serde::{Deserialize, Serialize};
+
+/// `[journal]` in facegate.toml.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JournalConfig {
+    /// The SQLite file; its directory must exist.
+    pub path: PathBuf,
+    /// Passages older than this many days are deleted (at open and daily).
+    pub retention_days: u32,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        JournalConfig {
+            path: PathBuf::from("/var/lib/facegate/journal.sqlite"),
+            retention_days: 90,
+        }
+    }
+}
+
+impl JournalConfig {
+    /// Checks every value; the message names the key.
+    pub fn validate(&self) -> Result<(), JournalError> {
+        if self.retention_days < 1 {
+            return Err(JournalError::Config(
+                "journal.retention_days: must be at least 1".into(),
+            ));
+        }
+        if self.path.as_os_str().is_empty() {
+            return Err(JournalError::Config(
+                "journal.path: must not be empty".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One decision to record.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NewPassage {
+    pub track: Option<u64>,
+    pub identity: Option<String>,
+    pub label: Option<String>,
+    pub similarity: Option<f64>,
+    pub granted: bool,
+    /// Deny reason ("unknown", "low-confidence", "several-faces", "passback", "disabled").
+    pub reason: Option<String>,
+    /// Gallery generation the decision was made with.
+    pub generation: u64,
+    /// Pipeline running time of the deciding frame.
+    pub video_time_ns: Option<u64>,
+}
+
+/// One recorded decision.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Passage {
+    /// UUID v7, hyphenated lower case.
+    pub id: String,
+    /// When it was recorded (microsecond precision).
+    pub time: DateTime<Utc>,
+    pub track: Option<u64>,
+    pub identity: Option<String>,
+    pub label: Option<String>,
+    pub similarity: Option<f64>,
+    pub granted: bool,
+    pub reason: Option<String>,
+    pub generation: u64,
+    pub video_time_ns: Option<u64>,
+}
+
+/// Everything that can go wrong with the journal; one line each, naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// A configuration value, with its key.
+    #[error("{0}")]
+    Config(String),
+    #[error("journal {}: directory {} does not exist", path.display(), dir.display())]
+    MissingDirectory { path: PathBuf, dir: PathBuf },
+    /// SQLite refused (a file that is not a database says "file is not a database").
+    #[error("journal {}: {source}", path.display())]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The file is a database but not a sound FaceGate journal.
+    #[error("journal {}: {detail}", path.display())]
+    Invalid { path: PathBuf, detail: String },
+}
+
+/// `PRAGMA user_version` of the schema below.
+const SCHEMA_VERSION: i64 = 1;
+/// `PRAGMA application_id`: "FGJ1".
+const APPLICATION_ID: i64 = 0x4647_4a31;
+
+const SCHEMA: &str = "
+CREATE TABLE passages (
+    seq           INTEGER PRIMARY KEY,  -- insertion order
+    id            TEXT NOT NULL UNIQUE, -- UUID v7
+    time          TEXT NOT NULL,        -- RFC 3339 UTC, microseconds: 2025-01-31T08:15:02.123456Z
+    track         INTEGER,
+    identity      TEXT,
+    label         TEXT,
+    similarity    REAL,
+    granted       INTEGER NOT NULL CHECK (granted IN (0, 1)),
+    reason        TEXT,
+    generation    INTEGER NOT NULL,
+    video_time_ns INTEGER
+);
+CREATE INDEX passages_time ON passages (time);
+CREATE INDEX passages_grants ON passages (identity, time) WHERE granted = 1;
+";
+
+const COLUMNS: &str =
+    "id, time, track, identity, label, similarity, granted, reason, generation, video_time_ns";
+
+/// The SQLite journal of every decision.
+pub struct Journal {
+    conn: Connection,
+    path: PathBuf,
+    retention_days: u32,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("path", &self.path)
+            .field("retention_days", &self.retention_days)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Journal {
+    /// Opens or creates the journal. The directory must exist; a file that is not a sound
+    /// FaceGate journal is an error naming the path. Prunes old passages.
+    pub fn open(config: &JournalConfig) -> Result<Journal, JournalError> {
+        config.validate()?;
+        let path = config.path.clone();
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if !dir.is_dir() {
+            return Err(JournalError::MissingDirectory { path, dir });
+        }
+        let sql = |source| JournalError::Sqlite {
+            path: config.path.clone(),
+            source,
+        };
+        let invalid = |detail: String| JournalError::Invalid {
+            path: config.path.clone(),
+            detail,
+        };
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sql)?;
+        // facegatectl or a backup may hold the lock for a moment.
+        conn.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
+
+        // A decision is acknowledged (and the gate opens) only after record() returns, so a
+        // committed passage must survive power loss and kill -9: write-ahead log, and
+        // synchronous=FULL so every commit fsyncs the WAL (NORMAL would only sync at
+        // checkpoints in WAL mode and could lose the last commits on power loss). Both are
+        // read back: a file system or build that silently refuses them must not pass.
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(sql)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(invalid(format!(
+                "cannot use write-ahead logging (journal_mode is {mode})"
+            )));
+        }
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(sql)?;
+        let sync: i64 = conn
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .map_err(sql)?;
+        if sync != 2 {
+            return Err(invalid(format!(
+                "cannot set synchronous=FULL (synchronous is {sync})"
+            )));
+        }
+
+        let mut journal = Journal {
+            conn,
+            path,
+            retention_days: config.retention_days,
+        };
+        journal.check_and_migrate()?;
+        journal.prune()?;
+        Ok(journal)
+    }
+
+    /// Schema: create it in a new file, accept ours, refuse anything else; then a quick
+    /// integrity check so a damaged file is reported at start, not at the first passage.
+    fn check_and_migrate(&mut self) -> Result<(), JournalError> {
+        let path = self.path.clone();
+        let sql = |source| JournalError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let invalid = |detail: String| JournalError::Invalid {
+            path: path.clone(),
+            detail,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        let version: i64 = tx
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(sql)?;
+        let app_id: i64 = tx
+            .pragma_query_value(None, "application_id", |r| r.get(0))
+            .map_err(sql)?;
+        match version {
+            0 => {
+                let objects: i64 = tx
+                    .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+                    .map_err(sql)?;
+                if objects != 0 || (app_id != 0 && app_id != APPLICATION_ID) {
+                    return Err(invalid(
+                        "not a FaceGate journal (a database with other contents)".into(),
+                    ));
+                }
+                tx.execute_batch(SCHEMA).map_err(sql)?;
+                tx.pragma_update(None, "application_id", APPLICATION_ID)
+                    .map_err(sql)?;
+                tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                    .map_err(sql)?;
+                tracing::info!(path = %path.display(), "journal created");
+            }
+            SCHEMA_VERSION if app_id == APPLICATION_ID => {}
+            SCHEMA_VERSION => {
+                return Err(invalid(format!(
+                    "not a FaceGate journal (application_id {app_id:#x})"
+                )));
+            }
+            v => {
+                return Err(invalid(format!(
+                    "schema version {v} is not supported by this facegated (it knows {SCHEMA_VERSION})"
+                )));
+            }
+        }
+        tx.commit().map_err(sql)?;
+        let problems: Vec<String> = self
+            .conn
+            .prepare("PRAGMA quick_check(4)")
+            .and_then(|mut s| {
+                s.query_map([], |r| r.get::<_, String>(0))?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(sql)?
+            .into_iter()
+            .filter(|p| p != "ok" && !p.starts_with("*** in database"))
+            .map(|p| p.replace('\n', " "))
+            .collect();
+        if !problems.is_empty() {
+            return Err(invalid(format!(
+                "damaged database: {}",
+                problems.join("; ")
+            )));
+        }
+        Ok(())
+    }
+
+    /// The file this journal writes.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn sql_err(&self, source: rusqlite::Error) -> JournalError {
+        JournalError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Durably records one decision; returns only once it is committed (the gate moves after
+    /// this).
+    pub fn record(&mut self, passage: &NewPassage) -> Result<Passage, JournalError> {
+        self.insert(passage, Utc::now())
+    }
+
+    fn insert(
+        &mut self,
+        passage: &NewPassage,
+        time: DateTime<Utc>,
+    ) -> Result<Passage, JournalError> {
+        let time = truncate_micros(time);
+        let id = uuid::Uuid::now_v7().hyphenated().to_string();
+        // A single autocommitted INSERT: when execute() returns, the commit (and its fsync of
+        // the WAL) is done.
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "INSERT INTO passages ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+            ))
+            .map_err(|e| self.sql_err(e))?;
+        stmt.execute(params![
+            id,
+            time_text(time),
+            passage.track.map(|t| t as i64),
+            passage.identity,
+            passage.label,
+            passage.similarity,
+            passage.granted,
+            passage.reason,
+            passage.generation as i64,
+            passage.video_time_ns.map(|t| t as i64),
+        ])
+        .map_err(|e| self.sql_err(e))?;
+        Ok(Passage {
+            id,
+            time,
+            track: passage.track,
+            identity: passage.identity.clone(),
+            label: passage.label.clone(),
+            similarity: passage.similarity,
+            granted: passage.granted,
+            reason: passage.reason.clone(),
+            generation: passage.generation,
+            video_time_ns: passage.video_time_ns,
+        })
+    }
+
+    /// Test-only: records a passage at an explicit time (to age rows).
+    #[cfg(test)]
+    pub(crate) fn record_at(
+        &mut self,
+        passage: &NewPassage,
+        time: DateTime<Utc>,
+    ) -> Result<Passage, JournalError> {
+        self.insert(passage, time)
+    }
+
+    /// Granted and denied passages of the local calendar day.
+    pub fn counts_today(&self) -> Result<(u64, u64), JournalError> {
+        let today = Local::now().date_naive();
+        let start = local_midnight(today);
+        let end = local_midnight(today.succ_opt().unwrap_or(today));
+        let (granted, denied): (i64, i64) = self
+            .conn
+            .prepare_cached(
+                "SELECT coalesce(sum(granted), 0), coalesce(sum(1 - granted), 0)
+                 FROM passages WHERE time >= ?1 AND time < ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![time_text(start), time_text(end)], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+            })
+            .map_err(|e| self.sql_err(e))?;
+        Ok((granted as u64, denied as u64))
+    }
+
+    /// The latest grant of each identity within `window` before now, oldest first (to seed
+    /// anti-passback after a restart).
+    pub fn recent_grants(
+        &self,
+        window: Duration,
+    ) -> Result<Vec<(String, SystemTime)>, JournalError> {
+        let since = chrono::Duration::from_std(window)
+            .ok()
+            .and_then(|w| Utc::now().checked_sub_signed(w))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT identity, max(time) AS last FROM passages
+                 WHERE granted = 1 AND identity IS NOT NULL AND time >= ?1
+                 GROUP BY identity ORDER BY last, identity",
+            )
+            .map_err(|e| self.sql_err(e))?;
+        let rows = stmt
+            .query_map(params![time_text(since)], |r| {
+                Ok((r.get::<_, String>(0)?, parse_time(r, 1)?))
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.sql_err(e))?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, t)| (id, SystemTime::from(t)))
+            .collect())
+    }
+
+    /// Deletes passages older than `retention_days`; returns how many.
+    pub fn prune(&mut self) -> Result<usize, JournalError> {
+        let cutoff = Utc::now() - chrono::Duration::days(i64::from(self.retention_days));
+        let n = self
+            .conn
+            .execute(
+                "DELETE FROM passages WHERE time < ?1",
+                params![time_text(cutoff)],
+            )
+            .map_err(|e| self.sql_err(e))?;
+        if n > 0 {
+            tracing::info!(
+                deleted = n,
+                retention_days = self.retention_days,
+                "journal pruned"
+            );
+        }
+        Ok(n)
+    }
+
+    /// Every passage, oldest first.
+    pub fn passages(&self) -> Result<Vec<Passage>, JournalError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM passages ORDER BY seq"))
+            .map_err(|e| self.sql_err(e))?;
+        stmt.query_map([], row_to_passage)
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.sql_err(e))
+    }
+
+    /// The passage with this id, if recorded.
+    pub fn passage(&self, id: &str) -> Result<Option<Passage>, JournalError> {
+        self.conn
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM passages WHERE id = ?1"))
+            .and_then(|mut s| s.query_row([id], row_to_passage).optional())
+            .map_err(|e| self.sql_err(e))
+    }
+}
+
+fn row_to_passage(r: &rusqlite::Row<'_>) -> rusqlite::Result<Passage> {
+    Ok(Passage {
+        id: r.get(0)?,
+        time: parse_time(r, 1)?,
+        track: r.get::<_, Option<i64>>(2)?.map(|t| t as u64),
+        identity: r.get(3)?,
+        label: r.get(4)?,
+        similarity: r.get(5)?,
+        granted: r.get(6)?,
+        reason: r.get(7)?,
+        generation: r.get::<_, i64>(8)? as u64,
+        video_time_ns: r.get::<_, Option<i64>>(9)?.map(|t| t as u64),
+    })
+}
+
+fn truncate_micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
+}
+
+/// Fixed-width RFC 3339 UTC with microseconds: text order is time order.
+fn time_text(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn parse_time(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<DateTime<Utc>> {
+    let text: String = row.get(i)?;
+    DateTime::parse_from_rfc3339(&text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+        })
+}
+
+/// The first instant of a local calendar day (the day may not start at 00:00 across a DST gap).
+fn local_midnight(day: NaiveDate) -> DateTime<Utc> {
+    let midnight = day.and_hms_opt(0, 0, 0).expect("00:00:00 exists");
+    (0..=3)
+        .find_map(|h| {
+            Local
+                .from_local_datetime(&(midnight + chrono::Duration::hours(h)))
+                .earliest()
+        })
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_else(|| Utc.from_utc_datetime(&midnight))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &Path) -> JournalConfig {
+        JournalConfig {
+            path: dir.join("journal.sqlite"),
+            retention_days: 90,
+        }
+    }
+
+    fn grant(identity: &str) -> NewPassage {
+        NewPassage {
+            track: Some(7),
+            identity: Some(identity.into()),
+            label: Some(format!("Label {identity}")),
+            similarity: Some(0.71),
+            granted: true,
+            reason: None,
+            generation: 3,
+            video_time_ns: Some(1_234_567_890),
+        }
+    }
+
+    fn deny(reason: &str) -> NewPassage {
+        NewPassage {
+            track: Some(8),
+            granted: false,
+            reason: Some(reason.into()),
+            generation: 3,
+            ..NewPassage::default()
+        }
+    }
+
+    #[test]
+    fn record_then_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let mut j = Journal::open(&cfg).unwrap();
+        let a = j.record(&grant("alice")).unwrap();
+        let b = j.record(&deny("unknown")).unwrap();
+        let c = j
+            .record(&NewPassage {
+                track: Some(u64::MAX),
+                generation: u64::MAX,
+                video_time_ns: Some(u64::MAX - 1),
+                ..grant("bob")
+            })
+            .unwrap();
+        assert!(a.granted && !b.granted);
+        assert_eq!(a.identity.as_deref(), Some("alice"));
+        assert_eq!(b.reason.as_deref(), Some("unknown"));
+        drop(j);
+        let j = Journal::open(&cfg).unwrap();
+        assert_eq!(j.passages().unwrap(), vec![a.clone(), b, c.clone()]);
+        assert_eq!(c.track, Some(u64::MAX));
+        assert_eq!(j.passage(&a.id).unwrap(), Some(a));
+        assert_eq!(j.passage("nope").unwrap(), None);
+    }
+
+    #[test]
+    fn durability_pragmas_are_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&config(dir.path())).unwrap();
+        let mode: String = j
+            .conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        let sync: i64 = j
+            .conn
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .unwrap();
+        let version: i64 = j
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!((mode.as_str(), sync, version), ("wal", 2, SCHEMA_VERSION));
+    }
+
+    #[test]
+    fn ids_unique_and_time_ordered() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(&config(dir.path())).unwrap();
+        let recorded: Vec<Passage> = (0..200)
+            .map(|i| j.record(&grant(&format!("p{}", i % 5))).unwrap())
+            .collect();
+        let ids: Vec<&str> = recorded.iter().map(|p| p.id.as_str()).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted, ids, "unique, and in recording order");
+        for p in &recorded {
+            let u = uuid::Uuid::parse_str(&p.id).unwrap();
+            assert_eq!(u.get_version_num(), 7);
+        }
+        assert!(recorded.windows(2).all(|w| w[0].time <= w[1].time));
+        let stored = j.passages().unwrap();
+        assert_eq!(stored, recorded);
+    }
+
+    #[test]
+    fn counts_today_counts_only_today() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(&config(dir.path())).unwrap();
+        assert_eq!(j.counts_today().unwrap(), (0, 0));
+        for who in ["a", "b", "c"] {
+            j.record(&grant(who)).unwrap();
+        }
+        j.record(&deny("unknown")).unwrap();
+        j.record(&deny("passback")).unwrap();
+        let two_days_ago = Utc::now() - chrono::Duration::days(2);
+        j.record_at(&grant("old"), two_days_ago).unwrap();
+        j.record_at(&deny("old"), two_days_ago).unwrap();
+        assert_eq!(j.counts_today().unwrap(), (3, 2));
+    }
+
+    #[test]
+    fn recent_grants_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(&config(dir.path())).unwrap();
+        let now = Utc::now();
+        j.record_at(&grant("alice"), now - chrono::Duration::minutes(10))
+            .unwrap();
+        j.record_at(&grant("bob"), now - chrono::Duration::minutes(5))
+            .unwrap();
+        let bob_last = j
+            .record_at(&grant("bob"), now - chrono::Duration::seconds(30))
+            .unwrap();
+        j.record(&NewPassage {
+            identity: Some("carol".into()),
+            ..deny("passback")
+        })
+        .unwrap();
+        j.record(&NewPassage {
+            identity: None,
+            ..grant("x")
+        })
+        .unwrap();
+        let dave = j.record(&grant("dave")).unwrap();
+
+        let recent = j.recent_grants(Duration::from_secs(120)).unwrap();
+        assert_eq!(
+            recent,
+            vec![
+                ("bob".to_string(), SystemTime::from(bob_last.time)),
+                ("dave".to_string(), SystemTime::from(dave.time)),
+            ]
+        );
+        let names: Vec<String> = j
+            .recent_grants(Duration::from_secs(3600))
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(names, ["alice", "bob", "dave"]);
+        assert_eq!(j.recent_grants(Duration::MAX).unwrap().len(), 3);
+        assert!(j.recent_grants(Duration::ZERO).unwrap().len() <= 1);
+    }
+
+    #[test]
+    fn prune_deletes_old_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let mut j = Journal::open(&cfg).unwrap();
+        let now = Utc::now();
+        j.record_at(&grant("old"), now - chrono::Duration::days(91))
+            .unwrap();
+        let kept = j
+            .record_at(&grant("recent"), now - chrono::Duration::days(89))
+            .unwrap();
+        let fresh = j.record(&grant("new")).unwrap();
+        assert_eq!(j.prune().unwrap(), 1);
+        assert_eq!(j.prune().unwrap(), 0);
+        assert_eq!(j.passages().unwrap(), vec![kept.clone(), fresh.clone()]);
+
+        // open() prunes as well.
+        j.record_at(&grant("old2"), now - chrono::Duration::days(100))
+            .unwrap();
+        drop(j);
+        let j = Journal::open(&cfg).unwrap();
+        assert_eq!(j.passages().unwrap(), vec![kept, fresh]);
+    }
+
+    #[test]
+    fn missing_directory_names_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = JournalConfig {
+            path: dir.path().join("no/such/journal.sqlite"),
+            retention_days: 90,
+        };
+        let msg = Journal::open(&cfg).unwrap_err().to_string();
+        assert!(msg.contains("no/such/journal.sqlite"), "{msg}");
+        assert!(msg.contains("does not exist"), "{msg}");
+        assert!(!dir.path().join("no").exists());
+    }
+
+    #[test]
+    fn corrupt_file_names_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let garbage: Vec<u8> = (0..8192u32).map(|i| (i * 7919 % 251) as u8).collect();
+        std::fs::write(&cfg.path, &garbage).unwrap();
+        let msg = Journal::open(&cfg).unwrap_err().to_string();
+        assert!(msg.contains(&cfg.path.display().to_string()), "{msg}");
+        assert!(!msg.contains('\n'), "{msg}");
+        eprintln!("{msg}");
+        // The file is left as it was for an operator to look at.
+        assert_eq!(std::fs::read(&cfg.path).unwrap(), garbage);
+    }
+
+    #[test]
+    fn damaged_pages_are_reported_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let mut j = Journal::open(&cfg).unwrap();
+        for i in 0..500 {
+            j.record(&grant(&format!("person-{i}"))).unwrap();
+        }
+        // Fold the WAL into the main file so the damage below is what SQLite reads.
+        j.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .unwrap();
+        drop(j);
+        let mut bytes = std::fs::read(&cfg.path).unwrap();
+        assert!(bytes.len() > 4 * 4096);
+        // Keep the header page, scribble over the rest.
+        for b in &mut bytes[4096..] {
+            *b = 0x5a;
+        }
+        std::fs::write(&cfg.path, &bytes).unwrap();
+        let msg = Journal::open(&cfg).unwrap_err().to_string();
+        assert!(msg.contains(&cfg.path.display().to_string()), "{msg}");
+        eprintln!("{msg}");
+    }
+
+    #[test]
+    fn foreign_database_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let other = Connection::open(&cfg.path).unwrap();
+        other
+            .execute_batch("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1);")
+            .unwrap();
+        drop(other);
+        let msg = Journal::open(&cfg).unwrap_err().to_string();
+        assert!(msg.contains("not a FaceGate journal"), "{msg}");
+        assert!(msg.contains("journal.sqlite"), "{msg}");
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        drop(Journal::open(&cfg).unwrap());
+        let other = Connection::open(&cfg.path).unwrap();
+        other.pragma_update(None, "user_version", 2).unwrap();
+        drop(other);
+        let msg = Journal::open(&cfg).unwrap_err().to_string();
+        assert!(msg.contains("schema version 2"), "{msg}");
+    }
+
+    #[test]
+    fn config_defaults_and_validation() {
+        let c: JournalConfig = serde_json::from_value(serde_json::json!({})).unwrap();
+        assert_eq!(c, JournalConfig::default());
+        assert_eq!(c.retention_days, 90);
+        assert_eq!(c.path, PathBuf::from("/var/lib/facegate/journal.sqlite"));
+        c.validate().unwrap();
+        let bad = JournalConfig {
+            retention_days: 0,
+            ..c.clone()
+        };
+        assert_eq!(
+            bad.validate().unwrap_err().to_string(),
+            "journal.retention_days: must be at least 1"
+        );
+        assert!(
+            serde_json::from_value::<JournalConfig>(serde_json::json!({"retention": 3})).is_err()
+        );
+    }
+
+    #[test]
+    fn local_day_bounds_are_a_day_apart() {
+        let today = Local::now().date_naive();
+        let start = local_midnight(today);
+        let end = local_midnight(today.succ_opt().unwrap());
+        let hours = (end - start).num_hours();
+        assert!((23..=25).contains(&hours), "{hours}");
+        assert!(start <= Utc::now() && Utc::now() < end);
+    }
+}
