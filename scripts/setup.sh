@@ -23,6 +23,7 @@ PKGS=(
     gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
     libopenblas-dev liblapack-dev libgomp1
     dbus-daemon
+    systemd libglib2.0-bin util-linux
 )
 
 installed() { [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = installed ]; }

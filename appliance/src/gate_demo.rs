@@ -81,6 +81,7 @@ impl GateRig {
         dir: &Path,
         people: &[(&str, &str, &str)],
     ) -> anyhow::Result<GateRig> {
+        crate::init().context("GStreamer failed to initialise")?;
         for (what, path) in [
             ("configuration", &files.config),
             ("pipeline", &files.pipeline),
@@ -164,7 +165,7 @@ impl GateRig {
     }
 
     /// Starts facegated; its log goes to `self.log` (appended, so restarts keep the history).
-    pub fn spawn(&self) -> anyhow::Result<Child> {
+    pub fn spawn(&self) -> anyhow::Result<Service> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -177,6 +178,7 @@ impl GateRig {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
+            .map(Service)
             .with_context(|| format!("starting {}", self.files.facegated.display()))
     }
 
@@ -213,6 +215,32 @@ impl GateRig {
 
     pub fn actions(&self) -> anyhow::Result<Vec<Action>> {
         Ok(gate::read_actions(&self.actions)?)
+    }
+}
+
+/// A facegated process that is killed if it is still running when dropped, so a failed demo or
+/// test never leaves a gate service behind.
+pub struct Service(Child);
+
+impl std::ops::Deref for Service {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Service {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
     }
 }
 

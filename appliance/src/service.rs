@@ -40,6 +40,9 @@ enum Input {
         mode: Mode,
         reply: Sender<Result<(), ControlError>>,
     },
+    /// The pipeline started delivering frames (true) or failed (false): the gate leaves or
+    /// returns to its safe state.
+    Pipeline(bool),
     /// Ends the decider even while D-Bus still holds a sender.
     Stop,
 }
@@ -90,23 +93,34 @@ pub fn prepare(config: ServiceConfig) -> anyhow::Result<Prepared> {
     })
 }
 
-/// Brings the pipeline to READY and PAUSED-ready elements' `start` (models, gallery) without
-/// letting a frame through.
+/// Starts the pipeline once (to PAUSED: our elements load their models and gallery there) and
+/// stops it again. A failure of one of our elements is a configuration error and stops the start;
+/// a source that cannot open yet (a camera still booting) is left to the supervisor's retries.
 fn check_pipeline_starts(pipeline: &gst::Pipeline, file: &std::path::Path) -> anyhow::Result<()> {
-    let result = pipeline.set_state(gst::State::Ready);
-    let failure = pipeline
-        .bus()
-        .and_then(|bus| bus.pop_filtered(&[gst::MessageType::Error]))
-        .map(|m| match m.view() {
-            gst::MessageView::Error(e) => e.error().to_string(),
-            _ => String::new(),
-        });
+    let _ = pipeline.set_state(gst::State::Paused);
+    // Waits for preroll or failure; a live source answers NO_PREROLL at once.
+    let _ = pipeline.state(gst::ClockTime::from_seconds(30));
+    let ours = pipeline.bus().and_then(|bus| {
+        std::iter::from_fn(|| bus.pop_filtered(&[gst::MessageType::Error])).find_map(|message| {
+            match message.view() {
+                gst::MessageView::Error(e) if is_ours(e.src()) => Some(e.error().to_string()),
+                _ => None,
+            }
+        })
+    });
     let _ = pipeline.set_state(gst::State::Null);
-    match (result, failure) {
-        (_, Some(message)) => anyhow::bail!("{}: {message}", file.display()),
-        (Err(_), None) => anyhow::bail!("{}: the pipeline cannot start", file.display()),
-        _ => Ok(()),
+    match ours {
+        Some(message) => anyhow::bail!("{}: {message}", file.display()),
+        None => Ok(()),
     }
+}
+
+/// Whether a message comes from one of the facegate elements (fgdetect, fgembed, fgmatch…).
+fn is_ours(source: Option<&gst::Object>) -> bool {
+    source
+        .and_then(|s| s.downcast_ref::<gst::Element>())
+        .and_then(|e| e.factory())
+        .is_some_and(|factory| factory.name().starts_with("fg"))
 }
 
 /// Shared, cheaply cloned status that both threads update and the async side publishes.
@@ -289,6 +303,23 @@ fn decide(
                 let _ = reply.send(result);
             }
             Input::Stop => break,
+            Input::Pipeline(running) => {
+                // A new pipeline numbers its tracks from 1 again: earlier decisions belong to
+                // other people. Anti-passback history is kept.
+                if running {
+                    policy.forget_tracks();
+                }
+                let moved = gate.lock().map(|mut g| {
+                    if running {
+                        g.hold_open(policy.mode() == Mode::Free)
+                    } else {
+                        g.safe_state()
+                    }
+                });
+                if let Ok(Err(e)) = moved {
+                    error!("gate did not follow the pipeline state: {e}");
+                }
+            }
             Input::SetMode { mode, reply } => {
                 policy.set_mode(mode);
                 let result = gate
@@ -437,6 +468,7 @@ fn supervise(
                     s.state = "degraded".into();
                     s.fps = 0.0;
                 });
+                let _ = inputs.send(Input::Pipeline(false));
                 // A pipeline that ran a while before failing earns a fresh, short back-off.
                 if started.elapsed() > max_backoff {
                     backoff = min_backoff;
@@ -517,6 +549,7 @@ fn run_pipeline_once(
                 if let Some(frame) = observation::from_message(structure) {
                     if frames_in_second == 0 && status.snapshot().state != "running" {
                         status.update(|s| s.state = "running".into());
+                        let _ = inputs.send(Input::Pipeline(true));
                         info!("pipeline running");
                     }
                     frames_in_second += 1;
