@@ -78,6 +78,9 @@ pub struct Status {
     pub uptime_s: u64,
     /// Pipeline restarts since the service started.
     pub restarts: u64,
+    /// Wall-clock time (ns since the Unix epoch) at which the running pipeline's stream time was
+    /// zero, 0 before frames flow: puts decisions' video times on the clock, for latency checks.
+    pub stream_start_unix_ns: u64,
     /// The service's version. The service always publishes its own `CARGO_PKG_VERSION` (the
     /// constant `Version` property), whatever [`GateBus::update`] is given; [`Status::from_stats`]
     /// fills it from the service's answer.
@@ -97,6 +100,7 @@ impl Default for Status {
             last_decision: String::new(),
             uptime_s: 0,
             restarts: 0,
+            stream_start_unix_ns: 0,
             version: env!("CARGO_PKG_VERSION").into(),
         }
     }
@@ -123,6 +127,10 @@ impl Status {
         put("version", Variant::from(self.version.as_str()));
         put("uptime_s", Variant::from(self.uptime_s));
         put("restarts", Variant::from(self.restarts));
+        put(
+            "stream_start_unix_ns",
+            Variant::from(self.stream_start_unix_ns),
+        );
         m
     }
 
@@ -156,6 +164,7 @@ impl Status {
         get(stats, "uptime_s", &mut s.uptime_s)?;
         get(stats, "restarts", &mut s.restarts)?;
         get(stats, "version", &mut s.version)?;
+        get(stats, "stream_start_unix_ns", &mut s.stream_start_unix_ns)?;
         Ok(s)
     }
 }

@@ -274,6 +274,7 @@ pub fn run(out: &mut impl Write) -> anyhow::Result<()> {
         let mut granted = gate.receive_passage_granted().await?;
         let mut denied = gate.receive_passage_denied().await?;
         let mut poll = tokio::time::interval(Duration::from_millis(200));
+        let mut stream_start = 0u64;
         loop {
             tokio::select! {
                 Some(signal) = granted.next() => {
@@ -286,15 +287,20 @@ pub fn run(out: &mut impl Write) -> anyhow::Result<()> {
                     writeln!(out, "   {:6.2} s  DENIED   {}", started.elapsed().as_secs_f64(), args.reason())?;
                 }
                 _ = poll.tick() => {
+                    if stream_start == 0
+                        && let Ok(stats) = gate.stats().await
+                    {
+                        stream_start = crate::dbus::Status::from_stats(&stats).map_or(0, |s| s.stream_start_unix_ns);
+                    }
                     if let Some(status) = child.try_wait()? {
-                        break Ok::<_, anyhow::Error>(status);
+                        break Ok::<_, anyhow::Error>((status, stream_start));
                     }
                 }
             }
         }
     });
-    let status = match outcome {
-        Ok(status) => status,
+    let (status, stream_start) = match outcome {
+        Ok(outcome) => outcome,
         Err(e) => {
             let _ = child.kill();
             return Err(e);
@@ -306,7 +312,21 @@ pub fn run(out: &mut impl Write) -> anyhow::Result<()> {
             std::fs::read_to_string(&rig.log).unwrap_or_default()
         );
     }
-    summarise(&rig, out)
+    summarise(&rig, out)?;
+    let latencies = decision_latencies(&rig, stream_start)?;
+    if let (Some(median), Some(worst)) = (percentile(&latencies, 0.5), latencies.iter().max()) {
+        writeln!(
+            out,
+            "== decision latency, face fully visible to unlock: median {median} ms, worst {worst} ms over {} grants ({})",
+            latencies.len(),
+            latencies
+                .iter()
+                .map(|ms| format!("{ms} ms"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )?;
+    }
+    Ok(())
 }
 
 fn summarise(rig: &GateRig, out: &mut impl Write) -> anyhow::Result<()> {
@@ -355,4 +375,59 @@ pub fn is_unlock(action: &Action) -> bool {
     action.output == gate::Output::Relay
         && action.level == gate::Level::On
         && action.cause == gate::Cause::Grant
+}
+
+/// When a face is on screen in a generated video (scripts/make-videos.sh writes the timeline).
+#[derive(Debug, serde::Deserialize)]
+pub struct Walkup {
+    pub photo: String,
+    pub first_frame: u64,
+    pub last_frame: u64,
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct Timeline {
+    pub fps: u64,
+    pub walkups: Vec<Walkup>,
+}
+
+/// Milliseconds from the first frame on which each granted face was fully visible to the relay
+/// switching on for it: the video's timeline put on the wall clock through the stream's start.
+pub fn decision_latencies(rig: &GateRig, stream_start_unix_ns: u64) -> anyhow::Result<Vec<u64>> {
+    let timeline_file = rig.files.video.with_extension("timeline.json");
+    let timeline: Timeline = serde_json::from_str(&std::fs::read_to_string(&timeline_file)?)
+        .with_context(|| format!("{}", timeline_file.display()))?;
+    if stream_start_unix_ns == 0 || timeline.fps == 0 {
+        bail!("the stream's start time is unknown: no latency to report");
+    }
+    let frame_ns = 1_000_000_000 / timeline.fps;
+    let unlocks: Vec<u64> = rig
+        .actions()?
+        .iter()
+        .filter(|a| is_unlock(a))
+        .map(|a| a.unix_ns)
+        .collect();
+    let mut latencies = Vec::new();
+    for passage in rig.passages()?.iter().filter(|p| p.granted) {
+        let (Some(decided_at), Some(journalled)) =
+            (passage.video_time_ns, passage.time.timestamp_nanos_opt())
+        else {
+            continue;
+        };
+        let Some(walkup) = timeline.walkups.iter().find(|w| {
+            (w.first_frame * frame_ns..=(w.last_frame + 1) * frame_ns).contains(&decided_at)
+        }) else {
+            continue;
+        };
+        let visible = stream_start_unix_ns + walkup.first_frame * frame_ns;
+        if let Some(unlock) = unlocks.iter().find(|&&u| u >= journalled as u64) {
+            latencies.push(unlock.saturating_sub(visible) / 1_000_000);
+        }
+    }
+    latencies.sort_unstable();
+    Ok(latencies)
+}
+
+fn percentile(sorted: &[u64], q: f64) -> Option<u64> {
+    (!sorted.is_empty()).then(|| sorted[((sorted.len() - 1) as f64 * q).round() as usize])
 }

@@ -548,7 +548,11 @@ fn run_pipeline_once(
                 };
                 if let Some(frame) = observation::from_message(structure) {
                     if frames_in_second == 0 && status.snapshot().state != "running" {
-                        status.update(|s| s.state = "running".into());
+                        let stream_start = stream_start_unix_ns(&pipeline);
+                        status.update(|s| {
+                            s.state = "running".into();
+                            s.stream_start_unix_ns = stream_start;
+                        });
                         let _ = inputs.send(Input::Pipeline(true));
                         info!("pipeline running");
                     }
@@ -571,6 +575,19 @@ fn run_pipeline_once(
     };
     let _ = pipeline.set_state(gst::State::Null);
     outcome
+}
+
+/// The wall-clock time at which the pipeline's running time was zero.
+fn stream_start_unix_ns(pipeline: &gst::Pipeline) -> u64 {
+    let (Some(clock), Some(base)) = (pipeline.clock(), pipeline.base_time()) else {
+        return 0;
+    };
+    let running = clock.time().saturating_sub(base);
+    let now = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    now.saturating_sub(Duration::from_nanos(running.nseconds()))
+        .as_nanos() as u64
 }
 
 fn refresh_gallery(config: &ServiceConfig, status: &StatusCell) {
