@@ -107,7 +107,8 @@ impl Default for Status {
 }
 
 impl Status {
-    /// The `Stats()` dictionary: every property (snake_case keys) plus `uptime_s` and `restarts`.
+    /// The `Stats()` dictionary: every property (snake_case keys) plus `uptime_s`, `restarts` and
+    /// `stream_start_unix_ns`.
     pub fn to_stats(&self) -> HashMap<String, OwnedVariant> {
         let mut m = HashMap::new();
         let mut put = |k: &str, v: Variant<'_>| {
@@ -646,10 +647,11 @@ mod tests {
             last_decision: r#"{"decision":"grant"}"#.into(),
             uptime_s: 3600,
             restarts: 2,
+            stream_start_unix_ns: 1_700_000_000_000_000_000,
             version: "1.2.3".into(),
         };
         let m = s.to_stats();
-        assert_eq!(m.len(), 11);
+        assert_eq!(m.len(), 12);
         assert_eq!(
             String::try_from(m["version"].try_clone().unwrap()).unwrap(),
             "1.2.3"

@@ -22,7 +22,7 @@ pub trait Gate {
     /// Reloads the gallery; privileged. Returns the generation.
     fn reload_gallery(&self) -> zbus::Result<u64>;
 
-    /// Every property (snake_case keys) plus uptime_s and restarts.
+    /// Every property (snake_case keys) plus uptime_s, restarts and stream_start_unix_ns.
     fn stats(&self) -> zbus::Result<HashMap<String, OwnedVariant>>;
 
     #[zbus(property)]
@@ -185,6 +185,7 @@ mod tests {
             last_decision: r#"{"decision":"grant"}"#.into(),
             uptime_s: 93_784,
             restarts: 2,
+            stream_start_unix_ns: 0,
             version: "0.1.0".into(),
         };
         let text = format_status(&s);

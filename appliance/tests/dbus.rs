@@ -612,7 +612,7 @@ async fn acting_methods_need_root_or_the_privileged_group() {
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.starts_with("a{sv} 11 ") && stdout.contains("\"state\" s \"starting\""),
+        stdout.starts_with("a{sv} 12 ") && stdout.contains("\"state\" s \"starting\""),
         "{stdout}"
     );
     assert!(control.calls().is_empty(), "{:?}", control.calls());
@@ -806,6 +806,7 @@ async fn stats_and_read_status() {
         keys,
         HashSet::from([
             "state",
+            "stream_start_unix_ns",
             "mode",
             "gallery_generation",
             "gallery_size",
