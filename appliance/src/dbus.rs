@@ -19,6 +19,8 @@ use zbus::object_server::SignalEmitter;
 use zbus::{Connection, fdo, interface};
 use zbus::{OwnedVariant, Variant};
 
+use crate::policy::Mode;
+
 /// The well-known bus name the gate service owns.
 pub const BUS_NAME: &str = "org.facegate.Gate";
 /// The object path of the gate.
@@ -32,8 +34,8 @@ pub const INTERFACE: &str = "org.facegate.Gate1";
 pub trait GateControl: Send + Sync + 'static {
     /// A staff opening: recorded like a passage; returns the passage id.
     fn open(&self, reason: &str) -> Result<String, ControlError>;
-    /// Switches the mode: "normal" | "locked" | "free".
-    fn set_mode(&self, mode: &str) -> Result<(), ControlError>;
+    /// Switches the mode (the D-Bus layer has already parsed the caller's word).
+    fn set_mode(&self, mode: Mode) -> Result<(), ControlError>;
     /// Reloads the gallery; returns its generation.
     fn reload_gallery(&self) -> Result<u64, ControlError>;
 }
@@ -355,13 +357,9 @@ impl GateInterface {
         #[zbus(connection)] connection: &Connection,
     ) -> fdo::Result<()> {
         self.authorize("SetMode", &header, connection).await?;
-        if !matches!(mode.as_str(), "normal" | "locked" | "free") {
-            return Err(fdo::Error::InvalidArgs(format!(
-                "unknown mode {mode:?}: expected \"normal\", \"locked\" or \"free\""
-            )));
-        }
+        let mode: Mode = mode.parse().map_err(fdo::Error::InvalidArgs)?;
         let control = self.control.clone();
-        Ok(tokio::task::spawn_blocking(move || control.set_mode(&mode))
+        Ok(tokio::task::spawn_blocking(move || control.set_mode(mode))
             .await
             .map_err(blocking_failed)??)
     }

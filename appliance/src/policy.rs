@@ -94,6 +94,49 @@ pub struct FrameObservation {
     pub faces: Vec<FaceObservation>,
 }
 
+/// One table of names per enum: `as_str`, `Display` and `FromStr` all read it, and a wrong name
+/// is refused with the list of right ones. (The serde `kebab-case` names are the same words.)
+macro_rules! named_values {
+    ($type:ident, $what:literal, { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $type {
+            pub const NAMES: &'static [&'static str] = &[$($name),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($type::$variant => $name),+
+                }
+            }
+        }
+
+        impl fmt::Display for $type {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $type {
+            type Err = String;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($name => Ok($type::$variant),)+
+                    other => Err(format!("unknown {} {other:?} (expected {})", $what, one_of($type::NAMES))),
+                }
+            }
+        }
+    };
+}
+
+/// `"a", "b" or "c"`.
+fn one_of(names: &[&str]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("{n:?}")).collect();
+    match quoted.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
 /// Operating mode of the gate.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
@@ -109,36 +152,11 @@ pub enum Mode {
     Free,
 }
 
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Normal => "normal",
-            Mode::Locked => "locked",
-            Mode::Free => "free",
-        }
-    }
-}
-
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Mode {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "normal" => Ok(Mode::Normal),
-            "locked" => Ok(Mode::Locked),
-            "free" => Ok(Mode::Free),
-            other => Err(format!(
-                "unknown mode {other:?} (expected \"normal\", \"locked\" or \"free\")"
-            )),
-        }
-    }
-}
+named_values!(Mode, "mode", {
+    Normal => "normal",
+    Locked => "locked",
+    Free => "free",
+});
 
 /// Why a passage was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -156,41 +174,13 @@ pub enum DenyReason {
     Disabled,
 }
 
-impl DenyReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DenyReason::Unknown => "unknown",
-            DenyReason::LowConfidence => "low-confidence",
-            DenyReason::SeveralFaces => "several-faces",
-            DenyReason::Passback => "passback",
-            DenyReason::Disabled => "disabled",
-        }
-    }
-}
-
-impl fmt::Display for DenyReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for DenyReason {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "unknown" => Ok(DenyReason::Unknown),
-            "low-confidence" => Ok(DenyReason::LowConfidence),
-            "several-faces" => Ok(DenyReason::SeveralFaces),
-            "passback" => Ok(DenyReason::Passback),
-            "disabled" => Ok(DenyReason::Disabled),
-            other => Err(format!(
-                "unknown deny reason {other:?} (expected \"unknown\", \"low-confidence\", \
-                 \"several-faces\", \"passback\" or \"disabled\")"
-            )),
-        }
-    }
-}
+named_values!(DenyReason, "deny reason", {
+    Unknown => "unknown",
+    LowConfidence => "low-confidence",
+    SeveralFaces => "several-faces",
+    Passback => "passback",
+    Disabled => "disabled",
+});
 
 /// What the policy decided on a frame.
 #[derive(Clone, Debug, PartialEq)]
@@ -1346,6 +1336,10 @@ mod tests {
         }
         assert_eq!(Mode::Free.to_string(), "free");
         assert!("open".parse::<Mode>().unwrap_err().contains("\"open\""));
+        assert_eq!(
+            "open".parse::<Mode>().unwrap_err(),
+            r#"unknown mode "open" (expected "normal", "locked" or "free")"#
+        );
         let reasons = [
             (DenyReason::Unknown, "unknown"),
             (DenyReason::LowConfidence, "low-confidence"),

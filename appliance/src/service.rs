@@ -642,10 +642,7 @@ impl GateControl for Control {
         })
     }
 
-    fn set_mode(&self, mode: &str) -> Result<(), ControlError> {
-        let mode: Mode = mode.parse().map_err(|_| {
-            ControlError::InvalidArgs(format!("unknown mode {mode:?}: use normal, locked or free"))
-        })?;
+    fn set_mode(&self, mode: Mode) -> Result<(), ControlError> {
         self.ask(|reply| Input::SetMode { mode, reply })
     }
 

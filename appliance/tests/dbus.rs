@@ -16,6 +16,7 @@ use facegate_appliance::dbus::{
     BUS_NAME, BusConfig, ControlError, DbusError, GateBus, GateControl, INTERFACE, OBJECT_PATH,
     Status, serve,
 };
+use facegate_appliance::policy::Mode;
 use facegate_appliance::status::{GateProxy, format_status, read_status};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -248,7 +249,7 @@ impl GateControl for FakeControl {
         }
         Ok(id)
     }
-    fn set_mode(&self, mode: &str) -> Result<(), ControlError> {
+    fn set_mode(&self, mode: Mode) -> Result<(), ControlError> {
         self.calls.lock().unwrap().push(format!("set_mode:{mode}"));
         Ok(())
     }
