@@ -3,8 +3,9 @@
 //! configuration with `FACEGATE_…` overrides pointing it at them.
 
 use std::io::Write;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -218,6 +219,72 @@ impl GateRig {
     }
 }
 
+/// A decision as facegated announced it on the bus.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Announced {
+    Granted {
+        passage_id: String,
+        id: String,
+        similarity: f64,
+    },
+    Denied {
+        reason: String,
+    },
+}
+
+/// How a followed run ended.
+pub struct Followed {
+    pub status: ExitStatus,
+    /// The stream's start on the wall clock, as `Stats()` gave it (0 if never seen).
+    pub stream_start_unix_ns: u64,
+}
+
+/// Follows facegated's decisions as they are announced on the bus, until it exits or
+/// `on_decision` answers `Break` (then it is killed).
+pub async fn follow(
+    rig: &GateRig,
+    service: &mut Service,
+    mut on_decision: impl FnMut(Announced) -> anyhow::Result<ControlFlow<()>>,
+) -> anyhow::Result<Followed> {
+    let (_connection, gate) = rig.gate(Duration::from_secs(60)).await?;
+    let mut granted = gate.receive_passage_granted().await?;
+    let mut denied = gate.receive_passage_denied().await?;
+    let mut poll = tokio::time::interval(Duration::from_millis(100));
+    let mut stream_start_unix_ns = 0;
+    loop {
+        let decision = tokio::select! {
+            Some(signal) = granted.next() => {
+                let args = signal.args()?;
+                Announced::Granted {
+                    passage_id: args.passage_id().to_string(),
+                    id: args.id().to_string(),
+                    similarity: *args.similarity(),
+                }
+            }
+            Some(signal) = denied.next() => Announced::Denied { reason: signal.args()?.reason().to_string() },
+            _ = poll.tick() => {
+                if stream_start_unix_ns == 0
+                    && let Ok(stats) = gate.stats().await
+                {
+                    stream_start_unix_ns = crate::dbus::Status::from_stats(&stats).map_or(0, |s| s.stream_start_unix_ns);
+                }
+                if let Some(status) = service.try_wait()? {
+                    return Ok(Followed { status, stream_start_unix_ns });
+                }
+                continue;
+            }
+        };
+        if on_decision(decision)?.is_break() {
+            service.kill()?;
+            let status = service.wait()?;
+            return Ok(Followed {
+                status,
+                stream_start_unix_ns,
+            });
+        }
+    }
+}
+
 /// A facegated process that is killed if it is still running when dropped, so a failed demo or
 /// test never leaves a gate service behind.
 pub struct Service(Child);
@@ -265,53 +332,37 @@ pub fn run(out: &mut impl Write) -> anyhow::Result<()> {
     )?;
     let mut child = rig.spawn()?;
     let started = Instant::now();
+    writeln!(
+        out,
+        "== facegated starting; the video plays in real time ({})",
+        rig.files.video.display()
+    )?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let outcome = runtime.block_on(async {
-        let (_connection, gate) = rig.gate(Duration::from_secs(60)).await?;
-        writeln!(out, "== facegated is on the bus; the video plays in real time ({})", rig.files.video.display())?;
-        let mut granted = gate.receive_passage_granted().await?;
-        let mut denied = gate.receive_passage_denied().await?;
-        let mut poll = tokio::time::interval(Duration::from_millis(200));
-        let mut stream_start = 0u64;
-        loop {
-            tokio::select! {
-                Some(signal) = granted.next() => {
-                    let args = signal.args()?;
-                    writeln!(out, "   {:6.2} s  GRANTED  {:<10} similarity {:.2}  passage {}",
-                        started.elapsed().as_secs_f64(), args.id(), args.similarity(), args.passage_id())?;
-                }
-                Some(signal) = denied.next() => {
-                    let args = signal.args()?;
-                    writeln!(out, "   {:6.2} s  DENIED   {}", started.elapsed().as_secs_f64(), args.reason())?;
-                }
-                _ = poll.tick() => {
-                    if stream_start == 0
-                        && let Ok(stats) = gate.stats().await
-                    {
-                        stream_start = crate::dbus::Status::from_stats(&stats).map_or(0, |s| s.stream_start_unix_ns);
-                    }
-                    if let Some(status) = child.try_wait()? {
-                        break Ok::<_, anyhow::Error>((status, stream_start));
-                    }
-                }
-            }
+    let followed = runtime.block_on(follow(&rig, &mut child, |decision| {
+        let at = started.elapsed().as_secs_f64();
+        match decision {
+            Announced::Granted {
+                passage_id,
+                id,
+                similarity,
+            } => writeln!(
+                out,
+                "   {at:6.2} s  GRANTED  {id:<10} similarity {similarity:.2}  passage {passage_id}"
+            )?,
+            Announced::Denied { reason } => writeln!(out, "   {at:6.2} s  DENIED   {reason}")?,
         }
-    });
-    let (status, stream_start) = match outcome {
-        Ok(outcome) => outcome,
-        Err(e) => {
-            let _ = child.kill();
-            return Err(e);
-        }
-    };
-    if !status.success() {
+        Ok(ControlFlow::Continue(()))
+    }))?;
+    if !followed.status.success() {
         bail!(
-            "facegated failed ({status}); its log: {}",
+            "facegated failed ({}); its log: {}",
+            followed.status,
             std::fs::read_to_string(&rig.log).unwrap_or_default()
         );
     }
+    let stream_start = followed.stream_start_unix_ns;
     summarise(&rig, out)?;
     let latencies = decision_latencies(&rig, stream_start)?;
     if let (Some(median), Some(worst)) = (percentile(&latencies, 0.5), latencies.iter().max()) {

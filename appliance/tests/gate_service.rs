@@ -1,13 +1,16 @@
 //! facegated end to end: the real service on real video, a real private dbus-daemon, a real
 //! SQLite journal and the simulated gate, checked from the outside as an operator would.
 
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use facegate_appliance::gate::{Cause, Output};
-use facegate_appliance::gate_demo::{ENROLLED, GateRig, RigFiles, Service, is_unlock};
+use facegate_appliance::gate_demo::{
+    Announced, ENROLLED, GateRig, RigFiles, Service, follow, is_unlock,
+};
 use futures_util::StreamExt;
 
 /// The service tests play video in real time; two at once on two cores would starve each other.
@@ -39,26 +42,40 @@ fn rig(scratch: &tempfile::TempDir) -> GateRig {
     GateRig::new(files(), scratch.path(), &ENROLLED).expect("rig starts")
 }
 
-/// Decisions as D-Bus signals, in order: ("granted", passage id, id) or ("denied", reason, "").
+/// Decisions as D-Bus signals, in order.
 #[derive(Debug, Default)]
 struct Heard {
-    signals: Vec<(String, String, String)>,
+    signals: Vec<Announced>,
 }
 
 impl Heard {
     fn granted(&self) -> Vec<&str> {
         self.signals
             .iter()
-            .filter(|s| s.0 == "granted")
-            .map(|s| s.2.as_str())
+            .filter_map(|s| match s {
+                Announced::Granted { id, .. } => Some(id.as_str()),
+                Announced::Denied { .. } => None,
+            })
+            .collect()
+    }
+
+    fn granted_passages(&self) -> Vec<&str> {
+        self.signals
+            .iter()
+            .filter_map(|s| match s {
+                Announced::Granted { passage_id, .. } => Some(passage_id.as_str()),
+                Announced::Denied { .. } => None,
+            })
             .collect()
     }
 
     fn denied(&self) -> Vec<&str> {
         self.signals
             .iter()
-            .filter(|s| s.0 == "denied")
-            .map(|s| s.1.as_str())
+            .filter_map(|s| match s {
+                Announced::Denied { reason } => Some(reason.as_str()),
+                Announced::Granted { .. } => None,
+            })
             .collect()
     }
 }
@@ -66,40 +83,28 @@ impl Heard {
 /// Listens to the gate's signals until facegated exits or `stop_after` signals have arrived
 /// (then it is killed with SIGKILL).
 fn listen(rig: &GateRig, child: &mut Service, stop_after: Option<usize>) -> Heard {
+    let mut heard = Heard::default();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(async {
-        let (_connection, gate) = rig.gate(Duration::from_secs(60)).await.expect("facegated on the bus");
-        let mut granted = gate.receive_passage_granted().await.unwrap();
-        let mut denied = gate.receive_passage_denied().await.unwrap();
-        let mut heard = Heard::default();
-        let mut poll = tokio::time::interval(Duration::from_millis(100));
-        let deadline = Instant::now() + Duration::from_secs(180);
-        loop {
-            tokio::select! {
-                Some(signal) = granted.next() => {
-                    let args = signal.args().unwrap();
-                    heard.signals.push(("granted".into(), args.passage_id().to_string(), args.id().to_string()));
-                }
-                Some(signal) = denied.next() => {
-                    heard.signals.push(("denied".into(), signal.args().unwrap().reason().to_string(), String::new()));
-                }
-                _ = poll.tick() => {
-                    if stop_after.is_some_and(|n| heard.signals.len() >= n) {
-                        child.kill().unwrap();
-                        child.wait().unwrap();
-                        return heard;
-                    }
-                    if child.try_wait().unwrap().is_some() {
-                        return heard;
-                    }
-                    assert!(Instant::now() < deadline, "facegated ran for 3 minutes; log: {}", log(rig));
-                }
-            }
-        }
-    })
+    // The timeout's timer must be made inside the runtime.
+    let followed = runtime.block_on(async {
+        let run = follow(rig, child, |decision| {
+            heard.signals.push(decision);
+            let enough = stop_after.is_some_and(|n| heard.signals.len() >= n);
+            Ok(if enough {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            })
+        });
+        tokio::time::timeout(Duration::from_secs(180), run).await
+    });
+    let followed =
+        followed.unwrap_or_else(|_| panic!("facegated ran for 3 minutes; log: {}", log(rig)));
+    followed.unwrap_or_else(|e| panic!("{e:#}; log: {}", log(rig)));
+    heard
 }
 
 fn log(rig: &GateRig) -> String {
@@ -151,14 +156,12 @@ fn the_demo_video_grants_each_enrolled_passenger_once_and_denies_the_rest() {
         "every decision is journalled: {passages:?}"
     );
     for (id, passage) in heard
-        .signals
-        .iter()
-        .filter(|s| s.0 == "granted")
-        .map(|s| &s.1)
+        .granted_passages()
+        .into_iter()
         .zip(passages.iter().filter(|p| p.granted))
     {
         assert_eq!(
-            &passage.id, id,
+            passage.id, id,
             "the signal carries the journal's passage id"
         );
     }
@@ -207,13 +210,11 @@ fn a_killed_service_keeps_every_acknowledged_decision_and_restarts_safe() {
     // Person A granted, a stranger denied, Person B granted: then SIGKILL mid-run.
     let heard = listen(&rig, &mut child, Some(3));
     let passages = rig.passages().unwrap();
-    for (kind, id, _) in &heard.signals {
-        if kind == "granted" {
-            assert!(
-                passages.iter().any(|p| &p.id == id),
-                "acknowledged passage {id} survived SIGKILL"
-            );
-        }
+    for id in heard.granted_passages() {
+        assert!(
+            passages.iter().any(|p| p.id == id),
+            "acknowledged passage {id} survived SIGKILL"
+        );
     }
     assert!(
         passages.len() >= heard.signals.len(),
