@@ -49,4 +49,4 @@ lint:
 	cd $(REPO) && $(CARGO) clippy --workspace --all-targets -- -D warnings
 
 bench: setup
-	cd $(REPO) && $(CARGO) run --release -p facegate-appliance --bin facegatectl -- bench
+	cd $(REPO) && $(CARGO) run --release -p facegate-appliance --bin facegatectl -- bench stages

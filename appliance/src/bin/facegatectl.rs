@@ -96,8 +96,9 @@ enum Command {
         #[arg(long, default_value = "system")]
         bus: String,
     },
-    /// Measure per-stage and end-to-end speed (see docs/BENCHMARKS.md)
-    Bench(facegate_appliance::bench::BenchArgs),
+    /// Measure speed, scale and decision latency (see docs/BENCHMARKS.md)
+    #[command(subcommand)]
+    Bench(facegate_appliance::bench::BenchCommand),
 }
 
 #[derive(Args)]
@@ -232,8 +233,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", facegate_appliance::status::format_status(&status));
             Ok(())
         }
-        Command::Bench(args) => {
-            facegate_appliance::bench::run(&args, &models, &mut std::io::stdout())
+        Command::Bench(command) => {
+            facegate_appliance::bench::run(&command, &models, &mut std::io::stdout())
         }
     }
 }

@@ -1,9 +1,11 @@
-//! `facegatectl bench`: per-stage and end-to-end timings on the real models, a real 640x480
+//! `facegatectl bench stages`: per-stage and end-to-end timings on the real models, a real 640x480
 //! frame of a face, and FAISS galleries of growing size. Results go in docs/BENCHMARKS.md.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+use super::{measure, ms, synthetic_embedding};
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -16,7 +18,7 @@ use crate::demo::default_dir;
 use crate::pipeline::{self, Models};
 
 #[derive(Args, Debug)]
-pub struct BenchArgs {
+pub struct StagesArgs {
     /// Timed runs per stage (after a warm-up)
     #[arg(long, default_value_t = 200)]
     pub iterations: usize,
@@ -38,36 +40,6 @@ pub struct BenchArgs {
 const OPENCV_DETECT_640X480_MS: f64 = 8.1;
 const OPENCV_DETECT_320X240_MS: f64 = 2.2;
 const OPENCV_ALIGN_EMBED_MS: f64 = 8.7;
-
-struct Stats {
-    median: Duration,
-    p99: Duration,
-}
-
-fn measure(
-    iterations: usize,
-    mut run: impl FnMut() -> anyhow::Result<()>,
-) -> anyhow::Result<Stats> {
-    for _ in 0..iterations.div_ceil(10).max(3) {
-        run()?;
-    }
-    let mut times = Vec::with_capacity(iterations);
-    for _ in 0..iterations.max(1) {
-        let start = Instant::now();
-        run()?;
-        times.push(start.elapsed());
-    }
-    times.sort();
-    let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
-    Ok(Stats {
-        median: at(0.5),
-        p99: at(0.99),
-    })
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
 
 /// The decoded frame of a video with the largest face, as the gate's elements receive it.
 fn frame_with_face(
@@ -115,21 +87,6 @@ fn frame_with_face(
         .with_context(|| format!("no frame of {} shows one face", video.display()))
 }
 
-/// A deterministic unit vector, for filling galleries with people who are nobody.
-fn synthetic_embedding(seed: u64, dim: usize) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut v: Vec<f32> = (0..dim)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 11) as f32 / (1u64 << 53) as f32 - 0.5
-        })
-        .collect();
-    facegate_vision::embedder::normalise(&mut v);
-    v
-}
-
 /// Frames per second of a whole pipeline over `video`, decoding included, as fast as it runs.
 fn pipeline_fps(
     video: &Path,
@@ -150,7 +107,7 @@ fn pipeline_fps(
     Ok((count, count as f64 / elapsed))
 }
 
-pub fn run(args: &BenchArgs, models: &Models, out: &mut impl Write) -> anyhow::Result<()> {
+pub fn run(args: &StagesArgs, models: &Models, out: &mut impl Write) -> anyhow::Result<()> {
     let video = args
         .video
         .clone()
