@@ -10,7 +10,7 @@ real photos.  The detection rule below is deliberately the same one the Rust det
 (fit the long side to `input_size`, detect, map back by 1/r); change both together.
 
 --models must hold the original YuNet export (face_detection_yunet_2023mar.onnx) and the
-SFace model made by prepare-models.py (facegate_sface_2021dec.onnx).  If OpenCV cannot load
+SFace model made by prepare-models.py in the PRelu form OpenCV runs best (facegate_sface_2021dec_prelu.onnx).  If OpenCV cannot load
 the latter, the int8 original is tried (the JSON records which one was used).
 """
 
@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 YUNET = "face_detection_yunet_2023mar.onnx"
-SFACE = "facegate_sface_2021dec.onnx"
+SFACE = "facegate_sface_2021dec_prelu.onnx"
 SFACE_FALLBACK = "face_recognition_sface_2021dec_int8bq.onnx"
 
 SCORE_THRESHOLD = 0.6
