@@ -106,6 +106,11 @@ pub fn open_session(path: &Path, threads: usize) -> Result<Session, ModelError> 
         .and_then(|b| Ok(b.with_optimization_level(GraphOptimizationLevel::All)?))
         .and_then(|b| Ok(b.with_intra_threads(threads)?))
         .and_then(|b| Ok(b.with_inter_threads(1)?))
+        // A gate runs two sessions (detector, embedder) one after the other on the streaming
+        // thread, beside the decoder and the service: pool threads that spin after their run
+        // take the cores the next session needs. Without spinning, detect + embed took 26-31 ms
+        // instead of 73-83 ms on this 2-core machine while other work ran (docs/BENCHMARKS.md).
+        .and_then(|b| Ok(b.with_intra_op_spinning(false)?))
         .map_err(|e| corrupt(e.to_string()))?;
     builder
         .commit_from_file(path)
