@@ -5,7 +5,8 @@
 #   make test    setup + build + cargo test --workspace
 #   make demo    setup + build + facegatectl demo
 #   make lint    cargo fmt --check, cargo clippy -D warnings
-#   make bench   setup + facegatectl bench (release build)
+#   make bench   setup + every benchmark (release build; about 25 min) + plots -> docs/BENCHMARKS.md's numbers
+#   make plots   the PNG plots in docs/ from the benchmarks' JSON in docs/bench/
 #
 # Cargo commands get the asset paths below (absolute). facegatectl and the tests link the plugin
 # statically; for gst-launch-1.0, export GST_PLUGIN_PATH=<repo>/target/debug after `make build`.  Assets live in $FACEGATE_ASSETS or
@@ -27,10 +28,10 @@ export FACEGATE_MODEL_DIR := $(ASSETS)/models
 export FACEGATE_PHOTO_DIR := $(ASSETS)/photos
 export FACEGATE_VIDEO_DIR := $(ASSETS)/videos
 
-.PHONY: help setup build test demo lint bench
+.PHONY: help setup build test demo lint bench plots
 
 help:
-	@sed -n '3,9s/^# *//p' $(REPO)/Makefile
+	@sed -n '3,10s/^# *//p' $(REPO)/Makefile
 
 setup:
 	bash $(REPO)/scripts/setup.sh
@@ -48,5 +49,19 @@ lint:
 	cd $(REPO) && $(CARGO) fmt --all --check
 	cd $(REPO) && $(CARGO) clippy --workspace --all-targets -- -D warnings
 
+FACEGATECTL_RELEASE := cd $(REPO) && $(CARGO) run --quiet --release -p facegate-appliance --bin facegatectl --
+PLOTS_VENV          := $(ASSETS)/venv-plots
+
+# Each benchmark prints its table and writes docs/bench/<name>.json; `plots` draws from those.
 bench: setup
-	cd $(REPO) && $(CARGO) run --release -p facegate-appliance --bin facegatectl -- bench stages
+	cd $(REPO) && $(CARGO) build --release -p facegate-appliance
+	$(FACEGATECTL_RELEASE) bench stages
+	$(FACEGATECTL_RELEASE) bench peers
+	$(FACEGATECTL_RELEASE) bench gallery
+	$(FACEGATECTL_RELEASE) bench latency
+	$(MAKE) -C $(REPO) plots
+
+plots:
+	test -x $(PLOTS_VENV)/bin/python || python3 -m venv $(PLOTS_VENV)
+	$(PLOTS_VENV)/bin/pip install --quiet --disable-pip-version-check -r $(REPO)/scripts/requirements-plots.txt
+	cd $(REPO) && $(PLOTS_VENV)/bin/python scripts/plot-benchmarks.py --results docs/bench --out docs

@@ -1,11 +1,11 @@
 //! `facegatectl bench stages`: per-stage and end-to-end timings on the real models, a real 640x480
-//! frame of a face, and FAISS galleries of growing size. Results go in docs/BENCHMARKS.md.
+//! frame of a face (galleries at scale: `bench gallery`). Results go in docs/BENCHMARKS.md.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::{measure, ms, synthetic_embedding};
+use super::{measure, ms};
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -31,9 +31,6 @@ pub struct StagesArgs {
     /// Inference threads for every model (0: ONNX Runtime's choice, one per core)
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    /// Gallery sizes to search
-    #[arg(long, value_delimiter = ',', default_value = "1000,100000")]
-    pub gallery_sizes: Vec<usize>,
 }
 
 /// Reference numbers measured on this machine kind (shared/FACTS.md), for the report.
@@ -210,39 +207,6 @@ pub fn run(args: &StagesArgs, models: &Models, out: &mut impl Write) -> anyhow::
     )?;
 
     let scratch = tempfile::tempdir()?;
-    for &size in &args.gallery_sizes {
-        let dir = scratch.path().join(format!("gallery-{size}"));
-        let mut gallery = Gallery::create(&dir, embedder.identity(), embedder.dim() as u32)?;
-        let built = Instant::now();
-        gallery.enroll("probe", "Probe", embedder.identity(), &embedding, false)?;
-        for n in 1..size as u64 {
-            gallery.enroll(
-                &format!("n{n}"),
-                "",
-                embedder.identity(),
-                &synthetic_embedding(n, embedder.dim()),
-                false,
-            )?;
-        }
-        gallery.commit()?;
-        let build = built.elapsed();
-        let stats = measure(args.iterations, || {
-            let found = gallery.search(&embedding, 1)?;
-            if found.first().map(|m| m.id.as_str()) != Some("probe") {
-                bail!("the planted face is not found first");
-            }
-            Ok(())
-        })?;
-        writeln!(
-            out,
-            "| match, gallery of {size} ({}; built and written in {:.1} s) | {:.3} | {:.3} | |",
-            gallery.index_type(),
-            build.as_secs_f64(),
-            ms(stats.median),
-            ms(stats.p99)
-        )?;
-    }
-
     let gallery = scratch.path().join("gallery-e2e");
     let mut people = Gallery::create(&gallery, embedder.identity(), embedder.dim() as u32)?;
     people.enroll("probe", "Probe", embedder.identity(), &embedding, false)?;
