@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Make FaceGate's test videos from the test photos, with stock GStreamer elements only.
 #
-#     scripts/make-videos.sh PHOTO_DIR OUT_DIR
+#     scripts/make-videos.sh PHOTO_DIR OUT_DIR [NAME...]
 #
+# NAME is one of the videos below; without any, the first two (what `make setup` makes).
 # No package ships a real video with faces, so each "walk-up" is one photo composited onto a
 # dark grey 640x480 scene: 0.5 s of empty scene, then the photo appears with its face about
 # 120 px high and "approaches" in 0.3 s steps (drifting slightly sideways) up to 300 px, stays
@@ -14,20 +15,30 @@
 #   walkup_person_b.avi  one walk-up of person_b_2.jpg (117 frames, 3.9 s)
 #   demo_walkups.avi     person_a_2, impostor_2, person_b_2, biden, obama2, person_a_2 again,
 #                        obama2 again, one after another (729 frames, 24.3 s)
+#   soak_walkups.avi     only when asked for (about 780 MB; `facegatectl bench latency` makes it):
+#                        the demo's seven walk-ups 26 times, round r rotated by 3r places so people
+#                        come in a varying order; the same person returns after 2 walk-ups (6.8 s)
+#                        at the soonest (182 walk-ups, 18579 frames, 10 min 19 s)
 #
 # Each video is written to a temporary name, decoded back (gst-launch-1.0 ... decodebin !
 # fakesink) to check its frame count and that every frame's timestamp is i/30 s, and only then
-# renamed into place.  Any failure: one line on stderr and exit 1.
+# renamed into place.  A gst-launch pipeline holds every branch of its walk-ups at once (a decoded
+# photo and a thread each), so a long video is rendered $CHUNK walk-ups at a time as JPEG frames in
+# multipart files and these are joined into one AVI without re-encoding.  Any failure: one line on
+# stderr and exit 1.
 set -euo pipefail
 
 die() { echo "make-videos: error: $*" >&2; exit 1; }
 
-[ $# -eq 2 ] || { echo "usage: $0 PHOTO_DIR OUT_DIR" >&2; exit 2; }
+[ $# -ge 2 ] || { echo "usage: $0 PHOTO_DIR OUT_DIR [walkup_person_b|demo_walkups|soak_walkups...]" >&2; exit 2; }
 PHOTOS=$1
 OUT=$2
+shift 2
+NAMES=("$@")
+[ ${#NAMES[@]} -gt 0 ] || NAMES=(walkup_person_b demo_walkups)
 [ -d "$PHOTOS" ] || die "photo directory $PHOTOS does not exist"
 command -v gst-launch-1.0 >/dev/null || die "gst-launch-1.0 not found (apt-get install gstreamer1.0-tools)"
-for el in filesrc jpegdec videoconvert videoscale videobox imagefreeze videotestsrc compositor concat jpegenc avimux avidemux decodebin fakesink filesink; do
+for el in filesrc jpegdec videoconvert videoscale videobox imagefreeze videotestsrc compositor concat jpegenc avimux avidemux decodebin fakesink filesink multipartmux multipartdemux splitfilesrc; do
     gst-inspect-1.0 --exists "$el" || die "GStreamer element $el is missing (gstreamer1.0-plugins-base / -good)"
 done
 mkdir -p "$OUT" || die "cannot create $OUT"
@@ -40,6 +51,7 @@ STEP=9          # frames per approach step: 0.3 s
 HOLD=42         # frames at the final size: 1.4 s
 SIZES=(120 156 192 228 264 300)   # face-box height per step; the last one is held
 CY=230          # face centre height in the frame
+CHUNK=7         # walk-ups per gst-launch-1.0 pipeline (the demo is one)
 
 # Face box (x y w h, from OpenCV's FaceDetectorYN with YuNet 2023mar) and image size (w h) of each
 # photo, for the exact files pinned in models/manifest.toml.  A photo not listed here is refused.
@@ -81,12 +93,38 @@ face_branch() { # PHOTO FACE_H CX N
         "$PHOTOS/$photo" "$sw" "$sh" "$left" "$right" "$top" "$bottom" "$CAPS_AYUV" "$n" "$FPS"
 }
 
+# render FILE FRAMES MUX BRANCHES : one pipeline: the scene with the concat of BRANCHES (FRAMES
+# frames in all) over it, JPEG-encoded and muxed by MUX (avimux, or multipartmux for a part).
+render() {
+    local file=$1 frames=$2 mux=$3 branches=$4 log="$1.log"
+    rm -f "$file"
+    # shellcheck disable=SC2086
+    if ! eval gst-launch-1.0 -q \
+        compositor name=c ! videoconvert ! "video/x-raw,format=I420,width=$W,height=$H,framerate=$FPS/1,pixel-aspect-ratio=1/1" \
+            ! jpegenc quality=90 ! $mux ! filesink location="\"$file\"" \
+        videotestsrc pattern=solid-color foreground-color=0xff404040 num-buffers=$frames \
+            ! "$CAPS_AYUV,framerate=$FPS/1" ! c.sink_0 \
+        concat name=k ! c.sink_1 \
+        "$branches" >"$log" 2>&1; then
+        rm -f "$file"
+        die "gst-launch-1.0 failed making $(basename "$file"): $(grep -m1 -E 'ERROR|WARNING' "$log" || tail -n1 "$log")"
+    fi
+    rm -f "$log"
+}
+
 # make_video NAME PHOTO... : one walk-up per photo, then a final gap.
 make_video() {
     local name=$1; shift
     local branches="" frame=0 walk=0 json_walkups="" photo i n cx dir first ranges
+    local parts="$OUT/.$name.parts" nparts=0 part_frames=0
+    rm -rf "$parts"
     for photo in "$@"; do
         [ -f "$PHOTOS/$photo" ] || die "missing photo $PHOTOS/$photo (run scripts/fetch-assets.py)"
+        if [ "$walk" -gt 0 ] && [ $((walk % CHUNK)) -eq 0 ]; then
+            mkdir -p "$parts" || die "cannot create $parts"
+            render "$parts/$(printf %05d "$nparts").mjpg" "$part_frames" multipartmux "$branches"
+            nparts=$((nparts + 1)) branches="" part_frames=0
+        fi
         branches+=$(empty_branch "$GAP")
         frame=$((frame + GAP))
         first=$frame
@@ -101,27 +139,29 @@ make_video() {
             frame=$((frame + n))
             cx=$((cx + dir))
         done
+        part_frames=$((part_frames + frame - first + GAP))
         json_walkups+="${json_walkups:+,
     }{\"photo\": \"$photo\", \"first_frame\": $first, \"last_frame\": $((frame - 1)), \"steps\": [$ranges]}"
         walk=$((walk + 1))
     done
     branches+=$(empty_branch "$GAP")
     frame=$((frame + GAP))
+    part_frames=$((part_frames + GAP))
     local total=$frame tmp="$OUT/.$name.tmp.avi"
 
-    rm -f "$tmp"
-    # shellcheck disable=SC2086
-    if ! eval gst-launch-1.0 -q \
-        compositor name=c ! videoconvert ! "video/x-raw,format=I420,width=$W,height=$H,framerate=$FPS/1,pixel-aspect-ratio=1/1" \
-            ! jpegenc quality=90 ! avimux ! filesink location="\"$tmp\"" \
-        videotestsrc pattern=solid-color foreground-color=0xff404040 num-buffers=$total \
-            ! "$CAPS_AYUV,framerate=$FPS/1" ! c.sink_0 \
-        concat name=k ! c.sink_1 \
-        "$branches" >"$OUT/.$name.log" 2>&1; then
+    if [ "$nparts" -eq 0 ]; then
+        render "$tmp" "$total" avimux "$branches"
+    else
+        render "$parts/$(printf %05d "$nparts").mjpg" "$part_frames" multipartmux "$branches"
+        # splitfilesrc reads the parts in name order as one stream; the JPEG frames go into the AVI as they are.
         rm -f "$tmp"
-        die "gst-launch-1.0 failed making $name.avi: $(grep -m1 -E 'ERROR|WARNING' "$OUT/.$name.log" || tail -n1 "$OUT/.$name.log")"
+        if ! gst-launch-1.0 -q splitfilesrc location="$parts/*.mjpg" ! multipartdemux single-stream=true \
+            ! "image/jpeg,width=$W,height=$H,framerate=$FPS/1" ! avimux ! filesink location="$tmp" >"$parts/join.log" 2>&1; then
+            rm -f "$tmp"
+            die "gst-launch-1.0 failed joining the parts of $name.avi: $(grep -m1 -E 'ERROR|WARNING' "$parts/join.log" || tail -n1 "$parts/join.log")"
+        fi
+        rm -rf "$parts"
     fi
-    rm -f "$OUT/.$name.log"
 
     # Decode it back: count frames and check every timestamp is frame/30 s (no gaps at the joins).
     local check
@@ -151,5 +191,22 @@ EOF
     echo "make-videos: $OUT/$name.avi: $check"
 }
 
-make_video walkup_person_b person_b_2.jpg
-make_video demo_walkups person_a_2.jpg impostor_2.jpg person_b_2.jpg biden.jpg obama2.jpg person_a_2.jpg obama2.jpg
+DEMO=(person_a_2.jpg impostor_2.jpg person_b_2.jpg biden.jpg obama2.jpg person_a_2.jpg obama2.jpg)
+
+# The soak's walk-ups: 26 rounds of the demo's, round r rotated by 3r places.
+soak_photos() {
+    local r k
+    for r in $(seq 0 25); do
+        k=$((r * 3 % ${#DEMO[@]}))
+        printf '%s\n' "${DEMO[@]:k}" "${DEMO[@]:0:k}"
+    done
+}
+
+for name in "${NAMES[@]}"; do
+    case $name in
+        walkup_person_b) make_video walkup_person_b person_b_2.jpg ;;
+        demo_walkups) make_video demo_walkups "${DEMO[@]}" ;;
+        soak_walkups) mapfile -t soak < <(soak_photos); make_video soak_walkups "${soak[@]}" ;;
+        *) die "unknown video $name (known: walkup_person_b, demo_walkups, soak_walkups)" ;;
+    esac
+done

@@ -25,6 +25,14 @@ pub const ENROLLED: [(&str, &str, &str); 3] = [
     ("obama", "Barack Obama", "obama.jpg"),
 ];
 
+/// Which enrolled passenger each walk-up photo of the generated videos shows; the other photos
+/// are strangers.
+pub const PROBES: [(&str, &str); 3] = [
+    ("person_a_2.jpg", "person-a"),
+    ("person_b_2.jpg", "person-b"),
+    ("obama2.jpg", "obama"),
+];
+
 /// Where the rig finds what it runs.
 #[derive(Clone, Debug)]
 pub struct RigFiles {
@@ -439,46 +447,196 @@ pub struct Walkup {
 #[derive(Debug, serde::Deserialize)]
 pub struct Timeline {
     pub fps: u64,
+    #[serde(default)]
+    pub frames: u64,
     pub walkups: Vec<Walkup>,
 }
 
-/// Milliseconds from the first frame on which each granted face was fully visible to the relay
-/// switching on for it: the video's timeline put on the wall clock through the stream's start.
-pub fn decision_latencies(rig: &GateRig, stream_start_unix_ns: u64) -> anyhow::Result<Vec<u64>> {
-    let timeline_file = rig.files.video.with_extension("timeline.json");
-    let timeline: Timeline = serde_json::from_str(&std::fs::read_to_string(&timeline_file)?)
-        .with_context(|| format!("{}", timeline_file.display()))?;
-    if stream_start_unix_ns == 0 || timeline.fps == 0 {
+impl Timeline {
+    /// The timeline beside a generated video (`NAME.timeline.json` for `NAME.avi`).
+    pub fn for_video(video: &Path) -> anyhow::Result<Timeline> {
+        let file = video.with_extension("timeline.json");
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("{}: cannot read the video's timeline", file.display()))?;
+        let timeline: Timeline =
+            serde_json::from_str(&text).with_context(|| format!("{}", file.display()))?;
+        if timeline.fps == 0 {
+            bail!("{}: fps is 0", file.display());
+        }
+        Ok(timeline)
+    }
+
+    /// The start of `frame` in video time.
+    pub fn frame_ns(&self, frame: u64) -> u64 {
+        frame * 1_000_000_000 / self.fps
+    }
+
+    /// The walk-up (index and entry) whose face is on screen at video time `ns`.
+    pub fn walkup_at(&self, ns: u64) -> Option<(usize, &Walkup)> {
+        self.walkups.iter().enumerate().find(|(_, w)| {
+            (self.frame_ns(w.first_frame)..self.frame_ns(w.last_frame + 1)).contains(&ns)
+        })
+    }
+
+    /// The walk-ups the gate should grant, with whom: every enrolled passenger's, except a return
+    /// within `passback_window` of their last grant. The video plays in real time, so its clock
+    /// stands in for the gate's wall clock.
+    pub fn expected_grants(&self, passback_window: Duration) -> Vec<(usize, &'static str)> {
+        let window_ns = passback_window.as_nanos() as u64;
+        let mut last_grant: Vec<(&str, u64)> = Vec::new();
+        let mut expected = Vec::new();
+        for (index, walkup) in self.walkups.iter().enumerate() {
+            let Some(&(_, id)) = PROBES.iter().find(|(photo, _)| *photo == walkup.photo) else {
+                continue;
+            };
+            let at = self.frame_ns(walkup.first_frame);
+            match last_grant.iter_mut().find(|(who, _)| *who == id) {
+                Some((_, last)) if at - *last < window_ns => continue,
+                Some((_, last)) => *last = at,
+                None => last_grant.push((id, at)),
+            }
+            expected.push((index, id));
+        }
+        expected
+    }
+}
+
+/// One grant on one clock, split where the time goes.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TimedGrant {
+    /// Index of the walk-up in the video's timeline.
+    pub walkup: usize,
+    pub photo: String,
+    pub identity: String,
+    /// The decision latency: first frame with the face fully visible to the relay switching on.
+    pub latency_ms: f64,
+    /// Video time from that first frame to the frame the decision was taken on: `agree_frames`
+    /// frames at best (67 ms at 30 fps for 3), more when early frames do not match.
+    pub frames_ms: f64,
+    /// From that frame's due time (it is released at its running time) to the journal's
+    /// timestamp: detection, tracking, embedding, matching, the bus and the policy.
+    pub analysis_ms: f64,
+    /// From the journal's timestamp to the relay: the fsync'd journal commit and the gate command.
+    pub commit_ms: f64,
+}
+
+/// Every grant of a run that falls in a walk-up of the video, with its timings: the video's
+/// timeline put on the wall clock through the stream's start, the journal and the gate's log.
+pub fn timed_grants(rig: &GateRig, stream_start_unix_ns: u64) -> anyhow::Result<Vec<TimedGrant>> {
+    let timeline = Timeline::for_video(&rig.files.video)?;
+    if stream_start_unix_ns == 0 {
         bail!("the stream's start time is unknown: no latency to report");
     }
-    let frame_ns = 1_000_000_000 / timeline.fps;
     let unlocks: Vec<u64> = rig
         .actions()?
         .iter()
         .filter(|a| is_unlock(a))
         .map(|a| a.unix_ns)
         .collect();
-    let mut latencies = Vec::new();
+    let ms = |ns: i128| ns as f64 / 1e6;
+    let mut grants = Vec::new();
     for passage in rig.passages()?.iter().filter(|p| p.granted) {
         let (Some(decided_at), Some(journalled)) =
             (passage.video_time_ns, passage.time.timestamp_nanos_opt())
         else {
             continue;
         };
-        let Some(walkup) = timeline.walkups.iter().find(|w| {
-            (w.first_frame * frame_ns..=(w.last_frame + 1) * frame_ns).contains(&decided_at)
-        }) else {
+        let Some((walkup, entry)) = timeline.walkup_at(decided_at) else {
             continue;
         };
-        let visible = stream_start_unix_ns + walkup.first_frame * frame_ns;
-        if let Some(unlock) = unlocks.iter().find(|&&u| u >= journalled as u64) {
-            latencies.push(unlock.saturating_sub(visible) / 1_000_000);
-        }
+        let Some(&unlock) = unlocks.iter().find(|&&u| u >= journalled as u64) else {
+            continue;
+        };
+        let visible = (stream_start_unix_ns + timeline.frame_ns(entry.first_frame)) as i128;
+        let decided = (stream_start_unix_ns + decided_at) as i128;
+        let (journalled, unlock) = (journalled as i128, unlock as i128);
+        grants.push(TimedGrant {
+            walkup,
+            photo: entry.photo.clone(),
+            identity: passage.identity.clone().unwrap_or_default(),
+            latency_ms: ms(unlock - visible),
+            frames_ms: ms(decided - visible),
+            analysis_ms: ms(journalled - decided),
+            commit_ms: ms(unlock - journalled),
+        });
     }
+    Ok(grants)
+}
+
+/// Milliseconds from the first frame on which each granted face was fully visible to the relay
+/// switching on for it, sorted.
+pub fn decision_latencies(rig: &GateRig, stream_start_unix_ns: u64) -> anyhow::Result<Vec<u64>> {
+    let mut latencies: Vec<u64> = timed_grants(rig, stream_start_unix_ns)?
+        .iter()
+        .map(|g| g.latency_ms.max(0.0) as u64)
+        .collect();
     latencies.sort_unstable();
     Ok(latencies)
 }
 
 fn percentile(sorted: &[u64], q: f64) -> Option<u64> {
     (!sorted.is_empty()).then(|| sorted[((sorted.len() - 1) as f64 * q).round() as usize])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timeline(photos: &[&str]) -> Timeline {
+        // Walk-ups 102 frames apart at 30 fps, as scripts/make-videos.sh makes them: 3.4 s.
+        let walkups = photos
+            .iter()
+            .enumerate()
+            .map(|(i, photo)| Walkup {
+                photo: (*photo).into(),
+                first_frame: 15 + 102 * i as u64,
+                last_frame: 101 + 102 * i as u64,
+            })
+            .collect();
+        Timeline {
+            fps: 30,
+            frames: 15 + 102 * photos.len() as u64,
+            walkups,
+        }
+    }
+
+    #[test]
+    fn the_demo_expects_three_grants_with_its_passback_window() {
+        let demo = timeline(&[
+            "person_a_2.jpg",
+            "impostor_2.jpg",
+            "person_b_2.jpg",
+            "biden.jpg",
+            "obama2.jpg",
+            "person_a_2.jpg",
+            "obama2.jpg",
+        ]);
+        assert_eq!(
+            demo.expected_grants(Duration::from_secs(120)),
+            [(0, "person-a"), (2, "person-b"), (4, "obama")]
+        );
+        // Obama returns after 6.8 s, person A after 17 s.
+        assert_eq!(demo.expected_grants(Duration::from_secs(10)).len(), 4);
+        assert_eq!(demo.expected_grants(Duration::from_secs(5)).len(), 5);
+    }
+
+    #[test]
+    fn a_denied_return_does_not_restart_the_window() {
+        let t = timeline(&["obama2.jpg", "obama2.jpg", "obama2.jpg"]);
+        // Returns after 3.4 s (passback) and 6.8 s after the grant (granted again).
+        assert_eq!(
+            t.expected_grants(Duration::from_secs(5)),
+            [(0, "obama"), (2, "obama")]
+        );
+    }
+
+    #[test]
+    fn a_decision_time_falls_in_the_walkup_on_screen() {
+        let t = timeline(&["obama2.jpg", "biden.jpg"]);
+        assert_eq!(t.frame_ns(30), 1_000_000_000);
+        assert_eq!(t.walkup_at(t.frame_ns(15)).map(|(i, _)| i), Some(0));
+        assert_eq!(t.walkup_at(t.frame_ns(101) + 1).map(|(i, _)| i), Some(0));
+        assert_eq!(t.walkup_at(t.frame_ns(110)).map(|(i, _)| i), None);
+        assert_eq!(t.walkup_at(t.frame_ns(117)).map(|(i, _)| i), Some(1));
+    }
 }
