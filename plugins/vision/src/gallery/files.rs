@@ -25,18 +25,38 @@ pub(super) struct Manifest {
     pub model: String,
     pub dim: u32,
     pub index_type: String,
+    /// How many people a compressed index was trained for; absent for the exact index (and in
+    /// manifests written before compressed indexes existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trained_for: Option<u64>,
+    /// Search parameters set on the index when it is opened; absent for the exact index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<SearchParams>,
     pub next_faiss_id: i64,
     pub files: ManifestFiles,
     pub written_at: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct SearchParams {
+    /// IVF cells searched per query.
+    pub nprobe: u32,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct ManifestFiles {
     pub index: FileEntry,
     pub identities: FileEntry,
+    /// A compressed index's second stage: everyone's embedding at 6 bits a value, in FAISS id
+    /// order, to rescore the candidates the first stage finds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rescore: Option<FileEntry>,
+    /// The original embeddings, kept for retraining; only compressed galleries have them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vectors: Option<FileEntry>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct FileEntry {
     pub name: String,
     pub sha256: String,
@@ -45,6 +65,10 @@ pub(super) struct FileEntry {
 
 pub(super) fn index_file_name(generation: u64) -> String {
     format!("index-{generation}.faiss")
+}
+
+pub(super) fn rescore_file_name(generation: u64) -> String {
+    format!("rescore-{generation}.faiss")
 }
 
 pub(super) fn identities_file_name(generation: u64) -> String {
@@ -60,6 +84,16 @@ fn generation_of(file_name: &str) -> Option<u64> {
             file_name
                 .strip_prefix("identities-")
                 .and_then(|rest| rest.strip_suffix(".json"))
+        })
+        .or_else(|| {
+            file_name
+                .strip_prefix("rescore-")
+                .and_then(|rest| rest.strip_suffix(".faiss"))
+        })
+        .or_else(|| {
+            file_name
+                .strip_prefix("vectors-")
+                .and_then(|rest| rest.strip_suffix(".f32"))
         })?;
     number.parse().ok()
 }
@@ -130,10 +164,21 @@ fn manifest_problem(manifest: &Manifest) -> Option<String> {
             manifest.next_faiss_id
         ));
     }
-    for (role, entry) in [
-        ("index", &manifest.files.index),
-        ("identities", &manifest.files.identities),
-    ] {
+    let files = [
+        Some(("index", &manifest.files.index)),
+        Some(("identities", &manifest.files.identities)),
+        manifest
+            .files
+            .rescore
+            .as_ref()
+            .map(|entry| ("rescore", entry)),
+        manifest
+            .files
+            .vectors
+            .as_ref()
+            .map(|entry| ("vectors", entry)),
+    ];
+    for (role, entry) in files.into_iter().flatten() {
         // The name is joined to the gallery directory, so it must not be able to point elsewhere.
         let is_plain_name = !entry.name.is_empty()
             && entry.name != "."

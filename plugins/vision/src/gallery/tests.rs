@@ -457,24 +457,107 @@ fn only_the_current_and_previous_generations_stay_on_disk() {
     assert_eq!(file_names(gallery.dir()), expected);
 }
 
-/// Crashes the commit of generation 2 (which removes p-001 and adds p-003) at `step`, tearing the
-/// file that step wrote when `torn`, then checks what a reader and a later writer see.
-fn crash_during_commit(step: CommitStep, torn: bool) {
+/// Galleries in these tests turn compressed at this size, which FAISS trains without complaint.
+const SMALL_THRESHOLD: usize = 700;
+
+fn small_policy() -> IndexPolicy {
+    IndexPolicy {
+        compress_at: SMALL_THRESHOLD,
+        ..IndexPolicy::default()
+    }
+}
+
+/// People nobody looks for, to bring a gallery to a size: `f-00000`, `f-00001`...
+fn enroll_fillers(gallery: &mut Gallery, numbers: std::ops::Range<usize>) {
+    for n in numbers {
+        enroll_seeded(gallery, &format!("f-{n:05}"), 100_000 + n as u64);
+    }
+}
+
+fn filler_seed(id: &str) -> u64 {
+    100_000 + id.trim_start_matches("f-").parse::<u64>().unwrap()
+}
+
+fn seed_of(id: &str) -> u64 {
+    match id.strip_prefix("p-") {
+        Some(number) => number.parse().unwrap(),
+        None => filler_seed(id),
+    }
+}
+
+/// Every person's own vector finds them first, at a similarity of 1 within `tolerance`.
+fn assert_everyone_found(gallery: &mut Gallery, tolerance: f32, context: &str) {
+    let people: Vec<String> = ids(gallery);
+    for id in &people {
+        let best = &gallery.search(&unit_vector(seed_of(id)), 1).unwrap()[0];
+        assert_eq!(&best.id, id, "{context}");
+        assert!(
+            (best.similarity - 1.0).abs() <= tolerance,
+            "{context}: {id} at {}",
+            best.similarity
+        );
+    }
+}
+
+fn manifest_json(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&fs::read(dir.join("manifest.json")).unwrap()).unwrap()
+}
+
+/// The files a committed generation consists of.
+fn generation_files(generation: u64, compressed: bool) -> Vec<String> {
+    let mut names = vec![
+        format!("identities-{generation}.json"),
+        format!("index-{generation}.faiss"),
+    ];
+    if compressed {
+        names.push(format!("rescore-{generation}.faiss"));
+        names.push(format!("vectors-{generation}.f32"));
+    }
+    names
+}
+
+/// What generations 1 and 2 of a crash test hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sizes {
+    /// Both exact.
+    Exact,
+    /// Both compressed.
+    Compressed,
+    /// Exact, then compressed: generation 2 trains the index.
+    Crossing,
+}
+
+/// Crashes the commit of generation 2 (which removes p-001 and adds p-003 and p-005) at `step`,
+/// tearing the file that step wrote when `torn`, then checks what a reader and a later writer see.
+fn crash_during_commit(sizes: Sizes, step: CommitStep, torn: bool) {
     let (_temp, mut gallery) = new_gallery();
+    gallery.set_index_policy(small_policy());
     let dir = gallery.dir().to_path_buf();
     enroll_seeded(&mut gallery, "p-001", 1);
     enroll_seeded(&mut gallery, "p-002", 2);
+    let fillers = match sizes {
+        Sizes::Exact => 0,
+        Sizes::Compressed => SMALL_THRESHOLD,
+        Sizes::Crossing => SMALL_THRESHOLD - 3,
+    };
+    enroll_fillers(&mut gallery, 0..fillers);
     gallery.commit().unwrap();
+    assert_eq!(gallery.is_exact(), sizes != Sizes::Compressed);
 
     gallery.remove("p-001").unwrap();
     enroll_seeded(&mut gallery, "p-003", 3);
+    enroll_seeded(&mut gallery, "p-005", 5);
+    let mut reached = Vec::new();
     gallery
-        .commit_with(|reached| {
-            if reached != step {
+        .commit_with(|at| {
+            reached.push(at);
+            if at != step {
                 return ControlFlow::Continue(());
             }
             let written = match step {
+                CommitStep::VectorsWritten => "vectors-2.f32",
                 CommitStep::IndexWritten => "index-2.faiss",
+                CommitStep::RescoreWritten => "rescore-2.faiss",
                 CommitStep::IdentitiesWritten => "identities-2.json",
                 CommitStep::ManifestTmpWritten => "manifest.json.tmp",
                 CommitStep::Renamed => "manifest.json",
@@ -491,60 +574,351 @@ fn crash_during_commit(step: CommitStep, torn: bool) {
         })
         .unwrap();
     drop(gallery);
+    let context = format!("{sizes:?} gallery, crash after {step:?}, torn: {torn}");
+    assert_eq!(reached.last(), Some(&step), "{context}: step never reached");
 
-    let context = format!("crash after {step:?}, torn: {torn}");
     let mut survivor = Gallery::open(&dir).unwrap_or_else(|error| panic!("{context}: {error}"));
-    let (expected_generation, expected_ids) = if step == CommitStep::Renamed {
-        (2, ["p-002", "p-003"])
+    let committed = step == CommitStep::Renamed;
+    let (expected_generation, expected_ids) = if committed {
+        (2, vec!["p-002", "p-003", "p-005"])
     } else {
-        (1, ["p-001", "p-002"])
+        (1, vec!["p-001", "p-002"])
     };
     assert_eq!(survivor.generation(), expected_generation, "{context}");
-    assert_eq!(ids(&survivor), expected_ids, "{context}");
+    let named: Vec<String> = ids(&survivor)
+        .into_iter()
+        .filter(|id| id.starts_with("p-"))
+        .collect();
+    assert_eq!(named, expected_ids, "{context}");
+    let survivor_compressed = match sizes {
+        Sizes::Exact => false,
+        Sizes::Compressed => true,
+        Sizes::Crossing => committed,
+    };
+    assert_eq!(!survivor.is_exact(), survivor_compressed, "{context}");
     let best = &survivor.search(&unit_vector(3), 1).unwrap()[0];
-    assert_eq!(
-        best.id == "p-003",
-        step == CommitStep::Renamed,
-        "{context}: {best:?}"
-    );
+    assert_eq!(best.id == "p-003", committed, "{context}: {best:?}");
 
     // The next writer overwrites or removes whatever the crash left behind.
+    survivor.set_index_policy(small_policy());
     enroll_seeded(&mut survivor, "p-004", 4);
     let generation = survivor.commit().unwrap();
     assert_eq!(generation, expected_generation + 1, "{context}");
-    let reopened = Gallery::open(&dir).unwrap_or_else(|error| panic!("{context}: {error}"));
+    let mut reopened = Gallery::open(&dir).unwrap_or_else(|error| panic!("{context}: {error}"));
     assert_eq!(reopened.generation(), generation, "{context}");
     assert!(
         reopened.contains("p-004") && reopened.contains("p-002"),
         "{context}"
     );
-    let previous = generation - 1;
-    let expected_files: BTreeSet<String> = [
-        format!("identities-{previous}.json"),
-        format!("identities-{generation}.json"),
-        format!("index-{previous}.faiss"),
-        format!("index-{generation}.faiss"),
-        "manifest.json".to_owned(),
-    ]
-    .into();
+    assert_everyone_found(&mut reopened, 0.01, &context);
+    let mut expected_files: BTreeSet<String> =
+        generation_files(generation - 1, survivor_compressed)
+            .into_iter()
+            .chain(generation_files(generation, sizes != Sizes::Exact))
+            .collect();
+    expected_files.insert("manifest.json".to_owned());
     assert_eq!(file_names(&dir), expected_files, "{context}");
 }
 
 #[test]
 fn a_crash_at_any_commit_step_leaves_the_old_or_the_new_generation() {
-    for step in [
-        CommitStep::IndexWritten,
-        CommitStep::IdentitiesWritten,
-        CommitStep::ManifestTmpWritten,
-        CommitStep::Renamed,
-    ] {
-        crash_during_commit(step, false);
-        // The rename is atomic and follows an fsync of the temporary manifest, so no torn
-        // manifest.json can exist after it.
-        if step != CommitStep::Renamed {
-            crash_during_commit(step, true);
+    for sizes in [Sizes::Exact, Sizes::Compressed, Sizes::Crossing] {
+        let compressed_steps = [CommitStep::VectorsWritten, CommitStep::RescoreWritten];
+        for step in [
+            CommitStep::VectorsWritten,
+            CommitStep::IndexWritten,
+            CommitStep::RescoreWritten,
+            CommitStep::IdentitiesWritten,
+            CommitStep::ManifestTmpWritten,
+            CommitStep::Renamed,
+        ] {
+            if sizes == Sizes::Exact && compressed_steps.contains(&step) {
+                continue;
+            }
+            crash_during_commit(sizes, step, false);
+            // The rename is atomic and follows an fsync of the temporary manifest, so no torn
+            // manifest.json can exist after it.
+            if step != CommitStep::Renamed {
+                crash_during_commit(sizes, step, true);
+            }
         }
     }
+}
+
+#[test]
+fn index_type_follows_the_size_and_is_written_in_the_manifest() {
+    let (_temp, mut gallery) = new_gallery();
+    gallery.set_index_policy(small_policy());
+    enroll_fillers(&mut gallery, 0..SMALL_THRESHOLD - 1);
+    gallery.commit().unwrap();
+    assert!(gallery.is_exact());
+    assert_eq!(gallery.index_type(), "IDMap2,Flat");
+    assert_eq!((gallery.trained_for(), gallery.nprobe()), (None, None));
+    // An exact gallery's manifest is the format older builds wrote and read.
+    let manifest = manifest_json(gallery.dir());
+    assert_eq!(manifest["index_type"], "IDMap2,Flat");
+    for key in ["trained_for", "search"] {
+        assert!(manifest.get(key).is_none(), "{key} in {manifest}");
+    }
+    for key in ["vectors", "rescore"] {
+        assert!(manifest["files"].get(key).is_none(), "{key} in {manifest}");
+    }
+
+    enroll_fillers(&mut gallery, SMALL_THRESHOLD - 1..SMALL_THRESHOLD);
+    assert!(gallery.is_exact(), "the type changes at commit");
+    gallery.commit().unwrap();
+    // 700 people: as many cells as have 39 training points each (17.9), rounded down to a power
+    // of two; half of them probed.
+    let compressed = "IVF16,PQ32x4fs,Refine(SQ6)";
+    assert!(!gallery.is_exact());
+    assert_eq!(gallery.index_type(), compressed);
+    assert_eq!(
+        (gallery.trained_for(), gallery.nprobe()),
+        (Some(700), Some(8))
+    );
+    let manifest = manifest_json(gallery.dir());
+    assert_eq!(manifest["index_type"], compressed);
+    assert_eq!(manifest["trained_for"], 700);
+    assert_eq!(manifest["search"]["nprobe"], 8);
+    assert_eq!(manifest["files"]["vectors"]["name"], "vectors-2.f32");
+    assert_eq!(manifest["files"]["rescore"]["name"], "rescore-2.faiss");
+
+    let mut reopened = Gallery::open(gallery.dir()).unwrap();
+    assert_eq!(reopened.index_type(), compressed);
+    assert_eq!(
+        (reopened.trained_for(), reopened.nprobe(), reopened.len()),
+        (Some(700), Some(8), 700)
+    );
+    assert_eq!(
+        reopened.index_policy(),
+        IndexPolicy::default(),
+        "the policy is the opener's, not stored"
+    );
+    assert_everyone_found(&mut reopened, 0.01, "reopened");
+}
+
+#[test]
+fn compressed_search_reports_similarities_close_to_the_true_cosine() {
+    let (_temp, mut gallery) = new_gallery();
+    gallery.set_index_policy(small_policy());
+    enroll_fillers(&mut gallery, 0..SMALL_THRESHOLD);
+    gallery.commit().unwrap();
+    assert!(!gallery.is_exact());
+
+    // Queries as the gate sees them: cosine 0.75 to the enrolled face.
+    let mut checked = 0;
+    for n in 0..50 {
+        let enrolled = unit_vector(100_000 + n);
+        let noise = unit_vector(900_000 + n);
+        let along = noise.iter().zip(&enrolled).map(|(a, b)| a * b).sum::<f32>();
+        let mut query: Vec<f32> = noise
+            .iter()
+            .zip(&enrolled)
+            .map(|(w, e)| w - along * e)
+            .collect();
+        let norm = query.iter().map(|v| v * v).sum::<f32>().sqrt();
+        query
+            .iter_mut()
+            .zip(&enrolled)
+            .for_each(|(q, e)| *q = 0.75 * e + (1.0f32 - 0.75 * 0.75).sqrt() * *q / norm);
+        let best = &gallery.search(&query, 1).unwrap()[0];
+        if best.id == format!("f-{n:05}") {
+            // The 4-bit codes alone are off by about 0.25 here.
+            assert!(
+                (best.similarity - 0.75).abs() < 0.01,
+                "f-{n:05}: {}",
+                best.similarity
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 40, "only {checked} of 50 found");
+}
+
+#[test]
+fn growth_across_the_threshold_retrains_and_keeps_everyone_findable() {
+    let (_temp, mut gallery) = new_gallery();
+    gallery.set_index_policy(small_policy());
+    let mut previous_index_type = String::new();
+    // (people, trained for after the commit)
+    for (people, trained_for) in [
+        (600, None),
+        (700, Some(700)),
+        // Growth within 4x of the training size is added to the trained index as it is.
+        (2000, Some(700)),
+        (2801, Some(2801)),
+    ] {
+        let before = gallery.len();
+        enroll_fillers(&mut gallery, before..people);
+        let context = format!("{people} people, staged");
+        // Staged enrolments are searchable at once, without retraining.
+        for n in [before, people - 1] {
+            let best = &gallery.search(&unit_vector(100_000 + n as u64), 1).unwrap()[0];
+            assert_eq!(best.id, format!("f-{n:05}"), "{context}");
+        }
+        gallery.commit().unwrap();
+        let context = format!("{people} people, committed");
+        assert_eq!(gallery.trained_for(), trained_for, "{context}");
+        if trained_for == Some(700) && people == 2000 {
+            assert_eq!(gallery.index_type(), previous_index_type, "{context}");
+        }
+        previous_index_type = gallery.index_type().to_owned();
+        let mut reopened = Gallery::open(gallery.dir()).unwrap();
+        assert_eq!(reopened.len(), people, "{context}");
+        assert_eq!(reopened.index_type(), gallery.index_type(), "{context}");
+        assert_everyone_found(&mut reopened, 0.01, &context);
+    }
+    // Retrained for 2801 people: 2801 / 39 = 71.8 cells, rounded down to 64.
+    assert_eq!(gallery.index_type(), "IVF64,PQ32x4fs,Refine(SQ6)");
+    assert_eq!(gallery.nprobe(), Some(32));
+}
+
+#[test]
+fn shrinking_below_the_threshold_returns_to_exact_search_of_the_original_vectors() {
+    let (_temp, mut gallery) = new_gallery();
+    gallery.set_index_policy(small_policy());
+    enroll_fillers(&mut gallery, 0..SMALL_THRESHOLD);
+    gallery.commit().unwrap();
+    assert!(!gallery.is_exact());
+    for n in 0..10 {
+        assert!(gallery.remove(&format!("f-{n:05}")).unwrap());
+    }
+    let generation = gallery.commit().unwrap();
+    assert!(gallery.is_exact());
+    assert_eq!(gallery.index_type(), "IDMap2,Flat");
+    let names = file_names(gallery.dir());
+    assert!(
+        !names.contains(&format!("vectors-{generation}.f32"))
+            && !names.contains(&format!("rescore-{generation}.faiss")),
+        "{names:?}"
+    );
+    // Similarity 1 to within float rounding: the vectors are the originals, not decoded codes.
+    let mut reopened = Gallery::open(gallery.dir()).unwrap();
+    assert_eq!(reopened.len(), SMALL_THRESHOLD - 10);
+    assert!(!reopened.contains("f-00000"));
+    assert_everyone_found(&mut reopened, 1e-5, "exact again");
+}
+
+#[test]
+fn remove_and_replace_on_the_compressed_index() {
+    let (_temp, mut gallery) = new_gallery();
+    gallery.set_index_policy(small_policy());
+    enroll_fillers(&mut gallery, 0..SMALL_THRESHOLD + 100);
+    gallery.commit().unwrap();
+    assert!(!gallery.is_exact());
+
+    assert!(gallery.remove("f-00010").unwrap());
+    assert!(!gallery.contains("f-00010"));
+    gallery
+        .enroll("f-00020", "Renewed", MODEL, &unit_vector(7), true)
+        .unwrap();
+    for context in ["staged", "committed", "reopened"] {
+        match context {
+            "committed" => {
+                gallery.commit().unwrap();
+            }
+            "reopened" => gallery = Gallery::open(gallery.dir()).unwrap(),
+            _ => {}
+        }
+        assert_eq!(gallery.len(), SMALL_THRESHOLD + 99, "{context}");
+        let removed = gallery
+            .search(&unit_vector(filler_seed("f-00010")), 3)
+            .unwrap();
+        assert!(
+            removed.iter().all(|found| found.id != "f-00010"),
+            "{context}: {removed:?}"
+        );
+        assert!(removed[0].similarity < 0.5, "{context}: {removed:?}");
+        let renewed = &gallery.search(&unit_vector(7), 1).unwrap()[0];
+        assert_eq!(
+            (renewed.id.as_str(), renewed.label.as_str()),
+            ("f-00020", "Renewed"),
+            "{context}"
+        );
+        let old_face = &gallery
+            .search(&unit_vector(filler_seed("f-00020")), 1)
+            .unwrap()[0];
+        assert!(old_face.similarity < 0.5, "{context}: {old_face:?}");
+        // Everyone else is still found, at their true similarity: the rescoring codes stayed
+        // in step with the people through removal and compaction.
+        for n in (0..SMALL_THRESHOLD + 100)
+            .step_by(7)
+            .filter(|&n| n != 10 && n != 20)
+        {
+            let best = &gallery.search(&unit_vector(100_000 + n as u64), 1).unwrap()[0];
+            assert_eq!(best.id, format!("f-{n:05}"), "{context}");
+            assert!((best.similarity - 1.0).abs() < 0.01, "{context}: {best:?}");
+        }
+    }
+}
+
+#[test]
+fn a_damaged_vectors_file_fails_the_commit_and_keeps_the_generation() {
+    let (_temp, mut gallery) = new_gallery();
+    gallery.set_index_policy(small_policy());
+    enroll_fillers(&mut gallery, 0..SMALL_THRESHOLD);
+    let generation = gallery.commit().unwrap();
+    let vectors = gallery.dir().join(format!("vectors-{generation}.f32"));
+    let mut bytes = fs::read(&vectors).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    fs::write(&vectors, bytes).unwrap();
+
+    enroll_seeded(&mut gallery, "p-001", 1);
+    let error = gallery.commit().unwrap_err();
+    assert_one_line_naming(&error, &format!("vectors-{generation}.f32"));
+    assert!(error.to_string().contains("sha256"), "{error}");
+    assert_eq!(Gallery::read_generation(gallery.dir()).unwrap(), generation);
+    // The gate never reads the vectors file, so it keeps working.
+    let mut reader = Gallery::open(gallery.dir()).unwrap();
+    assert_eq!(
+        reader.search(&unit_vector(100_000), 1).unwrap()[0].id,
+        "f-00000"
+    );
+}
+
+#[test]
+fn a_reader_keeps_its_generation_while_a_writer_retrains() {
+    let (_temp, mut writer) = new_gallery();
+    writer.set_index_policy(small_policy());
+    enroll_fillers(&mut writer, 0..SMALL_THRESHOLD);
+    let old = writer.commit().unwrap();
+    let mut reader = Gallery::open(writer.dir()).unwrap();
+    let old_type = reader.index_type().to_owned();
+
+    enroll_fillers(&mut writer, SMALL_THRESHOLD..4 * SMALL_THRESHOLD + 1);
+    let new = writer.commit().unwrap();
+    assert_ne!(writer.index_type(), old_type, "retrained");
+    // The reader still serves its generation, whose files stay until the one after next.
+    assert_eq!((reader.generation(), reader.len()), (old, SMALL_THRESHOLD));
+    assert_eq!(
+        reader.search(&unit_vector(100_005), 1).unwrap()[0].id,
+        "f-00005"
+    );
+    let names = file_names(writer.dir());
+    for name in generation_files(old, true) {
+        assert!(names.contains(&name), "{name} gone: {names:?}");
+    }
+    let reopened = Gallery::open(writer.dir()).unwrap();
+    assert_eq!(
+        (reopened.generation(), reopened.index_type()),
+        (new, writer.index_type())
+    );
+}
+
+#[test]
+fn search_parameters_from_the_manifest_are_applied_on_open() {
+    let (_temp, mut gallery) = new_gallery();
+    enroll_seeded(&mut gallery, "p-001", 1);
+    gallery.commit().unwrap();
+    // An exact index has no nprobe: a manifest giving one must be refused, not ignored.
+    let path = gallery.dir().join("manifest.json");
+    let mut manifest = manifest_json(gallery.dir());
+    manifest["search"] = serde_json::json!({ "nprobe": 4 });
+    fs::write(&path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let error = Gallery::open(gallery.dir()).unwrap_err();
+    assert_one_line_naming(&error, "index-1.faiss");
+    assert!(error.to_string().contains("nprobe"), "{error}");
 }
 
 #[test]
