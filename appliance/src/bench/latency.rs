@@ -143,6 +143,7 @@ pub fn run(args: &LatencyArgs, _models: &Models, out: &mut impl Write) -> anyhow
             "target_p99_ms": TARGET_P99_MS,
             "openmp_environment": openmp,
             "summaries": summaries,
+            "videos": plot_series(&summaries, &runs),
             "runs": runs,
         }),
     )?;
@@ -365,6 +366,34 @@ impl Summary {
             commit: Latency::of(grants().map(|g| g.commit_ms)),
         })
     }
+}
+
+/// What scripts/plot-benchmarks.py draws, per video: every grant's latency over all runs, and
+/// facegated's memory over the last run (the soak's only one).
+fn plot_series(summaries: &[Summary], runs: &[Run]) -> serde_json::Value {
+    summaries
+        .iter()
+        .map(|s| {
+            let runs: Vec<&Run> = runs.iter().filter(|r| r.name() == s.video).collect();
+            let latencies: Vec<f64> = runs
+                .iter()
+                .flat_map(|r| r.grants_timed.iter().map(|g| g.latency_ms))
+                .collect();
+            let rss: Vec<serde_json::Value> = runs.last().map_or_else(Vec::new, |r| {
+                r.process
+                    .samples
+                    .iter()
+                    .map(|x| serde_json::json!({"t_s": x.t_s, "rss_kib": x.rss_kib}))
+                    .collect()
+            });
+            serde_json::json!({
+                "name": s.video,
+                "runs": s.runs,
+                "latencies_ms": latencies,
+                "rss_samples": rss,
+            })
+        })
+        .collect()
 }
 
 fn report(
