@@ -150,6 +150,41 @@ pub enum FrameError {
     },
 }
 
+/// A sample position between two source samples along one axis, and its weight toward the second.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Tap {
+    pub first: usize,
+    pub second: usize,
+    pub weight: f32,
+}
+
+impl Tap {
+    pub fn new(first: usize, second: usize, weight: f32) -> Self {
+        Tap {
+            first,
+            second,
+            weight,
+        }
+    }
+}
+
+/// A sample position along one axis in the luma (or packed) plane and in the chroma planes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SampleTaps {
+    luma: Tap,
+    chroma: Tap,
+}
+
+/// Bilinear interpolation of one channel (`offset` within `step`-byte pixels) of a plane.
+#[inline(always)]
+fn bilinear(plane: &[u8], stride: usize, x: Tap, y: Tap, step: usize, offset: usize) -> f32 {
+    let at = |column: usize, row: usize| plane[row * stride + column * step + offset] as f32;
+    let top = at(x.first, y.first) + (at(x.second, y.first) - at(x.first, y.first)) * x.weight;
+    let bottom =
+        at(x.first, y.second) + (at(x.second, y.second) - at(x.first, y.second)) * x.weight;
+    top + (bottom - top) * y.weight
+}
+
 /// A read-only view of one video frame.
 #[derive(Clone, Copy, Debug)]
 pub struct Frame<'a> {
@@ -239,9 +274,6 @@ impl<'a> Frame<'a> {
 
     /// Bilinear RGB sample between pixel columns `x0`/`x1` and rows `y0`/`y1` (all in range)
     /// with weights `fx`, `fy` toward the second.
-    ///
-    /// For YUV the planes are interpolated first and converted once: the conversion is affine, so
-    /// this equals converting the four corners, at a quarter of the cost.
     #[inline(always)]
     pub fn bilinear_rgb(
         &self,
@@ -252,102 +284,66 @@ impl<'a> Frame<'a> {
         fx: f32,
         fy: f32,
     ) -> [f32; 3] {
-        let lerp2 = |a: f32, b: f32, c: f32, d: f32| {
-            let top = a + (b - a) * fx;
-            let bottom = c + (d - c) * fx;
-            top + (bottom - top) * fy
-        };
-        match self.format {
-            PixelFormat::I420 | PixelFormat::Nv12 => {
-                let luma = |x: usize, y: usize| self.planes[0][y * self.strides[0] + x] as f32;
-                let y = lerp2(luma(x0, y0), luma(x1, y0), luma(x0, y1), luma(x1, y1));
-                let (u, v) = self.chroma_bilinear(x0, x1, y0, y1, fx, fy);
-                self.yuv.to_rgb(y, u, v)
-            }
-            packed => {
-                let (offsets, bpp) = packed.packed_layout().unwrap_or(([0, 1, 2], 3));
-                let plane = self.planes[0];
-                let stride = self.strides[0];
-                let (r0, r1) = (y0 * stride, y1 * stride);
-                let (c0, c1) = (x0 * bpp, x1 * bpp);
-                let mut rgb = [0.0; 3];
-                for (channel, &offset) in offsets.iter().enumerate() {
-                    rgb[channel] = lerp2(
-                        plane[r0 + c0 + offset] as f32,
-                        plane[r0 + c1 + offset] as f32,
-                        plane[r1 + c0 + offset] as f32,
-                        plane[r1 + c1 + offset] as f32,
-                    );
-                }
-                rgb
-            }
-        }
+        let column = self.column_taps(Tap::new(x0, x1, fx));
+        let row = self.row_taps(Tap::new(y0, y1, fy));
+        self.bilinear_rgb_at(&column, &row)
+    }
+
+    /// The taps for a sample between two pixel columns, chroma's included. A resampler whose
+    /// columns repeat on every row computes these once per column, not once per pixel.
+    #[inline(always)]
+    pub fn column_taps(&self, luma: Tap) -> SampleTaps {
+        let chroma = self.chroma_tap(luma, self.chroma_offset, self.width.div_ceil(2));
+        SampleTaps { luma, chroma }
+    }
+
+    /// The taps for a sample between two pixel rows, chroma's included (see [`Self::column_taps`]).
+    #[inline(always)]
+    pub fn row_taps(&self, luma: Tap) -> SampleTaps {
+        let chroma = self.chroma_tap(luma, 0.5, self.height.div_ceil(2));
+        SampleTaps { luma, chroma }
     }
 
     /// Chroma at the luma position between the taps, interpolated between the chroma samples
     /// around it at their true siting (as libjpeg's "fancy" upsampling does), not copied from
     /// the 2x2 block: half a chroma sample of misplacement is enough to move landmarks.
+    /// `offset` is the luma position chroma sample 0 sits at.
     #[inline(always)]
-    fn chroma_bilinear(
-        &self,
-        x0: usize,
-        x1: usize,
-        y0: usize,
-        y1: usize,
-        fx: f32,
-        fy: f32,
-    ) -> (f32, f32) {
-        let x = x0 as f32 + fx * (x1 - x0) as f32;
-        let y = y0 as f32 + fy * (y1 - y0) as f32;
-        let (chroma_width, chroma_height) = (self.width.div_ceil(2), self.height.div_ceil(2));
-        let locate = |luma: f32, offset: f32, size: usize| {
-            let c = ((luma - offset) / 2.0).clamp(0.0, (size - 1) as f32);
-            let first = c as usize;
-            (first, (first + 1).min(size - 1), c - first as f32)
-        };
-        let (cx0, cx1, wx) = locate(x, self.chroma_offset, chroma_width);
-        let (cy0, cy1, wy) = locate(y, 0.5, chroma_height);
-        let lerp2 = |a: f32, b: f32, c: f32, d: f32| {
-            let top = a + (b - a) * wx;
-            let bottom = c + (d - c) * wx;
-            top + (bottom - top) * wy
-        };
+    fn chroma_tap(&self, luma: Tap, offset: f32, size: usize) -> Tap {
+        if !self.format.is_yuv() {
+            return luma;
+        }
+        let position = luma.first as f32 + luma.weight * (luma.second - luma.first) as f32;
+        let c = ((position - offset) / 2.0).clamp(0.0, (size - 1) as f32);
+        let first = c as usize;
+        Tap::new(first, (first + 1).min(size - 1), c - first as f32)
+    }
+
+    /// Bilinear RGB sample at precomputed taps (from [`Self::column_taps`] / [`Self::row_taps`]).
+    ///
+    /// For YUV the planes are interpolated first and converted once: the conversion is affine, so
+    /// this equals converting the four corners, at a quarter of the cost.
+    #[inline(always)]
+    pub fn bilinear_rgb_at(&self, column: &SampleTaps, row: &SampleTaps) -> [f32; 3] {
+        let (x, y) = (column.luma, row.luma);
         match self.format {
             PixelFormat::I420 => {
-                let sample = |plane: usize, x: usize, y: usize| {
-                    self.planes[plane][y * self.strides[plane] + x] as f32
-                };
-                let u = lerp2(
-                    sample(1, cx0, cy0),
-                    sample(1, cx1, cy0),
-                    sample(1, cx0, cy1),
-                    sample(1, cx1, cy1),
-                );
-                let v = lerp2(
-                    sample(2, cx0, cy0),
-                    sample(2, cx1, cy0),
-                    sample(2, cx0, cy1),
-                    sample(2, cx1, cy1),
-                );
-                (u, v)
+                let luma = bilinear(self.planes[0], self.strides[0], x, y, 1, 0);
+                let (cx, cy) = (column.chroma, row.chroma);
+                let u = bilinear(self.planes[1], self.strides[1], cx, cy, 1, 0);
+                let v = bilinear(self.planes[2], self.strides[2], cx, cy, 1, 0);
+                self.yuv.to_rgb(luma, u, v)
             }
-            _ => {
-                let sample = |x: usize, y: usize, c: usize| {
-                    self.planes[1][y * self.strides[1] + 2 * x + c] as f32
-                };
-                let u = lerp2(
-                    sample(cx0, cy0, 0),
-                    sample(cx1, cy0, 0),
-                    sample(cx0, cy1, 0),
-                    sample(cx1, cy1, 0),
-                );
-                let v = lerp2(
-                    sample(cx0, cy0, 1),
-                    sample(cx1, cy0, 1),
-                    sample(cx0, cy1, 1),
-                    sample(cx1, cy1, 1),
-                );
-                (u, v)
+            PixelFormat::Nv12 => {
+                let luma = bilinear(self.planes[0], self.strides[0], x, y, 1, 0);
+                let (cx, cy) = (column.chroma, row.chroma);
+                let u = bilinear(self.planes[1], self.strides[1], cx, cy, 2, 0);
+                let v = bilinear(self.planes[1], self.strides[1], cx, cy, 2, 1);
+                self.yuv.to_rgb(luma, u, v)
+            }
+            packed => {
+                let (offsets, bpp) = packed.packed_layout().unwrap_or(([0, 1, 2], 3));
+                offsets.map(|offset| bilinear(self.planes[0], self.strides[0], x, y, bpp, offset))
             }
         }
     }

@@ -1,18 +1,10 @@
 //! Scaling a frame into a detector's input tensor: aspect kept, anchored top-left, zero padding
 //! to a multiple of the network's largest stride.
 
-use crate::frame::Frame;
+use crate::frame::{Frame, Tap};
 
 /// The network's coarsest stride; input sides must be multiples of it.
 pub const STRIDE_ALIGN: usize = 32;
-
-/// One source tap pair for a destination column or row, as `cv2.resize(INTER_LINEAR)` computes it.
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct Tap {
-    first: u32,
-    second: u32,
-    weight: f32,
-}
 
 fn taps(source: usize, destination: usize) -> Vec<Tap> {
     let ratio = source as f32 / destination as f32;
@@ -22,18 +14,9 @@ fn taps(source: usize, destination: usize) -> Vec<Tap> {
             let first = s.floor() as usize;
             if first + 1 >= source {
                 // Past the last pixel centre: hold the edge, as OpenCV does.
-                let last = source as u32 - 1;
-                return Tap {
-                    first: last,
-                    second: last,
-                    weight: 0.0,
-                };
+                return Tap::new(source - 1, source - 1, 0.0);
             }
-            Tap {
-                first: first as u32,
-                second: first as u32 + 1,
-                weight: s - first as f32,
-            }
+            Tap::new(first, first + 1, s - first as f32)
         })
         .collect()
 }
@@ -128,17 +111,13 @@ impl Letterbox {
         let plane = self.net_width * self.net_height;
         let (blue, rest) = tensor.split_at_mut(plane);
         let (green, red) = rest.split_at_mut(plane);
-        for (y, row) in self.rows.iter().enumerate() {
+        // The taps repeat on every row and column: resolve them (chroma's too) once per frame.
+        let columns: Vec<_> = self.columns.iter().map(|&t| frame.column_taps(t)).collect();
+        for (y, &row) in self.rows.iter().enumerate() {
+            let row = frame.row_taps(row);
             let line = y * self.net_width;
-            for (x, column) in self.columns.iter().enumerate() {
-                let [r, g, b] = frame.bilinear_rgb(
-                    column.first as usize,
-                    column.second as usize,
-                    row.first as usize,
-                    row.second as usize,
-                    column.weight,
-                    row.weight,
-                );
+            for (x, column) in columns.iter().enumerate() {
+                let [r, g, b] = frame.bilinear_rgb_at(column, &row);
                 blue[line + x] = b;
                 green[line + x] = g;
                 red[line + x] = r;
