@@ -112,6 +112,10 @@ class OnnxRuntimePeer:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # FaceGate's setting (plugins/vision/src/runtime.rs): with ONNX Runtime's default, the
+        # idle session's pool spins while the other one runs, and on two cores that halves the
+        # embedder's speed. The peer gets the same engine settings, not a handicap.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = ["CPUExecutionProvider"]
         self.yunet = ort.InferenceSession(str(detector), options, providers=providers)
         self.sface = ort.InferenceSession(str(embedder), options, providers=providers)

@@ -45,6 +45,10 @@ pub struct PeersArgs {
     /// environment made for this run)
     #[arg(long, value_name = "PYTHON")]
     pub python: Option<PathBuf>,
+    /// Rounds: every run once per round, rounds one after another, and each run's median round
+    /// reported. Interleaving spreads whatever else the machine does over all the runs alike.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=99))]
+    pub rounds: u32,
     /// Where to write the results as JSON (for scripts/plot-benchmarks.py)
     #[arg(long, value_name = "FILE", default_value = "docs/bench/peers.json")]
     pub json: PathBuf,
@@ -58,21 +62,24 @@ pub struct PeersArgs {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Variant {
-    /// fgdetect ! fgtrack ! fgembed ! fgmatch: a tracked face is embedded once, then refreshed
+    /// fgdetect ! fgtrack ! queue ! fgembed ! fgmatch: a tracked face is embedded once, then refreshed
     Tracking,
-    /// fgdetect ! fgembed ! fgmatch: every face embedded on every frame, as the peers do
+    /// fgdetect ! queue ! fgembed ! fgmatch: every face embedded on every frame, as the peers do
     NoTracking,
 }
 
 impl Variant {
+    /// The analysis chain as the gate pipelines (pipelines/*.pipeline) lay it out: a queue puts
+    /// decoding in its own thread and another lets the next frame's detection run while this
+    /// frame's faces are embedded. Neither is leaky here, so every frame is analysed.
     fn middle(self, models: &Models) -> String {
+        const QUEUE: &str = "queue max-size-buffers=2 max-size-bytes=0 max-size-time=0";
         let detect = models.detect_element();
-        match self {
-            Variant::Tracking => {
-                format!("{detect} ! fgtrack name=track ! fgembed name=embed ! fgmatch name=match")
-            }
-            Variant::NoTracking => format!("{detect} ! fgembed name=embed ! fgmatch name=match"),
-        }
+        let track = match self {
+            Variant::Tracking => " ! fgtrack name=track",
+            Variant::NoTracking => "",
+        };
+        format!("{QUEUE} ! {detect}{track} ! {QUEUE} ! fgembed name=embed ! fgmatch name=match")
     }
 
     fn label(self) -> &'static str {
@@ -160,14 +167,13 @@ fn compare(
     writeln!(
         out,
         "facegatectl bench peers: {} | detector input {input_size} px (long side) for everyone | \
-         {threads} threads for every engine (ONNX Runtime intra-op, OpenCV, OpenMP); \
-         GStreamer adds its streaming threads | {} cores",
+         {threads} threads for every engine (ONNX Runtime intra-op without spin-waiting, OpenCV, \
+         OpenMP); GStreamer adds its streaming threads | {} cores",
         video.display(),
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     )?;
-    let mut runs = Vec::new();
+    let mut jobs: Vec<(String, Command)> = Vec::new();
     for variant in [Variant::Tracking, Variant::NoTracking] {
-        writeln!(out, "running {} ...", variant.label())?;
         let mut command = Command::new(std::env::current_exe()?);
         if let Some(path) = &models.detector {
             command.args(["--detector-model", path]);
@@ -185,17 +191,13 @@ fn compare(
                 variant.to_possible_value().unwrap().get_name(),
             ])
             .arg("--gallery")
-            .arg(&gallery);
-        runs.push(json_of(
-            command.env("OMP_NUM_THREADS", threads.to_string()),
-            variant.label(),
-        )?);
+            .arg(&gallery)
+            .env("OMP_NUM_THREADS", threads.to_string());
+        jobs.push((variant.label().to_string(), command));
     }
     let script = workspace_dir().join("scripts/peer-bench.py");
     for (peer, peer_name) in PEERS {
         for (sface, form) in [(&prelu_embedder, "PRelu"), (&embedder, "rewritten")] {
-            let label = format!("{peer_name}, SFace {form}");
-            writeln!(out, "running {label} ...")?;
             let mut command = Command::new(&python);
             command
                 .arg(&script)
@@ -211,9 +213,21 @@ fn compare(
                 .args(["--input-size", &input_size.to_string()])
                 .args(["--threads", &threads.to_string()])
                 .env("OMP_NUM_THREADS", threads.to_string());
-            runs.push(json_of(&mut command, &label)?);
+            jobs.push((format!("{peer_name}, SFace {form}"), command));
         }
     }
+
+    let mut rounds: Vec<Vec<Value>> = vec![Vec::new(); jobs.len()];
+    for round in 1..=args.rounds {
+        for ((label, command), results) in jobs.iter_mut().zip(&mut rounds) {
+            writeln!(out, "round {round}/{}: {label} ...", args.rounds)?;
+            results.push(json_of(command, label)?);
+        }
+    }
+    let runs = rounds
+        .into_iter()
+        .map(median_round)
+        .collect::<anyhow::Result<Vec<_>>>()?;
 
     report(&runs, out)?;
     write_json(
@@ -222,11 +236,32 @@ fn compare(
             "video": video.display().to_string(),
             "input_size": input_size,
             "threads": threads,
+            "rounds": args.rounds,
             "runs": runs,
         }),
     )?;
     writeln!(out, "\nwrote {}", args.json.display())?;
     Ok(())
+}
+
+/// The round with the median frames per second (the lower one of an even count), with every
+/// round's rate beside it, so the table's stage times and CPU all come from one real run.
+fn median_round(mut results: Vec<Value>) -> anyhow::Result<Value> {
+    let fps_of = |value: &Value| run_summary(value).map(|summary| summary.0);
+    let fps_by_round = results
+        .iter()
+        .map(fps_of)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    results.sort_by(|a, b| {
+        let (a, b) = (fps_of(a).unwrap_or(0.0), fps_of(b).unwrap_or(0.0));
+        a.total_cmp(&b)
+    });
+    let mut median = results
+        .into_iter()
+        .nth((fps_by_round.len() - 1) / 2)
+        .context("a run without rounds")?;
+    median["fps_rounds"] = json!(fps_by_round);
+    Ok(median)
 }
 
 fn file_name(path: &Path) -> String {
@@ -564,7 +599,7 @@ fn stage_cell(run: &Value, stage: &str) -> String {
 fn report(runs: &[Value], out: &mut impl std::io::Write) -> anyhow::Result<()> {
     writeln!(
         out,
-        "\n| run | SFace file | frames | fps | decode | detect | embed per face | match | faces embedded | CPU s (per frame ms) | peak RSS MiB |"
+        "\n| run | SFace file | frames | fps (rounds) | decode | detect | embed per face | match | faces embedded | CPU s (per frame ms) | peak RSS MiB |"
     )?;
     writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|")?;
     for run in runs {
@@ -576,11 +611,19 @@ fn report(runs: &[Value], out: &mut impl std::io::Write) -> anyhow::Result<()> {
         };
         writeln!(
             out,
-            "| {} | {} | {frames} | {fps:.1} | {} | {} | {} | {} | {} | {cpu:.1} ({:.1}) | {:.0} |",
+            "| {} | {} | {frames} | {fps:.1} ({}) | {} | {} | {} | {} | {} | {cpu:.1} ({:.1}) | {:.0} |",
             run["label"].as_str().unwrap_or("?"),
             Path::new(run["embedder"].as_str().unwrap_or("?"))
                 .file_name()
                 .map_or("?".into(), |n| n.to_string_lossy()),
+            run["fps_rounds"]
+                .as_array()
+                .map(|rounds| rounds
+                    .iter()
+                    .filter_map(|fps| Some(format!("{:.1}", fps.as_f64()?)))
+                    .collect::<Vec<_>>()
+                    .join(", "))
+                .unwrap_or_default(),
             stage_cell(run, "decode"),
             stage_cell(run, "detect"),
             stage_cell(run, "embed per face"),
@@ -592,7 +635,8 @@ fn report(runs: &[Value], out: &mut impl std::io::Write) -> anyhow::Result<()> {
     }
     writeln!(
         out,
-        "\nstage cells: median / p99 ms per frame (embed: per face). SFace PRelu: the PRelu form \
+        "\nfps: the median round (every round's in brackets); the other cells are that round's. \
+         Stage cells: median / p99 ms per frame (embed: per face). SFace PRelu: the PRelu form \
          OpenCV runs best; rewritten: the form FaceGate runs (scripts/prepare-models.py)"
     )?;
     let fps_of = |label_prefix: &str| -> Option<(f64, String)> {
