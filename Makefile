@@ -28,6 +28,14 @@ export FACEGATE_MODEL_DIR := $(ASSETS)/models
 export FACEGATE_PHOTO_DIR := $(ASSETS)/photos
 export FACEGATE_VIDEO_DIR := $(ASSETS)/videos
 
+# .cargo/config.toml builds FAISS for x86-64-v3 (AVX2); an older x86-64 CPU gets the generic build
+# (slower gallery search) instead of binaries that die of an illegal instruction.
+ifeq ($(shell uname -m),x86_64)
+ifeq ($(shell grep -qw avx2 /proc/cpuinfo && echo yes),)
+export CXXFLAGS_x86_64_unknown_linux_gnu :=
+endif
+endif
+
 .PHONY: help setup build test demo lint bench plots
 
 help:

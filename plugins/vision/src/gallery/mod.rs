@@ -44,9 +44,9 @@ use vectors::{VectorsReader, VectorsWriter};
 const EXACT_INDEX: &str = "IDMap2,Flat";
 
 /// From this many people on, `commit` trains a compressed index. Below it exact search is cheap
-/// enough to keep, and loses no recall: measured (`facegatectl bench gallery`) at about 18 ns
-/// per person per query on the workspace's FAISS build (so about 0.9 ms at 50,000) and 670 bytes
-/// per person in memory (33 MB). Both grow linearly, to 18 ms and 670 MB at a million, against
+/// enough to keep, and loses no recall: measured (`facegatectl bench gallery`) at about 9 ns per
+/// person per query with AVX2 (18 ns without; so 0.45 to 0.9 ms at 50,000) and 670 bytes per
+/// person in memory (33 MB). Both grow linearly, to 9-18 ms and 670 MB at a million, against
 /// 0.5 ms (with AVX2) and 165 bytes for the compressed index.
 pub const COMPRESS_AT: usize = 50_000;
 
