@@ -1,21 +1,20 @@
-//! `facegatectl bench stages`: per-stage and end-to-end timings on the real models, a real 640x480
-//! frame of a face (galleries at scale: `bench gallery`). Results go in docs/BENCHMARKS.md.
+//! `facegatectl bench stages`: each stage alone on the real models and a real 640x480 frame of a
+//! face (whole pipelines against the peers: `bench peers`; galleries at scale: `bench gallery`).
+//! Results go in docs/BENCHMARKS.md.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use super::{measure, ms};
 
 use anyhow::{Context, bail};
 use clap::Args;
 use facegate_vision::align::{ALIGNED_SIZE, align_rgb_planar};
-use facegate_vision::gallery::Gallery;
 use facegate_vision::{Detector, DetectorConfig, Embedder, Face, runtime};
 use gst::prelude::*;
 
 use crate::demo::default_dir;
-use crate::pipeline::{self, Models};
+use crate::pipeline::Models;
 
 #[derive(Args, Debug)]
 pub struct StagesArgs {
@@ -25,9 +24,6 @@ pub struct StagesArgs {
     /// A 640x480 video of one face walking up (default: the generated walkup_person_b.avi)
     #[arg(long, value_name = "FILE")]
     pub video: Option<PathBuf>,
-    /// A longer video for the end-to-end runs (default: the generated demo_walkups.avi)
-    #[arg(long, value_name = "FILE")]
-    pub long_video: Option<PathBuf>,
     /// Inference threads for every model (0: ONNX Runtime's choice, one per core)
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -84,35 +80,11 @@ fn frame_with_face(
         .with_context(|| format!("no frame of {} shows one face", video.display()))
 }
 
-/// Frames per second of a whole pipeline over `video`, decoding included, as fast as it runs.
-fn pipeline_fps(
-    video: &Path,
-    middle: &str,
-    models: &Models,
-    gallery: &Path,
-) -> anyhow::Result<(usize, f64)> {
-    let pipeline = pipeline::file_pipeline(video, middle, "appsink name=sink sync=false")?;
-    models.apply(&pipeline);
-    if let Some(matcher) = pipeline.by_name("match") {
-        matcher.set_property("gallery", gallery.to_string_lossy().as_ref());
-    }
-    let frames = pipeline::collect_faces(&pipeline, usize::MAX);
-    let start = Instant::now();
-    pipeline::run(&pipeline, video, |_| {})?;
-    let elapsed = start.elapsed().as_secs_f64();
-    let count = frames.lock().map(|f| f.len()).unwrap_or(0);
-    Ok((count, count as f64 / elapsed))
-}
-
 pub fn run(args: &StagesArgs, models: &Models, out: &mut impl Write) -> anyhow::Result<()> {
     let video = args
         .video
         .clone()
         .unwrap_or_else(|| default_dir("FACEGATE_VIDEO_DIR", "videos").join("walkup_person_b.avi"));
-    let long_video = args
-        .long_video
-        .clone()
-        .unwrap_or_else(|| default_dir("FACEGATE_VIDEO_DIR", "videos").join("demo_walkups.avi"));
     let (info, buffer) = frame_with_face(&video, models)?;
     if (info.width(), info.height()) != (640, 480) {
         bail!(
@@ -206,34 +178,5 @@ pub fn run(args: &StagesArgs, models: &Models, out: &mut impl Write) -> anyhow::
         ms(stats.p99)
     )?;
 
-    let scratch = tempfile::tempdir()?;
-    let gallery = scratch.path().join("gallery-e2e");
-    let mut people = Gallery::create(&gallery, embedder.identity(), embedder.dim() as u32)?;
-    people.enroll("probe", "Probe", embedder.identity(), &embedding, false)?;
-    people.commit()?;
-    writeln!(
-        out,
-        "\nend to end on {} (640x480, decode included, sync=false):\n",
-        long_video.display()
-    )?;
-    writeln!(out, "| pipeline | frames | fps |")?;
-    writeln!(out, "|---|---|---|")?;
-    let detect = models.detect_element();
-    let variants = [
-        ("decode only", "identity".to_string()),
-        ("detect", detect.clone()),
-        (
-            "detect ! track ! embed ! match (tracking on)",
-            format!("{detect} ! fgtrack ! fgembed name=embed ! fgmatch name=match"),
-        ),
-        (
-            "detect ! embed ! match (tracking off: every face, every frame)",
-            format!("{detect} ! fgembed name=embed ! fgmatch name=match"),
-        ),
-    ];
-    for (name, middle) in variants {
-        let (frames, fps) = pipeline_fps(&long_video, &middle, models, &gallery)?;
-        writeln!(out, "| {name} | {frames} | {fps:.0} |")?;
-    }
     Ok(())
 }
