@@ -326,26 +326,29 @@ impl<'a> Frame<'a> {
     #[inline(always)]
     pub fn bilinear_rgb_at(&self, column: &SampleTaps, row: &SampleTaps) -> [f32; 3] {
         let (x, y) = (column.luma, row.luma);
-        match self.format {
-            PixelFormat::I420 => {
-                let luma = bilinear(self.planes[0], self.strides[0], x, y, 1, 0);
-                let (cx, cy) = (column.chroma, row.chroma);
-                let u = bilinear(self.planes[1], self.strides[1], cx, cy, 1, 0);
-                let v = bilinear(self.planes[2], self.strides[2], cx, cy, 1, 0);
-                self.yuv.to_rgb(luma, u, v)
-            }
-            PixelFormat::Nv12 => {
-                let luma = bilinear(self.planes[0], self.strides[0], x, y, 1, 0);
-                let (cx, cy) = (column.chroma, row.chroma);
-                let u = bilinear(self.planes[1], self.strides[1], cx, cy, 2, 0);
-                let v = bilinear(self.planes[1], self.strides[1], cx, cy, 2, 1);
-                self.yuv.to_rgb(luma, u, v)
-            }
+        // (plane, bytes per sample, offset) of U and V.
+        let chroma = match self.format {
+            PixelFormat::I420 => [(1, 1, 0), (2, 1, 0)],
+            PixelFormat::Nv12 => [(1, 2, 0), (1, 2, 1)],
             packed => {
                 let (offsets, bpp) = packed.packed_layout().unwrap_or(([0, 1, 2], 3));
-                offsets.map(|offset| bilinear(self.planes[0], self.strides[0], x, y, bpp, offset))
+                return offsets
+                    .map(|offset| bilinear(self.planes[0], self.strides[0], x, y, bpp, offset));
             }
-        }
+        };
+        let luma = bilinear(self.planes[0], self.strides[0], x, y, 1, 0);
+        let [u, v] = chroma.map(|(plane, step, offset)| {
+            let (cx, cy) = (column.chroma, row.chroma);
+            bilinear(
+                self.planes[plane],
+                self.strides[plane],
+                cx,
+                cy,
+                step,
+                offset,
+            )
+        });
+        self.yuv.to_rgb(luma, u, v)
     }
 
     /// Bilinear RGB sample at a continuous position (pixel centres at integer coordinates), or
