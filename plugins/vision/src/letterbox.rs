@@ -6,6 +6,7 @@ use crate::frame::{Frame, Tap};
 /// The network's coarsest stride; input sides must be multiples of it.
 pub const STRIDE_ALIGN: usize = 32;
 
+/// The source taps of each destination column or row, as `cv2.resize(INTER_LINEAR)` finds them.
 fn taps(source: usize, destination: usize) -> Vec<Tap> {
     let ratio = source as f32 / destination as f32;
     (0..destination)
