@@ -167,6 +167,13 @@ fn enrol_list_replace_remove_and_reopen() {
 
     let listed = stdout(&facegatectl(&["list", "--gallery", g]));
     assert!(listed.contains("generation 3, 2 people"), "{listed}");
+    // The British spelling the operator guides use is the same command.
+    let british = facegatectl(&["enrol", "--help"]);
+    assert!(
+        stdout(&british).contains("Enrol passengers"),
+        "{}",
+        stderr(&british)
+    );
     assert!(
         listed.contains("p-001\tAda L.") && listed.contains("p-002\tBea"),
         "{listed}"

@@ -53,6 +53,7 @@ impl ModelArgs {
 #[derive(Subcommand)]
 enum Command {
     /// Enrol passengers: one photo with --id, or many with --csv or --dir
+    #[command(visible_alias = "enrol")]
     Enroll(EnrollArgs),
     /// Remove a passenger from the gallery, immediately and for real
     Remove {
