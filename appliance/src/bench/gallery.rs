@@ -164,17 +164,11 @@ fn enroll_everyone(gallery: &mut Gallery, real: &RealFaces, size: usize) -> anyh
     Ok(())
 }
 
-/// The process's resident memory in bytes, from /proc/self/statm.
+/// The process's resident memory in bytes.
 fn resident_bytes() -> anyhow::Result<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").context("/proc/self/statm")?;
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .context("/proc/self/statm: no resident field")?
-        .parse()
-        .context("/proc/self/statm: resident field")?;
-    // Linux reports statm in pages of 4 KiB on every platform the gate runs on.
-    Ok(pages * 4096)
+    let status = super::proc_status("self").context("/proc/self/status")?;
+    let kib = super::status_field(&status, "VmRSS").context("/proc/self/status has no VmRSS")?;
+    Ok(kib * 1024)
 }
 
 /// The child's side of the memory measurement.

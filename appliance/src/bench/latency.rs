@@ -612,13 +612,8 @@ impl Sampler {
 }
 
 fn read_process(pid: u32, elapsed: Duration) -> Option<Sample> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-    };
+    let status = super::proc_status(pid).ok()?;
+    let field = |name: &str| super::status_field(&status, name);
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces): state is the 3rd field of the line,
     // utime and stime the 14th and 15th.
@@ -628,10 +623,10 @@ fn read_process(pid: u32, elapsed: Duration) -> Option<Sample> {
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64);
     Some(Sample {
         t_s: elapsed.as_secs_f64(),
-        rss_kib: field("VmRSS:")?,
-        hwm_kib: field("VmHWM:")?,
+        rss_kib: field("VmRSS")?,
+        hwm_kib: field("VmHWM")?,
         cpu_s: cpu_ticks as f64 / TICKS_PER_S,
-        threads: field("Threads:").unwrap_or(0),
+        threads: field("Threads").unwrap_or(0),
         fds,
         machine_busy_s: machine_busy_s().unwrap_or(0.0),
     })

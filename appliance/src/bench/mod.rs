@@ -16,7 +16,7 @@ use crate::pipeline::Models;
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
-    /// Per-stage timings on one frame and end-to-end pipeline frame rates
+    /// Each stage alone (detect, align, embed) on one real 640x480 frame
     Stages(stages::StagesArgs),
     /// Our pipeline against OpenCV and ONNX Runtime's Python API on the same video, in one run
     Peers(peers::PeersArgs),
@@ -98,6 +98,23 @@ pub fn synthetic_embedding(seed: u64, dim: usize) -> Vec<f32> {
 }
 
 /// Writes a benchmark's machine-readable results (read by scripts/plot-benchmarks.py).
+/// `/proc/<pid>/status` of a process (`"self"` for this one).
+pub fn proc_status(pid: impl std::fmt::Display) -> std::io::Result<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+}
+
+/// A numeric field of a `/proc/<pid>/status` text: `VmRSS` and `VmHWM` are in KiB, `Threads` a
+/// count.
+pub fn status_field(status: &str, name: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 pub fn write_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)

@@ -246,19 +246,16 @@ fn compare(
 
 /// The round with the median frames per second (the lower one of an even count), with every
 /// round's rate beside it, so the table's stage times and CPU all come from one real run.
-fn median_round(mut results: Vec<Value>) -> anyhow::Result<Value> {
-    let fps_of = |value: &Value| run_summary(value).map(|summary| summary.0);
-    let fps_by_round = results
-        .iter()
-        .map(fps_of)
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    results.sort_by(|a, b| {
-        let (a, b) = (fps_of(a).unwrap_or(0.0), fps_of(b).unwrap_or(0.0));
-        a.total_cmp(&b)
-    });
-    let mut median = results
+fn median_round(results: Vec<Value>) -> anyhow::Result<Value> {
+    let mut rounds = results
         .into_iter()
-        .nth((fps_by_round.len() - 1) / 2)
+        .map(|value| Ok((run_summary(&value)?.0, value)))
+        .collect::<anyhow::Result<Vec<(f64, Value)>>>()?;
+    let fps_by_round: Vec<f64> = rounds.iter().map(|(fps, _)| *fps).collect();
+    rounds.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (_, mut median) = rounds
+        .into_iter()
+        .nth(fps_by_round.len().saturating_sub(1) / 2)
         .context("a run without rounds")?;
     median["fps_rounds"] = json!(fps_by_round);
     Ok(median)
@@ -434,11 +431,7 @@ fn stage_json(samples: &[Duration]) -> Value {
 fn process_usage() -> anyhow::Result<(f64, u64)> {
     let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)?;
     let seconds = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 * 1e-6;
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let peak_kib = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+    let peak_kib = super::status_field(&super::proc_status("self")?, "VmHWM")
         .context("/proc/self/status has no VmHWM")?;
     Ok((
         seconds(usage.user_time()) + seconds(usage.system_time()),

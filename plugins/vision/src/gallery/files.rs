@@ -63,39 +63,47 @@ pub(super) struct FileEntry {
     pub bytes: u64,
 }
 
-pub(super) fn index_file_name(generation: u64) -> String {
-    format!("index-{generation}.faiss")
+/// A kind of generation file: its name is the prefix, the generation number and the suffix.
+#[derive(Clone, Copy)]
+pub(super) struct GenerationFile {
+    prefix: &'static str,
+    suffix: &'static str,
 }
 
-pub(super) fn rescore_file_name(generation: u64) -> String {
-    format!("rescore-{generation}.faiss")
-}
+pub(super) const INDEX_FILE: GenerationFile = GenerationFile {
+    prefix: "index-",
+    suffix: ".faiss",
+};
+pub(super) const IDENTITIES_FILE: GenerationFile = GenerationFile {
+    prefix: "identities-",
+    suffix: ".json",
+};
+pub(super) const RESCORE_FILE: GenerationFile = GenerationFile {
+    prefix: "rescore-",
+    suffix: ".faiss",
+};
+pub(super) const VECTORS_FILE: GenerationFile = GenerationFile {
+    prefix: "vectors-",
+    suffix: ".f32",
+};
 
-pub(super) fn identities_file_name(generation: u64) -> String {
-    format!("identities-{generation}.json")
+impl GenerationFile {
+    pub fn name(self, generation: u64) -> String {
+        format!("{}{generation}{}", self.prefix, self.suffix)
+    }
 }
 
 /// The generation a file of ours belongs to; `None` for anything else in the directory.
 fn generation_of(file_name: &str) -> Option<u64> {
-    let number = file_name
-        .strip_prefix("index-")
-        .and_then(|rest| rest.strip_suffix(".faiss"))
-        .or_else(|| {
+    [INDEX_FILE, IDENTITIES_FILE, RESCORE_FILE, VECTORS_FILE]
+        .iter()
+        .find_map(|kind| {
             file_name
-                .strip_prefix("identities-")
-                .and_then(|rest| rest.strip_suffix(".json"))
-        })
-        .or_else(|| {
-            file_name
-                .strip_prefix("rescore-")
-                .and_then(|rest| rest.strip_suffix(".faiss"))
-        })
-        .or_else(|| {
-            file_name
-                .strip_prefix("vectors-")
-                .and_then(|rest| rest.strip_suffix(".f32"))
-        })?;
-    number.parse().ok()
+                .strip_prefix(kind.prefix)?
+                .strip_suffix(kind.suffix)
+        })?
+        .parse()
+        .ok()
 }
 
 pub(super) fn io_error(

@@ -850,7 +850,7 @@ impl Gallery {
         // Leftovers of a crashed commit of this same generation are simply overwritten: no
         // manifest has ever named them.
         let vectors_entry = if compressed {
-            let name = vectors::file_name(generation);
+            let name = files::VECTORS_FILE.name(generation);
             let mut writer = VectorsWriter::create(&dir, name, self.dim)?;
             self.for_each_vector(|ids, vectors| {
                 ids.iter()
@@ -871,7 +871,7 @@ impl Gallery {
                 let entry = vectors_entry
                     .as_ref()
                     .expect("a compressed gallery has vectors");
-                Some(self.refill_compressed(&dir.join(files::index_file_name(generation)), entry)?)
+                Some(self.refill_compressed(&dir.join(files::INDEX_FILE.name(generation)), entry)?)
             }
             None => None,
             Some(Some(layout)) => {
@@ -908,13 +908,13 @@ impl Gallery {
                 self.trained,
             ),
         };
-        let index_entry = write_index_file(&dir, files::index_file_name(generation), index)?;
+        let index_entry = write_index_file(&dir, files::INDEX_FILE.name(generation), index)?;
         if after_step(CommitStep::IndexWritten).is_break() {
             return Ok(());
         }
         let rescore_entry = match rescore {
             Some(rescore) => {
-                let entry = write_index_file(&dir, files::rescore_file_name(generation), rescore)?;
+                let entry = write_index_file(&dir, files::RESCORE_FILE.name(generation), rescore)?;
                 if after_step(CommitStep::RescoreWritten).is_break() {
                     return Ok(());
                 }
@@ -923,7 +923,7 @@ impl Gallery {
             None => None,
         };
 
-        let identities_name = files::identities_file_name(generation);
+        let identities_name = files::IDENTITIES_FILE.name(generation);
         let identities_path = dir.join(&identities_name);
         let identities_json = self.identities_json(&identities_path)?;
         files::write_durably(&identities_path, &identities_json)?;
@@ -1023,18 +1023,12 @@ impl Gallery {
                     self.index_type
                 ),
             })?;
-            let mut reader = VectorsReader::open(&self.dir, entry, self.dim)?;
-            let (mut read_ids, mut read_vectors) = (Vec::new(), Vec::new());
             // The checksum is known only at the end; nothing built from this is published
             // before the commit's last step, which follows that.
-            loop {
-                read_ids.clear();
-                read_vectors.clear();
-                if reader.next_chunk(CHUNK, &mut read_ids, &mut read_vectors)? == 0 {
-                    break;
-                }
-                delivered += self.deliver_present(&read_ids, &read_vectors, &mut each)?;
-            }
+            self.read_vectors_file(entry, |ids, vectors| {
+                delivered += self.deliver_present(ids, vectors, &mut each)?;
+                Ok(())
+            })?;
             for (ids, vectors) in self
                 .pending_ids
                 .chunks(CHUNK)
@@ -1150,11 +1144,10 @@ impl Gallery {
         // The file is in FAISS id order, as the (compacted) roster is: rescoring code `i` is
         // record `i`'s.
         self.read_vectors_file(entry, |ids, vectors| {
-            let ids: Vec<Idx> = ids.iter().map(|&id| Idx::from(id)).collect();
-            index
-                .add_with_ids(vectors, &ids)
-                .and_then(|()| rescore.add(vectors))
-                .map_err(|error| self.faiss_error("add vectors", error))
+            self.add_people(&mut index, ids, vectors)?;
+            rescore
+                .add(vectors)
+                .map_err(|error| self.faiss_error("add vectors to the rescoring stage", error))
         })?;
         debug_assert_eq!(rescore.ntotal(), self.roster.positions() as u64);
         set_nprobe(&index, layout.nprobe).map_err(|error| self.faiss_error("set nprobe", error))?;
@@ -1196,10 +1189,7 @@ impl Gallery {
             .reset()
             .map_err(|error| faiss_error("empty the copy of the index", error))?;
         self.read_vectors_file(entry, |ids, vectors| {
-            let ids: Vec<Idx> = ids.iter().map(|&id| Idx::from(id)).collect();
-            index
-                .add_with_ids(vectors, &ids)
-                .map_err(|error| self.faiss_error("add vectors", error))
+            self.add_people(&mut index, ids, vectors)
         })?;
         if let Some(nprobe) = self.nprobe() {
             set_nprobe(&index, nprobe).map_err(|error| self.faiss_error("set nprobe", error))?;
@@ -1213,12 +1203,7 @@ impl Gallery {
     /// An exact index with everyone, for a compressed gallery that has shrunk below the threshold.
     fn build_exact(&self) -> Result<Rebuilt, GalleryError> {
         let mut index = new_index(&self.dir, self.dim, EXACT_INDEX)?;
-        self.for_each_vector(|ids, vectors| {
-            let ids: Vec<Idx> = ids.iter().map(|&id| Idx::from(id)).collect();
-            index
-                .add_with_ids(vectors, &ids)
-                .map_err(|error| self.faiss_error("add vectors", error))
-        })?;
+        self.for_each_vector(|ids, vectors| self.add_people(&mut index, ids, vectors))?;
         Ok(Rebuilt {
             index,
             stages: Some(Stages {
@@ -1229,6 +1214,20 @@ impl Gallery {
         })
     }
 
+    /// Adds a chunk of people, FAISS ids and their vectors, to an index being built.
+    fn add_people(
+        &self,
+        index: &mut IndexImpl,
+        ids: &[i64],
+        vectors: &[f32],
+    ) -> Result<(), GalleryError> {
+        let ids: Vec<Idx> = ids.iter().map(|&id| Idx::from(id)).collect();
+        index
+            .add_with_ids(vectors, &ids)
+            .map_err(|error| self.faiss_error("add vectors", error))
+    }
+
+    /// Calls `each` with the vectors file's records in chunks, in FAISS id order.
     fn read_vectors_file(
         &self,
         entry: &FileEntry,

@@ -18,10 +18,6 @@ const MAGIC: &[u8; 8] = b"FGVECS01";
 const HEADER_BYTES: u64 = 16;
 const BUFFER_BYTES: usize = 1 << 20;
 
-pub(super) fn file_name(generation: u64) -> String {
-    format!("vectors-{generation}.f32")
-}
-
 fn record_bytes(dim: u32) -> u64 {
     8 + 4 * u64::from(dim)
 }
@@ -216,7 +212,7 @@ mod tests {
     #[test]
     fn round_trips_and_refuses_a_changed_byte() {
         let dir = tempfile::tempdir().unwrap();
-        let mut writer = VectorsWriter::create(dir.path(), file_name(3), 2).unwrap();
+        let mut writer = VectorsWriter::create(dir.path(), files::VECTORS_FILE.name(3), 2).unwrap();
         for id in 0..5 {
             writer.push(id * 10, &[id as f32, -0.5]).unwrap();
         }
