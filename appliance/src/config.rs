@@ -159,7 +159,7 @@ impl ServiceConfig {
         variables.insert("threshold".into(), self.policy.threshold.to_string());
         variables
             .entry("input_size".into())
-            .or_insert_with(|| "320".into());
+            .or_insert_with(|| facegate_vision::detector::DEFAULT_INPUT_SIZE.to_string());
         variables
     }
 }

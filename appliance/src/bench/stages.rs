@@ -66,7 +66,11 @@ fn frame_with_face(
         };
         let info = gst_video::VideoInfo::from_caps(caps)?;
         gstfacegate::video::with_frame(&info, &buffer, |frame| {
-            detector.detect(frame, &DetectorConfig::default(), &mut faces)
+            let config = DetectorConfig {
+                input_size: crate::enroll::ENROL_INPUT_SIZE as usize,
+                ..DetectorConfig::default()
+            };
+            detector.detect(frame, &config, &mut faces)
         })
         .map_err(|e| anyhow::anyhow!("{e:?}"))??;
         if let [face] = faces.as_slice()

@@ -1,6 +1,6 @@
 use std::sync::{LazyLock, Mutex};
 
-use facegate_vision::{Detector, DetectorConfig, Face, runtime};
+use facegate_vision::{Detector, DetectorConfig, Face, detector, runtime};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -16,12 +16,11 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
-const DEFAULT_SCORE_THRESHOLD: f64 = 0.6;
-const DEFAULT_NMS_THRESHOLD: f64 = 0.3;
-/// Chosen by measurement (docs/BENCHMARKS.md): at 320 a face of a passenger at the gate is still
-/// found with OpenCV-equal boxes, at a quarter of the cost of 640.
-const DEFAULT_INPUT_SIZE: u32 = 320;
-const DEFAULT_MAX_FACES: u32 = 16;
+// One source for the detector's defaults: plugins/vision (the element, the service and the CLI agree).
+const DEFAULT_SCORE_THRESHOLD: f64 = detector::DEFAULT_SCORE_THRESHOLD as f64;
+const DEFAULT_NMS_THRESHOLD: f64 = detector::DEFAULT_NMS_THRESHOLD as f64;
+const DEFAULT_INPUT_SIZE: u32 = detector::DEFAULT_INPUT_SIZE as u32;
+const DEFAULT_MAX_FACES: u32 = detector::DEFAULT_MAX_FACES as u32;
 const DEFAULT_INTERVAL: u32 = 1;
 const DEFAULT_THREADS: u32 = 0;
 
