@@ -51,22 +51,22 @@ test: setup build
 	cd $(REPO) && $(CARGO) test --workspace
 
 demo: setup build
-	cd $(REPO) && $(CARGO) run -p facegate-appliance --bin facegatectl -- demo
+	cd $(REPO) && $(CARGO) run -p facegate-devtools --bin facegate-dev -- demo
 
 lint:
 	cd $(REPO) && $(CARGO) fmt --all --check
 	cd $(REPO) && $(CARGO) clippy --workspace --all-targets -- -D warnings
 
-FACEGATECTL_RELEASE := cd $(REPO) && $(CARGO) run --quiet --release -p facegate-appliance --bin facegatectl --
+DEV_RELEASE := cd $(REPO) && $(CARGO) run --quiet --release -p facegate-devtools --bin facegate-dev --
 PLOTS_VENV          := $(ASSETS)/venv-plots
 
 # Each benchmark prints its table and writes docs/bench/<name>.json; `plots` draws from those.
 bench: setup
-	cd $(REPO) && $(CARGO) build --release -p facegate-appliance
-	$(FACEGATECTL_RELEASE) bench stages
-	$(FACEGATECTL_RELEASE) bench peers
-	$(FACEGATECTL_RELEASE) bench gallery
-	$(FACEGATECTL_RELEASE) bench latency
+	cd $(REPO) && $(CARGO) build --release -p facegated -p facegatectl -p facegate-devtools
+	$(DEV_RELEASE) bench stages
+	$(DEV_RELEASE) bench peers
+	$(DEV_RELEASE) bench gallery
+	$(DEV_RELEASE) bench latency
 	$(MAKE) -C $(REPO) plots
 
 plots:

@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use facegate_appliance::identify::{self, Options};
-use facegate_appliance::pipeline::Models;
 use facegate_meta::FaceRecord;
+use facegatectl::identify::{self, Options};
+use facegatectl::pipeline::Models;
 use gst::prelude::*;
 use serde::Deserialize;
 
@@ -68,7 +68,7 @@ pub fn init() {
         // Runtime start on first use below), and to the value already in force.
         unsafe { std::env::set_var(variable, &path) };
     }
-    facegate_appliance::init().expect("GStreamer initialises");
+    facegatectl::init().expect("GStreamer initialises");
 }
 
 /// Every face of the first frame of `file`, detected at `input_size`, optionally matched.
@@ -205,7 +205,7 @@ pub fn timeline(video_name: &str) -> Timeline {
 
 /// Enrols (id, label, photo) into a fresh gallery under `dir` through the CLI's enrolment code.
 pub fn enroll(dir: &Path, people: &[(&str, &str, &str)]) -> PathBuf {
-    use facegate_appliance::enroll::{Request, enroll_all};
+    use facegatectl::enroll::{Request, enroll_all};
     let gallery = dir.join("gallery");
     let requests = people
         .iter()

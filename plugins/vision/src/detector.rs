@@ -14,9 +14,9 @@ use crate::runtime::{
 use crate::yunet::{OUTPUT_NAMES, STRIDES, StrideOutputs, decode_stride};
 
 /// Minimum face score by default, 0..1 (OpenCV's FaceDetectorYN uses the same).
-pub const DEFAULT_SCORE_THRESHOLD: f32 = 0.6;
+pub const DEFAULT_SCORE_THRESHOLD: f64 = 0.6;
 /// Overlap above which the weaker of two faces is dropped, by default.
-pub const DEFAULT_NMS_THRESHOLD: f32 = 0.3;
+pub const DEFAULT_NMS_THRESHOLD: f64 = 0.3;
 /// Chosen by measurement (docs/BENCHMARKS.md): at 320 a face of a passenger at the gate is still
 /// found with OpenCV-equal boxes, at a quarter of the cost of 640. Enrolment photos use 640.
 pub const DEFAULT_INPUT_SIZE: usize = 320;
@@ -38,8 +38,8 @@ pub struct DetectorConfig {
 impl Default for DetectorConfig {
     fn default() -> Self {
         DetectorConfig {
-            score_threshold: DEFAULT_SCORE_THRESHOLD,
-            nms_threshold: DEFAULT_NMS_THRESHOLD,
+            score_threshold: DEFAULT_SCORE_THRESHOLD as f32,
+            nms_threshold: DEFAULT_NMS_THRESHOLD as f32,
             input_size: DEFAULT_INPUT_SIZE,
             max_faces: DEFAULT_MAX_FACES,
         }

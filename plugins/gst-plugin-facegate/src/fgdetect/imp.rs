@@ -17,8 +17,8 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 });
 
 // One source for the detector's defaults: plugins/vision (the element, the service and the CLI agree).
-const DEFAULT_SCORE_THRESHOLD: f64 = detector::DEFAULT_SCORE_THRESHOLD as f64;
-const DEFAULT_NMS_THRESHOLD: f64 = detector::DEFAULT_NMS_THRESHOLD as f64;
+const DEFAULT_SCORE_THRESHOLD: f64 = detector::DEFAULT_SCORE_THRESHOLD;
+const DEFAULT_NMS_THRESHOLD: f64 = detector::DEFAULT_NMS_THRESHOLD;
 const DEFAULT_INPUT_SIZE: u32 = detector::DEFAULT_INPUT_SIZE as u32;
 const DEFAULT_MAX_FACES: u32 = detector::DEFAULT_MAX_FACES as u32;
 const DEFAULT_INTERVAL: u32 = 1;

@@ -1,0 +1,231 @@
+//! facegatectl: the gate operator's command line.
+
+use std::ffi::OsString;
+use std::io::IsTerminal;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use facegate_dbus::BusAddress;
+use facegate_vision::gallery::Gallery;
+use facegatectl::enroll::{self, Request};
+use facegatectl::identify::{self, Options};
+use facegatectl::pipeline::{ModelArgs, Models};
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Parser)]
+#[command(
+    name = "facegatectl",
+    version,
+    about = "Operate a FaceGate face-pay gate: enrol passengers, identify faces, benchmark"
+)]
+struct Cli {
+    #[command(flatten)]
+    models: ModelArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Enrol passengers: one photo with --id, or many with --csv or --dir
+    #[command(visible_alias = "enrol")]
+    Enroll(EnrollArgs),
+    /// Remove a passenger from the gallery, immediately and for real
+    Remove {
+        #[arg(long, value_name = "DIR")]
+        gallery: PathBuf,
+        #[arg(long)]
+        id: String,
+    },
+    /// List the people in a gallery
+    List {
+        #[arg(long, value_name = "DIR")]
+        gallery: PathBuf,
+    },
+    /// Print fgmetadump JSON lines (one per frame) for every face in an image or video
+    Identify {
+        /// Match faces against this gallery
+        #[arg(long, value_name = "DIR")]
+        gallery: Option<PathBuf>,
+        /// Include embeddings in the output
+        #[arg(long)]
+        embeddings: bool,
+        file: PathBuf,
+    },
+    /// The running gate's status, over D-Bus
+    Status {
+        /// "system", "session" or a D-Bus address
+        #[arg(long, default_value = "system")]
+        bus: BusAddress,
+    },
+    /// The gate demo (a development tool: runs `facegate-dev demo`, see its --help)
+    #[command(disable_help_flag = true)]
+    Demo {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// Benchmarks (a development tool: runs `facegate-dev bench`, see its --help)
+    #[command(disable_help_flag = true)]
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+}
+
+#[derive(Args)]
+struct EnrollArgs {
+    #[arg(long, value_name = "DIR")]
+    gallery: PathBuf,
+    /// Person id for a single PHOTO ([A-Za-z0-9._@-], up to 64 characters)
+    #[arg(long, requires = "photo", conflicts_with_all = ["csv", "dir"])]
+    id: Option<String>,
+    /// Display name for a single PHOTO (default: the id)
+    #[arg(long, requires = "id")]
+    label: Option<String>,
+    /// CSV with the header id,label,photo (photo paths relative to the CSV)
+    #[arg(long, value_name = "FILE", conflicts_with = "dir")]
+    csv: Option<PathBuf>,
+    /// Every jpg/png in a folder, the file name (without extension) as id and label
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Replace people already enrolled under the same id
+    #[arg(long)]
+    replace: bool,
+    photo: Option<PathBuf>,
+}
+
+fn requests(args: &EnrollArgs) -> anyhow::Result<Vec<Request>> {
+    Ok(match (&args.id, &args.photo, &args.csv, &args.dir) {
+        (Some(id), Some(photo), None, None) => vec![Request {
+            id: id.clone(),
+            label: args.label.clone().unwrap_or_else(|| id.clone()),
+            photo: photo.clone(),
+        }],
+        (None, None, Some(csv), None) => enroll::requests_from_csv(csv)?,
+        (None, None, None, Some(dir)) => enroll::requests_from_dir(dir)
+            .with_context(|| format!("cannot read folder {}", dir.display()))?,
+        _ => bail!("say what to enrol: --id ID PHOTO, --csv FILE or --dir DIR"),
+    })
+}
+
+fn enroll_command(args: &EnrollArgs, models: &Models) -> anyhow::Result<()> {
+    let requests = requests(args)?;
+    let total = requests.len();
+    let bar = if total > 1 && std::io::stderr().is_terminal() {
+        ProgressBar::new(total as u64).with_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} {wide_msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        )
+    } else {
+        ProgressBar::hidden()
+    };
+    let report = enroll::enroll_all(&args.gallery, requests, args.replace, models, |outcome| {
+        bar.suspend(|| println!("{outcome}"));
+        bar.inc(1);
+    })?;
+    bar.finish_and_clear();
+    match report.generation {
+        Some(generation) => println!(
+            "gallery {}: generation {generation}, {} people",
+            args.gallery.display(),
+            report.gallery_size
+        ),
+        None => println!("gallery {}: unchanged", args.gallery.display()),
+    }
+    match report.refused() {
+        0 => Ok(()),
+        refused => bail!("{refused} of {total} photos refused"),
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    facegatectl::init().context("GStreamer failed to initialise")?;
+    let models = cli.models.models();
+    match cli.command {
+        Command::Enroll(args) => enroll_command(&args, &models),
+        Command::Remove { gallery, id } => {
+            let mut opened = Gallery::open(&gallery)?;
+            if !opened.remove(&id)? {
+                bail!("no person with id {id} in gallery {}", gallery.display());
+            }
+            let generation = opened.commit()?;
+            println!(
+                "removed {id}; gallery {}: generation {generation}, {} people",
+                gallery.display(),
+                opened.len()
+            );
+            Ok(())
+        }
+        Command::List { gallery } => {
+            let opened = Gallery::open(&gallery)?;
+            println!(
+                "gallery {}: generation {}, {} people, model {}",
+                gallery.display(),
+                opened.generation(),
+                opened.len(),
+                opened.model()
+            );
+            for person in opened.identities() {
+                println!("{}\t{}\t{}", person.id, person.label, person.enrolled_at);
+            }
+            Ok(())
+        }
+        Command::Identify {
+            gallery,
+            embeddings,
+            file,
+        } => {
+            let options = Options { gallery, models };
+            identify::dump(&file, &options, "-", embeddings)?;
+            Ok(())
+        }
+        Command::Status { bus } => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let stats = runtime.block_on(facegate_dbus::read_stats(&bus))?;
+            print!("{}", facegatectl::status::format_status(&stats));
+            Ok(())
+        }
+        Command::Demo { args } => development_tool("demo", &cli.models, args),
+        Command::Bench { args } => development_tool("bench", &cli.models, args),
+    }
+}
+
+/// The development tools live in their own program, which gates do not ship: `demo` and `bench`
+/// hand over to it (beside this program, else on PATH) with the same arguments.
+fn development_tool(command: &str, models: &ModelArgs, args: Vec<OsString>) -> anyhow::Result<()> {
+    const TOOL: &str = "facegate-dev";
+    let beside = std::env::current_exe()
+        .ok()
+        .map(|exe| exe.with_file_name(TOOL))
+        .filter(|path| path.is_file());
+    let program = beside.unwrap_or_else(|| PathBuf::from(TOOL));
+    let error = std::process::Command::new(&program)
+        .arg(command)
+        .args(models.to_args())
+        .args(args)
+        .exec();
+    bail!(
+        "facegatectl {command} runs the development tools ({}: {error}); they are not part of \
+         the gate software: build them from the source tree with `make build`",
+        program.display()
+    )
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("FACEGATE_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("facegatectl: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

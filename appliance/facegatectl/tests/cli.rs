@@ -1,0 +1,323 @@
+//! facegatectl as an operator uses it: enrolment verdicts, listing, removal, identification and
+//! clear errors for bad input, on real photos.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use facegate_meta::dump::FrameLine;
+use facegate_vision::gallery::Gallery;
+use gst::prelude::*;
+
+fn photo(name: &str) -> PathBuf {
+    facegate_dev_assets::photo(name).unwrap()
+}
+
+fn facegatectl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_facegatectl"))
+        .args(args)
+        .output()
+        .expect("facegatectl runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Runs a gst-launch style description that writes a test picture.
+fn render(description: &str) {
+    facegatectl::init().unwrap();
+    let pipeline = gst::parse::launch(description)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let bus = pipeline.bus().unwrap();
+    let message = bus.timed_pop_filtered(
+        gst::ClockTime::from_seconds(30),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(
+        matches!(
+            message.as_ref().map(|m| m.view()),
+            Some(gst::MessageView::Eos(_))
+        ),
+        "{description}: {message:?}"
+    );
+}
+
+/// A folder with one good portrait and one photo for each way enrolment can refuse.
+fn awkward_photos(dir: &Path) {
+    let (a, b) = (photo("person_a_2.jpg"), photo("person_b_2.jpg"));
+    let scaled = |p: &Path, caps: &str| {
+        format!(
+            "filesrc location={} ! decodebin ! videoconvert ! videoscale ! {caps}",
+            p.display()
+        )
+    };
+    std::fs::copy(photo("person_b_1.jpg"), dir.join("good.jpg")).unwrap();
+    render(&format!(
+        "videotestsrc num-buffers=1 pattern=smpte ! video/x-raw,width=320,height=240 ! jpegenc ! filesink location={}",
+        dir.join("noface.jpg").display()
+    ));
+    render(&format!(
+        "compositor name=mix sink_1::xpos=360 ! videoconvert ! jpegenc ! filesink location={} \
+         {} ! imagefreeze num-buffers=1 ! mix. {} ! imagefreeze num-buffers=1 ! mix.",
+        dir.join("two.jpg").display(),
+        scaled(&a, "video/x-raw,width=360,height=450"),
+        scaled(&b, "video/x-raw,width=360,height=450"),
+    ));
+    render(&format!(
+        "{} ! jpegenc ! filesink location={}",
+        scaled(&photo("person_b_1.jpg"), "video/x-raw,width=64,height=80"),
+        dir.join("tiny.jpg").display()
+    ));
+    std::fs::write(dir.join("broken.jpg"), "not a picture\n").unwrap();
+}
+
+#[test]
+fn enrolment_gives_each_photo_its_verdict_and_keeps_the_good_ones() {
+    let scratch = tempfile::tempdir().unwrap();
+    let photos = scratch.path().join("photos");
+    std::fs::create_dir(&photos).unwrap();
+    awkward_photos(&photos);
+    let gallery = scratch.path().join("gallery");
+    let output = facegatectl(&[
+        "enroll",
+        "--gallery",
+        gallery.to_str().unwrap(),
+        "--dir",
+        photos.to_str().unwrap(),
+    ]);
+    let out = stdout(&output);
+    assert!(
+        !output.status.success(),
+        "refusals make the exit status non-zero"
+    );
+    assert!(
+        stderr(&output).contains("4 of 5 photos refused"),
+        "{}",
+        stderr(&output)
+    );
+    for (photo, verdict) in [
+        ("good.jpg", "enrolled good (good)"),
+        ("noface.jpg", "no face found"),
+        ("two.jpg", "2 faces found"),
+        ("tiny.jpg", "face too small"),
+        ("broken.jpg", "cannot read it as an image"),
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.contains(photo))
+            .unwrap_or_else(|| panic!("no line for {photo}:\n{out}"));
+        assert!(line.contains(verdict), "{photo}: {line}");
+    }
+    let opened = Gallery::open(&gallery).unwrap();
+    assert_eq!(
+        opened
+            .identities()
+            .map(|p| p.id.as_str())
+            .collect::<Vec<_>>(),
+        ["good"]
+    );
+}
+
+#[test]
+fn enrol_list_replace_remove_and_reopen() {
+    let scratch = tempfile::tempdir().unwrap();
+    let gallery = scratch.path().join("gallery");
+    let g = gallery.to_str().unwrap();
+    let enrol = |id: &str, label: &str, file: &str, extra: &[&str]| {
+        let p = photo(file);
+        let mut args = vec!["enroll", "--gallery", g, "--id", id, "--label", label];
+        args.extend_from_slice(extra);
+        args.push(p.to_str().unwrap());
+        facegatectl(&args)
+    };
+    assert!(
+        enrol("p-001", "Ada", "person_a_1.jpg", &[])
+            .status
+            .success()
+    );
+    assert!(
+        enrol("p-002", "Bea", "person_b_1.jpg", &[])
+            .status
+            .success()
+    );
+
+    let again = enrol("p-001", "Ada", "person_a_2.jpg", &[]);
+    assert!(!again.status.success());
+    assert!(stdout(&again).contains("p-001"), "{}", stdout(&again));
+    assert!(
+        enrol("p-001", "Ada L.", "person_a_2.jpg", &["--replace"])
+            .status
+            .success()
+    );
+
+    let listed = stdout(&facegatectl(&["list", "--gallery", g]));
+    assert!(listed.contains("generation 3, 2 people"), "{listed}");
+    // The British spelling the operator guides use is the same command.
+    let british = facegatectl(&["enrol", "--help"]);
+    assert!(
+        stdout(&british).contains("Enrol passengers"),
+        "{}",
+        stderr(&british)
+    );
+    assert!(
+        listed.contains("p-001\tAda L.") && listed.contains("p-002\tBea"),
+        "{listed}"
+    );
+
+    let removed = facegatectl(&["remove", "--gallery", g, "--id", "p-002"]);
+    assert!(removed.status.success(), "{}", stderr(&removed));
+    let reopened = Gallery::open(&gallery).unwrap();
+    assert_eq!((reopened.generation(), reopened.len()), (4, 1));
+    assert!(!reopened.contains("p-002"));
+
+    let unknown = facegatectl(&["remove", "--gallery", g, "--id", "p-999"]);
+    assert!(!unknown.status.success());
+    assert!(
+        stderr(&unknown).contains("no person with id p-999"),
+        "{}",
+        stderr(&unknown)
+    );
+
+    // The removed person is no longer recognised.
+    let identified = stdout(&facegatectl(&[
+        "identify",
+        "--gallery",
+        g,
+        photo("person_b_2.jpg").to_str().unwrap(),
+    ]));
+    let line: FrameLine = serde_json::from_str(identified.lines().next().unwrap()).unwrap();
+    assert_eq!(line.faces.len(), 1);
+    assert_eq!(line.faces[0].matched, None);
+}
+
+#[test]
+fn identify_prints_a_json_line_per_frame() {
+    let output = facegatectl(&[
+        "identify",
+        "--embeddings",
+        photo("person_b_1.jpg").to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let lines: Vec<FrameLine> = stdout(&output)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1);
+    let face = &lines[0].faces[0];
+    assert_eq!(face.embedding.as_ref().map(Vec::len), Some(128));
+    assert_eq!(face.matched, None, "no gallery, no match");
+}
+
+#[test]
+fn bad_input_gets_one_clear_line_and_changes_nothing() {
+    let scratch = tempfile::tempdir().unwrap();
+    let gallery = scratch.path().join("gallery");
+    let g = gallery.to_str().unwrap();
+    let good = photo("person_a_1.jpg");
+    assert!(
+        facegatectl(&[
+            "enroll",
+            "--gallery",
+            g,
+            "--id",
+            "p-1",
+            good.to_str().unwrap()
+        ])
+        .status
+        .success()
+    );
+    let before: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(&gallery)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| (p.clone(), std::fs::read(p).unwrap()))
+        .collect();
+
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &[
+                "enroll",
+                "--gallery",
+                g,
+                "--id",
+                "p-2",
+                "/no/such/photo.jpg",
+            ],
+            "no such file",
+        ),
+        (
+            &[
+                "--embedder-model",
+                "/no/such/model.onnx",
+                "enroll",
+                "--gallery",
+                g,
+                "--id",
+                "p-2",
+                good.to_str().unwrap(),
+            ],
+            "/no/such/model.onnx",
+        ),
+        (
+            &[
+                "enroll",
+                "--gallery",
+                g,
+                "--id",
+                "bad id!",
+                good.to_str().unwrap(),
+            ],
+            "bad id!",
+        ),
+        (
+            &["list", "--gallery", "/no/such/gallery"],
+            "/no/such/gallery",
+        ),
+        (&["identify", "/no/such/video.avi"], "/no/such/video.avi"),
+    ];
+    for (args, expected) in cases {
+        let output = facegatectl(args);
+        let said = format!("{}{}", stdout(&output), stderr(&output));
+        assert!(!output.status.success(), "{args:?} should fail");
+        assert!(said.contains(expected), "{args:?}: {said}");
+        assert!(!said.contains("panicked"), "{args:?}: {said}");
+    }
+    for (path, bytes) in before {
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            bytes,
+            "{} unchanged",
+            path.display()
+        );
+    }
+
+    // A corrupt gallery is named, and enrolment refuses to touch it.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(gallery.join("manifest.json")).unwrap()).unwrap();
+    let index = gallery.join(manifest["files"]["index"]["name"].as_str().unwrap());
+    let mut bytes = std::fs::read(&index).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&index, &bytes).unwrap();
+    let output = facegatectl(&[
+        "enroll",
+        "--gallery",
+        g,
+        "--id",
+        "p-3",
+        good.to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    let said = stderr(&output);
+    assert!(
+        said.contains(index.file_name().unwrap().to_str().unwrap()) && said.lines().count() == 1,
+        "{said}"
+    );
+}

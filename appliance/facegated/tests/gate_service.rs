@@ -1,0 +1,524 @@
+//! facegated end to end: the real service on real video, a real private dbus-daemon, a real
+//! SQLite journal and the simulated gate, checked from the outside as an operator would.
+
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use facegate_dbus::{GateProxy, State};
+use facegate_devtools::gate_rig::{
+    Announced, GateRig, RigFiles, Service, enrolled, follow, is_unlock,
+};
+use facegated::gate::{Cause, Output};
+use futures_util::StreamExt;
+
+/// The service tests play video in real time; two at once on two cores would starve each other.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn files() -> RigFiles {
+    let mut files = RigFiles::repository_defaults().expect("repository files");
+    files.facegated = PathBuf::from(env!("CARGO_BIN_EXE_facegated"));
+    for path in [
+        &files.video,
+        &files.photos,
+        &files.models,
+        &files.ort_library,
+    ] {
+        assert!(
+            path.exists(),
+            "{} is missing: run `make setup`",
+            path.display()
+        );
+    }
+    files
+}
+
+fn video(name: &str) -> PathBuf {
+    files().video.with_file_name(name)
+}
+
+fn rig(scratch: &tempfile::TempDir) -> GateRig {
+    GateRig::new(files(), scratch.path(), &enrolled()).expect("rig starts")
+}
+
+/// Decisions as D-Bus signals, in order.
+#[derive(Debug, Default)]
+struct Heard {
+    signals: Vec<Announced>,
+}
+
+impl Heard {
+    fn granted(&self) -> Vec<&str> {
+        self.signals
+            .iter()
+            .filter_map(|s| match s {
+                Announced::Granted { id, .. } => Some(id.as_str()),
+                Announced::Denied { .. } => None,
+            })
+            .collect()
+    }
+
+    fn granted_passages(&self) -> Vec<&str> {
+        self.signals
+            .iter()
+            .filter_map(|s| match s {
+                Announced::Granted { passage_id, .. } => Some(passage_id.as_str()),
+                Announced::Denied { .. } => None,
+            })
+            .collect()
+    }
+
+    fn denied(&self) -> Vec<String> {
+        self.signals
+            .iter()
+            .filter_map(|s| match s {
+                Announced::Denied { reason } => Some(reason.to_string()),
+                Announced::Granted { .. } => None,
+            })
+            .collect()
+    }
+}
+
+/// Listens to the gate's signals until facegated exits or `stop_after` signals have arrived
+/// (then it is killed with SIGKILL).
+fn listen(rig: &GateRig, child: &mut Service, stop_after: Option<usize>) -> Heard {
+    let mut heard = Heard::default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // The timeout's timer must be made inside the runtime.
+    let followed = runtime.block_on(async {
+        let run = follow(rig, child, |decision| {
+            heard.signals.push(decision);
+            let enough = stop_after.is_some_and(|n| heard.signals.len() >= n);
+            Ok(if enough {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            })
+        });
+        tokio::time::timeout(Duration::from_secs(180), run).await
+    });
+    let followed =
+        followed.unwrap_or_else(|_| panic!("facegated ran for 3 minutes; log: {}", log(rig)));
+    followed.unwrap_or_else(|e| panic!("{e:#}; log: {}", log(rig)));
+    heard
+}
+
+fn log(rig: &GateRig) -> String {
+    std::fs::read_to_string(&rig.log).unwrap_or_default()
+}
+
+#[test]
+fn the_demo_video_grants_each_enrolled_passenger_once_and_denies_the_rest() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = tempfile::tempdir().unwrap();
+    let rig = rig(&scratch);
+    let mut child = rig.spawn().unwrap();
+    // A second, independent listener: gdbus, as an integrator's script would.
+    let monitor = Command::new("gdbus")
+        .args([
+            "monitor",
+            "--address",
+            rig.bus.address(),
+            "--dest",
+            "org.facegate.Gate",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("gdbus runs (Debian package libglib2.0-bin; run `make setup`)");
+    let heard = listen(&rig, &mut child, None);
+    assert!(
+        child.wait().unwrap().success(),
+        "facegated exits 0 at the end of the video; log: {}",
+        log(&rig)
+    );
+
+    // Person A, Person B and Obama walk up once each before anyone returns.
+    assert_eq!(
+        heard.granted(),
+        ["person-a", "person-b", "obama"],
+        "{heard:?}"
+    );
+    // Two strangers, then Person A and Obama come back within the anti-passback window.
+    assert_eq!(
+        heard.denied(),
+        ["unknown", "unknown", "passback", "passback"],
+        "{heard:?}"
+    );
+
+    let passages = rig.passages().unwrap();
+    assert_eq!(
+        passages.len(),
+        7,
+        "every decision is journalled: {passages:?}"
+    );
+    for (id, passage) in heard
+        .granted_passages()
+        .into_iter()
+        .zip(passages.iter().filter(|p| p.granted))
+    {
+        assert_eq!(
+            passage.id, id,
+            "the signal carries the journal's passage id"
+        );
+    }
+    let unlocks: Vec<_> = rig
+        .actions()
+        .unwrap()
+        .into_iter()
+        .filter(is_unlock)
+        .collect();
+    assert_eq!(
+        unlocks.len(),
+        3,
+        "the gate opened exactly for the three grants"
+    );
+    for (unlock, passage) in unlocks.iter().zip(passages.iter().filter(|p| p.granted)) {
+        let journalled = passage.time.timestamp_nanos_opt().unwrap() as u64;
+        assert!(
+            journalled <= unlock.unix_ns,
+            "passage {} was journalled before the gate opened",
+            passage.id
+        );
+    }
+
+    let mut monitor = monitor;
+    let _ = monitor.kill();
+    let output = monitor.wait_with_output().unwrap();
+    let seen = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        seen.matches("org.facegate.Gate1.PassageGranted").count(),
+        3,
+        "{seen}"
+    );
+    assert_eq!(
+        seen.matches("org.facegate.Gate1.PassageDenied").count(),
+        4,
+        "{seen}"
+    );
+}
+
+#[test]
+fn a_killed_service_keeps_every_acknowledged_decision_and_restarts_safe() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = tempfile::tempdir().unwrap();
+    let mut rig = rig(&scratch);
+    let mut child = rig.spawn().unwrap();
+    // Person A granted, a stranger denied, Person B granted: then SIGKILL mid-run.
+    let heard = listen(&rig, &mut child, Some(3));
+    let passages = rig.passages().unwrap();
+    for id in heard.granted_passages() {
+        assert!(
+            passages.iter().any(|p| p.id == id),
+            "acknowledged passage {id} survived SIGKILL"
+        );
+    }
+    assert!(
+        passages.len() >= heard.signals.len(),
+        "{} journalled, {} acknowledged",
+        passages.len(),
+        heard.signals.len()
+    );
+    let actions_before = rig.actions().unwrap().len();
+
+    // Restarted on Person B walking up again: the journal remembers the grant, so it is passback.
+    rig.extra_env.push((
+        "FACEGATE_PIPELINE__VARIABLES__VIDEO".into(),
+        video("walkup_person_b.avi").to_string_lossy().into(),
+    ));
+    let mut child = rig.spawn().unwrap();
+    let heard_after = listen(&rig, &mut child, None);
+    assert!(child.wait().unwrap().success(), "log: {}", log(&rig));
+    assert_eq!(heard_after.denied(), ["passback"], "{heard_after:?}");
+    let actions = rig.actions().unwrap();
+    let first_after_restart = &actions[actions_before..];
+    assert!(
+        first_after_restart
+            .iter()
+            .take(3)
+            .all(|a| a.cause == Cause::SafeState),
+        "the restarted gate first writes its safe state: {first_after_restart:?}"
+    );
+    assert!(
+        !actions[actions_before..].iter().any(is_unlock),
+        "passback opens nothing"
+    );
+}
+
+async fn wait_for_state(gate: &GateProxy<'_>, what: State) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while gate.state().await.unwrap() != what {
+        assert!(Instant::now() < deadline, "State never became {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A camera on TCP (MJPEG parts) playing a walk-up video in real time.
+fn camera(port: u16, video: &std::path::Path) -> Child {
+    Command::new("gst-launch-1.0")
+        .args([
+            "-q",
+            "filesrc",
+            &format!("location={}", video.display()),
+            "!",
+            "avidemux",
+            "!",
+            "multipartmux",
+            "!",
+        ])
+        .args([
+            "tcpserversink",
+            "host=127.0.0.1",
+            &format!("port={port}"),
+            "sync=true",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("gst-launch-1.0 runs")
+}
+
+#[test]
+fn a_camera_that_goes_away_degrades_the_gate_until_it_is_back() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = tempfile::tempdir().unwrap();
+    let mut rig = rig(&scratch);
+    let port = free_port();
+    let walkup = video("walkup_person_b.avi");
+    let pipeline =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tcp-camera.pipeline");
+    rig.extra_env.extend([
+        (
+            "FACEGATE_PIPELINE__FILE".into(),
+            pipeline.to_string_lossy().into(),
+        ),
+        (
+            "FACEGATE_PIPELINE__VARIABLES__PORT".into(),
+            port.to_string(),
+        ),
+        ("FACEGATE_PIPELINE__EXIT_ON_EOS".into(), "false".into()),
+        ("FACEGATE_PIPELINE__RESTART_MAX_MS".into(), "1000".into()),
+    ]);
+    let mut feeder = camera(port, &walkup);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut child = rig.spawn().unwrap();
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (_connection, gate) = rig.gate(Duration::from_secs(60)).await.unwrap();
+        let mut granted = gate.receive_passage_granted().await.unwrap();
+        let mut denied = gate.receive_passage_denied().await.unwrap();
+        let first = tokio::time::timeout(Duration::from_secs(30), granted.next())
+            .await
+            .expect("Person B granted");
+        assert_eq!(first.unwrap().args().unwrap().id().to_string(), "person-b");
+        wait_for_state(&gate, State::Running).await;
+
+        // The cable is pulled.
+        feeder.kill().unwrap();
+        feeder.wait().unwrap();
+        wait_for_state(&gate, State::Degraded).await;
+        let actions = rig.actions().unwrap();
+        assert_eq!(
+            actions.last().map(|a| a.cause),
+            Some(Cause::SafeState),
+            "degraded means safe: {actions:?}"
+        );
+
+        // Plugged back in: the pipeline comes back and decisions resume (a return: passback).
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let mut feeder = camera(port, &walkup);
+        wait_for_state(&gate, State::Running).await;
+        let again = tokio::time::timeout(Duration::from_secs(30), denied.next())
+            .await
+            .unwrap_or_else(|_| panic!("no decision after recovery; log: {}", log(&rig)));
+        assert_eq!(
+            again.unwrap().args().unwrap().reason().to_string(),
+            "passback"
+        );
+        let stats = gate.stats().await.unwrap();
+        assert!(stats.restarts >= 1, "the pipeline was restarted: {stats:?}");
+        feeder.kill().unwrap();
+        feeder.wait().unwrap();
+    });
+    // SIGTERM: a clean stop that leaves the gate safe.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(
+        child.wait().unwrap().success(),
+        "SIGTERM is a clean stop; log: {}",
+        log(&rig)
+    );
+    let actions = rig.actions().unwrap();
+    let relay = actions
+        .iter()
+        .rev()
+        .find(|a| a.output == Output::Relay)
+        .unwrap();
+    assert_eq!(
+        relay.level,
+        facegated::gate::Level::Off,
+        "locked after SIGTERM: {actions:?}"
+    );
+}
+
+#[test]
+fn privileged_callers_may_open_the_gate_and_others_are_refused() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = tempfile::tempdir().unwrap();
+    let mut rig = rig(&scratch);
+    rig.extra_env.push((
+        "FACEGATE_PIPELINE__VARIABLES__VIDEO".into(),
+        video("walkup_person_b.avi").to_string_lossy().into(),
+    ));
+    let mut child = rig.spawn().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // Person B's grant first; staff open once its pulse is over (an opening during a pulse
+    // only extends it).
+    runtime.block_on(async {
+        let (_connection, gate) = rig
+            .gate(Duration::from_secs(60))
+            .await
+            .expect("facegated on the bus");
+        let mut granted = gate.receive_passage_granted().await.unwrap();
+        tokio::time::timeout(Duration::from_secs(30), granted.next())
+            .await
+            .expect("Person B granted");
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+    });
+    let busctl = |as_nobody: bool, method: &str, arg: &str| {
+        let mut command = if as_nobody {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "busctl"]);
+            c
+        } else {
+            Command::new("busctl")
+        };
+        command
+            .arg(format!("--address={}", rig.bus.address()))
+            .args([
+                "call",
+                "org.facegate.Gate",
+                "/org/facegate/Gate",
+                "org.facegate.Gate1",
+                method,
+                "s",
+                arg,
+            ])
+            .output()
+            .expect("setpriv and busctl run (Debian packages util-linux, systemd)")
+    };
+    for (method, arg) in [("Open", "a stranger's request"), ("SetMode", "free")] {
+        let refused = busctl(true, method, arg);
+        assert!(!refused.status.success());
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            said.to_lowercase().contains("access denied") || said.contains("AccessDenied"),
+            "{method}: {said}"
+        );
+    }
+    let opened = busctl(false, "Open", "staff: wheelchair");
+    assert!(
+        opened.status.success(),
+        "{}",
+        String::from_utf8_lossy(&opened.stderr)
+    );
+    assert!(child.wait().unwrap().success(), "log: {}", log(&rig));
+
+    let passages = rig.passages().unwrap();
+    let staff: Vec<_> = passages
+        .iter()
+        .filter(|p| p.reason.as_deref().is_some_and(|r| r.starts_with("staff")))
+        .collect();
+    assert_eq!(
+        staff.len(),
+        1,
+        "only root's opening is journalled: {passages:?}"
+    );
+    assert_eq!(
+        rig.passages().unwrap().iter().filter(|p| p.granted).count(),
+        rig.actions()
+            .unwrap()
+            .iter()
+            .filter(|a| is_unlock(a))
+            .count()
+    );
+}
+
+#[test]
+fn bad_configuration_pipeline_gallery_or_model_stop_the_start_with_one_line() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = tempfile::tempdir().unwrap();
+    let broken_pipeline = scratch.path().join("broken.pipeline");
+    std::fs::write(
+        &broken_pipeline,
+        "videotestsrc ! nosuchelement ! fakesink\n",
+    )
+    .unwrap();
+    let cases: [(&str, &str, &str); 5] = [
+        ("FACEGATE_GATE__PULSE_MS", "soon", "pulse_ms"),
+        ("FACEGATE_POLICY__ZONE", "2", "zone"),
+        (
+            "FACEGATE_PIPELINE__FILE",
+            broken_pipeline.to_str().unwrap(),
+            "broken.pipeline",
+        ),
+        (
+            "FACEGATE_GALLERY__DIR",
+            "/no/such/gallery",
+            "/no/such/gallery",
+        ),
+        ("FACEGATE_MODELS__DIR", "/no/such/models", "/no/such/models"),
+    ];
+    for (variable, value, named) in cases {
+        let mut rig = rig(&scratch);
+        rig.extra_env.push((variable.into(), value.into()));
+        let output = Command::new(&rig.files.facegated)
+            .arg("--config")
+            .arg(&rig.files.config)
+            .envs(rig.env())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success(),
+            "{variable}={value} must stop the start"
+        );
+        let last = stderr.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("facegated: ") && last.contains(named),
+            "{variable}={value}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(!rig.actions.exists() || rig.actions().unwrap().iter().all(|a| !is_unlock(a)));
+    }
+    let output = Command::new(env!("CARGO_BIN_EXE_facegated"))
+        .args(["--config", "/no/such.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim(),
+        "facegated: /no/such.toml: no such configuration file"
+    );
+}

@@ -1,0 +1,504 @@
+//! `facegatectl bench gallery`: galleries of 10k to 1M identities, built as `facegatectl enroll`
+//! builds them and searched as the gate searches them, with the real development faces planted
+//! among synthetic unit vectors. Per size: the index type the gallery chose, build time, memory,
+//! single-query latency and recall@1 against exact search.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use facegate_vision::gallery::{Gallery, IndexPolicy, Match};
+use serde_json::json;
+
+use super::{Stats, measure, ms, synthetic_embedding, write_json};
+use facegate_dev_assets::{AssetDir, DEV_PEOPLE};
+use facegatectl::enroll::embed_photo;
+use facegatectl::pipeline::Models;
+
+#[derive(Args, Debug)]
+pub struct GalleryArgs {
+    /// Gallery sizes (people, the planted real ones included)
+    #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
+    pub sizes: Vec<usize>,
+    /// Synthetic queries per size: planted synthetic people seen again at cosine 0.6-0.85
+    #[arg(long, default_value_t = 3000)]
+    pub queries: usize,
+    /// The development photos (default: $FACEGATE_PHOTO_DIR)
+    #[arg(long, value_name = "DIR")]
+    pub photos: Option<PathBuf>,
+    /// Where to build the galleries (default: a temporary directory, removed afterwards)
+    #[arg(long, value_name = "DIR")]
+    pub scratch: Option<PathBuf>,
+    /// Machine-readable results, for scripts/plot-benchmarks.py
+    #[arg(long, value_name = "FILE", default_value = "docs/bench/gallery.json")]
+    pub json: PathBuf,
+    /// Internal: open the gallery in DIR and print the resident memory it added, as JSON. The
+    /// benchmark runs this in a child process so that no memory freed by building is reused.
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub measure_open: Option<PathBuf>,
+}
+
+/// Same-person cosine for SFace on real photos (FACTS.md): what a synthetic query is given.
+const QUERY_COSINE: (f32, f32) = (0.6, 0.85);
+
+/// A query and the person it shows.
+struct Query {
+    person: String,
+    embedding: Vec<f32>,
+}
+
+/// The real faces: enrolled embeddings and queries, by the gate's own elements.
+struct RealFaces {
+    model: String,
+    enrolled: Vec<(String, Vec<f32>)>,
+    queries: Vec<Query>,
+}
+
+fn embed_real_faces(photos: &Path, models: &Models) -> anyhow::Result<RealFaces> {
+    let mut model = String::new();
+    let mut enrolled = Vec::new();
+    let mut queries = Vec::new();
+    for person in DEV_PEOPLE {
+        for (n, file) in person.photos.iter().enumerate() {
+            let path = photos.join(file);
+            let face = embed_photo(&path, models)
+                .map_err(|refusal| anyhow::anyhow!("{}: {refusal}", path.display()))?;
+            model = face.model;
+            let id = format!("real-{}", person.id);
+            if n == 0 {
+                enrolled.push((id, face.embedding));
+            } else {
+                queries.push(Query {
+                    person: id,
+                    embedding: face.embedding,
+                });
+            }
+        }
+    }
+    Ok(RealFaces {
+        model,
+        enrolled,
+        queries,
+    })
+}
+
+/// splitmix64: the benchmark's queries are the same on every run.
+struct Random(u64);
+
+impl Random {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
+fn synthetic_id(n: u64) -> String {
+    format!("s-{n:07}")
+}
+
+/// `enrolled` seen again at cosine `cosine`: the enrolled vector plus an orthogonal unit
+/// direction, mixed so that the result is unit length.
+fn seen_again(enrolled: &[f32], direction: &[f32], cosine: f32) -> Vec<f32> {
+    let along: f32 = direction.iter().zip(enrolled).map(|(d, e)| d * e).sum();
+    let mut orthogonal: Vec<f32> = direction
+        .iter()
+        .zip(enrolled)
+        .map(|(d, e)| d - along * e)
+        .collect();
+    facegate_vision::embedder::normalise(&mut orthogonal);
+    let sine = (1.0 - cosine * cosine).sqrt();
+    enrolled
+        .iter()
+        .zip(&orthogonal)
+        .map(|(e, o)| cosine * e + sine * o)
+        .collect()
+}
+
+fn synthetic_queries(size: usize, count: usize, dim: usize, planted: usize) -> Vec<Query> {
+    let mut random = Random(size as u64);
+    let synthetic = (size - planted) as u64;
+    (0..count)
+        .map(|_| {
+            let n = 1 + random.next() % synthetic;
+            let cosine = QUERY_COSINE.0 + (QUERY_COSINE.1 - QUERY_COSINE.0) * random.unit();
+            let direction = synthetic_embedding(random.next() | 1 << 63, dim);
+            Query {
+                person: synthetic_id(n),
+                embedding: seen_again(&synthetic_embedding(n, dim), &direction, cosine),
+            }
+        })
+        .collect()
+}
+
+/// Everyone: the real faces first, then synthetic people `s-0000001`... up to `size`.
+fn enroll_everyone(gallery: &mut Gallery, real: &RealFaces, size: usize) -> anyhow::Result<()> {
+    let dim = gallery.dim() as usize;
+    for (id, embedding) in &real.enrolled {
+        gallery.enroll(id, id, &real.model, embedding, false)?;
+    }
+    for n in 1..=(size - real.enrolled.len()) as u64 {
+        let id = synthetic_id(n);
+        gallery.enroll(&id, "", &real.model, &synthetic_embedding(n, dim), false)?;
+    }
+    Ok(())
+}
+
+/// The process's resident memory in bytes.
+fn resident_bytes() -> anyhow::Result<u64> {
+    let status = super::proc_status("self").context("/proc/self/status")?;
+    let kib = super::status_field(&status, "VmRSS").context("/proc/self/status has no VmRSS")?;
+    Ok(kib * 1024)
+}
+
+/// The child's side of the memory measurement.
+fn measure_open(dir: &Path, out: &mut impl Write) -> anyhow::Result<()> {
+    let before = resident_bytes()?;
+    let start = Instant::now();
+    let gallery = Gallery::open(dir)?;
+    let open_s = start.elapsed().as_secs_f64();
+    let after = resident_bytes()?;
+    writeln!(
+        out,
+        "{}",
+        json!({ "people": gallery.len(), "rss_added": after.saturating_sub(before), "open_s": open_s })
+    )?;
+    Ok(())
+}
+
+/// Runs `measure_open` in a fresh process: memory freed while building or searching is kept by
+/// the allocator, and a gallery opened in this process would reuse it unseen.
+fn rss_of_open(dir: &Path) -> anyhow::Result<(u64, f64)> {
+    let output = std::process::Command::new(std::env::current_exe()?)
+        .args(["bench", "gallery", "--measure-open"])
+        .arg(dir)
+        .output()
+        .context("cannot run facegatectl to measure the gallery's memory")?;
+    if !output.status.success() {
+        bail!(
+            "measuring the memory of {} failed: {}",
+            dir.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let result: serde_json::Value = serde_json::from_slice(&output.stdout).with_context(|| {
+        format!(
+            "unexpected output: {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })?;
+    let rss = result["rss_added"].as_u64().context("no rss_added")?;
+    let open_s = result["open_s"].as_f64().context("no open_s")?;
+    Ok((rss, open_s))
+}
+
+/// How a set of queries fared against exact search.
+#[derive(Default)]
+struct Agreement {
+    queries: usize,
+    /// The gallery's best match is exact search's best match.
+    same_best: usize,
+    /// The gallery's best match is the person the query shows.
+    found_person: usize,
+    /// |similarity reported - exact similarity| of the best match, summed and at most.
+    similarity_error_sum: f64,
+    similarity_error_max: f64,
+}
+
+impl Agreement {
+    fn add(&mut self, query: &Query, found: Option<&Match>, exact: Option<&Match>) {
+        self.queries += 1;
+        let (Some(found), Some(exact)) = (found, exact) else {
+            return;
+        };
+        self.found_person += usize::from(found.id == query.person);
+        if found.id == exact.id {
+            self.same_best += 1;
+            let error = f64::from((found.similarity - exact.similarity).abs());
+            self.similarity_error_sum += error;
+            self.similarity_error_max = self.similarity_error_max.max(error);
+        }
+    }
+
+    fn recall(&self) -> f64 {
+        self.same_best as f64 / self.queries.max(1) as f64
+    }
+
+    fn json(&self) -> serde_json::Value {
+        json!({
+            "queries": self.queries,
+            "recall_at_1": self.recall(),
+            "found_person": self.found_person,
+            "similarity_error_mean": self.similarity_error_sum / self.same_best.max(1) as f64,
+            "similarity_error_max": self.similarity_error_max,
+        })
+    }
+}
+
+struct SizeResult {
+    size: usize,
+    index_type: String,
+    build_s: f64,
+    enrol_s: f64,
+    commit_s: f64,
+    open_s: f64,
+    rss_per_person: f64,
+    gate_file_bytes_per_person: f64,
+    vectors_bytes_per_person: f64,
+    latency: Stats,
+    synthetic: Agreement,
+    real: Agreement,
+}
+
+fn bench_size(
+    size: usize,
+    real: &RealFaces,
+    args: &GalleryArgs,
+    scratch: &Path,
+    out: &mut impl Write,
+) -> anyhow::Result<SizeResult> {
+    let dim = real.enrolled[0].1.len();
+    if size <= real.enrolled.len() {
+        bail!("gallery size {size} leaves no room for synthetic people");
+    }
+    let dir = scratch.join(format!("gallery-{size}"));
+    writeln!(out, "size {size}: enrolling...")?;
+    let start = Instant::now();
+    let mut gallery = Gallery::create(&dir, &real.model, dim as u32)?;
+    enroll_everyone(&mut gallery, real, size)?;
+    let enrol_s = start.elapsed().as_secs_f64();
+    let committed = Instant::now();
+    gallery.commit()?;
+    let commit_s = committed.elapsed().as_secs_f64();
+    let build_s = start.elapsed().as_secs_f64();
+    let files = gallery.files();
+    drop(gallery);
+    let bytes_per_person = |read_on_open: bool| {
+        files
+            .iter()
+            .filter(|file| file.read_on_open == read_on_open)
+            .map(|file| file.bytes)
+            .sum::<u64>() as f64
+            / size as f64
+    };
+    let (rss, open_s) = rss_of_open(&dir)?;
+
+    // The gallery as the gate holds it, and exact search over the same people.
+    let mut gallery = Gallery::open(&dir)?;
+    let mut exact = Gallery::create(
+        &scratch.join(format!("exact-{size}")),
+        &real.model,
+        dim as u32,
+    )?;
+    exact.set_index_policy(IndexPolicy {
+        compress_at: usize::MAX,
+        ..IndexPolicy::default()
+    });
+    // Staged, never committed: searched in memory only.
+    enroll_everyone(&mut exact, real, size)?;
+
+    let queries = synthetic_queries(size, args.queries, dim, real.enrolled.len());
+    let mut next = 0;
+    let latency = measure(queries.len(), || {
+        let query = &queries[next % queries.len()];
+        next += 1;
+        gallery.search(&query.embedding, 1)?;
+        Ok(())
+    })?;
+    let mut agreement = |queries: &[Query]| -> anyhow::Result<Agreement> {
+        let mut agreement = Agreement::default();
+        for query in queries {
+            let found = gallery.search(&query.embedding, 1)?;
+            let best = exact.search(&query.embedding, 1)?;
+            agreement.add(query, found.first(), best.first());
+        }
+        Ok(agreement)
+    };
+    let synthetic = agreement(&queries)?;
+    let real_agreement = agreement(&real.queries)?;
+    for query in &real.queries {
+        let found = gallery.search(&query.embedding, 1)?;
+        let best = exact.search(&query.embedding, 1)?;
+        let show = |found: Option<&Match>| {
+            found.map_or("nothing".to_owned(), |m| {
+                format!("{} {:.3}", m.id, m.similarity)
+            })
+        };
+        writeln!(
+            out,
+            "  real query of {}: found {}, exact {}",
+            query.person,
+            show(found.first()),
+            show(best.first())
+        )?;
+    }
+    let result = SizeResult {
+        size,
+        index_type: gallery.index_type().to_owned(),
+        build_s,
+        enrol_s,
+        commit_s,
+        open_s,
+        rss_per_person: rss as f64 / size as f64,
+        gate_file_bytes_per_person: bytes_per_person(true),
+        vectors_bytes_per_person: bytes_per_person(false),
+        latency,
+        synthetic,
+        real: real_agreement,
+    };
+    drop(gallery);
+    drop(exact);
+    std::fs::remove_dir_all(&dir).with_context(|| format!("{}: cannot remove", dir.display()))?;
+    let exact_dir = scratch.join(format!("exact-{size}"));
+    std::fs::remove_dir_all(&exact_dir)
+        .with_context(|| format!("{}: cannot remove", exact_dir.display()))?;
+    Ok(result)
+}
+
+/// OpenMP's thread count for FAISS's bulk work (training and adding at commit); single queries
+/// and enrolments always run on one thread (see the gallery's openmp module).
+fn openmp_threads() -> String {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match std::env::var("OMP_NUM_THREADS") {
+        Ok(threads) => format!("{threads} (OMP_NUM_THREADS)"),
+        Err(_) => format!("{cores} (OpenMP's default: one per core)"),
+    }
+}
+
+pub fn run(args: &GalleryArgs, models: &Models, out: &mut impl Write) -> anyhow::Result<()> {
+    if let Some(dir) = &args.measure_open {
+        return measure_open(dir, out);
+    }
+    let photos = args
+        .photos
+        .clone()
+        .unwrap_or_else(|| AssetDir::Photos.path());
+    let real = embed_real_faces(&photos, models)?;
+    let temporary = tempfile::tempdir()?;
+    let scratch = args.scratch.as_deref().unwrap_or(temporary.path());
+    std::fs::create_dir_all(scratch)
+        .with_context(|| format!("{}: cannot create", scratch.display()))?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = openmp_threads();
+    writeln!(
+        out,
+        "facegatectl bench gallery: {} real people planted ({} real queries, photos in {}), {} synthetic queries per size at cosine {}-{}; {cores} cores; FAISS threads: 1 per query (the gallery's choice), {threads} for building\n",
+        real.enrolled.len(),
+        real.queries.len(),
+        photos.display(),
+        args.queries,
+        QUERY_COSINE.0,
+        QUERY_COSINE.1
+    )?;
+
+    let mut results = Vec::new();
+    for &size in &args.sizes {
+        let result = bench_size(size, &real, args, scratch, out)?;
+        writeln!(
+            out,
+            "size {size}: {} built in {:.1} s, {:.0} B a person in memory, p99 {:.3} ms, recall@1 {:.4}",
+            result.index_type,
+            result.build_s,
+            result.rss_per_person,
+            ms(result.latency.p99),
+            result.synthetic.recall()
+        )?;
+        results.push(result);
+    }
+
+    writeln!(
+        out,
+        "\n| people | index type | build s (enrol + commit) | memory B/person (RSS) | gate files B/person | vectors file B/person | query median ms | query p99 ms | recall@1 synthetic | recall@1 real | similarity error mean / max |"
+    )?;
+    writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|")?;
+    for r in &results {
+        writeln!(
+            out,
+            "| {} | {} | {:.1} ({:.1} + {:.1}) | {:.0} | {:.0} | {:.0} | {:.3} | {:.3} | {:.4} ({}/{}) | {:.2} ({}/{}) | {:.4} / {:.4} |",
+            r.size,
+            r.index_type,
+            r.build_s,
+            r.enrol_s,
+            r.commit_s,
+            r.rss_per_person,
+            r.gate_file_bytes_per_person,
+            r.vectors_bytes_per_person,
+            ms(r.latency.median),
+            ms(r.latency.p99),
+            r.synthetic.recall(),
+            r.synthetic.same_best,
+            r.synthetic.queries,
+            r.real.recall(),
+            r.real.same_best,
+            r.real.queries,
+            r.synthetic.similarity_error_sum / r.synthetic.same_best.max(1) as f64,
+            r.synthetic.similarity_error_max,
+        )?;
+    }
+
+    let json = json!({
+        "benchmark": "gallery",
+        "cores": cores,
+        "faiss_threads_query": 1,
+        "faiss_threads_build": threads,
+        "query_cosine": [QUERY_COSINE.0, QUERY_COSINE.1],
+        "real_people": real.enrolled.len(),
+        "results": results.iter().map(|r| json!({
+            "people": r.size,
+            "index_type": r.index_type,
+            "build_s": r.build_s,
+            "enrol_s": r.enrol_s,
+            "commit_s": r.commit_s,
+            "open_s": r.open_s,
+            "memory_bytes_per_person": r.rss_per_person,
+            "gate_file_bytes_per_person": r.gate_file_bytes_per_person,
+            "vectors_file_bytes_per_person": r.vectors_bytes_per_person,
+            "query_ms": { "median": ms(r.latency.median), "p99": ms(r.latency.p99) },
+            "synthetic": r.synthetic.json(),
+            "real": r.real.json(),
+        })).collect::<Vec<_>>(),
+    });
+    write_json(&args.json, &json)?;
+    writeln!(out, "\nwrote {}", args.json.display())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_synthetic_query_has_the_cosine_it_was_given() {
+        let enrolled = synthetic_embedding(5, 128);
+        let query = seen_again(&enrolled, &synthetic_embedding(6, 128), 0.7);
+        let norm: f32 = query.iter().map(|v| v * v).sum::<f32>().sqrt();
+        let cosine: f32 = query.iter().zip(&enrolled).map(|(q, e)| q * e).sum();
+        assert!((norm - 1.0).abs() < 1e-4, "{norm}");
+        assert!((cosine - 0.7).abs() < 1e-4, "{cosine}");
+    }
+
+    #[test]
+    fn queries_pick_synthetic_people_only_and_cosines_in_range() {
+        let queries = synthetic_queries(1000, 200, 16, 6);
+        for query in &queries {
+            let n: u64 = query.person.trim_start_matches("s-").parse().unwrap();
+            assert!((1..=994).contains(&n), "{}", query.person);
+            let cosine: f32 = query
+                .embedding
+                .iter()
+                .zip(&synthetic_embedding(n, 16))
+                .map(|(q, e)| q * e)
+                .sum();
+            assert!((0.6 - 1e-4..=0.85 + 1e-4).contains(&cosine), "{cosine}");
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! facegate-dev: the gate demo and the benchmarks (`facegatectl demo` and `facegatectl bench`
+//! hand over to this program).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use facegate_dev_assets::AssetDir;
+use facegate_devtools::recognition_demo::{self, DemoPaths};
+use facegate_devtools::{bench, gate_rig};
+use facegatectl::pipeline::ModelArgs;
+
+#[derive(Parser)]
+#[command(
+    name = "facegate-dev",
+    version,
+    about = "FaceGate's development tools: the gate demo and the benchmarks"
+)]
+struct Cli {
+    #[command(flatten)]
+    models: ModelArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The gate demo: facegated on a walk-up video with a simulated gate and a private D-Bus
+    /// (--recognition: identification only, on the photos and the video)
+    Demo {
+        /// Identify the development photos and the video instead of running the gate
+        #[arg(long)]
+        recognition: bool,
+        #[arg(long, value_name = "DIR", requires = "recognition")]
+        photos: Option<PathBuf>,
+        #[arg(long, value_name = "DIR", requires = "recognition")]
+        videos: Option<PathBuf>,
+        /// Gallery to build (default: a fresh temporary one)
+        #[arg(long, value_name = "DIR", requires = "recognition")]
+        gallery: Option<PathBuf>,
+    },
+    /// Measure speed, scale and decision latency (see docs/BENCHMARKS.md)
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    facegatectl::init().context("GStreamer failed to initialise")?;
+    let models = cli.models.models();
+    let mut out = std::io::stdout();
+    match cli.command {
+        Command::Demo {
+            recognition: false, ..
+        } => gate_rig::run(&mut out),
+        Command::Demo {
+            recognition: true,
+            photos,
+            videos,
+            gallery,
+        } => {
+            let scratch = tempfile::tempdir()?;
+            let paths = DemoPaths {
+                photos: photos.unwrap_or_else(|| AssetDir::Photos.path()),
+                videos: videos.unwrap_or_else(|| AssetDir::Videos.path()),
+                gallery: gallery.unwrap_or_else(|| scratch.path().join("gallery")),
+            };
+            recognition_demo::run(&paths, &models, &mut out)
+        }
+        Command::Bench(command) => bench::run(&command, &models, &mut out),
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("FACEGATE_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("facegate-dev: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
