@@ -33,6 +33,8 @@ const ARGB32: VideoFormat = VideoFormat::Argb;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptionError {
+    #[error("cairo cannot set up the caption's font options: {0}")]
+    Layout(cairo::Error),
     #[error("cairo cannot draw a {width}x{height} caption: {source}")]
     Cairo {
         width: i32,
@@ -176,17 +178,13 @@ fn cairo_rgb(colour: Colour) -> (f64, f64, f64) {
     (channel(colour.r), channel(colour.g), channel(colour.b))
 }
 
-/// Lays out `text` on one line and draws it in `colour` on an opaque [`BACKGROUND`] box.
-fn render(text: &str, colour: Colour, style: &Style) -> Result<Caption, CaptionError> {
+/// `text` laid out on one line in `style`, cut short with an ellipsis where it would not fit.
+fn layout(text: &str, style: &Style) -> Result<pango::Layout, cairo::Error> {
     // The thread's font map, so that fontconfig's fonts are loaded once per streaming thread; a
     // context and layout per rendering keep no Pango object (which may not cross threads) in
     // the element's state.
     let context = pangocairo::FontMap::default().create_context();
-    let mut options = cairo::FontOptions::new().map_err(|source| CaptionError::Cairo {
-        width: 0,
-        height: 0,
-        source,
-    })?;
+    let mut options = cairo::FontOptions::new()?;
     // Grey-level antialiasing: subpixel colour fringes would show once blended into YUV video.
     options.set_antialias(cairo::Antialias::Gray);
     pangocairo::functions::context_set_font_options(&context, Some(&options));
@@ -200,15 +198,25 @@ fn render(text: &str, colour: Colour, style: &Style) -> Result<Caption, CaptionE
     font.set_family(FONT_FAMILY);
     font.set_absolute_size(f64::from(style.text_px) * f64::from(pango::SCALE));
     layout.set_font_description(Some(&font));
-    let padding = i32::try_from(style.padding).unwrap_or(i32::MAX / 4);
     let max_text_width = i32::try_from(style.max_width)
         .unwrap_or(i32::MAX)
-        .saturating_sub(2 * padding)
+        .saturating_sub(2 * padding(style))
         .max(1);
     layout.set_width(max_text_width.saturating_mul(pango::SCALE));
     layout.set_ellipsize(pango::EllipsizeMode::End);
     layout.set_text(text);
+    Ok(layout)
+}
 
+/// The style's margin, in cairo's units; large enough for any real margin.
+fn padding(style: &Style) -> i32 {
+    i32::try_from(style.padding).unwrap_or(i32::MAX / 4)
+}
+
+/// Lays out `text` and draws it in `colour` on an opaque [`BACKGROUND`] box.
+fn render(text: &str, colour: Colour, style: &Style) -> Result<Caption, CaptionError> {
+    let layout = layout(text, style).map_err(CaptionError::Layout)?;
+    let padding = padding(style);
     let (_, logical) = layout.pixel_extents();
     let width = logical
         .width()
@@ -282,6 +290,30 @@ mod tests {
     }
 
     #[test]
+    fn installed_fonts_cover_the_scripts_of_passenger_names() {
+        gst::init().unwrap();
+        let style = Style::new(2, 640);
+        for (script, name) in [
+            ("Latin", "Zoë Ångström-Müller"),
+            ("Greek", "Αλέξανδρος Παπαδόπουλος"),
+            ("Cyrillic", "Анна Каренина"),
+            ("Arabic", "محمد عبد الله"),
+            ("Hebrew", "דוד לוי"),
+            ("Chinese", "张伟"),
+            ("Japanese", "山田 はなこ"),
+            ("Korean", "김민준"),
+        ] {
+            let layout = layout(name, &style).unwrap();
+            assert_eq!(
+                layout.unknown_glyphs_count(),
+                0,
+                "{script} name {name:?} has glyphs no installed font covers: install the fonts \
+                 scripts/setup.sh lists (fonts-dejavu-core, fonts-wqy-microhei)"
+            );
+        }
+    }
+
+    #[test]
     fn a_kept_caption_is_not_rendered_again() {
         let mut captions = captions(2, 640);
         let first = captions.get("Ada 0.71", GREEN).unwrap().placed_at(3, 4);
@@ -313,7 +345,7 @@ mod tests {
         let (w2, h2) = captions.get("face 0.93", GREEN).unwrap().size();
         captions.begin_frame(Style::new(4, 640));
         let (w4, h4) = captions.get("face 0.93", GREEN).unwrap().size();
-        assert!(h2 >= 16 && h2 < 32, "height {h2} at scale 2");
+        assert!((16..32).contains(&h2), "height {h2} at scale 2");
         assert!(
             w4 > w2 * 3 / 2 && h4 > h2 * 3 / 2,
             "{w2}x{h2} then {w4}x{h4}"
