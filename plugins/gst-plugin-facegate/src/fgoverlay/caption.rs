@@ -11,13 +11,13 @@ use gst_video::{VideoFormat, VideoFrameFlags, VideoOverlayFormatFlags, VideoOver
 use pango::prelude::*;
 
 /// Behind the text, so that captions read on any picture.
-pub const BACKGROUND: Colour = Colour::rgb(16, 16, 16);
+const BACKGROUND: Colour = Colour::rgb(16, 16, 16);
 
 /// Fontconfig's generic family: its sans-serif font first, then whichever fonts cover the rest.
 const FONT_FAMILY: &str = "Sans";
 
-/// Caption text height in pixels per step of the element's `text-scale`: the height of the
-/// bitmap font the element used to draw with, so that each scale keeps its size.
+/// Caption text height in pixels per step of the element's `text-scale`: 8, so that each scale
+/// keeps the text height it gave with the 8x8 bitmap font captions were first drawn in.
 pub const PIXELS_PER_SCALE: u32 = 8;
 
 /// How many rendered captions are kept when they fall off screen: enough for a queue of people
@@ -51,11 +51,11 @@ pub enum CaptionError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Style {
     /// Text height (the font's em) in pixels.
-    pub text_px: u32,
+    text_px: u32,
     /// Dark margin around the text, in pixels.
-    pub padding: u32,
+    padding: u32,
     /// Widest a caption may be, margins included: longer text is cut short with an ellipsis.
-    pub max_width: u32,
+    max_width: u32,
 }
 
 impl Style {
