@@ -22,6 +22,11 @@ PKGS=(
     libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
     gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
     libopenblas-dev liblapack-dev libgomp1
+    # fgoverlay's captions: Pango and cairo to build against; fonts for fontconfig to fall back
+    # on: DejaVu Sans (Latin, Greek, Cyrillic, Arabic, Hebrew, Armenian, Georgian; 1 MB) and
+    # WenQuanYi Micro Hei (Chinese, Japanese kana and kanji, Hangul; 1.6 MB, where Noto CJK is 56 MB).
+    # Devanagari, Thai and other Indic and South-East Asian scripts would need fonts-noto-core (12 MB).
+    libpango1.0-dev libcairo2-dev fonts-dejavu-core fonts-wqy-microhei
     dbus-daemon
     systemd libglib2.0-bin util-linux
 )

@@ -109,28 +109,28 @@ pub fn with_frame<R>(
     Ok(f(&frame))
 }
 
-/// Maps `buffer` for writing and hands a canvas over its planes to `f`.
+/// Hands a canvas over the planes of a frame mapped for writing to `f`.
 pub fn with_canvas<R>(
-    info: &VideoInfo,
-    buffer: &mut gst::BufferRef,
+    frame: &mut VideoFrameRef<&mut gst::BufferRef>,
     f: impl FnOnce(&mut Canvas) -> R,
 ) -> Result<R, gst::FlowError> {
+    let info = frame.info();
     let format = pixel_format(info.format()).ok_or(gst::FlowError::NotNegotiated)?;
-    let mut mapped =
-        VideoFrameRef::from_buffer_ref_writable(buffer, info).map_err(|_| gst::FlowError::Error)?;
-    let count = (mapped.n_planes() as usize).min(3);
+    let (width, height) = (info.width() as usize, info.height() as usize);
+    let matrix = yuv_matrix(info);
+    let count = (frame.n_planes() as usize).min(3);
     let mut strides = [0usize; 3];
-    for (stride, &plane_stride) in strides.iter_mut().zip(mapped.plane_stride()) {
+    for (stride, &plane_stride) in strides.iter_mut().zip(frame.plane_stride()) {
         *stride = plane_stride.max(0) as usize;
     }
-    let mut planes = mapped.planes_data_mut();
+    let mut planes = frame.planes_data_mut();
     let mut canvas = Canvas::new(
-        info.width() as usize,
-        info.height() as usize,
+        width,
+        height,
         format,
         &mut planes[..count],
         &strides[..count],
-        yuv_matrix(info),
+        matrix,
     )
     .map_err(|_| gst::FlowError::Error)?;
     Ok(f(&mut canvas))

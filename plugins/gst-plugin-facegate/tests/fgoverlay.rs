@@ -1,5 +1,6 @@
 //! fgoverlay in a harness: boxes are drawn green for matched faces and amber otherwise, only
-//! where the faces are, in every format the plugin accepts.
+//! where the faces are, in every format the plugin accepts; captions in any script are drawn as
+//! letters, blended into the frame or attached for downstream to draw.
 
 use std::sync::Once;
 
@@ -47,7 +48,17 @@ fn info(format: &str) -> VideoInfo {
 
 /// A black frame (YUV: limited-range black) with one face, matched to "Ada" if `matched`.
 fn frame_with_face(format: &str, matched: bool, track: Option<u64>) -> gst::Buffer {
-    let info = info(format);
+    let label = matched.then_some("Ada");
+    frame_with(&info(format), BOX, label, track)
+}
+
+/// A black frame (YUV: limited-range black) with one face at `bbox`, matched to `label`.
+fn frame_with(
+    info: &VideoInfo,
+    bbox: (u32, u32, u32, u32),
+    label: Option<&str>,
+    track: Option<u64>,
+) -> gst::Buffer {
     let mut data = vec![0u8; info.size()];
     if info.is_yuv() {
         let chroma = info.offset()[1];
@@ -61,21 +72,21 @@ fn frame_with_face(format: &str, matched: bool, track: Option<u64>) -> gst::Buff
             buf,
             gst_video::VideoFrameFlags::empty(),
             info.format(),
-            WIDTH,
-            HEIGHT,
+            info.width(),
+            info.height(),
             info.offset(),
             info.stride(),
         )
         .unwrap();
-        facegate_meta::add_face(buf, BOX, 0.93, &LANDMARKS, "yunet@test");
+        facegate_meta::add_face(buf, bbox, 0.93, &LANDMARKS, "yunet@test");
         facegate_meta::for_each_face_mut(buf, |face| {
             if let Some(id) = track {
                 face.set_track(facegate_meta::Track { id, age: 1 });
             }
-            if matched {
+            if let Some(label) = label {
                 face.set_match(&facegate_meta::Match {
                     id: "p-001".into(),
-                    label: "Ada".into(),
+                    label: label.into(),
                     similarity: 0.71,
                     generation: 1,
                 });
@@ -216,4 +227,226 @@ fn every_listed_format_negotiates_and_draws() {
             "{format}: nothing drawn"
         );
     }
+}
+
+/// A frame wide enough for whole names at the default text scale.
+const WIDE: (u32, u32) = (320, 120);
+/// A face low on the wide frame, so that its caption goes above it, within rows 0..60.
+const LOW_BOX: (u32, u32, u32, u32) = (20, 60, 100, 50);
+const CAPTION_ROWS: std::ops::Range<usize> = 0..60;
+const CAPTION_BACKGROUND: [u8; 3] = [16, 16, 16];
+
+fn wide_info() -> VideoInfo {
+    VideoInfo::builder(gst_video::VideoFormat::Bgrx, WIDE.0, WIDE.1)
+        .build()
+        .unwrap()
+}
+
+/// Without landmark dots: the test faces' landmarks would fall in the caption area.
+fn wide_harness() -> Harness {
+    init();
+    let mut h = Harness::new("fgoverlay");
+    h.element().unwrap().set_property("draw-landmarks", false);
+    h.set_src_caps(wide_info().to_caps().unwrap());
+    h
+}
+
+/// The caption area of BGRx `map`: its RGB pixels, row by row.
+fn caption_area(map: &[u8]) -> Vec<[u8; 3]> {
+    let width = WIDE.0 as usize;
+    CAPTION_ROWS
+        .flat_map(|y| (0..width).map(move |x| (x, y)))
+        .map(|(x, y)| {
+            let i = (y * width + x) * 4;
+            [map[i + 2], map[i + 1], map[i]]
+        })
+        .collect()
+}
+
+/// The caption area of the frame fgoverlay makes of a face matched to `label`.
+fn caption_of(label: &str) -> Vec<[u8; 3]> {
+    let mut h = wide_harness();
+    h.push(frame_with(&wide_info(), LOW_BOX, Some(label), None))
+        .unwrap();
+    let out = h.pull().unwrap();
+    caption_area(&out.map_readable().unwrap())
+}
+
+/// Pixels of the caption's text: neither the untouched black frame nor the caption's box.
+fn ink(area: &[[u8; 3]]) -> usize {
+    area.iter()
+        .filter(|&&px| px != [0, 0, 0] && px != CAPTION_BACKGROUND)
+        .count()
+}
+
+/// Columns the caption's box spans.
+fn caption_width(area: &[[u8; 3]]) -> usize {
+    let width = WIDE.0 as usize;
+    (0..width)
+        .filter(|&x| {
+            area.iter()
+                .skip(x)
+                .step_by(width)
+                .any(|&px| px != [0, 0, 0])
+        })
+        .count()
+}
+
+#[test]
+fn cyrillic_names_are_drawn_as_letters() {
+    let name = "Анна Каренина";
+    let caption = caption_of(name);
+    let question_marks: String = name
+        .chars()
+        .map(|c| if c == ' ' { ' ' } else { '?' })
+        .collect();
+    let fallback = caption_of(&question_marks);
+    let (letters, marks) = (ink(&caption), ink(&fallback));
+    // The old bitmap font drew this name as its row of question marks; letters take more ink
+    // (about 1.4 times, the similarity after the name being the same in both).
+    assert!(
+        letters > marks * 5 / 4,
+        "{name:?}: {letters} text pixels, {question_marks:?}: {marks}"
+    );
+    // Another name of the same length is another picture: the glyphs are the letters'.
+    let other = caption_of("Лев Толстойев");
+    assert_ne!(caption, other, "two Cyrillic names drew the same caption");
+    assert!(ink(&other) > marks * 5 / 4);
+}
+
+#[test]
+fn cjk_names_are_drawn_as_letters() {
+    let caption = caption_of("张伟");
+    let fallback = caption_of("??");
+    let (letters, marks) = (ink(&caption), ink(&fallback));
+    assert!(
+        letters > marks * 3 / 2,
+        "张伟: {letters} text pixels, ??: {marks}"
+    );
+    assert_ne!(caption, caption_of("王芳"));
+}
+
+#[test]
+fn arabic_names_are_shaped() {
+    // Joined, the letters take their connected forms and the word is narrower than the same
+    // letters kept apart by zero-width non-joiners, which a glyph-by-glyph rasteriser would
+    // draw the same.
+    let joined = caption_of("محمد");
+    let apart = caption_of("م\u{200c}ح\u{200c}م\u{200c}د");
+    assert_ne!(
+        joined, apart,
+        "the joined and the separate letters look the same"
+    );
+    let (joined_w, apart_w) = (caption_width(&joined), caption_width(&apart));
+    assert!(
+        joined_w < apart_w,
+        "joined {joined_w} columns, apart {apart_w}"
+    );
+}
+
+#[test]
+fn captions_are_blended_unless_downstream_draws_them() {
+    // The harness's sink takes any caps, so the overlay feature is negotiated; without the meta
+    // in its allocation answer the captions are still blended.
+    let mut h = wide_harness();
+    h.push(frame_with(&wide_info(), LOW_BOX, Some("Анна"), None))
+        .unwrap();
+    let out = h.pull().unwrap();
+    let caps = h.sinkpad().unwrap().current_caps().unwrap();
+    assert!(
+        caps.features(0)
+            .unwrap()
+            .contains(gst_video::CAPS_FEATURE_META_GST_VIDEO_OVERLAY_COMPOSITION),
+        "{caps}"
+    );
+    assert!(
+        out.meta::<gst_video::VideoOverlayCompositionMeta>()
+            .is_none()
+    );
+    assert!(ink(&caption_area(&out.map_readable().unwrap())) > 0);
+}
+
+#[test]
+fn captions_are_attached_when_downstream_draws_them() {
+    let mut h = wide_harness();
+    h.add_propose_allocation_meta(gst_video::VideoOverlayCompositionMeta::meta_api(), None);
+    // Upstream asks for allocation, as a real source does; fgoverlay passes the question on.
+    let caps = wide_info().to_caps().unwrap();
+    let mut query = gst::query::Allocation::new(Some(&caps), true);
+    assert!(h.srcpad().unwrap().peer_query(&mut query));
+
+    h.push(frame_with(
+        &wide_info(),
+        LOW_BOX,
+        Some("Анна Каренина"),
+        None,
+    ))
+    .unwrap();
+    let out = h.pull().unwrap();
+    let meta = out
+        .meta::<gst_video::VideoOverlayCompositionMeta>()
+        .expect("captions attached as an overlay composition");
+    let overlay = meta.overlay();
+    assert_eq!(overlay.n_rectangles(), 1);
+    let (x, y, w, h_) = overlay.rectangle(0).unwrap().render_rectangle();
+    // Above the box, at its left edge.
+    assert_eq!(x, LOW_BOX.0 as i32);
+    assert_eq!(y + h_ as i32, LOW_BOX.1 as i32);
+    assert!(w > 100, "caption {w} pixels wide");
+    // The frame has the box but no caption blended into it.
+    let map = out.map_readable().unwrap();
+    assert!(caption_area(&map).iter().all(|&px| px == [0, 0, 0]));
+    let box_left = (80 * WIDE.0 as usize + 20) * 4;
+    assert_eq!(
+        &map[box_left..box_left + 3],
+        &[60, 220, 0],
+        "green box, in BGRx"
+    );
+    let first = overlay.rectangle(0).unwrap().seqnum();
+    drop(map);
+    drop(out);
+
+    // The face moves: its caption is the one rendered before, moved, not rendered again.
+    let seqnum_of = |h: &mut Harness, x: u32, label: &str| {
+        h.push(frame_with(
+            &wide_info(),
+            (x, 60, 100, 50),
+            Some(label),
+            None,
+        ))
+        .unwrap();
+        let out = h.pull().unwrap();
+        let meta = out
+            .meta::<gst_video::VideoOverlayCompositionMeta>()
+            .unwrap();
+        let rectangle = meta.overlay().rectangle(0).unwrap();
+        assert_eq!(rectangle.render_rectangle().0, x as i32);
+        rectangle.seqnum()
+    };
+    assert_eq!(seqnum_of(&mut h, 120, "Анна Каренина"), first);
+    assert_ne!(seqnum_of(&mut h, 120, "Лев Толстой"), first);
+}
+
+#[test]
+fn captions_follow_their_face_from_frame_to_frame() {
+    let mut h = wide_harness();
+    let info = wide_info();
+    let mut lefts = Vec::new();
+    for x in [20, 180, 20] {
+        h.push(frame_with(&info, (x, 60, 100, 50), Some("Анна"), Some(1)))
+            .unwrap();
+        let out = h.pull().unwrap();
+        let area = caption_area(&out.map_readable().unwrap());
+        let width = WIDE.0 as usize;
+        let left = (0..width)
+            .find(|&x| {
+                area.iter()
+                    .skip(x)
+                    .step_by(width)
+                    .any(|&px| px != [0, 0, 0])
+            })
+            .unwrap();
+        lefts.push(left);
+    }
+    assert_eq!(lefts, [20, 180, 20]);
 }

@@ -1,18 +1,16 @@
-//! Drawing boxes, points and text into raw frames, in place and in the layouts [`Frame`] reads:
+//! Drawing boxes and points into raw frames, in place and in the layouts [`Frame`] reads:
 //! what the overlay element uses to mark faces for a kiosk screen or a debugging view.
 //!
 //! Everything is clipped to the frame: a shape partly or wholly outside draws what is visible, or
 //! nothing, and never panics. No draw call allocates. On YUV frames the colour is converted once
 //! per call with the frame's matrix; luma is written per pixel and chroma per 2x2 block the shape
 //! touches, so thin lines tint the chroma of their neighbours, as any 4:2:0 drawing does.
-
-use font8x8::legacy::{BASIC_LEGACY, LATIN_LEGACY};
+//!
+//! Text is not drawn here: captions in any script need shaping and font fallback, which the
+//! overlay element gets from Pango.
 
 use crate::frame::{Frame, FrameError, PixelFormat, YuvMatrix};
 use crate::geometry::Rect;
-
-/// Side of a glyph of the bitmap font, in pixels at scale 1.
-pub const GLYPH_SIZE: u32 = 8;
 
 /// An opaque drawing colour.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,8 +27,6 @@ impl Colour {
     pub const GREEN: Colour = Colour::rgb(0, 220, 60);
     /// Face seen but not (yet) recognised.
     pub const AMBER: Colour = Colour::rgb(255, 176, 0);
-    /// Behind text, so that captions read on any picture.
-    pub const TEXT_BACKGROUND: Colour = Colour::rgb(16, 16, 16);
 
     pub const fn rgb(r: u8, g: u8, b: u8) -> Self {
         Colour { r, g, b }
@@ -55,18 +51,6 @@ impl Colour {
         ]
         .map(|c| c.round().clamp(0.0, 255.0) as u8)
     }
-}
-
-/// Width and height of the box [`Canvas::text`] draws for `text` at `scale`, background included.
-pub fn text_size(text: &str, scale: u32) -> (u32, u32) {
-    let scale = scale.max(1);
-    let glyph = GLYPH_SIZE.saturating_mul(scale);
-    let chars = u32::try_from(text.chars().count()).unwrap_or(u32::MAX);
-    let pad = scale.saturating_mul(2);
-    (
-        chars.saturating_mul(glyph).saturating_add(pad),
-        glyph.saturating_add(pad),
-    )
 }
 
 /// A colour in the frame's own terms, worked out once per draw call.
@@ -210,53 +194,6 @@ impl<'a> Canvas<'a> {
         }
     }
 
-    /// Writes `text` with its top-left corner at (`x`, `y`) in the 8x8 bitmap font magnified
-    /// `scale` times, on a dark box ([`text_size`]) for legibility. Printable ASCII and Latin-1
-    /// have glyphs; anything else shows as `?`.
-    pub fn text(&mut self, x: i32, y: i32, text: &str, scale: u32, colour: Colour) {
-        let scale = i64::from(scale.max(1));
-        let (box_w, box_h) = text_size(text, scale as u32);
-        let (x, y) = (i64::from(x), i64::from(y));
-        let background = self.ink(Colour::TEXT_BACKGROUND);
-        self.fill(x, y, x + i64::from(box_w), y + i64::from(box_h), background);
-        let ink = self.ink(colour);
-        let glyph_side = i64::from(GLYPH_SIZE) * scale;
-        let top = y + scale;
-        if top >= self.height as i64 || top + glyph_side <= 0 {
-            return;
-        }
-        let mut left = x + scale;
-        for c in text.chars() {
-            if left >= self.width as i64 {
-                break;
-            }
-            if left + glyph_side > 0 {
-                self.glyph(left, top, glyph(c), scale, ink);
-            }
-            left += glyph_side;
-        }
-    }
-
-    /// Draws one glyph, one span per run of set bits in each of its rows.
-    fn glyph(&mut self, left: i64, top: i64, rows: &[u8; 8], scale: i64, ink: Ink) {
-        for (row, &bits) in rows.iter().enumerate() {
-            let y = top + row as i64 * scale;
-            let mut bit = 0;
-            while bit < 8 {
-                // Bit 0 is the leftmost pixel.
-                if bits & (1 << bit) == 0 {
-                    bit += 1;
-                    continue;
-                }
-                let start = bit;
-                while bit < 8 && bits & (1 << bit) != 0 {
-                    bit += 1;
-                }
-                self.fill(left + start * scale, y, left + bit * scale, y + scale, ink);
-            }
-        }
-    }
-
     fn ink(&self, colour: Colour) -> Ink {
         let Colour { r, g, b } = colour;
         match self.format {
@@ -359,15 +296,6 @@ fn pixel_edges(rect: Rect) -> (i64, i64, i64, i64) {
         (rect.x + rect.w).round() as i64,
         (rect.y + rect.h).round() as i64,
     )
-}
-
-fn glyph(c: char) -> &'static [u8; 8] {
-    let code = c as usize;
-    match code {
-        0x20..=0x7e => &BASIC_LEGACY[code],
-        0xa0..=0xff => &LATIN_LEGACY[code - 0xa0],
-        _ => &BASIC_LEGACY[b'?' as usize],
-    }
 }
 
 #[cfg(test)]
@@ -571,10 +499,6 @@ mod tests {
             canvas.dot(x, y, 4, Colour::GREEN);
             canvas.dot(x, y, u32::MAX, Colour::GREEN);
         }
-        for (x, y) in [(i32::MIN, 0), (i32::MAX, i32::MAX), (-20, -5), (5, 4)] {
-            canvas.text(x, y, "Ada Lovelace 0.71", 8, Colour::WHITE);
-            canvas.text(x, y, "é✓", u32::MAX, Colour::WHITE);
-        }
 
         // A box hanging off the bottom-right corner draws its visible part.
         let mut data = vec![0u8; 6 * 4 * 3];
@@ -594,65 +518,6 @@ mod tests {
         assert_eq!(rgb_at(&data, 6, 3, 3), [255, 0, 0]);
         assert_eq!(rgb_at(&data, 6, 4, 3), [0, 0, 0]);
         assert_eq!(rgb_at(&data, 6, 2, 2), [0, 0, 0]);
-    }
-
-    #[test]
-    fn text_draws_glyphs_on_a_dark_box() {
-        let (w, h) = (40, 12);
-        let mut data = vec![255u8; w * h * 3];
-        let mut planes = [data.as_mut_slice()];
-        let mut canvas = Canvas::new(
-            w,
-            h,
-            PixelFormat::Rgb,
-            &mut planes,
-            &[w * 3],
-            YuvMatrix::BT601_FULL,
-        )
-        .unwrap();
-        canvas.text(1, 0, "A", 1, RED);
-        let (bw, bh) = text_size("A", 1);
-        assert_eq!((bw, bh), (10, 10));
-        let red = (0..h)
-            .flat_map(|y| (0..w).map(move |x| (x, y)))
-            .filter(|&(x, y)| rgb_at(&data, w, x, y) == [255, 0, 0])
-            .count();
-        let bits: u32 = BASIC_LEGACY[b'A' as usize]
-            .iter()
-            .map(|r| r.count_ones())
-            .sum();
-        assert_eq!(red, bits as usize);
-        let bg = Colour::TEXT_BACKGROUND;
-        assert_eq!(rgb_at(&data, w, 1, 0), [bg.r, bg.g, bg.b]);
-        assert_eq!(rgb_at(&data, w, 10, 9), [bg.r, bg.g, bg.b]);
-        // Outside the box the picture is untouched.
-        assert_eq!(rgb_at(&data, w, 0, 0), [255; 3]);
-        assert_eq!(rgb_at(&data, w, 11, 5), [255; 3]);
-        assert_eq!(rgb_at(&data, w, 5, 10), [255; 3]);
-
-        // Scale 2 doubles every glyph pixel.
-        canvas_text_scaled(&mut data, w, h);
-        let red2 = (0..h)
-            .flat_map(|y| (0..w).map(move |x| (x, y)))
-            .filter(|&(x, y)| rgb_at(&data, w, x, y) == [255, 0, 0])
-            .count();
-        assert!(red2 > 0 && red2 <= 4 * bits as usize, "{red2}");
-    }
-
-    fn canvas_text_scaled(data: &mut [u8], w: usize, h: usize) {
-        data.fill(255);
-        let mut planes = [data];
-        let mut canvas = Canvas::new(
-            w,
-            h,
-            PixelFormat::Rgb,
-            &mut planes,
-            &[w * 3],
-            YuvMatrix::BT601_FULL,
-        )
-        .unwrap();
-        // 20 pixels high at scale 2: clipped at the bottom.
-        canvas.text(0, 0, "A", 2, RED);
     }
 
     #[test]

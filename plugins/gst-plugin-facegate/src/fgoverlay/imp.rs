@@ -1,15 +1,20 @@
-use std::fmt::Write;
 use std::sync::{LazyLock, Mutex};
 
-use facegate_meta::{LANDMARKS, PixelRect};
+use facegate_meta::PixelRect;
 use facegate_vision::Rect;
-use facegate_vision::canvas::{self, Canvas, Colour};
+use facegate_vision::canvas::{Canvas, Colour};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
-use gst_video::VideoInfo;
+use gst_video::subclass::prelude::*;
+use gst_video::{
+    CAPS_FEATURE_META_GST_VIDEO_OVERLAY_COMPOSITION, VideoOverlayComposition,
+    VideoOverlayCompositionMeta, VideoOverlayRectangle,
+};
 
+use super::caption::{self, Captions, Style};
+use super::marks::{Mark, Marks, Parts};
 use crate::video;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -30,6 +35,9 @@ const MATCHED_COLOUR: Colour = Colour::GREEN;
 /// A face seen but not (yet) recognised.
 const UNMATCHED_COLOUR: Colour = Colour::AMBER;
 
+/// Room for the faces of a busy frame without growing.
+const EXPECTED_FACES: usize = 16;
+
 #[derive(Clone, Copy, Debug)]
 struct Settings {
     draw_landmarks: bool,
@@ -49,93 +57,53 @@ impl Default for Settings {
     }
 }
 
-/// One face as drawn, read from the metadata before the frame is mapped for writing.
-#[derive(Debug, Default)]
-struct Mark {
-    bbox: PixelRect,
-    landmarks: Option<[[f32; 2]; LANDMARKS]>,
-    matched: bool,
-    /// Kept across frames: cleared and rewritten, so that captions stop allocating once warm.
-    caption: String,
+/// Where the captions go: GStreamer's own overlay machinery either way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CaptionOutput {
+    /// Blended into the frame with `VideoOverlayComposition::blend`.
+    Blend,
+    /// Attached as a `VideoOverlayCompositionMeta` for downstream (a sink, a compositor) to draw.
+    Attach,
 }
 
 #[derive(Default)]
 struct State {
-    info: Option<VideoInfo>,
-    /// Scratch for the faces of the current frame; only the first `count` are live.
-    marks: Vec<Mark>,
-    count: usize,
+    /// Width and height of the negotiated frames.
+    frame_size: Option<(u32, u32)>,
+    /// The negotiated output caps carry `meta:GstVideoOverlayComposition`.
+    caps_allow_meta: bool,
+    /// Downstream's allocation answer lists the overlay composition meta.
+    downstream_draws_meta: bool,
+    marks: Marks,
+    captions: Option<Captions>,
+    /// Scratch for the current frame's caption rectangles, emptied once composed.
+    rectangles: Vec<VideoOverlayRectangle>,
+    /// The current frame's captions, composed before the frame is mapped and blended into it.
+    to_blend: Option<VideoOverlayComposition>,
+    /// Box thickness of the current frame, read with its marks.
+    thickness: u32,
 }
 
 impl State {
-    /// Reads the face regions on `buffer` into `marks`.
-    ///
-    /// Reads the params borrowed, straight from the ROI metas by the contract's names: the owned
-    /// records of `facegate_meta::FaceRef::detection`/`matched` would allocate on every frame.
-    /// A param that is missing or malformed is left out; the box is drawn all the same.
-    fn read_faces(&mut self, buffer: &gst::BufferRef, settings: &Settings) {
-        self.count = 0;
-        for face in facegate_meta::faces(buffer) {
-            if self.count == self.marks.len() {
-                self.marks.push(Mark::default());
-            }
-            let mark = &mut self.marks[self.count];
-            self.count += 1;
-            mark.bbox = face.bbox();
-            mark.landmarks = if settings.draw_landmarks {
-                face.landmarks().ok().flatten()
-            } else {
-                None
-            };
-            let matched = face.match_ref().ok().flatten();
-            mark.matched = matched.is_some();
-            mark.caption.clear();
-            if !settings.draw_labels {
-                continue;
-            }
-            let track = face.track().ok().flatten().map(|t| t.id);
-            let score = face.score().ok().flatten();
-            let _ = match (matched, track, score) {
-                (Some(m), _, _) => {
-                    let name = if m.label.is_empty() { m.id } else { m.label };
-                    write!(mark.caption, "{name} {:.2}", m.similarity)
-                }
-                (None, Some(id), _) => write!(mark.caption, "#{id}"),
-                (None, None, Some(score)) => write!(mark.caption, "face {score:.2}"),
-                (None, None, None) => write!(mark.caption, "face"),
-            };
+    /// Attached only when downstream both negotiated the caps feature and said it draws the
+    /// meta, as textoverlay decides: a sink that takes any caps but ignores the meta (appsink,
+    /// fakesink, a file) still gets its captions.
+    fn caption_output(&self) -> CaptionOutput {
+        if self.caps_allow_meta && self.downstream_draws_meta {
+            CaptionOutput::Attach
+        } else {
+            CaptionOutput::Blend
         }
     }
 }
 
-/// Draws one face: box, landmarks, then the caption above the box (below it, or inside its top,
-/// where there is no room), kept within the frame.
-fn draw(canvas: &mut Canvas<'_>, mark: &Mark, settings: &Settings) {
-    let colour = if mark.matched {
-        MATCHED_COLOUR
-    } else {
-        UNMATCHED_COLOUR
-    };
-    let (x, y, w, h) = mark.bbox;
-    let rect = Rect {
-        x: x as f32,
-        y: y as f32,
-        w: w as f32,
-        h: h as f32,
-    };
-    canvas.rect_outline(rect, settings.thickness, colour);
-    if let Some(landmarks) = &mark.landmarks {
-        for &[lx, ly] in landmarks {
-            canvas.dot(lx, ly, settings.thickness, colour);
-        }
-    }
-    if mark.caption.is_empty() {
-        return;
-    }
-    let (text_w, text_h) = canvas::text_size(&mark.caption, settings.text_scale);
-    let (width, height) = (canvas.width() as i64, canvas.height() as i64);
+/// Top-left corner of a `size` caption for a face at `bbox`: above the box, else below it, else
+/// inside its top where there is no room; moved left as far as needed to stay on the frame.
+fn caption_origin(bbox: PixelRect, size: (u32, u32), frame: (u32, u32)) -> (i32, i32) {
+    let (x, y, _, h) = bbox;
     let (x, y, h) = (i64::from(x), i64::from(y), i64::from(h));
-    let (text_w, text_h) = (i64::from(text_w), i64::from(text_h));
+    let (text_w, text_h) = (i64::from(size.0), i64::from(size.1));
+    let (width, height) = (i64::from(frame.0), i64::from(frame.1));
     let top = if y >= text_h {
         y - text_h
     } else if y + h + text_h <= height {
@@ -144,15 +112,66 @@ fn draw(canvas: &mut Canvas<'_>, mark: &Mark, settings: &Settings) {
         y
     };
     let left = x.min(width - text_w).max(0);
-    // Both within 0..=frame size, so within i32.
-    let top = top.min(height);
-    canvas.text(
-        left as i32,
-        top as i32,
-        &mark.caption,
-        settings.text_scale,
-        colour,
-    );
+    // Both within 0..=frame size, which GStreamer keeps within i32.
+    let clamp = |v: i64| v.clamp(0, i64::from(i32::MAX)) as i32;
+    (clamp(left), clamp(top.min(height)))
+}
+
+/// Draws one face's box and landmarks.
+fn draw(canvas: &mut Canvas<'_>, mark: &Mark, thickness: u32) {
+    let colour = colour(mark);
+    let (x, y, w, h) = mark.bbox;
+    let rect = Rect {
+        x: x as f32,
+        y: y as f32,
+        w: w as f32,
+        h: h as f32,
+    };
+    canvas.rect_outline(rect, thickness, colour);
+    if let Some(landmarks) = &mark.landmarks {
+        for &[lx, ly] in landmarks {
+            canvas.dot(lx, ly, thickness, colour);
+        }
+    }
+}
+
+fn colour(mark: &Mark) -> Colour {
+    if mark.matched {
+        MATCHED_COLOUR
+    } else {
+        UNMATCHED_COLOUR
+    }
+}
+
+/// The overlay caps feature on `caps`' system-memory structures, each offered first with the
+/// feature and then without.
+fn with_meta_feature(caps: &gst::Caps) -> gst::Caps {
+    let mut out = gst::Caps::new_empty();
+    {
+        let out = out.get_mut().expect("new caps are writable");
+        for (structure, features) in caps.iter_with_features() {
+            if !features.is_any()
+                && !features.contains(CAPS_FEATURE_META_GST_VIDEO_OVERLAY_COMPOSITION)
+            {
+                let mut with_meta = features.to_owned();
+                with_meta.add(CAPS_FEATURE_META_GST_VIDEO_OVERLAY_COMPOSITION);
+                out.append_structure_full(structure.to_owned(), Some(with_meta));
+            }
+            out.append_structure_full(structure.to_owned(), Some(features.to_owned()));
+        }
+    }
+    out
+}
+
+/// `caps` without the overlay caps feature: what the sink pad takes.
+fn without_meta_feature(caps: &gst::Caps) -> gst::Caps {
+    let mut out = gst::Caps::new_empty();
+    for (structure, features) in caps.iter_with_features() {
+        let mut features = features.to_owned();
+        features.remove(CAPS_FEATURE_META_GST_VIDEO_OVERLAY_COMPOSITION);
+        out.merge_structure_full(structure.to_owned(), Some(features));
+    }
+    out
 }
 
 #[derive(Default)]
@@ -161,11 +180,52 @@ pub struct FaceOverlay {
     state: Mutex<Option<State>>,
 }
 
+impl FaceOverlay {
+    /// Renders (or takes from the cache) and places the caption of every live mark, as one
+    /// composition; none when no face has a caption.
+    fn compose_captions(
+        &self,
+        state: &mut State,
+        text_scale: u32,
+    ) -> Option<VideoOverlayComposition> {
+        let frame = state.frame_size?;
+        let captions = state.captions.as_mut()?;
+        captions.begin_frame(Style::new(text_scale, frame.0));
+        for mark in state.marks.live() {
+            if mark.caption.is_empty() {
+                continue;
+            }
+            match captions.get(&mark.caption, colour(mark)) {
+                Ok(caption) => {
+                    let (x, y) = caption_origin(mark.bbox, caption.size(), frame);
+                    state.rectangles.push(caption.placed_at(x, y));
+                }
+                Err(err) => gst::warning!(
+                    CAT,
+                    imp = self,
+                    "caption {:?} left out: {err}",
+                    mark.caption
+                ),
+            }
+        }
+        if state.rectangles.is_empty() {
+            return None;
+        }
+        let composition = VideoOverlayComposition::new(state.rectangles.iter())
+            .inspect_err(|err| gst::warning!(CAT, imp = self, "captions left out: {err}"))
+            .ok();
+        // The composition holds its own references; ours go, so that the next frame can move
+        // the cached rectangles in place.
+        state.rectangles.clear();
+        composition
+    }
+}
+
 #[glib::object_subclass]
 impl ObjectSubclass for FaceOverlay {
     const NAME: &'static str = "GstFgOverlay";
     type Type = super::FaceOverlay;
-    type ParentType = gst_base::BaseTransform;
+    type ParentType = gst_video::VideoFilter;
 }
 
 impl ObjectImpl for FaceOverlay {
@@ -194,7 +254,10 @@ impl ObjectImpl for FaceOverlay {
                     .build(),
                 glib::ParamSpecUInt::builder("text-scale")
                     .nick("Text scale")
-                    .blurb("Magnification of the 8x8-pixel caption font (2: 16 pixels high)")
+                    .blurb(&format!(
+                        "Caption size in steps of {} pixels of text height (2: 16-pixel text)",
+                        caption::PIXELS_PER_SCALE
+                    ))
                     .minimum(1)
                     .maximum(8)
                     .default_value(DEFAULT_TEXT_SCALE)
@@ -238,8 +301,8 @@ impl ElementImpl for FaceOverlay {
         static METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
             gst::subclass::ElementMetadata::new(
                 "FaceGate face overlay",
-                "Filter/Effect/Video",
-                "Draws each face region's box (green when matched, amber otherwise), its five landmarks and a caption (name and similarity, track id or detection score) into the frame",
+                "Filter/Effect/Video/Overlay",
+                "Draws each face region's box (green when matched, amber otherwise) and its five landmarks into the frame, and captions it (name and similarity, track id or detection score, in any script) as a video overlay composition",
                 "FaceGate developers",
             )
         });
@@ -247,8 +310,24 @@ impl ElementImpl for FaceOverlay {
     }
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
-        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> =
-            LazyLock::new(video::filter_pad_templates);
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let caps = video::caps();
+            let sink = gst::PadTemplate::new(
+                "sink",
+                gst::PadDirection::Sink,
+                gst::PadPresence::Always,
+                &caps,
+            )
+            .expect("static pad template is valid");
+            let src = gst::PadTemplate::new(
+                "src",
+                gst::PadDirection::Src,
+                gst::PadPresence::Always,
+                &with_meta_feature(&caps),
+            )
+            .expect("static pad template is valid");
+            vec![src, sink]
+        });
         TEMPLATES.as_ref()
     }
 }
@@ -261,9 +340,9 @@ impl BaseTransformImpl for FaceOverlay {
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         *self.state.lock().unwrap() = Some(State {
-            info: None,
-            marks: Vec::with_capacity(16),
-            count: 0,
+            marks: Marks::with_capacity(EXPECTED_FACES),
+            rectangles: Vec::with_capacity(EXPECTED_FACES),
+            ..State::default()
         });
         Ok(())
     }
@@ -273,11 +352,42 @@ impl BaseTransformImpl for FaceOverlay {
         Ok(())
     }
 
-    fn set_caps(&self, incaps: &gst::Caps, _outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
-        let info = VideoInfo::from_caps(incaps)
-            .map_err(|_| gst::loggable_error!(CAT, "unusable caps {incaps}"))?;
+    fn transform_caps(
+        &self,
+        direction: gst::PadDirection,
+        caps: &gst::Caps,
+        filter: Option<&gst::Caps>,
+    ) -> Option<gst::Caps> {
+        // Downstream is offered the overlay meta first; upstream never sees it.
+        let other = match direction {
+            gst::PadDirection::Sink => with_meta_feature(caps),
+            _ => without_meta_feature(caps),
+        };
+        gst::trace!(CAT, imp = self, "{direction:?} caps {caps} become {other}");
+        Some(match filter {
+            Some(filter) => filter.intersect_with_mode(&other, gst::CapsIntersectMode::First),
+            None => other,
+        })
+    }
+
+    fn propose_allocation(
+        &self,
+        decide_query: Option<&gst::query::Allocation>,
+        query: &mut gst::query::Allocation,
+    ) -> Result<(), gst::LoggableError> {
+        // In place, the base class answers upstream's query by asking downstream: its answer
+        // tells whether downstream draws overlay compositions itself.
+        self.parent_propose_allocation(decide_query, query)?;
+        let draws_meta = query
+            .find_allocation_meta::<VideoOverlayCompositionMeta>()
+            .is_some();
+        gst::debug!(
+            CAT,
+            imp = self,
+            "downstream draws overlay compositions: {draws_meta}"
+        );
         if let Some(state) = self.state.lock().unwrap().as_mut() {
-            state.info = Some(info);
+            state.downstream_draws_meta = draws_meta;
         }
         Ok(())
     }
@@ -287,22 +397,88 @@ impl BaseTransformImpl for FaceOverlay {
         buffer: &mut gst::BufferRef,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let settings = *self.settings.lock().unwrap();
+        {
+            let mut guard = self.state.lock().unwrap();
+            let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+            state.to_blend = None;
+            // The metadata is read before the frame is mapped for writing.
+            state.marks.read(
+                buffer,
+                Parts {
+                    landmarks: settings.draw_landmarks,
+                    captions: settings.draw_labels,
+                },
+            );
+            if state.marks.is_empty() {
+                // Nothing to draw: the frame is not even mapped.
+                return Ok(gst::FlowSuccess::Ok);
+            }
+            state.thickness = settings.thickness;
+            if let Some(composition) = self.compose_captions(state, settings.text_scale) {
+                match state.caption_output() {
+                    CaptionOutput::Attach => {
+                        VideoOverlayCompositionMeta::add(buffer, &composition);
+                    }
+                    CaptionOutput::Blend => state.to_blend = Some(composition),
+                }
+            }
+        }
+        // Maps the frame and calls transform_frame_ip.
+        self.parent_transform_ip(buffer)
+    }
+}
+
+impl VideoFilterImpl for FaceOverlay {
+    fn set_info(
+        &self,
+        _incaps: &gst::Caps,
+        in_info: &gst_video::VideoInfo,
+        outcaps: &gst::Caps,
+        _out_info: &gst_video::VideoInfo,
+    ) -> Result<(), gst::LoggableError> {
+        let caps_allow_meta = outcaps.features(0).is_some_and(|features| {
+            features.contains(CAPS_FEATURE_META_GST_VIDEO_OVERLAY_COMPOSITION)
+        });
+        let mut guard = self.state.lock().unwrap();
+        let state = guard
+            .as_mut()
+            .ok_or_else(|| gst::loggable_error!(CAT, "caps set before start"))?;
+        let frame_size = (in_info.width(), in_info.height());
+        let text_scale = self.settings.lock().unwrap().text_scale;
+        state.frame_size = Some(frame_size);
+        state.caps_allow_meta = caps_allow_meta;
+        state.captions = Some(Captions::new(Style::new(text_scale, frame_size.0)));
+        gst::debug!(
+            CAT,
+            imp = self,
+            "{}x{} {:?}, overlay meta in caps: {caps_allow_meta}",
+            frame_size.0,
+            frame_size.1,
+            in_info.format()
+        );
+        Ok(())
+    }
+
+    fn transform_frame_ip(
+        &self,
+        frame: &mut gst_video::VideoFrameRef<&mut gst::BufferRef>,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let mut guard = self.state.lock().unwrap();
         let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
-        // The metadata is read before the frame is mapped for writing, which borrows the buffer.
-        state.read_faces(buffer, &settings);
-        if state.count == 0 {
-            return Ok(gst::FlowSuccess::Ok);
-        }
-        let info = state.info.as_ref().ok_or(gst::FlowError::NotNegotiated)?;
-        let marks = &state.marks[..state.count];
-        video::with_canvas(info, buffer, |canvas| {
+        let (marks, thickness) = (state.marks.live(), state.thickness);
+        video::with_canvas(frame, |canvas| {
             for mark in marks {
-                draw(canvas, mark, &settings);
+                draw(canvas, mark, thickness);
             }
         })
         .inspect_err(|err| gst::error!(CAT, imp = self, "cannot draw on the frame: {err:?}"))?;
-        gst::trace!(CAT, imp = self, "drew {} faces", state.count);
+        if let Some(composition) = state.to_blend.take() {
+            composition.blend(frame).map_err(|err| {
+                gst::error!(CAT, imp = self, "cannot blend the captions: {err}");
+                gst::FlowError::Error
+            })?;
+        }
+        gst::trace!(CAT, imp = self, "drew {} faces", marks.len());
         Ok(gst::FlowSuccess::Ok)
     }
 }
@@ -311,98 +487,44 @@ impl BaseTransformImpl for FaceOverlay {
 mod tests {
     use super::*;
 
-    const LANDMARKS_AT: [[f32; 2]; LANDMARKS] =
-        [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0], [9.0, 10.0]];
-
-    /// A buffer with four faces: matched and tracked, tracked, detected only, and matched with an empty label.
-    fn buffer() -> gst::Buffer {
-        gst::init().unwrap();
-        let mut buffer = gst::Buffer::new();
-        let buf = buffer.get_mut().unwrap();
-        for x in [0, 10, 20, 30] {
-            facegate_meta::add_face(buf, (x, 0, 8, 8), 0.934, &LANDMARKS_AT, "yunet@test");
-        }
-        gst_video::VideoRegionOfInterestMeta::add(buf, "car", (0, 0, 4, 4));
-        let mut index = 0;
-        facegate_meta::for_each_face_mut(buf, |face| {
-            if index < 2 {
-                face.set_track(facegate_meta::Track {
-                    id: 7 + index,
-                    age: 1,
-                });
-            }
-            if index == 0 || index == 3 {
-                let label = if index == 0 { "Ada" } else { "" };
-                face.set_match(&facegate_meta::Match {
-                    id: "p-001".into(),
-                    label: label.into(),
-                    similarity: 0.7149,
-                    generation: 1,
-                });
-            }
-            index += 1;
-        });
-        buffer
-    }
-
     #[test]
-    fn captions_name_the_match_else_the_track_else_the_score() {
-        let buffer = buffer();
-        let mut state = State::default();
-        state.read_faces(&buffer, &Settings::default());
-        let marks = &state.marks[..state.count];
-        let captions: Vec<&str> = marks.iter().map(|m| m.caption.as_str()).collect();
-        assert_eq!(captions, ["Ada 0.71", "#8", "face 0.93", "p-001 0.71"]);
-        let matched: Vec<bool> = marks.iter().map(|m| m.matched).collect();
-        assert_eq!(matched, [true, false, false, true]);
-        assert_eq!(marks[1].bbox, (10, 0, 8, 8));
-        assert_eq!(marks[2].landmarks, Some(LANDMARKS_AT));
-    }
-
-    #[test]
-    fn settings_leave_out_captions_and_landmarks() {
-        let buffer = buffer();
-        let mut state = State::default();
-        let settings = Settings {
-            draw_landmarks: false,
-            draw_labels: false,
-            ..Settings::default()
-        };
-        state.read_faces(&buffer, &settings);
-        assert_eq!(state.count, 4);
-        assert!(
-            state
-                .marks
-                .iter()
-                .all(|m| m.caption.is_empty() && m.landmarks.is_none())
+    fn captions_go_above_else_below_else_inside_the_box() {
+        let frame = (640, 480);
+        assert_eq!(
+            caption_origin((100, 50, 80, 80), (60, 20), frame),
+            (100, 30)
         );
-        // Still green for the matched face.
-        assert!(state.marks[0].matched);
+        assert_eq!(
+            caption_origin((100, 10, 80, 80), (60, 20), frame),
+            (100, 90)
+        );
+        assert_eq!(
+            caption_origin((100, 10, 80, 460), (60, 20), frame),
+            (100, 10)
+        );
+        // Kept on the frame at the right edge, and at the left when wider than the frame.
+        assert_eq!(
+            caption_origin((600, 50, 40, 40), (60, 20), frame),
+            (580, 30)
+        );
+        assert_eq!(caption_origin((600, 50, 40, 40), (700, 20), frame), (0, 30));
     }
 
     #[test]
-    fn scratch_is_reused_across_frames() {
-        let buffer = buffer();
-        let mut state = State::default();
-        state.read_faces(&buffer, &Settings::default());
-        let before: Vec<(*const u8, usize)> = state
-            .marks
-            .iter()
-            .map(|m| (m.caption.as_ptr(), m.caption.capacity()))
-            .collect();
-        let marks_ptr = state.marks.as_ptr();
-        for _ in 0..3 {
-            state.read_faces(&buffer, &Settings::default());
-        }
-        let after: Vec<(*const u8, usize)> = state
-            .marks
-            .iter()
-            .map(|m| (m.caption.as_ptr(), m.caption.capacity()))
-            .collect();
-        assert_eq!(before, after);
-        assert_eq!(marks_ptr, state.marks.as_ptr());
-        // Fewer faces on a later frame: the extra marks are kept, not dropped.
-        state.read_faces(&gst::Buffer::new(), &Settings::default());
-        assert_eq!((state.count, state.marks.len()), (0, 4));
+    fn only_downstream_sees_the_overlay_feature() {
+        gst::init().unwrap();
+        let plain = video::caps();
+        let offered = with_meta_feature(&plain);
+        assert_eq!(offered.size(), 2 * plain.size());
+        let first = offered.features(0).unwrap();
+        assert!(first.contains(CAPS_FEATURE_META_GST_VIDEO_OVERLAY_COMPOSITION));
+        assert!(
+            !offered
+                .features(1)
+                .unwrap()
+                .contains(CAPS_FEATURE_META_GST_VIDEO_OVERLAY_COMPOSITION)
+        );
+        let back = without_meta_feature(&offered);
+        assert!(back.is_strictly_equal(&plain), "{back}");
     }
 }
