@@ -123,12 +123,14 @@ pub struct OperatingPoint {
     /// The per-comparison FMR that gives the target FPIR at this gallery size.
     pub fmr_needed: f64,
     /// The lowest threshold meeting the target; None when it needs a tail model that could not be
-    /// fitted.
+    /// fitted.  Above 1, the largest cosine, it says that no threshold meets the target (a tail
+    /// model without an endpoint below 1 keeps some FMR at every score); its FNMR is then 1.
     pub threshold: Option<f64>,
     /// FNMR at `threshold`.
     pub fnmr: Option<f64>,
     pub method: Method,
-    /// The upper confidence bound of the threshold (see the report's `confidence`).
+    /// The upper confidence bound of the threshold (see the report's `confidence`); above 1 when
+    /// more than the bound's share of the replicates found no threshold meeting the target.
     pub threshold_upper: Option<f64>,
     /// FNMR at `threshold_upper`.
     pub fnmr_at_upper: Option<f64>,
