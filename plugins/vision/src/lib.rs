@@ -12,6 +12,7 @@ pub mod gallery;
 pub mod gallery_watch;
 pub mod geometry;
 pub mod letterbox;
+pub mod open_set;
 pub mod runtime;
 pub mod tracker;
 pub mod yunet;
