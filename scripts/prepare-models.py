@@ -48,7 +48,7 @@ SFACE_PRELU_OUT = "facegate_sface_2021dec_prelu.onnx"
 YUNET_RAW = "face_detection_yunet_2023mar.onnx"
 YUNET_OUT = "facegate_yunet_2023mar.onnx"
 
-# The surgery below is written for these exact files (see docs / FACTS.md); a different
+# The surgery below is written for these exact files (models/manifest.toml); a different
 # file would need re-inspection, so refuse it rather than produce something subtly wrong.
 RAW_SHA256 = {
     SFACE_RAW: "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee",

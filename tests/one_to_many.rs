@@ -3,30 +3,27 @@
 
 mod common;
 
-/// One enrolment photo per person.
-const ENROLLED: [(&str, &str, &str); 5] = [
-    ("person-a", "Person A", "person_a_1.jpg"),
-    ("person-b", "Person B", "person_b_1.jpg"),
-    ("obama", "Barack Obama", "obama.jpg"),
-    ("biden", "Joe Biden", "biden.jpg"),
-    ("impostor-2", "Impostor 2", "impostor_2.jpg"),
-];
+use facegate_dev_assets::DEV_PEOPLE;
 
-/// Their other photos (impostor_1.jpg is another photo of Barack Obama).
-const PROBES: [&str; 5] = [
-    "person_a_2.jpg",
-    "person_b_2.jpg",
-    "obama2.jpg",
-    "obama3.jpg",
-    "impostor_1.jpg",
-];
+/// Every development person by their first photo: (id, label, photo).
+fn enrolled() -> Vec<(&'static str, &'static str, &'static str)> {
+    DEV_PEOPLE
+        .iter()
+        .map(|p| (p.id, p.label, p.photos[0]))
+        .collect()
+}
+
+/// Their other photos.
+fn probes() -> impl Iterator<Item = &'static str> {
+    DEV_PEOPLE.iter().flat_map(|p| p.photos[1..].iter().copied())
+}
 
 #[test]
 fn every_other_photo_is_identified_as_the_right_person() {
     common::init();
     let scratch = tempfile::tempdir().unwrap();
-    let gallery = common::enroll(scratch.path(), &ENROLLED);
-    for probe in PROBES {
+    let gallery = common::enroll(scratch.path(), &enrolled());
+    for probe in probes() {
         let faces = common::faces(&common::photo(probe), 640, Some(&gallery));
         assert_eq!(faces.len(), 1, "{probe}: one face");
         let matched = faces[0]
@@ -43,13 +40,13 @@ fn people_who_are_not_enrolled_are_not_matched() {
     common::init();
     let scratch = tempfile::tempdir().unwrap();
     // Everyone but Obama: none of his four photos may match anybody.
-    let without_obama: Vec<_> = ENROLLED
-        .iter()
-        .copied()
+    let without_obama: Vec<_> = enrolled()
+        .into_iter()
         .filter(|(id, ..)| *id != "obama")
         .collect();
     let gallery = common::enroll(scratch.path(), &without_obama);
-    for probe in ["obama.jpg", "obama2.jpg", "obama3.jpg", "impostor_1.jpg"] {
+    let obama = facegate_dev_assets::person("obama").unwrap();
+    for &probe in obama.photos {
         let faces = common::faces(&common::photo(probe), 640, Some(&gallery));
         assert_eq!(faces.len(), 1, "{probe}: one face");
         assert_eq!(faces[0].matched, None, "{probe}: Obama is not enrolled");

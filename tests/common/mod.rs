@@ -10,60 +10,21 @@ use facegatectl::pipeline::Models;
 use gst::prelude::*;
 use serde::Deserialize;
 
-const SETUP: &str = "run `make setup` (scripts/setup.sh) to fetch the models, photos and videos";
-
-fn workspace() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// An asset directory from its environment variable, else the repository's `.assets`.
-pub fn asset_dir(variable: &str, fallback: &str) -> PathBuf {
-    let dir = std::env::var_os(variable)
-        .map_or_else(|| workspace().join(".assets").join(fallback), PathBuf::from);
-    assert!(
-        dir.is_dir(),
-        "{} ({variable}) is missing: {SETUP}",
-        dir.display()
-    );
-    dir
-}
+use facegate_dev_assets::SETUP_HINT as SETUP;
 
 pub fn photo(name: &str) -> PathBuf {
-    let path = asset_dir("FACEGATE_PHOTO_DIR", "photos").join(name);
-    assert!(
-        path.is_file(),
-        "photo {} is missing: {SETUP}",
-        path.display()
-    );
-    path
+    facegate_dev_assets::photo(name).unwrap()
 }
 
 pub fn video(name: &str) -> PathBuf {
-    let path = asset_dir("FACEGATE_VIDEO_DIR", "videos").join(name);
-    assert!(
-        path.is_file(),
-        "video {} is missing: {SETUP}",
-        path.display()
-    );
-    path
+    facegate_dev_assets::video(name).unwrap()
 }
 
 /// Points the elements at the fetched models and ONNX Runtime unless the environment already does.
 pub fn init() {
-    let defaults = [
-        ("FACEGATE_MODEL_DIR", workspace().join(".assets/models")),
-        (
-            "ORT_DYLIB_PATH",
-            workspace().join(".assets/onnxruntime/libonnxruntime.so.1.32.0"),
-        ),
-    ];
-    for (variable, default) in defaults {
-        let path = std::env::var_os(variable).map_or(default, PathBuf::from);
-        assert!(
-            path.exists(),
-            "{} ({variable}) is missing: {SETUP}",
-            path.display()
-        );
+    let models = facegate_dev_assets::dir(facegate_dev_assets::AssetDir::Models).unwrap();
+    let runtime = facegate_dev_assets::onnx_runtime().unwrap();
+    for (variable, path) in [("FACEGATE_MODEL_DIR", models), ("ORT_DYLIB_PATH", runtime)] {
         // SAFETY: set before any thread of this test reads the environment (GStreamer and ONNX
         // Runtime start on first use below), and to the value already in force.
         unsafe { std::env::set_var(variable, &path) };
@@ -110,7 +71,7 @@ pub struct ReferenceFace {
 
 /// OpenCV's answers on the development photos, made by scripts/opencv-reference.py.
 pub fn reference() -> Reference {
-    let path = workspace().join("tests/fixtures/opencv_reference.json");
+    let path = facegate_dev_assets::workspace_dir().join("tests/fixtures/opencv_reference.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -125,20 +86,13 @@ pub fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
     inter / (a[2] * a[3] + b[2] * b[3] - inter)
 }
 
-pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
+pub use facegate_vision::embedder::cosine;
 
-/// Who is in each development photo: impostor_1.jpg is another photo of Barack Obama.
+/// Who is in a development photo.
 pub fn person(photo: &str) -> &'static str {
-    match photo {
-        "person_a_1.jpg" | "person_a_2.jpg" => "person-a",
-        "person_b_1.jpg" | "person_b_2.jpg" => "person-b",
-        "obama.jpg" | "obama2.jpg" | "obama3.jpg" | "impostor_1.jpg" => "obama",
-        "biden.jpg" => "biden",
-        "impostor_2.jpg" => "impostor-2",
-        other => panic!("unknown development photo {other}"),
-    }
+    facegate_dev_assets::person_in(photo)
+        .unwrap_or_else(|| panic!("unknown development photo {photo}"))
+        .id
 }
 
 /// fgmatch's default threshold: the one the gate uses.

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use facegate_vision::gallery::{Gallery, GalleryError};
 use thiserror::Error;
 
+use gst::prelude::*;
+
 use crate::pipeline::{self, Models};
 
 /// Faces with the eyes closer than this (in photo pixels) are too small to embed reliably:
@@ -69,18 +71,17 @@ pub fn embed_photo(photo: &Path, models: &Models) -> Result<PhotoFace, Refusal> 
     if !photo.is_file() {
         return Err(Refusal::Unreadable("no such file".into()));
     }
-    let middle = format!(
-        "{} ! fgembed name=embed refresh-interval=0",
-        models.detect_element()
-    );
-    let pipeline = pipeline::file_pipeline(photo, &middle, "appsink name=sink sync=false")
-        .map_err(|e| Refusal::Unreadable(e.to_string()))?;
-    models.apply(&pipeline);
-    let frames = pipeline::collect_faces(&pipeline, 1);
-    pipeline::run(&pipeline, photo, |_| {}).map_err(|e| match e {
+    let ours = vec![
+        models.detector().upcast(),
+        models.embedder(Some(0)).upcast(),
+    ];
+    let (sink, frames) = pipeline::frame_sink(1);
+    let pipeline = pipeline::FilePipeline::new(photo, ours, sink)
+        .map_err(|e| Refusal::Setup(e.to_string()))?;
+    pipeline.run(|_| {}).map_err(|e| match e {
         pipeline::PipelineError::Failed { message, .. } => Refusal::Unreadable(message),
         pipeline::PipelineError::Setup { message, .. } => Refusal::Setup(message),
-        parse @ pipeline::PipelineError::Parse(_) => Refusal::Setup(parse.to_string()),
+        element @ pipeline::PipelineError::Element(..) => Refusal::Setup(element.to_string()),
     })?;
     let frames = std::mem::take(&mut *frames.lock().unwrap());
     let faces = frames

@@ -14,22 +14,17 @@ pub struct Options {
 }
 
 impl Options {
-    fn elements(&self) -> String {
-        let mut middle = format!(
-            "{} ! fgtrack ! fgembed name=embed",
-            self.models.detect_element()
-        );
-        if self.gallery.is_some() {
-            middle += " ! fgmatch name=match poll-interval=0";
+    /// fgdetect ! fgtrack ! fgembed [! fgmatch]: what the gate runs.
+    fn elements(&self) -> Vec<gst::Element> {
+        let mut ours: Vec<gst::Element> = vec![
+            self.models.detector().upcast(),
+            pipeline::tracker().upcast(),
+            self.models.embedder(None).upcast(),
+        ];
+        if let Some(gallery) = &self.gallery {
+            ours.push(pipeline::matcher(gallery).upcast());
         }
-        middle
-    }
-
-    fn configure(&self, pipeline: &gst::Pipeline) {
-        self.models.apply(pipeline);
-        if let (Some(gallery), Some(matcher)) = (&self.gallery, pipeline.by_name("match")) {
-            matcher.set_property("gallery", gallery.to_string_lossy().as_ref());
-        }
+        ours
     }
 }
 
@@ -40,25 +35,17 @@ pub fn dump(
     location: &str,
     embeddings: bool,
 ) -> Result<(), PipelineError> {
-    let middle = format!(
-        "{} ! fgmetadump name=dump embeddings={embeddings}",
-        options.elements()
-    );
-    let pipeline = pipeline::file_pipeline(file, &middle, "fakesink sync=false")?;
-    options.configure(&pipeline);
-    if let Some(dump) = pipeline.by_name("dump") {
-        dump.set_property("location", location);
-    }
-    pipeline::run(&pipeline, file, |_| {})
+    let mut ours = options.elements();
+    ours.push(pipeline::metadump(location, embeddings).upcast());
+    let pipeline = pipeline::FilePipeline::new(file, ours, pipeline::discard_sink()?)?;
+    pipeline.run(|_| {})
 }
 
 /// The face records of every frame of `file`.
 pub fn records(file: &Path, options: &Options) -> Result<Vec<Vec<FaceRecord>>, PipelineError> {
-    let pipeline =
-        pipeline::file_pipeline(file, &options.elements(), "appsink name=sink sync=false")?;
-    options.configure(&pipeline);
-    let frames = pipeline::collect_faces(&pipeline, usize::MAX);
-    pipeline::run(&pipeline, file, |_| {})?;
-    let frames = std::mem::take(&mut *frames.lock().unwrap());
+    let (sink, frames) = pipeline::frame_sink(usize::MAX);
+    let pipeline = pipeline::FilePipeline::new(file, options.elements(), sink)?;
+    pipeline.run(|_| {})?;
+    let frames = std::mem::take(&mut *frames.lock().unwrap_or_else(|e| e.into_inner()));
     Ok(frames)
 }

@@ -1,19 +1,20 @@
-//! Building and running short-lived pipelines around the facegate elements.
+//! Short-lived pipelines around the facegate elements: a decoded file, our elements as typed
+//! handles (a property that does not exist fails loudly, never silently unset), then a sink.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use facegate_meta::FaceRecord;
+use gst::glib;
 use gst::prelude::*;
+use gstfacegate::{FaceDetect, FaceEmbed, FaceMatch, FaceMetaDump, FaceTrack};
 use thiserror::Error;
-
-/// Formats our elements read; a videoconvert in front maps anything else (grey or 4:4:4 JPEGs) onto them.
-pub const ELEMENT_FORMATS: &str = "video/x-raw,format={I420,NV12,RGB,BGR,RGBx,BGRx,RGBA,BGRA}";
 
 #[derive(Debug, Error)]
 pub enum PipelineError {
-    #[error("pipeline description is invalid: {0}")]
-    Parse(String),
+    /// A GStreamer element we need is not installed (a plugin package is missing).
+    #[error("cannot create {0}: {1} (is its GStreamer plugin package installed?)")]
+    Element(&'static str, glib::BoolError),
     #[error("{file}: {message}")]
     Failed { file: String, message: String },
     /// One of our elements failed (a missing or corrupt model or gallery): a set-up problem,
@@ -21,9 +22,6 @@ pub enum PipelineError {
     #[error("{message}")]
     Setup { element: String, message: String },
 }
-
-/// Names the CLI gives our elements in its pipelines.
-const OUR_ELEMENTS: [&str; 3] = ["detect", "embed", "match"];
 
 /// Options shared by the pipelines the CLI builds.
 #[derive(Clone, Debug, Default)]
@@ -34,22 +32,42 @@ pub struct Models {
 }
 
 impl Models {
-    pub fn detect_element(&self) -> String {
-        let mut element = String::from("fgdetect name=detect");
-        if let Some(size) = self.input_size {
-            element += &format!(" input-size={size}");
-        }
-        element
+    /// fgdetect with these models.
+    pub fn detector(&self) -> FaceDetect {
+        glib::Object::builder()
+            .property_if_some("model", self.detector.as_deref())
+            .property_if_some("input-size", self.input_size)
+            .build()
     }
 
-    /// Sets model paths on the elements by name, so paths never go through the parser's quoting.
-    pub fn apply(&self, pipeline: &gst::Pipeline) {
-        for (name, path) in [("detect", &self.detector), ("embed", &self.embedder)] {
-            if let (Some(element), Some(path)) = (pipeline.by_name(name), path) {
-                element.set_property("model", path);
-            }
-        }
+    /// fgembed with these models; `refresh_interval` 0 embeds every frame (photos).
+    pub fn embedder(&self, refresh_interval: Option<u32>) -> FaceEmbed {
+        glib::Object::builder()
+            .property_if_some("model", self.embedder.as_deref())
+            .property_if_some("refresh-interval", refresh_interval)
+            .build()
     }
+}
+
+/// fgtrack with its defaults.
+pub fn tracker() -> FaceTrack {
+    glib::Object::builder().build()
+}
+
+/// fgmatch on `gallery`, reading it once (a short run does not watch for new generations).
+pub fn matcher(gallery: &Path) -> FaceMatch {
+    glib::Object::builder()
+        .property("gallery", gallery.to_string_lossy().as_ref())
+        .property("poll-interval", 0u32)
+        .build()
+}
+
+/// fgmetadump writing to `location` ("-" for standard output).
+pub fn metadump(location: &str, embeddings: bool) -> FaceMetaDump {
+    glib::Object::builder()
+        .property("location", location)
+        .property("embeddings", embeddings)
+        .build()
 }
 
 /// The model options every command that runs the elements takes (`--detector-model` …).
@@ -94,81 +112,122 @@ impl ModelArgs {
     }
 }
 
-/// Parses a description of elements between a decoded file source and the sink the caller adds.
-pub fn file_pipeline(
-    file: &Path,
-    middle: &str,
-    sink: &str,
-) -> Result<gst::Pipeline, PipelineError> {
-    let description = format!(
-        "filesrc name=source ! decodebin ! videoconvert ! {ELEMENT_FORMATS} ! {middle} ! {sink}"
-    );
-    let pipeline = gst::parse::launch(&description)
-        .map_err(|e| PipelineError::Parse(e.to_string()))?
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| PipelineError::Parse("not a pipeline".into()))?;
-    if let Some(source) = pipeline.by_name("source") {
+/// A decoded file, then `ours` in order, then `sink`.
+pub struct FilePipeline {
+    pipeline: gst::Pipeline,
+    ours: Vec<gst::Element>,
+    file: PathBuf,
+}
+
+fn make(factory: &'static str) -> Result<gst::Element, PipelineError> {
+    gst::ElementFactory::make(factory)
+        .build()
+        .map_err(|e| PipelineError::Element(factory, e))
+}
+
+impl FilePipeline {
+    pub fn new(
+        file: &Path,
+        ours: Vec<gst::Element>,
+        sink: gst::Element,
+    ) -> Result<FilePipeline, PipelineError> {
+        let failed = |message: String| PipelineError::Failed {
+            file: file.display().to_string(),
+            message,
+        };
+        let source = make("filesrc")?;
         source.set_property("location", file.to_string_lossy().as_ref());
-    }
-    Ok(pipeline)
-}
-
-/// Runs `pipeline` to the end of stream, calling `on_message` for every element message.
-pub fn run(
-    pipeline: &gst::Pipeline,
-    file: &Path,
-    mut on_message: impl FnMut(&gst::StructureRef),
-) -> Result<(), PipelineError> {
-    let failed = |message: String| PipelineError::Failed {
-        file: file.display().to_string(),
-        message,
-    };
-    let bus = pipeline
-        .bus()
-        .ok_or_else(|| failed("pipeline has no bus".into()))?;
-    let started = pipeline.set_state(gst::State::Playing);
-    let mut outcome = Ok(());
-    for message in bus.iter_timed(gst::ClockTime::NONE) {
-        match message.view() {
-            gst::MessageView::Eos(_) => break,
-            gst::MessageView::Error(err) => {
-                let element = err.src().map(|s| s.name().to_string()).unwrap_or_default();
-                let message = err.error().to_string();
-                outcome = Err(if OUR_ELEMENTS.contains(&element.as_str()) {
-                    PipelineError::Setup { element, message }
-                } else {
-                    failed(message)
-                });
-                break;
+        let decode = make("decodebin")?;
+        // Maps anything the decoder gives (grey or 4:4:4 JPEGs) onto the formats our elements read.
+        let convert = make("videoconvert")?;
+        let formats = make("capsfilter")?;
+        formats.set_property("caps", gstfacegate::video::caps());
+        let pipeline = gst::Pipeline::new();
+        let chain: Vec<&gst::Element> = [&convert, &formats]
+            .into_iter()
+            .chain(&ours)
+            .chain([&sink])
+            .collect();
+        pipeline
+            .add_many([&source, &decode])
+            .and_then(|()| pipeline.add_many(chain.iter().copied()))
+            .and_then(|()| source.link(&decode))
+            .and_then(|()| gst::Element::link_many(chain.iter().copied()))
+            .map_err(|e| failed(format!("cannot build the pipeline: {e}")))?;
+        let convert_sink = convert.static_pad("sink");
+        decode.connect_pad_added(move |_, pad| {
+            if let Some(sink) = convert_sink.as_ref().filter(|sink| !sink.is_linked()) {
+                // Only a video pad links; an audio track of a video file is left unlinked.
+                let _ = pad.link(sink);
             }
-            gst::MessageView::Element(element) => {
-                if let Some(structure) = element.structure() {
-                    on_message(structure);
+        });
+        Ok(FilePipeline {
+            pipeline,
+            ours,
+            file: file.to_path_buf(),
+        })
+    }
+
+    pub fn pipeline(&self) -> &gst::Pipeline {
+        &self.pipeline
+    }
+
+    /// Runs to the end of stream, calling `on_message` for every element message.
+    pub fn run(&self, mut on_message: impl FnMut(&gst::StructureRef)) -> Result<(), PipelineError> {
+        let failed = |message: String| PipelineError::Failed {
+            file: self.file.display().to_string(),
+            message,
+        };
+        let bus = self
+            .pipeline
+            .bus()
+            .ok_or_else(|| failed("pipeline has no bus".into()))?;
+        let started = self.pipeline.set_state(gst::State::Playing);
+        let mut outcome = Ok(());
+        for message in bus.iter_timed(gst::ClockTime::NONE) {
+            match message.view() {
+                gst::MessageView::Eos(_) => break,
+                gst::MessageView::Error(err) => {
+                    let ours = err
+                        .src()
+                        .filter(|src| self.ours.iter().any(|e| e.upcast_ref::<gst::Object>() == *src));
+                    let message = err.error().to_string();
+                    outcome = Err(match ours {
+                        Some(element) => PipelineError::Setup {
+                            element: element.name().to_string(),
+                            message,
+                        },
+                        None => failed(message),
+                    });
+                    break;
                 }
+                gst::MessageView::Element(element) => {
+                    if let Some(structure) = element.structure() {
+                        on_message(structure);
+                    }
+                }
+                _ => {}
             }
-            _ => {}
         }
+        let _ = self.pipeline.set_state(gst::State::Null);
+        if outcome.is_ok() && started.is_err() {
+            outcome = Err(failed("the pipeline did not start".into()));
+        }
+        outcome
     }
-    let _ = pipeline.set_state(gst::State::Null);
-    if outcome.is_ok() && started.is_err() {
-        outcome = Err(failed("the pipeline did not start".into()));
-    }
-    outcome
 }
 
-/// The face records of every frame reaching an appsink named `sink`, up to `max_frames`
-/// (the stream is ended there).
-pub fn collect_faces(
-    pipeline: &gst::Pipeline,
-    max_frames: usize,
-) -> Arc<Mutex<Vec<Vec<FaceRecord>>>> {
-    let frames = Arc::new(Mutex::new(Vec::new()));
-    if let Some(sink) = pipeline
-        .by_name("sink")
-        .and_then(|s| s.downcast::<gst_app::AppSink>().ok())
-    {
-        let sink_frames = Arc::clone(&frames);
-        sink.set_callbacks(
+/// What a frame sink collected: the face records of each frame.
+pub type Frames = Arc<Mutex<Vec<Vec<FaceRecord>>>>;
+
+/// An appsink that keeps the face records of every frame, up to `max_frames` (the stream is
+/// ended there).
+pub fn frame_sink(max_frames: usize) -> (gst::Element, Frames) {
+    let frames: Frames = Arc::default();
+    let sink_frames = Arc::clone(&frames);
+    let sink = gst_app::AppSink::builder()
+        .sync(false)
+        .callbacks(
             gst_app::AppSinkCallbacks::builder()
                 .new_sample(move |appsink| {
                     let sample = appsink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
@@ -176,7 +235,7 @@ pub fn collect_faces(
                         .buffer()
                         .map(|b| facegate_meta::read_faces(b).unwrap_or_default())
                         .unwrap_or_default();
-                    let mut frames = sink_frames.lock().unwrap();
+                    let mut frames = sink_frames.lock().unwrap_or_else(|e| e.into_inner());
                     frames.push(records);
                     if frames.len() >= max_frames {
                         Err(gst::FlowError::Eos)
@@ -185,7 +244,14 @@ pub fn collect_faces(
                     }
                 })
                 .build(),
-        );
-    }
-    frames
+        )
+        .build();
+    (sink.upcast(), frames)
+}
+
+/// A sink that drops what reaches it, as fast as it comes.
+pub fn discard_sink() -> Result<gst::Element, PipelineError> {
+    let sink = make("fakesink")?;
+    sink.set_property("sync", false);
+    Ok(sink)
 }

@@ -24,6 +24,8 @@ pub enum AssetDir {
     Photos,
     /// The generated walk-up videos and their timelines (`FACEGATE_VIDEO_DIR`).
     Videos,
+    /// The evaluation corpus, a folder per person (`FACEGATE_CORPUS_DIR`; models/corpus.toml).
+    Corpus,
 }
 
 impl AssetDir {
@@ -34,6 +36,7 @@ impl AssetDir {
             AssetDir::Models => "FACEGATE_MODEL_DIR",
             AssetDir::Photos => "FACEGATE_PHOTO_DIR",
             AssetDir::Videos => "FACEGATE_VIDEO_DIR",
+            AssetDir::Corpus => "FACEGATE_CORPUS_DIR",
         }
     }
 
@@ -43,6 +46,7 @@ impl AssetDir {
             AssetDir::Models => "models",
             AssetDir::Photos => "photos",
             AssetDir::Videos => "videos",
+            AssetDir::Corpus => "corpus",
         }
     }
 
@@ -116,6 +120,40 @@ pub fn workspace_dir() -> &'static Path {
     // devtools/assets -> the repository.
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
     here.ancestors().nth(2).unwrap_or(here)
+}
+
+/// Paths of the build machine that `binary` carries outside its debug information (which
+/// packaging strips): the repository, `$CARGO_HOME` and `$HOME`. Empty for a binary fit to ship.
+pub fn build_paths_in(binary: &Path) -> std::io::Result<Vec<String>> {
+    let stripped = std::env::temp_dir().join(format!(
+        "facegate-stripped-{}-{}",
+        std::process::id(),
+        binary.file_name().map_or_else(Default::default, |n| n.to_string_lossy())
+    ));
+    let status = std::process::Command::new("objcopy")
+        .arg("--strip-debug")
+        .arg(binary)
+        .arg(&stripped)
+        .status()?;
+    if !status.success() {
+        return Err(std::io::Error::other(format!(
+            "objcopy --strip-debug {} failed (package binutils)",
+            binary.display()
+        )));
+    }
+    let bytes = std::fs::read(&stripped);
+    let _ = std::fs::remove_file(&stripped);
+    let bytes = bytes?;
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let cargo_home = std::env::var("CARGO_HOME").unwrap_or_else(|_| format!("{home}/.cargo"));
+    let mut found = Vec::new();
+    for path in [workspace_dir().to_string_lossy().into_owned(), cargo_home, home] {
+        let needle = format!("{}/", path.trim_end_matches('/'));
+        if needle.len() > 1 && bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+            found.push(needle);
+        }
+    }
+    Ok(found)
 }
 
 /// One person of the development photos.

@@ -370,7 +370,7 @@ pub fn run(out: &mut impl Write) -> anyhow::Result<()> {
     let stream_start = followed.stream_start_unix_ns;
     summarise(&rig, out)?;
     let latencies = decision_latencies(&rig, stream_start)?;
-    if let (Some(median), Some(worst)) = (percentile(&latencies, 0.5), latencies.iter().max()) {
+    if let (Some(median), Some(worst)) = (crate::bench::percentile(&latencies, 0.5), latencies.iter().max()) {
         writeln!(
             out,
             "== decision latency, face fully visible to unlock: median {median} ms, worst {worst} ms over {} grants ({})",
@@ -569,10 +569,6 @@ pub fn decision_latencies(rig: &GateRig, stream_start_unix_ns: u64) -> anyhow::R
         .collect();
     latencies.sort_unstable();
     Ok(latencies)
-}
-
-fn percentile(sorted: &[u64], q: f64) -> Option<u64> {
-    (!sorted.is_empty()).then(|| sorted[((sorted.len() - 1) as f64 * q).round() as usize])
 }
 
 #[cfg(test)]

@@ -16,6 +16,14 @@ mod fgtrack;
 mod model;
 pub mod video;
 
+// The elements as types, for applications that build pipelines in code.
+pub use fgdetect::FaceDetect;
+pub use fgembed::FaceEmbed;
+pub use fgmatch::FaceMatch;
+pub use fgmetadump::FaceMetaDump;
+pub use fgoverlay::FaceOverlay;
+pub use fgtrack::FaceTrack;
+
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     fgdetect::register(plugin)?;
     fgtrack::register(plugin)?;

@@ -609,7 +609,7 @@ mod tests {
     }
 
     const MS: u64 = 1_000_000;
-    /// Scheduling slack allowed on top of a pulse (a loaded 2-core machine).
+    /// Scheduling slack allowed on top of a pulse (a test machine busy with other tests).
     const SLACK: u64 = 150 * MS;
 
     /// The action log once it holds at least `n` lines (polls for up to 5 s).

@@ -40,7 +40,8 @@ pub struct GalleryArgs {
     pub measure_open: Option<PathBuf>,
 }
 
-/// Same-person cosine for SFace on real photos (FACTS.md): what a synthetic query is given.
+/// Same-person cosine for SFace on real photos (0.60-0.85 on the development photos): what a
+/// synthetic query is given.
 const QUERY_COSINE: (f32, f32) = (0.6, 0.85);
 
 /// A query and the person it shows.
@@ -84,24 +85,6 @@ fn embed_real_faces(photos: &Path, models: &Models) -> anyhow::Result<RealFaces>
     })
 }
 
-/// splitmix64: the benchmark's queries are the same on every run.
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32
-    }
-}
-
 fn synthetic_id(n: u64) -> String {
     format!("s-{n:07}")
 }
@@ -125,13 +108,14 @@ fn seen_again(enrolled: &[f32], direction: &[f32], cosine: f32) -> Vec<f32> {
 }
 
 fn synthetic_queries(size: usize, count: usize, dim: usize, planted: usize) -> Vec<Query> {
-    let mut random = Random(size as u64);
+    // Seeded: the benchmark's queries are the same on every run.
+    let mut random = fastrand::Rng::with_seed(size as u64);
     let synthetic = (size - planted) as u64;
     (0..count)
         .map(|_| {
-            let n = 1 + random.next() % synthetic;
-            let cosine = QUERY_COSINE.0 + (QUERY_COSINE.1 - QUERY_COSINE.0) * random.unit();
-            let direction = synthetic_embedding(random.next() | 1 << 63, dim);
+            let n = random.u64(1..=synthetic);
+            let cosine = QUERY_COSINE.0 + (QUERY_COSINE.1 - QUERY_COSINE.0) * random.f32();
+            let direction = synthetic_embedding(random.u64(..) | 1 << 63, dim);
             Query {
                 person: synthetic_id(n),
                 embedding: seen_again(&synthetic_embedding(n, dim), &direction, cosine),
@@ -155,8 +139,7 @@ fn enroll_everyone(gallery: &mut Gallery, real: &RealFaces, size: usize) -> anyh
 
 /// The process's resident memory in bytes.
 fn resident_bytes() -> anyhow::Result<u64> {
-    let status = super::proc_status("self").context("/proc/self/status")?;
-    let kib = super::status_field(&status, "VmRSS").context("/proc/self/status has no VmRSS")?;
+    let (kib, _) = super::memory_kib(&procfs::process::Process::myself()?)?;
     Ok(kib * 1024)
 }
 

@@ -29,8 +29,6 @@ const TARGET_P99_MS: f64 = 150.0;
 /// The demo's anti-passback window (config/demo.toml's), set explicitly so the expected
 /// decisions do not depend on that file.
 const DEMO_PASSBACK_S: u64 = 120;
-/// /proc's clock ticks: USER_HZ is 100 on every Linux architecture the gate runs on.
-const TICKS_PER_S: f64 = 100.0;
 
 #[derive(Args, Debug)]
 pub struct LatencyArgs {
@@ -612,45 +610,32 @@ impl Sampler {
 }
 
 fn read_process(pid: u32, elapsed: Duration) -> Option<Sample> {
-    let status = super::proc_status(pid).ok()?;
-    let field = |name: &str| super::status_field(&status, name);
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces): state is the 3rd field of the line,
-    // utime and stime the 14th and 15th.
-    let after_name: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks = |i: usize| after_name.get(i)?.parse::<u64>().ok();
-    let cpu_ticks = ticks(11)? + ticks(12)?;
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64);
+    let process = procfs::process::Process::new(pid as i32).ok()?;
+    let status = process.status().ok()?;
+    let stat = process.stat().ok()?;
+    let ticks_per_s = procfs::ticks_per_second() as f64;
     Some(Sample {
         t_s: elapsed.as_secs_f64(),
-        rss_kib: field("VmRSS")?,
-        hwm_kib: field("VmHWM")?,
-        cpu_s: cpu_ticks as f64 / TICKS_PER_S,
-        threads: field("Threads").unwrap_or(0),
-        fds,
+        rss_kib: status.vmrss?,
+        hwm_kib: status.vmhwm?,
+        cpu_s: (stat.utime + stat.stime) as f64 / ticks_per_s,
+        threads: status.threads,
+        fds: process.fd_count().unwrap_or(0) as u64,
         machine_busy_s: machine_busy_s().unwrap_or(0.0),
     })
 }
 
-/// Busy time of all cores since boot, from the first line of /proc/stat.
+/// Busy time of all cores since boot (all but idle and iowait), from /proc/stat.
 fn machine_busy_s() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let ticks: Vec<u64> = stat
-        .lines()
-        .next()?
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|t| t.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq steal: all but idle and iowait are busy.
-    let busy: u64 = ticks
-        .iter()
-        .take(8)
-        .enumerate()
-        .filter(|(i, _)| *i != 3 && *i != 4)
-        .map(|(_, t)| t)
-        .sum();
-    Some(busy as f64 / TICKS_PER_S)
+    use procfs::Current;
+    let total = procfs::KernelStats::current().ok()?.total;
+    let busy_ms = total.user_ms()
+        + total.nice_ms()
+        + total.system_ms()
+        + total.irq_ms().unwrap_or(0)
+        + total.softirq_ms().unwrap_or(0)
+        + total.steal_ms().unwrap_or(0);
+    Some(busy_ms as f64 / 1e3)
 }
 
 /// facegated's memory and CPU over a run.
@@ -750,8 +735,9 @@ fn slope(samples: &[Sample]) -> Option<f64> {
 }
 
 fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+    use procfs::Current;
+    procfs::LoadAverage::current()
+        .map(|l| format!("{} {} {}", l.one, l.five, l.fifteen))
         .unwrap_or_default()
 }
 

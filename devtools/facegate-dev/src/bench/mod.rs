@@ -47,18 +47,24 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// `None` for no samples. Percentiles by nearest rank on the sorted samples.
-    pub fn of(mut samples: Vec<Duration>) -> Option<Stats> {
-        if samples.is_empty() {
-            return None;
-        }
-        samples.sort();
-        let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    /// `None` for no samples.
+    pub fn of(samples: Vec<Duration>) -> Option<Stats> {
+        let nanos: Vec<u64> = samples.iter().map(|d| d.as_nanos() as u64).collect();
         Some(Stats {
-            median: at(0.5),
-            p99: at(0.99),
+            median: Duration::from_nanos(percentile(&nanos, 0.5)?),
+            p99: Duration::from_nanos(percentile(&nanos, 0.99)?),
         })
     }
+}
+
+/// The `q` quantile of `samples` (any order), `None` for none. An HDR histogram at three
+/// significant digits: exact enough for timings, and the benchmarks' one way of taking them.
+pub fn percentile(samples: &[u64], q: f64) -> Option<u64> {
+    let mut histogram = hdrhistogram::Histogram::<u64>::new(3).ok()?;
+    for &sample in samples {
+        histogram.saturating_record(sample);
+    }
+    (!histogram.is_empty()).then(|| histogram.value_at_quantile(q))
 }
 
 /// Runs `run` for a warm-up, then `iterations` timed times.
@@ -84,35 +90,20 @@ pub fn ms(d: Duration) -> f64 {
 
 /// A deterministic unit vector, for filling galleries with people who are nobody.
 pub fn synthetic_embedding(seed: u64, dim: usize) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut v: Vec<f32> = (0..dim)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 11) as f32 / (1u64 << 53) as f32 - 0.5
-        })
-        .collect();
+    let mut random = fastrand::Rng::with_seed(seed);
+    let mut v: Vec<f32> = (0..dim).map(|_| random.f32() - 0.5).collect();
     facegate_vision::embedder::normalise(&mut v);
     v
 }
 
 /// Writes a benchmark's machine-readable results (read by scripts/plot-benchmarks.py).
-/// `/proc/<pid>/status` of a process (`"self"` for this one).
-pub fn proc_status(pid: impl std::fmt::Display) -> std::io::Result<String> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-}
-
-/// A numeric field of a `/proc/<pid>/status` text: `VmRSS` and `VmHWM` are in KiB, `Threads` a
-/// count.
-pub fn status_field(status: &str, name: &str) -> Option<u64> {
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+/// Memory of a process from `/proc/<pid>/status`: (VmRSS, VmHWM) in KiB.
+pub fn memory_kib(process: &procfs::process::Process) -> anyhow::Result<(u64, u64)> {
+    let status = process.status().context("reading /proc/<pid>/status")?;
+    match (status.vmrss, status.vmhwm) {
+        (Some(rss), Some(hwm)) => Ok((rss, hwm)),
+        _ => anyhow::bail!("/proc/{}/status has no VmRSS/VmHWM", process.pid),
+    }
 }
 
 pub fn write_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {

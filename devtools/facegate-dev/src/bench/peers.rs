@@ -73,14 +73,31 @@ impl Variant {
     /// The analysis chain as the gate pipelines (pipelines/*.pipeline) lay it out: a queue puts
     /// decoding in its own thread and another lets the next frame's detection run while this
     /// frame's faces are embedded. Neither is leaky here, so every frame is analysed.
-    fn middle(self, models: &Models) -> String {
-        const QUEUE: &str = "queue max-size-buffers=2 max-size-bytes=0 max-size-time=0";
-        let detect = models.detect_element();
-        let track = match self {
-            Variant::Tracking => " ! fgtrack name=track",
-            Variant::NoTracking => "",
+    fn chain(self, models: &Models, gallery: &Path, threads: u32) -> anyhow::Result<Chain> {
+        let queue = || -> anyhow::Result<gst::Element> {
+            Ok(gst::ElementFactory::make("queue")
+                .property("max-size-buffers", 2u32)
+                .property("max-size-bytes", 0u32)
+                .property("max-size-time", 0u64)
+                .build()?)
         };
-        format!("{QUEUE} ! {detect}{track} ! {QUEUE} ! fgembed name=embed ! fgmatch name=match")
+        let detect: gst::Element = models.detector().upcast();
+        let embed: gst::Element = models.embedder(None).upcast();
+        for element in [&detect, &embed] {
+            element.set_property("threads", threads);
+        }
+        let track = match self {
+            Variant::Tracking => Some(pipeline::tracker().upcast::<gst::Element>()),
+            Variant::NoTracking => None,
+        };
+        let matcher: gst::Element = pipeline::matcher(gallery).upcast();
+        Ok(Chain {
+            queues: [queue()?, queue()?],
+            detect,
+            track,
+            embed,
+            matcher,
+        })
     }
 
     fn label(self) -> &'static str {
@@ -432,12 +449,31 @@ fn stage_json(samples: &[Duration]) -> Value {
 fn process_usage() -> anyhow::Result<(f64, u64)> {
     let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)?;
     let seconds = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 * 1e-6;
-    let peak_kib = super::status_field(&super::proc_status("self")?, "VmHWM")
-        .context("/proc/self/status has no VmHWM")?;
+    let (_, peak_kib) = super::memory_kib(&procfs::process::Process::myself()?)?;
     Ok((
         seconds(usage.user_time()) + seconds(usage.system_time()),
         peak_kib,
     ))
+}
+
+/// Our elements of one variant, as handles.
+struct Chain {
+    queues: [gst::Element; 2],
+    detect: gst::Element,
+    track: Option<gst::Element>,
+    embed: gst::Element,
+    matcher: gst::Element,
+}
+
+impl Chain {
+    fn in_order(&self) -> Vec<gst::Element> {
+        let [first, second] = self.queues.clone();
+        [Some(first), Some(self.detect.clone()), self.track.clone()]
+            .into_iter()
+            .flatten()
+            .chain([second, self.embed.clone(), self.matcher.clone()])
+            .collect()
+    }
 }
 
 /// One FaceGate variant over the video, in this process.
@@ -448,30 +484,21 @@ fn run_ours(
     threads: usize,
     models: &Models,
 ) -> anyhow::Result<Value> {
-    let pipeline = pipeline::file_pipeline(
-        video,
-        &variant.middle(models),
-        "appsink name=sink sync=false",
-    )?;
-    models.apply(&pipeline);
-    for name in ["detect", "embed"] {
-        if let Some(element) = pipeline.by_name(name) {
-            element.set_property("threads", threads as u32);
-        }
-    }
-    let matcher = pipeline.by_name("match").context("no fgmatch")?;
-    matcher.set_property("gallery", gallery.to_string_lossy().as_ref());
+    let chain = variant.chain(models, gallery, threads as u32)?;
+    let (sink, frames) = pipeline::frame_sink(usize::MAX);
+    let run = pipeline::FilePipeline::new(video, chain.in_order(), sink)?;
+    let pipeline = run.pipeline();
 
     let mut clocks = BTreeMap::new();
-    for (stage, name) in [
-        ("detect", "detect"),
-        ("track", "track"),
-        ("embed (frames with faces)", "embed"),
-        ("match", "match"),
+    for (stage, element) in [
+        ("detect", Some(&chain.detect)),
+        ("track", chain.track.as_ref()),
+        ("embed (frames with faces)", Some(&chain.embed)),
+        ("match", Some(&chain.matcher)),
     ] {
-        if let Some(element) = pipeline.by_name(name) {
+        if let Some(element) = element {
             let clock = Arc::new(Mutex::new(StageClock::default()));
-            time_element(&element, Arc::clone(&clock))?;
+            time_element(element, Arc::clone(&clock))?;
             clocks.insert(stage, clock);
         }
     }
@@ -502,8 +529,8 @@ fn run_ours(
     let first_frame: Arc<Mutex<Option<(Instant, f64)>>> = Arc::default();
     {
         let first_frame = Arc::clone(&first_frame);
-        let detect = pipeline.by_name("detect").context("no fgdetect")?;
-        detect
+        chain
+            .detect
             .static_pad("sink")
             .context("fgdetect without a sink pad")?
             .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
@@ -515,8 +542,7 @@ fn run_ours(
                 gst::PadProbeReturn::Ok
             });
     }
-    let frames = pipeline::collect_faces(&pipeline, usize::MAX);
-    pipeline::run(&pipeline, video, |_| {})?;
+    run.run(|_| {})?;
     let finished = Instant::now();
     let (cpu_end, peak_rss_kib) = process_usage()?;
     let (started, cpu_start) = first_frame

@@ -29,7 +29,8 @@ pub struct StagesArgs {
     pub threads: usize,
 }
 
-/// Reference numbers measured on this machine kind (shared/FACTS.md), for the report.
+/// OpenCV 5.0's speeds (opencv-python-headless, 2 threads) on the same kind of 2-core machine,
+/// recorded in docs/BENCHMARKS.md, for the report.
 const OPENCV_DETECT_640X480_MS: f64 = 8.1;
 const OPENCV_DETECT_320X240_MS: f64 = 2.2;
 const OPENCV_ALIGN_EMBED_MS: f64 = 8.7;
@@ -108,7 +109,7 @@ pub fn run(args: &StagesArgs, models: &Models, out: &mut impl Write) -> anyhow::
 
     writeln!(
         out,
-        "| stage | median ms | p99 ms | OpenCV reference (FACTS.md) |"
+        "| stage | median ms | p99 ms | OpenCV reference |"
     )?;
     writeln!(out, "|---|---|---|---|")?;
     let detector_path = models

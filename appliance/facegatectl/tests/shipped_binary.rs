@@ -1,0 +1,8 @@
+//! What ships on a gate knows nothing of the machine it was built on.
+
+#[test]
+fn facegatectl_carries_no_build_machine_path() {
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_facegatectl"));
+    let found = facegate_dev_assets::build_paths_in(binary).unwrap();
+    assert!(found.is_empty(), "{} names {found:?}", binary.display());
+}
