@@ -1,8 +1,8 @@
-//! The gallery's on-disk format: the manifest, the checksummed files of each generation, and the
-//! durable-write steps that let a generation switch survive a crash at any point.
+//! The checksummed files of each generation, and the durable-write steps that let a generation
+//! switch survive a crash at any point.
 
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -10,52 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::GalleryError;
 
-pub(super) const MANIFEST_NAME: &str = "manifest.json";
-pub(super) const MANIFEST_TMP_NAME: &str = "manifest.json.tmp";
-pub(super) const FORMAT_VERSION: u32 = 1;
-
-/// A real manifest is well under a kilobyte; a large file there is something else and is not read.
-const MANIFEST_MAX_BYTES: u64 = 64 * 1024;
-
-/// The only pointer to the current generation; replacing it is what switches generations.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(super) struct Manifest {
-    pub format: u32,
-    pub generation: u64,
-    pub model: String,
-    pub dim: u32,
-    pub index_type: String,
-    /// How many people a compressed index was trained for; absent for the exact index (and in
-    /// manifests written before compressed indexes existed).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub trained_for: Option<u64>,
-    /// Search parameters set on the index when it is opened; absent for the exact index.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub search: Option<SearchParams>,
-    pub next_faiss_id: i64,
-    pub files: ManifestFiles,
-    pub written_at: String,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(super) struct SearchParams {
-    /// IVF cells searched per query.
-    pub nprobe: u32,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(super) struct ManifestFiles {
-    pub index: FileEntry,
-    pub identities: FileEntry,
-    /// A compressed index's second stage: everyone's embedding at 6 bits a value, in FAISS id
-    /// order, to rescore the candidates the first stage finds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rescore: Option<FileEntry>,
-    /// The original embeddings, kept for retraining; only compressed galleries have them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vectors: Option<FileEntry>,
-}
-
+/// A file of a generation as the manifest lists it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct FileEntry {
     pub name: String,
@@ -118,108 +73,11 @@ pub(super) fn io_error(
     }
 }
 
-fn corrupt(path: &Path, problem: impl Into<String>) -> GalleryError {
+pub(super) fn corrupt(path: &Path, problem: impl Into<String>) -> GalleryError {
     GalleryError::Corrupt {
         path: path.to_path_buf(),
         problem: problem.into(),
     }
-}
-
-/// Reads and sanity-checks `dir/manifest.json`; it does not look at the files it names.
-pub(super) fn read_manifest(dir: &Path) -> Result<Manifest, GalleryError> {
-    let path = dir.join(MANIFEST_NAME);
-    let file = match File::open(&path) {
-        Ok(file) => file,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {
-            return Err(GalleryError::NotFound { manifest: path });
-        }
-        Err(error) => return Err(io_error(&path, "open")(error)),
-    };
-    let mut bytes = Vec::new();
-    file.take(MANIFEST_MAX_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io_error(&path, "read"))?;
-    if bytes.len() as u64 > MANIFEST_MAX_BYTES {
-        return Err(corrupt(
-            &path,
-            format!("larger than {MANIFEST_MAX_BYTES} bytes, so not a gallery manifest"),
-        ));
-    }
-    let manifest: Manifest = serde_json::from_slice(&bytes)
-        .map_err(|error| corrupt(&path, format!("not a valid gallery manifest: {error}")))?;
-    if let Some(problem) = manifest_problem(&manifest) {
-        return Err(corrupt(&path, problem));
-    }
-    Ok(manifest)
-}
-
-fn manifest_problem(manifest: &Manifest) -> Option<String> {
-    if manifest.format != FORMAT_VERSION {
-        return Some(format!(
-            "format {} is not supported (this build reads format {FORMAT_VERSION})",
-            manifest.format
-        ));
-    }
-    if let Some(problem) = super::model_problem(&manifest.model) {
-        return Some(format!("model: {problem}"));
-    }
-    if let Some(problem) = super::dim_problem(manifest.dim) {
-        return Some(format!("dim: {problem}"));
-    }
-    if manifest.next_faiss_id < 0 {
-        return Some(format!(
-            "next_faiss_id {} is negative",
-            manifest.next_faiss_id
-        ));
-    }
-    let files = [
-        Some(("index", &manifest.files.index)),
-        Some(("identities", &manifest.files.identities)),
-        manifest
-            .files
-            .rescore
-            .as_ref()
-            .map(|entry| ("rescore", entry)),
-        manifest
-            .files
-            .vectors
-            .as_ref()
-            .map(|entry| ("vectors", entry)),
-    ];
-    for (role, entry) in files.into_iter().flatten() {
-        // The name is joined to the gallery directory, so it must not be able to point elsewhere.
-        let is_plain_name = !entry.name.is_empty()
-            && entry.name != "."
-            && entry.name != ".."
-            && !entry.name.contains(['/', '\\', '\0']);
-        if !is_plain_name {
-            return Some(format!(
-                "files.{role}.name {:?} is not a plain file name",
-                entry.name
-            ));
-        }
-        let is_sha256_hex =
-            entry.sha256.len() == 64 && entry.sha256.bytes().all(|b| b.is_ascii_hexdigit());
-        if !is_sha256_hex {
-            return Some(format!("files.{role}.sha256 is not 64 hex digits"));
-        }
-    }
-    None
-}
-
-/// Writes the manifest beside the live one; `switch_manifest` makes it the live one.
-pub(super) fn write_manifest_tmp(dir: &Path, manifest: &Manifest) -> Result<(), GalleryError> {
-    let path = dir.join(MANIFEST_TMP_NAME);
-    let mut text = serde_json::to_vec_pretty(manifest)
-        .map_err(|error| corrupt(&path, format!("cannot serialise the manifest: {error}")))?;
-    text.push(b'\n');
-    write_durably(&path, &text)
-}
-
-/// The commit point: after this rename a reader sees the new generation.
-pub(super) fn switch_manifest(dir: &Path) -> Result<(), GalleryError> {
-    let tmp = dir.join(MANIFEST_TMP_NAME);
-    fs::rename(&tmp, dir.join(MANIFEST_NAME)).map_err(io_error(&tmp, "rename over manifest.json"))
 }
 
 /// Writes a whole file and forces it to disk before returning, so that a manifest written later

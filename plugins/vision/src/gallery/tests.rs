@@ -5,7 +5,9 @@ use std::path::Path;
 
 use tempfile::TempDir;
 
+use super::commit::CommitStep;
 use super::*;
+use crate::embedder::{cosine, normalise};
 
 const MODEL: &str = "sface-2021dec-test";
 const DIM: u32 = 128;
@@ -13,18 +15,9 @@ const DIM: u32 = 128;
 /// A deterministic pseudo-random unit vector: different seeds give nearly orthogonal vectors in
 /// 128 dimensions, so each person is unambiguously their own best match.
 fn unit_vector(seed: u64) -> Vec<f32> {
-    // xorshift64; the odd multiplier keeps small seeds apart and away from the all-zero state.
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut values: Vec<f32> = (0..DIM)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect();
-    let norm = values.iter().map(|v| v * v).sum::<f32>().sqrt();
-    values.iter_mut().for_each(|v| *v /= norm);
+    let mut random = fastrand::Rng::with_seed(seed);
+    let mut values: Vec<f32> = (0..DIM).map(|_| random.f32() * 2.0 - 1.0).collect();
+    assert!(normalise(&mut values));
     values
 }
 
@@ -710,17 +703,17 @@ fn compressed_search_reports_similarities_close_to_the_true_cosine() {
     for n in 0..50 {
         let enrolled = unit_vector(100_000 + n);
         let noise = unit_vector(900_000 + n);
-        let along = noise.iter().zip(&enrolled).map(|(a, b)| a * b).sum::<f32>();
+        let along = cosine(&noise, &enrolled);
         let mut query: Vec<f32> = noise
             .iter()
             .zip(&enrolled)
             .map(|(w, e)| w - along * e)
             .collect();
-        let norm = query.iter().map(|v| v * v).sum::<f32>().sqrt();
+        assert!(normalise(&mut query));
         query
             .iter_mut()
             .zip(&enrolled)
-            .for_each(|(q, e)| *q = 0.75 * e + (1.0f32 - 0.75 * 0.75).sqrt() * *q / norm);
+            .for_each(|(q, e)| *q = 0.75 * e + (1.0f32 - 0.75 * 0.75).sqrt() * *q);
         let best = &gallery.search(&query, 1).unwrap()[0];
         if best.id == format!("f-{n:05}") {
             // The 4-bit codes alone are off by about 0.25 here.
