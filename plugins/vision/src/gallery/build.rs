@@ -42,7 +42,7 @@ impl Gallery {
         entry: &FileEntry,
     ) -> Result<Rebuilt, GalleryError> {
         let people = self.roster.len();
-        let mut index = new_index(&self.dir, self.dim, &layout.factory)?;
+        let mut index = new_index(&self.dir, self.dim, &layout.factory())?;
         let mut rescore = new_index(&self.dir, self.dim, RESCORE_INDEX)?;
         let mut sample = self.training_sample(layout, entry)?;
         index

@@ -40,12 +40,12 @@ impl From<GalleryError> for Halt {
     }
 }
 
-/// The hook a commit calls after each step.
+/// The hook a commit calls after each step, with the file that step wrote.
 struct Steps<F>(F);
 
-impl<F: FnMut(CommitStep) -> ControlFlow<()>> Steps<F> {
-    fn reached(&mut self, step: CommitStep) -> Result<(), Halt> {
-        match (self.0)(step) {
+impl<F: FnMut(CommitStep, &Path) -> ControlFlow<()>> Steps<F> {
+    fn reached(&mut self, step: CommitStep, written: &Path) -> Result<(), Halt> {
+        match (self.0)(step, written) {
             ControlFlow::Continue(()) => Ok(()),
             ControlFlow::Break(()) => Err(Halt::Crashed),
         }
@@ -65,30 +65,41 @@ impl Gallery {
     /// generation) when nothing was staged. This is where the index type follows the size: the
     /// new generation gets a trained, compressed index when the gallery reaches
     /// `compress_at` people or has outgrown its training, and an exact one when it falls below.
+    /// Releases the writer's lock, except when the commit fails: the staged changes then stay,
+    /// under the lock, for another try.
     pub fn commit(&mut self) -> Result<u64, GalleryError> {
-        self.commit_with(|_| ControlFlow::Continue(()))
+        self.commit_with(|_, _| ControlFlow::Continue(()))
     }
 
     /// `commit`, with a hook called after each step; a `Break` stops there and leaves the files
     /// exactly as a crash at that point would, which is how the tests exercise recovery.
     pub(super) fn commit_with(
         &mut self,
-        after_step: impl FnMut(CommitStep) -> ControlFlow<()>,
+        after_step: impl FnMut(CommitStep, &Path) -> ControlFlow<()>,
     ) -> Result<u64, GalleryError> {
         if !self.has_staged_changes {
+            self.lock = None;
             return Ok(self.generation);
         }
         let generation = self
             .generation
             .checked_add(1)
             .ok_or_else(|| self.invalid("generation numbers are exhausted"))?;
+        let committed = Gallery::read_generation(&self.dir)?;
+        if committed != self.generation {
+            return Err(self.invalid(&format!(
+                "generation {committed} was committed by a writer that did not take {}, over generation {} this commit would replace; nothing written",
+                super::lock::LOCK_NAME,
+                self.generation
+            )));
+        }
         self.write_generation(generation, after_step)?;
         Ok(self.generation)
     }
 
     /// Writes the empty generation 0 of a new gallery.
     pub(super) fn write_first_generation(&mut self) -> Result<(), GalleryError> {
-        self.write_generation(0, |_| ControlFlow::Continue(()))
+        self.write_generation(0, |_, _| ControlFlow::Continue(()))
     }
 
     /// Writes the in-memory state as `generation` and switches the manifest to it. The files go
@@ -97,10 +108,15 @@ impl Gallery {
     fn write_generation(
         &mut self,
         generation: u64,
-        after_step: impl FnMut(CommitStep) -> ControlFlow<()>,
+        after_step: impl FnMut(CommitStep, &Path) -> ControlFlow<()>,
     ) -> Result<(), GalleryError> {
+        debug_assert!(self.lock.is_some(), "only the lock holder writes");
         match self.write_generation_steps(generation, &mut Steps(after_step)) {
-            Ok(()) | Err(Halt::Crashed) => Ok(()),
+            // A crash releases the lock too.
+            Ok(()) | Err(Halt::Crashed) => {
+                self.lock = None;
+                Ok(())
+            }
             Err(Halt::Failed(error)) => Err(error),
         }
     }
@@ -108,7 +124,7 @@ impl Gallery {
     fn write_generation_steps(
         &mut self,
         generation: u64,
-        steps: &mut Steps<impl FnMut(CommitStep) -> ControlFlow<()>>,
+        steps: &mut Steps<impl FnMut(CommitStep, &Path) -> ControlFlow<()>>,
     ) -> Result<(), Halt> {
         // Removed people's records and rescoring codes go first, in step, so that the files
         // written below hold everyone present at consecutive positions, as `open` expects.
@@ -121,32 +137,56 @@ impl Gallery {
             Rebuild::Exact => false,
             Rebuild::Compressed(_) => true,
         };
+        let dir = self.dir.clone();
         // Leftovers of a crashed commit of this same generation are simply overwritten: no
-        // manifest has ever named them.
-        let vectors_entry = if compressed {
+        // manifest has ever named them, and only the lock holder writes.
+        let vectors = if compressed {
             let entry = self.write_vectors_file(generation)?;
-            steps.reached(CommitStep::VectorsWritten)?;
+            steps.reached(CommitStep::VectorsWritten, &dir.join(&entry.name))?;
             Some(entry)
         } else {
             None
         };
-        let rebuilt = self.rebuild(&plan, vectors_entry.as_ref(), generation)?;
+        let rebuilt = self.rebuild(&plan, vectors.as_ref(), generation)?;
         let next = self.next_index(rebuilt.as_ref());
-        let dir = self.dir.clone();
-        let index_entry = write_index_file(&dir, files::INDEX_FILE.name(generation), next.index)?;
-        steps.reached(CommitStep::IndexWritten)?;
-        let rescore_entry = match next.rescore {
+        let index = write_index_file(&dir, files::INDEX_FILE.name(generation), next.index)?;
+        steps.reached(CommitStep::IndexWritten, &dir.join(&index.name))?;
+        let rescore = match next.rescore {
             Some(rescore) => {
                 let entry = write_index_file(&dir, files::RESCORE_FILE.name(generation), rescore)?;
-                steps.reached(CommitStep::RescoreWritten)?;
+                steps.reached(CommitStep::RescoreWritten, &dir.join(&entry.name))?;
                 Some(entry)
             }
             None => None,
         };
-        let identities_entry = self.write_identities_file(generation)?;
-        steps.reached(CommitStep::IdentitiesWritten)?;
+        let identities = self.write_identities_file(generation)?;
+        steps.reached(CommitStep::IdentitiesWritten, &dir.join(&identities.name))?;
 
-        let manifest = Manifest {
+        let files = ManifestFiles {
+            index,
+            identities,
+            rescore,
+            vectors,
+        };
+        let manifest = self.manifest(generation, &next, files);
+        let manifest_tmp = manifest::write_manifest_tmp(&dir, &manifest)?;
+        steps.reached(CommitStep::ManifestTmpWritten, &manifest_tmp)?;
+
+        // The new files' directory entries must be durable before the manifest naming them is.
+        files::sync_dir(&dir)?;
+        manifest::switch_manifest(&dir, &manifest_tmp)?;
+        // From here readers see the new generation, so this gallery takes it on even if the
+        // final fsync fails.
+        self.adopt(generation, rebuilt, manifest.files);
+        steps.reached(CommitStep::Renamed, &dir.join(manifest::MANIFEST_NAME))?;
+        files::sync_dir(&dir)?;
+        files::remove_stale_files(&dir, generation);
+        tracing::debug!(dir = %dir.display(), generation, people = self.len(), index_type = self.index_type, "committed gallery generation");
+        Ok(())
+    }
+
+    fn manifest(&self, generation: u64, next: &NextIndex<'_>, files: ManifestFiles) -> Manifest {
+        Manifest {
             format: FORMAT_VERSION,
             generation,
             model: self.model.clone(),
@@ -158,28 +198,9 @@ impl Gallery {
                 .and_then(|trained| trained.nprobe)
                 .map(|nprobe| SearchParams { nprobe }),
             next_faiss_id: self.next_faiss_id,
-            files: ManifestFiles {
-                index: index_entry,
-                identities: identities_entry,
-                rescore: rescore_entry,
-                vectors: vectors_entry,
-            },
+            files,
             written_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        };
-        manifest::write_manifest_tmp(&dir, &manifest)?;
-        steps.reached(CommitStep::ManifestTmpWritten)?;
-
-        // The new files' directory entries must be durable before the manifest naming them is.
-        files::sync_dir(&dir)?;
-        manifest::switch_manifest(&dir)?;
-        // From here readers see the new generation, so this gallery takes it on even if the
-        // final fsync fails.
-        self.adopt(generation, rebuilt, manifest.files);
-        steps.reached(CommitStep::Renamed)?;
-        files::sync_dir(&dir)?;
-        files::remove_stale_generations(&dir, generation);
-        tracing::debug!(dir = %dir.display(), generation, people = self.len(), index_type = self.index_type, "committed gallery generation");
-        Ok(())
+        }
     }
 
     /// Everyone's original embedding, as the new generation's vectors file.

@@ -2,6 +2,7 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use thiserror::Error;
 
@@ -14,6 +15,16 @@ pub enum GalleryError {
     NotFound { manifest: PathBuf },
     #[error("{}: a gallery already exists here", manifest.display())]
     AlreadyExists { manifest: PathBuf },
+    /// Files of a gallery are here but not the manifest that says which are current.
+    #[error("{}: gallery damaged, not replaced: {problem}", dir.display())]
+    Damaged { dir: PathBuf, problem: String },
+    /// Another writer holds the gallery's lock and did not commit within the wait.
+    #[error("gallery {} is being changed by another process (pid {}); gave up after {} s", dir.display(), pid.map_or_else(|| "unknown".to_owned(), |pid| pid.to_string()), waited.as_secs_f32())]
+    Busy {
+        dir: PathBuf,
+        pid: Option<u32>,
+        waited: Duration,
+    },
     #[error("{}: cannot {action}: {error}", path.display())]
     Io {
         path: PathBuf,

@@ -2,8 +2,8 @@
 //! switch survive a crash at any point.
 
 use std::fs::{self, File};
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::io::{self, Read, Write};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -46,6 +46,14 @@ impl GenerationFile {
     pub fn name(self, generation: u64) -> String {
         format!("{}{generation}{}", self.prefix, self.suffix)
     }
+}
+
+/// Temporary manifests are named `manifest.json.<random>.tmp`.
+pub(super) const MANIFEST_TMP_PREFIX: &str = "manifest.json.";
+pub(super) const MANIFEST_TMP_SUFFIX: &str = ".tmp";
+
+fn is_manifest_tmp(file_name: &str) -> bool {
+    file_name.starts_with(MANIFEST_TMP_PREFIX) && file_name.ends_with(MANIFEST_TMP_SUFFIX)
 }
 
 /// The generation a file of ours belongs to; `None` for anything else in the directory.
@@ -124,22 +132,15 @@ pub(super) fn entry_for_file(dir: &Path, name: String) -> Result<FileEntry, Gall
     })
 }
 
-/// Checks that a file named by the manifest exists with the recorded size and checksum, and
-/// returns its path.
-pub(super) fn verify_file(dir: &Path, expected: &FileEntry) -> Result<PathBuf, GalleryError> {
-    let path = dir.join(&expected.name);
-    check_size(&path, expected)?;
-    let actual = entry_for_file(dir, expected.name.clone())?;
-    check_sha256(&path, expected, &actual.sha256)?;
-    Ok(path)
-}
-
-/// As `verify_file`, for a file the caller needs in memory anyway.
+/// Reads a file named by the manifest, for a caller that needs it in memory anyway, and checks
+/// its size and checksum.
 pub(super) fn read_verified(dir: &Path, expected: &FileEntry) -> Result<Vec<u8>, GalleryError> {
     let path = dir.join(&expected.name);
     // Checking the size first keeps a swapped-in huge file from being read into memory.
-    check_size(&path, expected)?;
-    let bytes = fs::read(&path).map_err(io_error(&path, "read"))?;
+    let mut file = open_listed(&path, expected)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(expected.bytes).unwrap_or(0));
+    file.read_to_end(&mut bytes)
+        .map_err(io_error(&path, "read"))?;
     check_sha256(
         &path,
         expected,
@@ -148,24 +149,30 @@ pub(super) fn read_verified(dir: &Path, expected: &FileEntry) -> Result<Vec<u8>,
     Ok(bytes)
 }
 
-fn check_size(path: &Path, expected: &FileEntry) -> Result<(), GalleryError> {
-    let actual = match fs::metadata(path) {
-        Ok(metadata) => metadata.len(),
+/// Opens a file named by the manifest and checks that it has the size recorded there.
+pub(super) fn open_listed(path: &Path, expected: &FileEntry) -> Result<File, GalleryError> {
+    let file = match File::open(path) {
+        Ok(file) => file,
         Err(error) if error.kind() == io::ErrorKind::NotFound => {
             return Err(corrupt(path, "missing, but manifest.json names it"));
         }
-        Err(error) => return Err(io_error(path, "stat")(error)),
+        Err(error) => return Err(io_error(path, "open")(error)),
     };
+    let actual = file.metadata().map_err(io_error(path, "stat"))?.len();
     if actual != expected.bytes {
         return Err(corrupt(
             path,
             format!("{actual} bytes, but manifest.json says {}", expected.bytes),
         ));
     }
-    Ok(())
+    Ok(file)
 }
 
-fn check_sha256(path: &Path, expected: &FileEntry, actual: &str) -> Result<(), GalleryError> {
+pub(super) fn check_sha256(
+    path: &Path,
+    expected: &FileEntry,
+    actual: &str,
+) -> Result<(), GalleryError> {
     if !actual.eq_ignore_ascii_case(&expected.sha256) {
         return Err(corrupt(
             path,
@@ -178,10 +185,42 @@ fn check_sha256(path: &Path, expected: &FileEntry, actual: &str) -> Result<(), G
     Ok(())
 }
 
-/// Deletes the files of every generation but the current and the one before it. The one before
-/// stays because a reader may have read the old manifest just before the switch and still be
-/// loading its files. Failures only cost disk space, so they are logged rather than returned.
-pub(super) fn remove_stale_generations(dir: &Path, current: u64) {
+/// Names of the gallery's own files in `dir` (generation files and temporary manifests) other
+/// than the manifest itself, sorted; empty for a directory that does not exist.
+pub(super) fn gallery_files_in(dir: &Path) -> Result<Vec<String>, GalleryError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(io_error(dir, "list")(error)),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_error(dir, "list"))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if generation_of(&name).is_some() || is_manifest_tmp(&name) {
+            names.push(name);
+        }
+    }
+    names.sort_unstable();
+    Ok(names)
+}
+
+/// A few of `names`, for a one-line message.
+pub(super) fn name_list(names: &[String]) -> String {
+    const SHOWN: usize = 4;
+    let mut list = names[..names.len().min(SHOWN)].join(", ");
+    if names.len() > SHOWN {
+        list.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    list
+}
+
+/// Deletes the files of generations older than the one before `current`, and temporary
+/// manifests that crashed writers left. The one before stays because a reader may have read the
+/// old manifest just before the switch and still be loading its files; newer ones are never
+/// touched. Only the lock holder calls this, so no temporary manifest is another writer's work
+/// in progress. Failures only cost disk space, so they are logged rather than returned.
+pub(super) fn remove_stale_files(dir: &Path, current: u64) {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(error) => {
@@ -189,12 +228,17 @@ pub(super) fn remove_stale_generations(dir: &Path, current: u64) {
             return;
         }
     };
+    let keep_from = current.saturating_sub(1);
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(generation) = name.to_str().and_then(generation_of) else {
+        let Some(name) = name.to_str() else {
             continue;
         };
-        if generation == current || Some(generation) == current.checked_sub(1) {
+        let is_stale = match generation_of(name) {
+            Some(generation) => generation < keep_from,
+            None => is_manifest_tmp(name),
+        };
+        if !is_stale {
             continue;
         }
         let path = entry.path();

@@ -2,8 +2,8 @@
 //! generations.
 
 use std::fs::{self, File};
-use std::io::{self, Read};
-use std::path::Path;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -12,7 +12,6 @@ use super::files::{self, FileEntry, corrupt, io_error};
 use super::limits::{dim_problem, model_problem};
 
 pub(super) const MANIFEST_NAME: &str = "manifest.json";
-pub(super) const MANIFEST_TMP_NAME: &str = "manifest.json.tmp";
 pub(super) const FORMAT_VERSION: u32 = 1;
 
 /// A real manifest is well under a kilobyte; a large file there is something else and is not read.
@@ -100,9 +99,7 @@ pub(super) fn read_manifest(dir: &Path) -> Result<Manifest, GalleryError> {
     let path = dir.join(MANIFEST_NAME);
     let file = match File::open(&path) {
         Ok(file) => file,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {
-            return Err(GalleryError::NotFound { manifest: path });
-        }
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Err(missing(dir, path)?),
         Err(error) => return Err(io_error(&path, "open")(error)),
     };
     let mut bytes = Vec::new();
@@ -121,6 +118,21 @@ pub(super) fn read_manifest(dir: &Path) -> Result<Manifest, GalleryError> {
         return Err(corrupt(&path, problem));
     }
     Ok(manifest)
+}
+
+/// A missing manifest: no gallery, or a damaged one if files of one are here.
+fn missing(dir: &Path, manifest: PathBuf) -> Result<GalleryError, GalleryError> {
+    let found = files::gallery_files_in(dir)?;
+    if found.is_empty() {
+        return Ok(GalleryError::NotFound { manifest });
+    }
+    Ok(GalleryError::Damaged {
+        dir: dir.to_path_buf(),
+        problem: format!(
+            "{MANIFEST_NAME} is missing but gallery files are here ({})",
+            files::name_list(&found)
+        ),
+    })
 }
 
 fn manifest_problem(manifest: &Manifest) -> Option<String> {
@@ -169,17 +181,33 @@ fn entry_problem(role: FileRole, entry: &FileEntry) -> Option<String> {
     None
 }
 
-/// Writes the manifest beside the live one; `switch_manifest` makes it the live one.
-pub(super) fn write_manifest_tmp(dir: &Path, manifest: &Manifest) -> Result<(), GalleryError> {
-    let path = dir.join(MANIFEST_TMP_NAME);
-    let mut text = serde_json::to_vec_pretty(manifest)
-        .map_err(|error| corrupt(&path, format!("cannot serialise the manifest: {error}")))?;
+/// Writes the manifest beside the live one, durably, under a name no other writer can have
+/// chosen, and returns its path; `switch_manifest` makes it the live one.
+pub(super) fn write_manifest_tmp(dir: &Path, manifest: &Manifest) -> Result<PathBuf, GalleryError> {
+    let mut text = serde_json::to_vec_pretty(manifest).map_err(|error| {
+        corrupt(
+            &dir.join(MANIFEST_NAME),
+            format!("cannot serialise the manifest: {error}"),
+        )
+    })?;
     text.push(b'\n');
-    files::write_durably(&path, &text)
+    let (mut file, path) = tempfile::Builder::new()
+        .prefix(files::MANIFEST_TMP_PREFIX)
+        .suffix(files::MANIFEST_TMP_SUFFIX)
+        .tempfile_in(dir)
+        .and_then(|file| file.keep().map_err(|error| error.error))
+        .map_err(io_error(dir, "create a temporary manifest"))?;
+    let written = file
+        .write_all(&text)
+        .and_then(|()| file.sync_all())
+        .map_err(io_error(&path, "write"));
+    if written.is_err() {
+        let _ = fs::remove_file(&path);
+    }
+    written.map(|()| path)
 }
 
 /// The commit point: after this rename a reader sees the new generation.
-pub(super) fn switch_manifest(dir: &Path) -> Result<(), GalleryError> {
-    let tmp = dir.join(MANIFEST_TMP_NAME);
-    fs::rename(&tmp, dir.join(MANIFEST_NAME)).map_err(io_error(&tmp, "rename over manifest.json"))
+pub(super) fn switch_manifest(dir: &Path, tmp: &Path) -> Result<(), GalleryError> {
+    fs::rename(tmp, dir.join(MANIFEST_NAME)).map_err(io_error(tmp, "rename over manifest.json"))
 }

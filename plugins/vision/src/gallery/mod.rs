@@ -18,7 +18,9 @@ mod commit;
 mod error;
 mod files;
 mod identities;
+mod index_file;
 mod limits;
+mod lock;
 mod manifest;
 mod open;
 mod openmp;
@@ -28,18 +30,21 @@ mod roster;
 mod search;
 mod staging;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod vectors;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use faiss::index::IndexImpl;
 
 pub use error::GalleryError;
+pub use lock::DEFAULT_LOCK_WAIT;
 pub use policy::{COMPRESS_AT, IndexPolicy, RETRAIN_FACTOR};
 
+use lock::WriteLock;
 use manifest::{FileRole, ManifestFiles};
 use policy::Trained;
 use roster::Roster;
@@ -104,6 +109,10 @@ pub struct Gallery {
     /// so it never pays for a second copy of them.
     listing: OnceLock<Vec<Identity>>,
     has_staged_changes: bool,
+    /// Held from the first staged change (or `open_for_write`) to the commit; staged changes
+    /// exist only while it is held.
+    lock: Option<WriteLock>,
+    lock_wait: Duration,
 }
 
 impl fmt::Debug for Gallery {
@@ -118,6 +127,7 @@ impl fmt::Debug for Gallery {
             .field("policy", &self.policy)
             .field("len", &self.roster.len())
             .field("has_staged_changes", &self.has_staged_changes)
+            .field("holds_lock", &self.lock.is_some())
             .finish_non_exhaustive()
     }
 }

@@ -70,19 +70,27 @@ pub(super) struct Trained {
     pub nprobe: Option<u32>,
 }
 
-/// The compressed index for a given size: its factory strings and search parameters.
+/// The compressed index for a given size: its cells, its codes and how many cells a query probes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct CompressedLayout {
-    /// The first stage, which finds candidates.
-    pub factory: String,
     pub nlist: u32,
     pub nprobe: u32,
+    pub codes: Codes,
 }
 
 impl CompressedLayout {
+    /// The first stage, which finds candidates, in FAISS's factory notation.
+    pub fn factory(&self) -> String {
+        format!("IVF{},{}", self.nlist, self.codes.factory())
+    }
+
     /// What the manifest records: FAISS's own notation for an index with a rescoring stage.
     pub fn index_type(&self) -> String {
-        format!("{},Refine({RESCORE_INDEX})", self.factory)
+        IndexKind::Compressed {
+            nlist: self.nlist,
+            codes: self.codes,
+        }
+        .index_type()
     }
 
     pub fn for_size(dim: u32, people: usize) -> CompressedLayout {
@@ -95,23 +103,89 @@ impl CompressedLayout {
         let nlist = by_size.min(1 << trainable.ilog2());
         let nprobe = ((f64::from(nlist) * PROBE_SHARE).round() as u32).clamp(1, nlist);
         CompressedLayout {
-            factory: format!("IVF{nlist},{}", codes_factory(dim)),
             nlist,
             nprobe,
+            codes: Codes::for_dim(dim),
         }
     }
 }
 
-/// The first stage's codes: 4-bit product quantisation of every 4 dimensions, dim/8 bytes a face
-/// (16 for SFace's 128), scanned with SIMD table look-ups. Its sub-quantiser count must be even;
-/// a dimension that does not allow that, which no face embedder has, falls back to 4-bit scalar
-/// quantisation.
-fn codes_factory(dim: u32) -> String {
-    if dim.is_multiple_of(8) {
-        format!("PQ{}x4fs", dim / 4)
-    } else {
-        "SQ4".to_owned()
+/// The first stage's codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Codes {
+    /// 4-bit product quantisation of every 4 dimensions: dim/8 bytes a face (16 for SFace's
+    /// 128), scanned with SIMD table look-ups; `m` sub-quantisers.
+    FastScanPq { m: u32 },
+    /// 4-bit scalar quantisation, for a dimension whose quarter is odd (fast-scan needs an even
+    /// sub-quantiser count), which no face embedder has.
+    Sq4,
+}
+
+impl Codes {
+    pub fn for_dim(dim: u32) -> Codes {
+        if dim.is_multiple_of(8) {
+            Codes::FastScanPq { m: dim / 4 }
+        } else {
+            Codes::Sq4
+        }
     }
+
+    fn factory(self) -> String {
+        match self {
+            Codes::FastScanPq { m } => format!("PQ{m}x4fs"),
+            Codes::Sq4 => "SQ4".to_owned(),
+        }
+    }
+
+    fn parse(text: &str) -> Option<Codes> {
+        if text == "SQ4" {
+            return Some(Codes::Sq4);
+        }
+        let m = parse_exact(text.strip_prefix("PQ")?.strip_suffix("x4fs")?)?;
+        Some(Codes::FastScanPq { m })
+    }
+}
+
+/// The kind of index a manifest's `index_type` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum IndexKind {
+    Exact,
+    /// An IVF index of `nlist` cells with `codes`, rescored from a separate SQ6 stage.
+    Compressed {
+        nlist: u32,
+        codes: Codes,
+    },
+}
+
+impl IndexKind {
+    pub fn index_type(self) -> String {
+        match self {
+            IndexKind::Exact => EXACT_INDEX.to_owned(),
+            IndexKind::Compressed { nlist, codes } => {
+                format!("IVF{nlist},{},Refine({RESCORE_INDEX})", codes.factory())
+            }
+        }
+    }
+
+    /// The kind an `index_type` names, if this build writes such an index for `dim`
+    /// dimensions; the text must be exactly as this build writes it.
+    pub fn parse(index_type: &str, dim: u32) -> Option<IndexKind> {
+        if index_type == EXACT_INDEX {
+            return Some(IndexKind::Exact);
+        }
+        let first_stage = index_type.strip_suffix(&format!(",Refine({RESCORE_INDEX})"))?;
+        let (cells, codes) = first_stage.strip_prefix("IVF")?.split_once(',')?;
+        let nlist = parse_exact(cells)?;
+        let codes = Codes::parse(codes)?;
+        let is_ours = (1..=MAX_LISTS).contains(&nlist) && codes == Codes::for_dim(dim);
+        is_ours.then_some(IndexKind::Compressed { nlist, codes })
+    }
+}
+
+/// A number written exactly as `format!` writes it (no sign, no leading zeros).
+fn parse_exact(text: &str) -> Option<u32> {
+    let number: u32 = text.parse().ok()?;
+    (number.to_string() == text).then_some(number)
 }
 
 /// The index the next generation should have.

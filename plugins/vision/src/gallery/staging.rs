@@ -7,6 +7,7 @@ use faiss::selector::IdSelector;
 use faiss::{Idx, Index};
 
 use super::limits::{MAX_LABEL_CHARS, UNIT_NORM_TOLERANCE, id_problem, norm, text_problem};
+use super::lock::WriteLock;
 use super::openmp::OneThread;
 use super::{Gallery, GalleryError};
 
@@ -17,6 +18,9 @@ impl Gallery {
     /// unless `replace`. A replaced person gets a new FAISS id and enrolment time. A compressed
     /// index takes the new face without retraining; `commit` retrains when the gallery has
     /// outgrown it.
+    ///
+    /// The first change staged takes the writer's lock (see `begin_change`), which `commit`
+    /// releases.
     pub fn enroll(
         &mut self,
         id: &str,
@@ -26,6 +30,7 @@ impl Gallery {
         replace: bool,
     ) -> Result<(), GalleryError> {
         self.check_enrolment(id, label, model, embedding)?;
+        self.begin_change()?;
         let replaced_faiss_id = self.roster.faiss_id_of(id);
         if replaced_faiss_id.is_some() && !replace {
             return Err(GalleryError::AlreadyEnrolled {
@@ -66,8 +71,10 @@ impl Gallery {
     }
 
     /// Stages removal; Ok(false) if the id was not enrolled. The vector leaves the index, so the
-    /// person stops matching at once in this process and, after commit, everywhere.
+    /// person stops matching at once in this process and, after commit, everywhere. Takes the
+    /// writer's lock as `enroll` does, and answers for the gallery as it is under it.
     pub fn remove(&mut self, id: &str) -> Result<bool, GalleryError> {
+        self.begin_change()?;
         let Some(faiss_id) = self.roster.faiss_id_of(id) else {
             return Ok(false);
         };
@@ -75,6 +82,31 @@ impl Gallery {
         self.roster.remove(id);
         self.staged();
         Ok(true)
+    }
+
+    /// Takes the writer's lock, waiting up to `lock_wait` for another writer's commit, unless it
+    /// is held already. If another writer committed since this gallery was read, it is read
+    /// again first, so that the change is made to the generation the commit will replace: a
+    /// removal is never undone, nor an enrolment lost, by a writer that read an older one.
+    fn begin_change(&mut self) -> Result<(), GalleryError> {
+        if self.lock.is_some() {
+            return Ok(());
+        }
+        debug_assert!(
+            !self.has_staged_changes,
+            "changes are staged only under the lock"
+        );
+        let lock = WriteLock::acquire(&self.dir, self.lock_wait)?;
+        let committed = Gallery::read_generation(&self.dir)?;
+        if committed != self.generation {
+            tracing::info!(dir = %self.dir.display(), read = self.generation, committed, "the gallery changed since it was read; reading it again");
+            let (policy, lock_wait) = (self.policy, self.lock_wait);
+            *self = Gallery::open(&self.dir)?;
+            self.policy = policy;
+            self.lock_wait = lock_wait;
+        }
+        self.lock = Some(lock);
+        Ok(())
     }
 
     /// Refuses what `enroll` refuses regardless of who is enrolled.
