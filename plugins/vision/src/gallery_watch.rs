@@ -199,4 +199,66 @@ mod tests {
         std::thread::sleep(Duration::from_millis(50));
         assert!(watcher.try_update().is_none(), "a failure is reported once");
     }
+
+    /// Enrols `id` and commits, then crafts the new index file (with checksums to match) so
+    /// that FAISS's Rust binding would panic on it: an unknown metric type (L1, and the metric
+    /// argument FAISS then reads).
+    fn commit_crafted(gallery: &mut Gallery, id: &str, seed: usize) -> u64 {
+        gallery.enroll(id, "", "m", &unit(seed, 8), false).unwrap();
+        let generation = gallery.commit().unwrap();
+        let index = gallery.dir().join(format!("index-{generation}.faiss"));
+        let mut bytes = std::fs::read(&index).unwrap();
+        bytes[33..37].copy_from_slice(&2i32.to_le_bytes());
+        bytes.splice(37..37, 0f32.to_le_bytes());
+        std::fs::write(&index, bytes).unwrap();
+        crate::gallery::tests::rewrite_checksums(gallery.dir());
+        generation
+    }
+
+    #[test]
+    fn a_refused_generation_is_reported_and_the_next_good_one_delivered() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut gallery = Gallery::create(dir.path(), "m", 8).unwrap();
+        // Crafted before the watcher starts (following generation 0), so that it never sees
+        // the honest generation the crafted one was made from.
+        let crafted = commit_crafted(&mut gallery, "p-1", 1);
+        let watcher =
+            GalleryWatcher::spawn(dir.path().to_path_buf(), 0, Duration::from_millis(10)).unwrap();
+        let error = wait_for_update(&watcher).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains(&format!("index-{crafted}.faiss"))
+                && message.contains("metric type 2"),
+            "{message}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(watcher.try_update().is_none(), "a refusal is reported once");
+
+        gallery.enroll("p-2", "", "m", &unit(2, 8), false).unwrap();
+        let good = gallery.commit().unwrap();
+        let loaded = wait_for_update(&watcher).unwrap();
+        assert_eq!((loaded.generation(), loaded.len()), (good, 2));
+    }
+
+    #[test]
+    fn follow_refuses_a_generation_of_another_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let gallery = Gallery::create(dir.path(), "m", 8).unwrap();
+        let watcher = GalleryWatcher::follow(&gallery, Duration::from_millis(10)).unwrap();
+        // Another model's generation 1 swapped in, its manifest last, as a commit would.
+        let elsewhere = tempfile::tempdir().unwrap();
+        let mut other = Gallery::create(elsewhere.path(), "other-model", 8).unwrap();
+        other
+            .enroll("p-1", "", "other-model", &unit(1, 8), false)
+            .unwrap();
+        other.commit().unwrap();
+        for name in ["index-1.faiss", "identities-1.json", "manifest.json"] {
+            std::fs::rename(elsewhere.path().join(name), dir.path().join(name)).unwrap();
+        }
+        let error = wait_for_update(&watcher).unwrap_err();
+        assert!(
+            matches!(error, GalleryError::ModelMismatch { .. }),
+            "{error}"
+        );
+    }
 }

@@ -13,6 +13,7 @@ use super::index_file::{self, CheckedIndex, Expected};
 use super::limits::{dim_problem, model_problem};
 use super::lock::{DEFAULT_LOCK_WAIT, LOCK_NAME, WriteLock};
 use super::manifest::{self, MANIFEST_NAME, Manifest, ManifestFiles};
+use super::openmp::OneThread;
 use super::policy::{EXACT_INDEX, IndexKind, IndexPolicy, Trained};
 use super::roster::Roster;
 use super::{Gallery, GalleryError, faiss_path, files, identities};
@@ -342,6 +343,9 @@ fn read_checked(
     action: &'static str,
 ) -> Result<IndexImpl, GalleryError> {
     let faiss_file = checked.faiss_path();
+    // Reading is sequential file I/O; the set-up FAISS runs in parallel after it (precomputed
+    // tables) is small, and on busy cores waits for descheduled threads (see openmp.rs).
+    let _one_thread = OneThread::new();
     read_index(faiss_path(&faiss_file)?).map_err(|error| GalleryError::Faiss {
         path: path.to_path_buf(),
         action,
