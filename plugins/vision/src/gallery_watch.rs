@@ -1,7 +1,7 @@
 //! Following a gallery directory from a background thread, so the video thread switches to a new
 //! generation without ever waiting for it to load.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -18,16 +18,60 @@ pub struct GalleryWatcher {
     updates: Receiver<Result<Gallery, GalleryError>>,
 }
 
+/// What every generation the watcher loads must be: of the model and dimension of the one the
+/// caller started with, so that a gallery swapped for another model's is refused, not searched.
+#[derive(Clone, Debug)]
+struct Requirement {
+    model: String,
+    dim: u32,
+}
+
 impl GalleryWatcher {
-    /// Watches `dir`, which currently holds `generation`, every `poll`.
+    /// Follows the directory of `gallery`, which the caller has open, every `poll`; a new
+    /// generation of another model or dimension is refused (reported, and the caller keeps its
+    /// gallery) before its index is read.
+    pub fn follow(gallery: &Gallery, poll: Duration) -> std::io::Result<Self> {
+        let requirement = Requirement {
+            model: gallery.model().to_owned(),
+            dim: gallery.dim(),
+        };
+        Self::start(
+            gallery.dir().to_path_buf(),
+            gallery.generation(),
+            poll,
+            Some(requirement),
+        )
+    }
+
+    /// Watches `dir`, which currently holds `generation`, every `poll`. Every new generation is
+    /// checked as `Gallery::open` checks it, but may be of any model; `follow` also requires the
+    /// caller's.
     pub fn spawn(dir: PathBuf, generation: u64, poll: Duration) -> std::io::Result<Self> {
+        Self::start(dir, generation, poll, None)
+    }
+
+    fn start(
+        dir: PathBuf,
+        generation: u64,
+        poll: Duration,
+        requirement: Option<Requirement>,
+    ) -> std::io::Result<Self> {
         let stop: StopFlag = Arc::new((Mutex::new(false), Condvar::new()));
         // One pending update at most: a newer one is loaded again once the caller has taken it.
         let (sender, updates) = sync_channel(1);
         let thread_stop = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("fg-gallery-watch".into())
-            .spawn(move || watch(&dir, generation, poll, &thread_stop, &sender))?;
+            .spawn(move || {
+                watch(
+                    &dir,
+                    generation,
+                    poll,
+                    requirement.as_ref(),
+                    &thread_stop,
+                    &sender,
+                )
+            })?;
         Ok(GalleryWatcher {
             stop,
             thread: Some(thread),
@@ -53,9 +97,10 @@ impl Drop for GalleryWatcher {
 }
 
 fn watch(
-    dir: &std::path::Path,
+    dir: &Path,
     mut current: u64,
     poll: Duration,
+    requirement: Option<&Requirement>,
     stop: &StopFlag,
     sender: &SyncSender<Result<Gallery, GalleryError>>,
 ) {
@@ -71,32 +116,37 @@ fn watch(
                 return;
             }
         }
-        let update = match Gallery::read_generation(dir) {
+        let (generation, update) = match Gallery::read_generation(dir) {
             Ok(generation) if generation == current => continue,
-            Ok(generation) => Gallery::open(dir).map(|gallery| (generation, gallery)),
-            Err(e) => Err(e),
+            Ok(generation) => (generation, open(dir, requirement)),
+            // A commit in progress can make a read fail once; it is reported as failing
+            // "generation" u64::MAX, once, and retried quietly.
+            Err(error) => (u64::MAX, Err(error)),
         };
-        let message = match update {
-            Ok((generation, gallery)) => {
-                current = generation;
-                reported_failure = None;
-                Ok(gallery)
-            }
-            // A commit in progress can make a read fail once; report each failing generation
-            // once and keep retrying quietly.
-            Err(e) => {
-                let failing = Gallery::read_generation(dir).unwrap_or(u64::MAX);
-                if reported_failure == Some(failing) {
-                    continue;
+        if update.is_err() && reported_failure == Some(generation) {
+            continue;
+        }
+        let loaded = update.as_ref().map(Gallery::generation).ok();
+        // The caller's gallery stays in use whatever happens here; what is not delivered now
+        // (one pending update at most) is loaded again once the caller has taken the last.
+        match sender.try_send(update) {
+            Ok(()) => match loaded {
+                Some(loaded) => {
+                    current = loaded;
+                    reported_failure = None;
                 }
-                reported_failure = Some(failing);
-                Err(e)
-            }
-        };
-        match sender.try_send(message) {
-            Ok(()) | Err(TrySendError::Full(_)) => {}
+                None => reported_failure = Some(generation),
+            },
+            Err(TrySendError::Full(_)) => {}
             Err(TrySendError::Disconnected(_)) => return,
         }
+    }
+}
+
+fn open(dir: &Path, requirement: Option<&Requirement>) -> Result<Gallery, GalleryError> {
+    match requirement {
+        Some(required) => Gallery::open_matching(dir, &required.model, required.dim),
+        None => Gallery::open(dir),
     }
 }
 
@@ -148,5 +198,67 @@ mod tests {
         assert!(error.to_string().contains("manifest.json"), "{error}");
         std::thread::sleep(Duration::from_millis(50));
         assert!(watcher.try_update().is_none(), "a failure is reported once");
+    }
+
+    /// Enrols `id` and commits, then crafts the new index file (with checksums to match) so
+    /// that FAISS's Rust binding would panic on it: an unknown metric type (L1, and the metric
+    /// argument FAISS then reads).
+    fn commit_crafted(gallery: &mut Gallery, id: &str, seed: usize) -> u64 {
+        gallery.enroll(id, "", "m", &unit(seed, 8), false).unwrap();
+        let generation = gallery.commit().unwrap();
+        let index = gallery.dir().join(format!("index-{generation}.faiss"));
+        let mut bytes = std::fs::read(&index).unwrap();
+        bytes[33..37].copy_from_slice(&2i32.to_le_bytes());
+        bytes.splice(37..37, 0f32.to_le_bytes());
+        std::fs::write(&index, bytes).unwrap();
+        crate::gallery::tests::rewrite_checksums(gallery.dir());
+        generation
+    }
+
+    #[test]
+    fn a_refused_generation_is_reported_and_the_next_good_one_delivered() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut gallery = Gallery::create(dir.path(), "m", 8).unwrap();
+        // Crafted before the watcher starts (following generation 0), so that it never sees
+        // the honest generation the crafted one was made from.
+        let crafted = commit_crafted(&mut gallery, "p-1", 1);
+        let watcher =
+            GalleryWatcher::spawn(dir.path().to_path_buf(), 0, Duration::from_millis(10)).unwrap();
+        let error = wait_for_update(&watcher).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains(&format!("index-{crafted}.faiss"))
+                && message.contains("metric type 2"),
+            "{message}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(watcher.try_update().is_none(), "a refusal is reported once");
+
+        gallery.enroll("p-2", "", "m", &unit(2, 8), false).unwrap();
+        let good = gallery.commit().unwrap();
+        let loaded = wait_for_update(&watcher).unwrap();
+        assert_eq!((loaded.generation(), loaded.len()), (good, 2));
+    }
+
+    #[test]
+    fn follow_refuses_a_generation_of_another_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let gallery = Gallery::create(dir.path(), "m", 8).unwrap();
+        let watcher = GalleryWatcher::follow(&gallery, Duration::from_millis(10)).unwrap();
+        // Another model's generation 1 swapped in, its manifest last, as a commit would.
+        let elsewhere = tempfile::tempdir().unwrap();
+        let mut other = Gallery::create(elsewhere.path(), "other-model", 8).unwrap();
+        other
+            .enroll("p-1", "", "other-model", &unit(1, 8), false)
+            .unwrap();
+        other.commit().unwrap();
+        for name in ["index-1.faiss", "identities-1.json", "manifest.json"] {
+            std::fs::rename(elsewhere.path().join(name), dir.path().join(name)).unwrap();
+        }
+        let error = wait_for_update(&watcher).unwrap_err();
+        assert!(
+            matches!(error, GalleryError::ModelMismatch { .. }),
+            "{error}"
+        );
     }
 }

@@ -18,7 +18,7 @@ pub mod tracker;
 pub mod yunet;
 
 pub use detector::{Detector, DetectorConfig};
-pub use embedder::Embedder;
+pub use embedder::{Embedder, cosine};
 pub use frame::{ChromaSiting, Frame, PixelFormat, YuvMatrix};
 pub use geometry::{Face, Rect};
 pub use runtime::ModelError;

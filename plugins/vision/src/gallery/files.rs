@@ -1,61 +1,16 @@
-//! The gallery's on-disk format: the manifest, the checksummed files of each generation, and the
-//! durable-write steps that let a generation switch survive a crash at any point.
+//! The checksummed files of each generation, and the durable-write steps that let a generation
+//! switch survive a crash at any point.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::GalleryError;
 
-pub(super) const MANIFEST_NAME: &str = "manifest.json";
-pub(super) const MANIFEST_TMP_NAME: &str = "manifest.json.tmp";
-pub(super) const FORMAT_VERSION: u32 = 1;
-
-/// A real manifest is well under a kilobyte; a large file there is something else and is not read.
-const MANIFEST_MAX_BYTES: u64 = 64 * 1024;
-
-/// The only pointer to the current generation; replacing it is what switches generations.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(super) struct Manifest {
-    pub format: u32,
-    pub generation: u64,
-    pub model: String,
-    pub dim: u32,
-    pub index_type: String,
-    /// How many people a compressed index was trained for; absent for the exact index (and in
-    /// manifests written before compressed indexes existed).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub trained_for: Option<u64>,
-    /// Search parameters set on the index when it is opened; absent for the exact index.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub search: Option<SearchParams>,
-    pub next_faiss_id: i64,
-    pub files: ManifestFiles,
-    pub written_at: String,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(super) struct SearchParams {
-    /// IVF cells searched per query.
-    pub nprobe: u32,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(super) struct ManifestFiles {
-    pub index: FileEntry,
-    pub identities: FileEntry,
-    /// A compressed index's second stage: everyone's embedding at 6 bits a value, in FAISS id
-    /// order, to rescore the candidates the first stage finds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rescore: Option<FileEntry>,
-    /// The original embeddings, kept for retraining; only compressed galleries have them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vectors: Option<FileEntry>,
-}
-
+/// A file of a generation as the manifest lists it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct FileEntry {
     pub name: String,
@@ -93,6 +48,14 @@ impl GenerationFile {
     }
 }
 
+/// Temporary manifests are named `manifest.json.<random>.tmp`.
+pub(super) const MANIFEST_TMP_PREFIX: &str = "manifest.json.";
+pub(super) const MANIFEST_TMP_SUFFIX: &str = ".tmp";
+
+fn is_manifest_tmp(file_name: &str) -> bool {
+    file_name.starts_with(MANIFEST_TMP_PREFIX) && file_name.ends_with(MANIFEST_TMP_SUFFIX)
+}
+
 /// The generation a file of ours belongs to; `None` for anything else in the directory.
 fn generation_of(file_name: &str) -> Option<u64> {
     [INDEX_FILE, IDENTITIES_FILE, RESCORE_FILE, VECTORS_FILE]
@@ -118,108 +81,11 @@ pub(super) fn io_error(
     }
 }
 
-fn corrupt(path: &Path, problem: impl Into<String>) -> GalleryError {
+pub(super) fn corrupt(path: &Path, problem: impl Into<String>) -> GalleryError {
     GalleryError::Corrupt {
         path: path.to_path_buf(),
         problem: problem.into(),
     }
-}
-
-/// Reads and sanity-checks `dir/manifest.json`; it does not look at the files it names.
-pub(super) fn read_manifest(dir: &Path) -> Result<Manifest, GalleryError> {
-    let path = dir.join(MANIFEST_NAME);
-    let file = match File::open(&path) {
-        Ok(file) => file,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {
-            return Err(GalleryError::NotFound { manifest: path });
-        }
-        Err(error) => return Err(io_error(&path, "open")(error)),
-    };
-    let mut bytes = Vec::new();
-    file.take(MANIFEST_MAX_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io_error(&path, "read"))?;
-    if bytes.len() as u64 > MANIFEST_MAX_BYTES {
-        return Err(corrupt(
-            &path,
-            format!("larger than {MANIFEST_MAX_BYTES} bytes, so not a gallery manifest"),
-        ));
-    }
-    let manifest: Manifest = serde_json::from_slice(&bytes)
-        .map_err(|error| corrupt(&path, format!("not a valid gallery manifest: {error}")))?;
-    if let Some(problem) = manifest_problem(&manifest) {
-        return Err(corrupt(&path, problem));
-    }
-    Ok(manifest)
-}
-
-fn manifest_problem(manifest: &Manifest) -> Option<String> {
-    if manifest.format != FORMAT_VERSION {
-        return Some(format!(
-            "format {} is not supported (this build reads format {FORMAT_VERSION})",
-            manifest.format
-        ));
-    }
-    if let Some(problem) = super::model_problem(&manifest.model) {
-        return Some(format!("model: {problem}"));
-    }
-    if let Some(problem) = super::dim_problem(manifest.dim) {
-        return Some(format!("dim: {problem}"));
-    }
-    if manifest.next_faiss_id < 0 {
-        return Some(format!(
-            "next_faiss_id {} is negative",
-            manifest.next_faiss_id
-        ));
-    }
-    let files = [
-        Some(("index", &manifest.files.index)),
-        Some(("identities", &manifest.files.identities)),
-        manifest
-            .files
-            .rescore
-            .as_ref()
-            .map(|entry| ("rescore", entry)),
-        manifest
-            .files
-            .vectors
-            .as_ref()
-            .map(|entry| ("vectors", entry)),
-    ];
-    for (role, entry) in files.into_iter().flatten() {
-        // The name is joined to the gallery directory, so it must not be able to point elsewhere.
-        let is_plain_name = !entry.name.is_empty()
-            && entry.name != "."
-            && entry.name != ".."
-            && !entry.name.contains(['/', '\\', '\0']);
-        if !is_plain_name {
-            return Some(format!(
-                "files.{role}.name {:?} is not a plain file name",
-                entry.name
-            ));
-        }
-        let is_sha256_hex =
-            entry.sha256.len() == 64 && entry.sha256.bytes().all(|b| b.is_ascii_hexdigit());
-        if !is_sha256_hex {
-            return Some(format!("files.{role}.sha256 is not 64 hex digits"));
-        }
-    }
-    None
-}
-
-/// Writes the manifest beside the live one; `switch_manifest` makes it the live one.
-pub(super) fn write_manifest_tmp(dir: &Path, manifest: &Manifest) -> Result<(), GalleryError> {
-    let path = dir.join(MANIFEST_TMP_NAME);
-    let mut text = serde_json::to_vec_pretty(manifest)
-        .map_err(|error| corrupt(&path, format!("cannot serialise the manifest: {error}")))?;
-    text.push(b'\n');
-    write_durably(&path, &text)
-}
-
-/// The commit point: after this rename a reader sees the new generation.
-pub(super) fn switch_manifest(dir: &Path) -> Result<(), GalleryError> {
-    let tmp = dir.join(MANIFEST_TMP_NAME);
-    fs::rename(&tmp, dir.join(MANIFEST_NAME)).map_err(io_error(&tmp, "rename over manifest.json"))
 }
 
 /// Writes a whole file and forces it to disk before returning, so that a manifest written later
@@ -266,22 +132,15 @@ pub(super) fn entry_for_file(dir: &Path, name: String) -> Result<FileEntry, Gall
     })
 }
 
-/// Checks that a file named by the manifest exists with the recorded size and checksum, and
-/// returns its path.
-pub(super) fn verify_file(dir: &Path, expected: &FileEntry) -> Result<PathBuf, GalleryError> {
-    let path = dir.join(&expected.name);
-    check_size(&path, expected)?;
-    let actual = entry_for_file(dir, expected.name.clone())?;
-    check_sha256(&path, expected, &actual.sha256)?;
-    Ok(path)
-}
-
-/// As `verify_file`, for a file the caller needs in memory anyway.
+/// Reads a file named by the manifest, for a caller that needs it in memory anyway, and checks
+/// its size and checksum.
 pub(super) fn read_verified(dir: &Path, expected: &FileEntry) -> Result<Vec<u8>, GalleryError> {
     let path = dir.join(&expected.name);
     // Checking the size first keeps a swapped-in huge file from being read into memory.
-    check_size(&path, expected)?;
-    let bytes = fs::read(&path).map_err(io_error(&path, "read"))?;
+    let mut file = open_listed(&path, expected)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(expected.bytes).unwrap_or(0));
+    file.read_to_end(&mut bytes)
+        .map_err(io_error(&path, "read"))?;
     check_sha256(
         &path,
         expected,
@@ -290,24 +149,30 @@ pub(super) fn read_verified(dir: &Path, expected: &FileEntry) -> Result<Vec<u8>,
     Ok(bytes)
 }
 
-fn check_size(path: &Path, expected: &FileEntry) -> Result<(), GalleryError> {
-    let actual = match fs::metadata(path) {
-        Ok(metadata) => metadata.len(),
+/// Opens a file named by the manifest and checks that it has the size recorded there.
+pub(super) fn open_listed(path: &Path, expected: &FileEntry) -> Result<File, GalleryError> {
+    let file = match File::open(path) {
+        Ok(file) => file,
         Err(error) if error.kind() == io::ErrorKind::NotFound => {
             return Err(corrupt(path, "missing, but manifest.json names it"));
         }
-        Err(error) => return Err(io_error(path, "stat")(error)),
+        Err(error) => return Err(io_error(path, "open")(error)),
     };
+    let actual = file.metadata().map_err(io_error(path, "stat"))?.len();
     if actual != expected.bytes {
         return Err(corrupt(
             path,
             format!("{actual} bytes, but manifest.json says {}", expected.bytes),
         ));
     }
-    Ok(())
+    Ok(file)
 }
 
-fn check_sha256(path: &Path, expected: &FileEntry, actual: &str) -> Result<(), GalleryError> {
+pub(super) fn check_sha256(
+    path: &Path,
+    expected: &FileEntry,
+    actual: &str,
+) -> Result<(), GalleryError> {
     if !actual.eq_ignore_ascii_case(&expected.sha256) {
         return Err(corrupt(
             path,
@@ -320,10 +185,42 @@ fn check_sha256(path: &Path, expected: &FileEntry, actual: &str) -> Result<(), G
     Ok(())
 }
 
-/// Deletes the files of every generation but the current and the one before it. The one before
-/// stays because a reader may have read the old manifest just before the switch and still be
-/// loading its files. Failures only cost disk space, so they are logged rather than returned.
-pub(super) fn remove_stale_generations(dir: &Path, current: u64) {
+/// Names of the gallery's own files in `dir` (generation files and temporary manifests) other
+/// than the manifest itself, sorted; empty for a directory that does not exist.
+pub(super) fn gallery_files_in(dir: &Path) -> Result<Vec<String>, GalleryError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(io_error(dir, "list")(error)),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_error(dir, "list"))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if generation_of(&name).is_some() || is_manifest_tmp(&name) {
+            names.push(name);
+        }
+    }
+    names.sort_unstable();
+    Ok(names)
+}
+
+/// A few of `names`, for a one-line message.
+pub(super) fn name_list(names: &[String]) -> String {
+    const SHOWN: usize = 4;
+    let mut list = names[..names.len().min(SHOWN)].join(", ");
+    if names.len() > SHOWN {
+        list.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    list
+}
+
+/// Deletes the files of generations older than the one before `current`, and temporary
+/// manifests that crashed writers left. The one before stays because a reader may have read the
+/// old manifest just before the switch and still be loading its files; newer ones are never
+/// touched. Only the lock holder calls this, so no temporary manifest is another writer's work
+/// in progress. Failures only cost disk space, so they are logged rather than returned.
+pub(super) fn remove_stale_files(dir: &Path, current: u64) {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(error) => {
@@ -331,12 +228,17 @@ pub(super) fn remove_stale_generations(dir: &Path, current: u64) {
             return;
         }
     };
+    let keep_from = current.saturating_sub(1);
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(generation) = name.to_str().and_then(generation_of) else {
+        let Some(name) = name.to_str() else {
             continue;
         };
-        if generation == current || Some(generation) == current.checked_sub(1) {
+        let is_stale = match generation_of(name) {
+            Some(generation) => generation < keep_from,
+            None => is_manifest_tmp(name),
+        };
+        if !is_stale {
             continue;
         }
         let path = entry.path();

@@ -5,7 +5,9 @@ use std::path::Path;
 
 use tempfile::TempDir;
 
+use super::commit::CommitStep;
 use super::*;
+use crate::embedder::{cosine, normalise};
 
 const MODEL: &str = "sface-2021dec-test";
 const DIM: u32 = 128;
@@ -13,18 +15,9 @@ const DIM: u32 = 128;
 /// A deterministic pseudo-random unit vector: different seeds give nearly orthogonal vectors in
 /// 128 dimensions, so each person is unambiguously their own best match.
 fn unit_vector(seed: u64) -> Vec<f32> {
-    // xorshift64; the odd multiplier keeps small seeds apart and away from the all-zero state.
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut values: Vec<f32> = (0..DIM)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect();
-    let norm = values.iter().map(|v| v * v).sum::<f32>().sqrt();
-    values.iter_mut().for_each(|v| *v /= norm);
+    let mut random = fastrand::Rng::with_seed(seed);
+    let mut values: Vec<f32> = (0..DIM).map(|_| random.f32() * 2.0 - 1.0).collect();
+    assert!(normalise(&mut values));
     values
 }
 
@@ -58,6 +51,25 @@ fn file_names(dir: &Path) -> BTreeSet<String> {
         .unwrap()
         .map(|entry| entry.unwrap().file_name().into_string().unwrap())
         .collect()
+}
+
+/// Makes manifest.json's sizes and checksums match the files as they are now, as someone
+/// crafting a gallery would, so that what a file holds is what gets checked.
+pub(crate) fn rewrite_checksums(dir: &Path) {
+    use sha2::{Digest, Sha256};
+    let mut manifest = manifest_json(dir);
+    let files = manifest["files"].as_object_mut().unwrap();
+    for entry in files.values_mut() {
+        let name = entry["name"].as_str().unwrap().to_owned();
+        let bytes = fs::read(dir.join(&name)).unwrap();
+        entry["sha256"] = format!("{:x}", Sha256::digest(&bytes)).into();
+        entry["bytes"] = bytes.len().into();
+    }
+    fs::write(
+        dir.join("manifest.json"),
+        serde_json::to_vec_pretty(&manifest).unwrap(),
+    )
+    .unwrap();
 }
 
 fn assert_one_line_naming(error: &GalleryError, file: &str) {
@@ -451,6 +463,7 @@ fn only_the_current_and_previous_generations_stay_on_disk() {
         "index-3.faiss",
         "index-4.faiss",
         "manifest.json",
+        "writer.lock",
     ]
     .map(String::from)
     .into();
@@ -549,24 +562,13 @@ fn crash_during_commit(sizes: Sizes, step: CommitStep, torn: bool) {
     enroll_seeded(&mut gallery, "p-005", 5);
     let mut reached = Vec::new();
     gallery
-        .commit_with(|at| {
+        .commit_with(|at, written| {
             reached.push(at);
             if at != step {
                 return ControlFlow::Continue(());
             }
-            let written = match step {
-                CommitStep::VectorsWritten => "vectors-2.f32",
-                CommitStep::IndexWritten => "index-2.faiss",
-                CommitStep::RescoreWritten => "rescore-2.faiss",
-                CommitStep::IdentitiesWritten => "identities-2.json",
-                CommitStep::ManifestTmpWritten => "manifest.json.tmp",
-                CommitStep::Renamed => "manifest.json",
-            };
             if torn {
-                let file = fs::OpenOptions::new()
-                    .write(true)
-                    .open(dir.join(written))
-                    .unwrap();
+                let file = fs::OpenOptions::new().write(true).open(written).unwrap();
                 let half = file.metadata().unwrap().len() / 2;
                 file.set_len(half).unwrap();
             }
@@ -617,6 +619,7 @@ fn crash_during_commit(sizes: Sizes, step: CommitStep, torn: bool) {
             .chain(generation_files(generation, sizes != Sizes::Exact))
             .collect();
     expected_files.insert("manifest.json".to_owned());
+    expected_files.insert("writer.lock".to_owned());
     assert_eq!(file_names(&dir), expected_files, "{context}");
 }
 
@@ -710,17 +713,17 @@ fn compressed_search_reports_similarities_close_to_the_true_cosine() {
     for n in 0..50 {
         let enrolled = unit_vector(100_000 + n);
         let noise = unit_vector(900_000 + n);
-        let along = noise.iter().zip(&enrolled).map(|(a, b)| a * b).sum::<f32>();
+        let along = cosine(&noise, &enrolled);
         let mut query: Vec<f32> = noise
             .iter()
             .zip(&enrolled)
             .map(|(w, e)| w - along * e)
             .collect();
-        let norm = query.iter().map(|v| v * v).sum::<f32>().sqrt();
+        assert!(normalise(&mut query));
         query
             .iter_mut()
             .zip(&enrolled)
-            .for_each(|(q, e)| *q = 0.75 * e + (1.0f32 - 0.75 * 0.75).sqrt() * *q / norm);
+            .for_each(|(q, e)| *q = 0.75 * e + (1.0f32 - 0.75 * 0.75).sqrt() * *q);
         let best = &gallery.search(&query, 1).unwrap()[0];
         if best.id == format!("f-{n:05}") {
             // The 4-bit codes alone are off by about 0.25 here.
@@ -927,3 +930,8 @@ fn gallery_can_move_between_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Gallery>();
 }
+
+mod concurrent;
+mod crafted;
+mod damage;
+mod mutated;

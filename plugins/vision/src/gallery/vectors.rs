@@ -97,7 +97,7 @@ impl VectorsWriter {
 /// commit that reads it switches the manifest only after that.
 pub(super) struct VectorsReader {
     path: PathBuf,
-    expected_sha256: String,
+    entry: FileEntry,
     file: BufReader<File>,
     hasher: Sha256,
     dim: usize,
@@ -112,32 +112,17 @@ impl VectorsReader {
             path: path.clone(),
             problem,
         };
-        let file = match File::open(&path) {
-            Ok(file) => file,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                return Err(corrupt("missing, but manifest.json names it".to_owned()));
-            }
-            Err(error) => return Err(files::io_error(&path, "open")(error)),
-        };
-        let actual = file
-            .metadata()
-            .map_err(files::io_error(&path, "stat"))?
-            .len();
-        if actual != entry.bytes {
-            return Err(corrupt(format!(
-                "{actual} bytes, but manifest.json says {}",
-                entry.bytes
-            )));
-        }
+        let file = files::open_listed(&path, entry)?;
+        let actual = entry.bytes;
         let body = actual.checked_sub(HEADER_BYTES).unwrap_or(u64::MAX);
-        if body % record_bytes(dim) != 0 {
+        if !body.is_multiple_of(record_bytes(dim)) {
             return Err(corrupt(format!(
                 "{actual} bytes is not a header and whole {dim}-dimensional records"
             )));
         }
         let mut reader = VectorsReader {
             path: path.clone(),
-            expected_sha256: entry.sha256.clone(),
+            entry: entry.clone(),
             file: BufReader::with_capacity(BUFFER_BYTES, file),
             hasher: Sha256::new(),
             dim: dim as usize,
@@ -164,15 +149,7 @@ impl VectorsReader {
     ) -> Result<usize, GalleryError> {
         if self.remaining == 0 {
             let actual = format!("{:x}", self.hasher.clone().finalize());
-            if !actual.eq_ignore_ascii_case(&self.expected_sha256) {
-                return Err(GalleryError::Corrupt {
-                    path: self.path.clone(),
-                    problem: format!(
-                        "sha256 {actual} does not match manifest.json's {}",
-                        self.expected_sha256
-                    ),
-                });
-            }
+            files::check_sha256(&self.path, &self.entry, &actual)?;
             return Ok(0);
         }
         let count = max.min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
