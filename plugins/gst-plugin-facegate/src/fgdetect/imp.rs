@@ -5,6 +5,8 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
+use gst_video::prelude::*;
+use gst_video::subclass::prelude::*;
 
 use crate::{model, video};
 
@@ -17,12 +19,24 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 });
 
 // One source for the detector's defaults: plugins/vision (the element, the service and the CLI agree).
-const DEFAULT_SCORE_THRESHOLD: f64 = detector::DEFAULT_SCORE_THRESHOLD as f64;
-const DEFAULT_NMS_THRESHOLD: f64 = detector::DEFAULT_NMS_THRESHOLD as f64;
+static DEFAULT_SCORE_THRESHOLD: LazyLock<f64> =
+    LazyLock::new(|| widened(detector::DEFAULT_SCORE_THRESHOLD));
+static DEFAULT_NMS_THRESHOLD: LazyLock<f64> =
+    LazyLock::new(|| widened(detector::DEFAULT_NMS_THRESHOLD));
 const DEFAULT_INPUT_SIZE: u32 = detector::DEFAULT_INPUT_SIZE as u32;
 const DEFAULT_MAX_FACES: u32 = detector::DEFAULT_MAX_FACES as u32;
 const DEFAULT_INTERVAL: u32 = 1;
 const DEFAULT_THREADS: u32 = 0;
+
+/// The f64 property value for one of vision's f32 thresholds, as the same decimal: `as f64` would
+/// show 0.6 as 0.6000000238418579 in gst-inspect. An f32's Display is the shortest decimal that
+/// reads back as it, and f64 parses that decimal to the nearest double.
+fn widened(value: f32) -> f64 {
+    value
+        .to_string()
+        .parse()
+        .expect("an f32's decimal is a valid f64")
+}
 
 #[derive(Clone, Debug)]
 struct Settings {
@@ -39,8 +53,8 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             model: None,
-            score_threshold: DEFAULT_SCORE_THRESHOLD,
-            nms_threshold: DEFAULT_NMS_THRESHOLD,
+            score_threshold: *DEFAULT_SCORE_THRESHOLD,
+            nms_threshold: *DEFAULT_NMS_THRESHOLD,
             input_size: DEFAULT_INPUT_SIZE,
             max_faces: DEFAULT_MAX_FACES,
             interval: DEFAULT_INTERVAL,
@@ -62,7 +76,6 @@ impl Settings {
 
 struct State {
     detector: Detector,
-    info: Option<gst_video::VideoInfo>,
     /// The last detection pass's faces, re-attached on frames skipped by `interval`.
     faces: Vec<Face>,
     frames: u64,
@@ -86,7 +99,7 @@ pub struct FaceDetect {
 impl ObjectSubclass for FaceDetect {
     const NAME: &'static str = "GstFgDetect";
     type Type = super::FaceDetect;
-    type ParentType = gst_base::BaseTransform;
+    type ParentType = gst_video::VideoFilter;
 }
 
 impl ObjectImpl for FaceDetect {
@@ -109,7 +122,7 @@ impl ObjectImpl for FaceDetect {
                     .blurb("Minimum face score (0..1) for a face to be reported")
                     .minimum(0.0)
                     .maximum(1.0)
-                    .default_value(DEFAULT_SCORE_THRESHOLD)
+                    .default_value(*DEFAULT_SCORE_THRESHOLD)
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecDouble::builder("nms-threshold")
@@ -117,7 +130,7 @@ impl ObjectImpl for FaceDetect {
                     .blurb("Overlap (IoU) above which the weaker of two detections is dropped")
                     .minimum(0.0)
                     .maximum(1.0)
-                    .default_value(DEFAULT_NMS_THRESHOLD)
+                    .default_value(*DEFAULT_NMS_THRESHOLD)
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecUInt::builder("input-size")
@@ -227,7 +240,6 @@ impl BaseTransformImpl for FaceDetect {
         gst::info!(CAT, imp = self, "loaded {}", detector.identity());
         *self.state.lock().unwrap() = Some(State {
             detector,
-            info: None,
             faces: Vec::with_capacity(64),
             frames: 0,
         });
@@ -236,17 +248,6 @@ impl BaseTransformImpl for FaceDetect {
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         *self.state.lock().unwrap() = None;
-        Ok(())
-    }
-
-    fn set_caps(&self, incaps: &gst::Caps, _outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
-        let info = gst_video::VideoInfo::from_caps(incaps)
-            .map_err(|_| gst::loggable_error!(CAT, "unusable caps {incaps}"))?;
-        if let Some(state) = self.state.lock().unwrap().as_mut() {
-            // Faces found at another size would land in the wrong place on the new frames.
-            state.forget_faces();
-            state.info = Some(info);
-        }
         Ok(())
     }
 
@@ -261,10 +262,27 @@ impl BaseTransformImpl for FaceDetect {
         }
         self.parent_sink_event(event)
     }
+}
 
-    fn transform_ip(
+impl VideoFilterImpl for FaceDetect {
+    fn set_info(
         &self,
-        buffer: &mut gst::BufferRef,
+        _incaps: &gst::Caps,
+        in_info: &gst_video::VideoInfo,
+        _outcaps: &gst::Caps,
+        _out_info: &gst_video::VideoInfo,
+    ) -> Result<(), gst::LoggableError> {
+        gst::debug!(CAT, imp = self, "configured for {:?}", in_info);
+        if let Some(state) = self.state.lock().unwrap().as_mut() {
+            // Faces found at another size would land in the wrong place on the new frames.
+            state.forget_faces();
+        }
+        Ok(())
+    }
+
+    fn transform_frame_ip(
+        &self,
+        frame: &mut gst_video::VideoFrameRef<&mut gst::BufferRef>,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let (config, interval) = {
             let settings = self.settings.lock().unwrap();
@@ -272,20 +290,25 @@ impl BaseTransformImpl for FaceDetect {
         };
         let mut guard = self.state.lock().unwrap();
         let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
-        let info = state.info.as_ref().ok_or(gst::FlowError::NotNegotiated)?;
         let run_now = state.frames % interval == 0;
         state.frames += 1;
         if run_now {
-            let (detector, faces) = (&mut state.detector, &mut state.faces);
-            video::with_frame(info, buffer, |frame| detector.detect(frame, &config, faces))?
+            let image = video::vision_frame(frame).map_err(|e| {
+                gst::element_imp_error!(self, gst::StreamError::Format, ("{}", e));
+                gst::FlowError::from(e)
+            })?;
+            state
+                .detector
+                .detect(&image, &config, &mut state.faces)
                 .map_err(|e| {
                     gst::element_imp_error!(self, gst::StreamError::Failed, ("{}", e));
                     gst::FlowError::Error
                 })?;
             gst::trace!(CAT, imp = self, "{} faces", state.faces.len());
         }
-        let (width, height) = (info.width(), info.height());
+        let (width, height) = (frame.width(), frame.height());
         let model = state.detector.identity();
+        let buffer = video::buffer_mut(frame);
         for face in &state.faces {
             let b = face.bbox;
             let bbox = facegate_meta::pixel_rect(b.x, b.y, b.w, b.h, width, height);

@@ -7,7 +7,7 @@ use gst::prelude::*;
 mod imp;
 
 glib::wrapper! {
-    pub struct FaceEmbed(ObjectSubclass<imp::FaceEmbed>) @extends gst_base::BaseTransform, gst::Element, gst::Object;
+    pub struct FaceEmbed(ObjectSubclass<imp::FaceEmbed>) @extends gst_video::VideoFilter, gst_base::BaseTransform, gst::Element, gst::Object;
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {

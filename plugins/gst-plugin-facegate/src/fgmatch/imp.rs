@@ -10,6 +10,8 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
+use gst_video::prelude::*;
+use gst_video::subclass::prelude::*;
 
 use crate::video;
 
@@ -75,7 +77,7 @@ pub struct FaceMatch {
 impl ObjectSubclass for FaceMatch {
     const NAME: &'static str = "GstFgMatch";
     type Type = super::FaceMatch;
-    type ParentType = gst_base::BaseTransform;
+    type ParentType = gst_video::VideoFilter;
 }
 
 impl ObjectImpl for FaceMatch {
@@ -234,10 +236,12 @@ impl BaseTransformImpl for FaceMatch {
         *self.state.lock().unwrap() = None;
         Ok(())
     }
+}
 
-    fn transform_ip(
+impl VideoFilterImpl for FaceMatch {
+    fn transform_frame_ip(
         &self,
-        buffer: &mut gst::BufferRef,
+        frame: &mut gst_video::VideoFrameRef<&mut gst::BufferRef>,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let (threshold, top_k) = {
             let settings = self.settings.lock().unwrap();
@@ -249,7 +253,7 @@ impl BaseTransformImpl for FaceMatch {
 
         state.queries.clear();
         state.embeddings.clear();
-        for face in facegate_meta::faces(buffer) {
+        for face in facegate_meta::faces(frame.buffer()) {
             let model = match face.embedding_into(&mut state.scratch) {
                 Ok(Some(model)) => model,
                 Ok(None) => continue,
@@ -302,7 +306,7 @@ impl BaseTransformImpl for FaceMatch {
 
         let generation = state.gallery.generation();
         let mut results = state.found.iter();
-        facegate_meta::for_each_face_mut(buffer, |face| {
+        facegate_meta::for_each_face_mut(video::buffer_mut(frame), |face| {
             if face.as_ref().embedding_bytes().ok().flatten().is_none() {
                 return;
             }
@@ -310,7 +314,7 @@ impl BaseTransformImpl for FaceMatch {
                 face.set_match(&as_match(best, generation));
             }
         });
-        self.post_messages(buffer, state, threshold, top_k);
+        self.post_messages(frame, state, threshold, top_k);
         Ok(gst::FlowSuccess::Ok)
     }
 }
@@ -349,8 +353,14 @@ impl FaceMatch {
 
     /// A `facegate-match` message per matched face, then one `facegate-frame` message with
     /// every embedded face of the frame (matched or not) for the gate service.
-    fn post_messages(&self, buffer: &gst::BufferRef, state: &State, threshold: f64, top_k: usize) {
-        let pts = buffer.pts();
+    fn post_messages(
+        &self,
+        frame: &gst_video::VideoFrameRef<&gst::BufferRef>,
+        state: &State,
+        threshold: f64,
+        top_k: usize,
+    ) {
+        let pts = frame.buffer().pts();
         let running_time = pts.and_then(|pts| {
             self.obj()
                 .segment()
@@ -399,20 +409,19 @@ impl FaceMatch {
             }
             self.post(structure);
         }
-        let (width, height) = self.frame_size();
-        let mut frame = gst::Structure::builder(facegate_meta::FRAME_MESSAGE)
-            .field("width", width)
-            .field("height", height)
+        let mut message = gst::Structure::builder(facegate_meta::FRAME_MESSAGE)
+            .field("width", frame.width())
+            .field("height", frame.height())
             .field("generation", generation)
             .field("faces", gst::Array::from_values(faces))
             .build();
         if let Some(pts) = pts {
-            frame.set("pts", pts.nseconds());
+            message.set("pts", pts.nseconds());
         }
         if let Some(running_time) = running_time {
-            frame.set("running-time", running_time.nseconds());
+            message.set("running-time", running_time.nseconds());
         }
-        self.post(frame);
+        self.post(message);
     }
 
     fn post(&self, structure: gst::Structure) {
@@ -420,14 +429,6 @@ impl FaceMatch {
             .src(&*self.obj())
             .build();
         let _ = self.obj().post_message(message);
-    }
-
-    fn frame_size(&self) -> (u32, u32) {
-        self.obj()
-            .sink_pad()
-            .current_caps()
-            .and_then(|caps| gst_video::VideoInfo::from_caps(&caps).ok())
-            .map_or((0, 0), |info| (info.width(), info.height()))
     }
 }
 

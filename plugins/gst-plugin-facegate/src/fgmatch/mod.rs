@@ -7,7 +7,7 @@ use gst::prelude::*;
 mod imp;
 
 glib::wrapper! {
-    pub struct FaceMatch(ObjectSubclass<imp::FaceMatch>) @extends gst_base::BaseTransform, gst::Element, gst::Object;
+    pub struct FaceMatch(ObjectSubclass<imp::FaceMatch>) @extends gst_video::VideoFilter, gst_base::BaseTransform, gst::Element, gst::Object;
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
