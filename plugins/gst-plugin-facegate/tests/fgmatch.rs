@@ -472,6 +472,73 @@ fn a_gallery_of_another_model_is_an_error_naming_both_models() {
     assert!(errors[0].contains(sface_stem), "{}", errors[0]);
 }
 
+/// A 128-d gallery of a made-up model with one person, and fgmatch alone in a harness on it.
+fn synthetic_matcher(dir: &Path) -> (Harness, gst::Bus) {
+    let mut gallery = Gallery::create(dir, SYNTHETIC_MODEL, 128).unwrap();
+    let mut unit = vec![0.0f32; 128];
+    unit[0] = 1.0;
+    gallery
+        .enroll("x-1", "X", SYNTHETIC_MODEL, &unit, false)
+        .unwrap();
+    gallery.commit().unwrap();
+    let (mut h, _element, bus) = common::harness("fgmatch", &[("gallery", &dir.to_str().unwrap())]);
+    h.set_src_caps(common::blank_frame(FORMAT, WIDTH, HEIGHT).caps);
+    (h, bus)
+}
+
+const SYNTHETIC_MODEL: &str = "synthetic@sha256:0";
+
+/// A blank frame with one face region whose `facegate-embedding` param is `embedding`.
+fn frame_with_embedding(embedding: gst::Structure) -> gst::Buffer {
+    let mut buffer = common::blank_frame(FORMAT, WIDTH, HEIGHT).buffer_at(common::pts(0));
+    let mut roi = gst_video::VideoRegionOfInterestMeta::add(
+        buffer.get_mut().unwrap(),
+        facegate_meta::ROI_TYPE,
+        (10, 10, 50, 50),
+    );
+    roi.add_param(embedding);
+    buffer
+}
+
+/// Pushing `buffer` fails the stream; the one error message's text.
+fn stream_error(h: &mut Harness, bus: &gst::Bus, buffer: gst::Buffer) -> String {
+    assert_eq!(h.push(buffer), Err(gst::FlowError::Error));
+    let errors = common::message_texts(bus, gst::MessageType::Error);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    errors.into_iter().next().unwrap()
+}
+
+#[test]
+fn an_embedding_of_another_dimension_is_an_error_naming_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut h, bus) = synthetic_matcher(dir.path());
+    let mut short = vec![0.0f32; 64];
+    short[0] = 1.0;
+    let bytes: Vec<u8> = short.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let embedding = gst::Structure::builder(facegate_meta::EMBEDDING)
+        .field("model", SYNTHETIC_MODEL)
+        .field("dim", 64u32)
+        .field("data", gst::glib::Bytes::from_owned(bytes))
+        .build();
+    let error = stream_error(&mut h, &bus, frame_with_embedding(embedding));
+    assert!(error.contains("64-dimensional"), "{error}");
+    assert!(error.contains("128-dimensional"), "{error}");
+    assert!(error.contains(dir.path().to_str().unwrap()), "{error}");
+}
+
+#[test]
+fn an_embedding_whose_dim_disagrees_with_its_data_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut h, bus) = synthetic_matcher(dir.path());
+    let embedding = gst::Structure::builder(facegate_meta::EMBEDDING)
+        .field("model", SYNTHETIC_MODEL)
+        .field("dim", 128u32)
+        .field("data", gst::glib::Bytes::from_owned(vec![0u8; 64 * 4]))
+        .build();
+    let error = stream_error(&mut h, &bus, frame_with_embedding(embedding));
+    assert!(error.contains("64 values for dim 128"), "{error}");
+}
+
 #[test]
 fn properties_have_the_documented_defaults_and_ranges() {
     let element = common::element("fgmatch", &[]);

@@ -305,10 +305,15 @@ impl FaceRef<'_> {
             .map_err(|e| field_error(EMBEDDING, "data", e))?;
         let data: &[u8] = bytes.as_ref();
         if data.len() != dim as usize * 4 {
+            let held = if data.len() % 4 == 0 {
+                format!("{} values", data.len() / 4)
+            } else {
+                format!("{} bytes, not whole f32 values,", data.len())
+            };
             return Err(field_error(
                 EMBEDDING,
                 "data",
-                format!("{} bytes for dim {dim}", data.len()),
+                format!("{held} for dim {dim}"),
             ));
         }
         Ok(Some((model, data)))
@@ -557,6 +562,27 @@ mod tests {
         assert!(
             err.to_string().starts_with("facegate-detection.score"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn an_embedding_whose_dim_disagrees_with_its_data_is_an_error() {
+        gst::init().unwrap();
+        let mut buffer = gst::Buffer::new();
+        let buf = buffer.get_mut().unwrap();
+        let mut meta = VideoRegionOfInterestMeta::add(buf, ROI_TYPE, (0, 0, 4, 4));
+        meta.add_param(
+            gst::Structure::builder(EMBEDDING)
+                .field("model", "m")
+                .field("dim", 128u32)
+                .field("data", glib::Bytes::from_owned(vec![0u8; 64 * 4]))
+                .build(),
+        );
+        let face = faces(&buffer).next().unwrap();
+        let err = face.embedding_into(&mut Vec::new()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "facegate-embedding.data: 64 values for dim 128"
         );
     }
 

@@ -286,8 +286,12 @@ impl VideoFilterImpl for FaceMatch {
                 Ok(Some(model)) => model,
                 Ok(None) => continue,
                 Err(e) => {
-                    gst::warning!(CAT, imp = self, "unreadable embedding: {e}");
-                    continue;
+                    gst::element_imp_error!(
+                        self,
+                        gst::StreamError::Format,
+                        ("malformed face embedding from upstream: {}", e)
+                    );
+                    return Err(gst::FlowError::Error);
                 }
             };
             if model != state.gallery.model() {
@@ -303,6 +307,23 @@ impl VideoFilterImpl for FaceMatch {
                 );
                 return Err(gst::FlowError::Error);
             }
+            // The gallery's search takes exactly its own dimension: anything else is a broken
+            // upstream, not a face to skip.
+            let dim = state.gallery.dim() as usize;
+            if state.scratch.len() != dim {
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Format,
+                    (
+                        "a face arrives with a {}-dimensional embedding of model {}, but gallery {} holds {}-dimensional embeddings",
+                        state.scratch.len(),
+                        model,
+                        state.gallery.dir().display(),
+                        dim
+                    )
+                );
+                return Err(gst::FlowError::Error);
+            }
             state.queries.push(Query {
                 bbox: face.bbox(),
                 track: face.track().ok().flatten(),
@@ -314,6 +335,7 @@ impl VideoFilterImpl for FaceMatch {
         state.found.clear();
         let dim = state.gallery.dim() as usize;
         for query in &state.queries {
+            // In range: every query's embedding was checked to have the gallery's dimension.
             let embedding = &state.embeddings[query.offset..query.offset + dim];
             let found = state
                 .gallery
