@@ -2,7 +2,8 @@
 //! inline in a video pipeline, plus an overlay and a metadata dump.
 //!
 //! The elements are thin adapters around `facegate-vision`; results travel on each buffer as the
-//! face metadata contract of `facegate-meta`.
+//! face metadata contract of `facegate-meta`. The vision library's `tracing` events go to the
+//! GStreamer debug category `fgvision` ([`log`]).
 #![allow(clippy::non_send_fields_in_send_ty)]
 
 use gst::glib;
@@ -13,6 +14,7 @@ mod fgmatch;
 mod fgmetadump;
 mod fgoverlay;
 mod fgtrack;
+pub mod log;
 mod model;
 pub mod video;
 
@@ -23,8 +25,10 @@ pub use fgmatch::FaceMatch;
 pub use fgmetadump::FaceMetaDump;
 pub use fgoverlay::FaceOverlay;
 pub use fgtrack::FaceTrack;
+pub use log::GstDebugLayer;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    log::install_unless_set();
     fgdetect::register(plugin)?;
     fgtrack::register(plugin)?;
     fgembed::register(plugin)?;

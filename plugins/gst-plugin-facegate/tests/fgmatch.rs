@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use common::{HEIGHT, WIDTH};
-use facegate_meta::{Embedding, FaceRecord, Match};
+use facegate_meta::{Embedding, FaceRecord, FrameMessage, Match};
 use facegate_vision::gallery::Gallery;
 use gst::prelude::*;
 use gst_check::Harness;
@@ -217,6 +217,83 @@ fn top_k_lists_the_runners_up() {
     assert!((similarities[0] - messages[0].get::<f64>("similarity").unwrap()).abs() < 1e-6);
 }
 
+/// Every `facegate-frame` message on the bus so far, read through the contract.
+fn frame_messages(bus: &gst::Bus) -> Vec<FrameMessage> {
+    common::element_messages(bus, facegate_meta::FRAME_MESSAGE)
+        .iter()
+        .map(|s| FrameMessage::from_structure(s).expect("a well-formed facegate-frame message"))
+        .collect()
+}
+
+#[test]
+fn no_frame_messages_unless_post_frames_is_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let enrolled = common::photo_embedding("person_b_1.jpg");
+    gallery_with(dir.path(), &[("p-b", "Person B", &enrolled)]);
+    let (mut h, bus) = matcher(dir.path(), "");
+    one_face(&common::push_pull(
+        &mut h,
+        photo("person_b_2.jpg").buffer_at(common::pts(0)),
+    ));
+    assert_eq!(
+        common::element_messages(&bus, facegate_meta::MATCH_MESSAGE).len(),
+        1,
+        "the match message is still posted"
+    );
+    assert!(common::element_messages(&bus, facegate_meta::FRAME_MESSAGE).is_empty());
+}
+
+#[test]
+fn post_frames_posts_one_frame_message_per_frame_with_every_face() {
+    let dir = tempfile::tempdir().unwrap();
+    let enrolled = common::photo_embedding("person_b_1.jpg");
+    gallery_with(dir.path(), &[("p-b", "Person B", &enrolled)]);
+    common::init_with_models();
+    let (mut h, bus) = common::harness_parse(&format!(
+        "fgdetect ! fgtrack ! fgembed ! fgmatch gallery=\"{}\" post-frames=true",
+        dir.path().display()
+    ));
+    let two = common::two_photo_frame("impostor_2.jpg", "person_b_2.jpg", FORMAT, WIDTH, HEIGHT);
+    h.set_src_caps(two.caps.clone());
+    let out = common::push_pull(&mut h, two.buffer_at(common::pts(3)));
+    let grey = common::grey_frame(FORMAT, WIDTH, HEIGHT);
+    common::push_pull(&mut h, grey.buffer_at(common::pts(4)));
+
+    let frames = frame_messages(&bus);
+    assert_eq!(frames.len(), 2, "one per frame, faces or not: {frames:?}");
+    let first = &frames[0];
+    assert_eq!((first.width, first.height), (WIDTH, HEIGHT));
+    assert_eq!(first.generation, 1);
+    assert_eq!(first.pts, common::pts(3));
+    // The harness's segment starts at 0, so running time is the timestamp.
+    assert_eq!(first.running_time, common::pts(3));
+
+    let records = common::faces(&out);
+    assert_eq!(first.faces.len(), 2, "{first:?}");
+    for (face, record) in first.faces.iter().zip(&records) {
+        assert_eq!(face.bbox, record.bbox);
+        assert_eq!(face.track_id, record.track.map(|t| t.id));
+        assert!(face.track_id.is_some(), "fgtrack runs upstream");
+        assert_eq!(face.matched, record.matched.is_some());
+        let best = face
+            .best
+            .as_ref()
+            .expect("a one-person gallery always has a best candidate");
+        assert_eq!(best.id, "p-b");
+    }
+    let matched: Vec<_> = first.faces.iter().filter(|f| f.matched).collect();
+    assert_eq!(matched.len(), 1, "only person B matches: {first:?}");
+    assert!(matched[0].bbox.0 >= WIDTH / 2, "person B is on the right");
+    let impostor = first.faces.iter().find(|f| !f.matched).unwrap();
+    assert!(
+        impostor.best.as_ref().unwrap().similarity < matched[0].best.as_ref().unwrap().similarity,
+        "{first:?}"
+    );
+
+    assert!(frames[1].faces.is_empty(), "nobody on the grey frame");
+    assert_eq!(frames[1].pts, common::pts(4));
+}
+
 /// The match on a frame of `photo` pushed through `h` (which must give exactly one frame back).
 fn push_and_match(h: &mut Harness, frame: &common::Frame, n: u64) -> Option<Match> {
     one_face(&common::push_pull(h, frame.buffer_at(common::pts(n)))).matched
@@ -395,6 +472,73 @@ fn a_gallery_of_another_model_is_an_error_naming_both_models() {
     assert!(errors[0].contains(sface_stem), "{}", errors[0]);
 }
 
+/// A 128-d gallery of a made-up model with one person, and fgmatch alone in a harness on it.
+fn synthetic_matcher(dir: &Path) -> (Harness, gst::Bus) {
+    let mut gallery = Gallery::create(dir, SYNTHETIC_MODEL, 128).unwrap();
+    let mut unit = vec![0.0f32; 128];
+    unit[0] = 1.0;
+    gallery
+        .enroll("x-1", "X", SYNTHETIC_MODEL, &unit, false)
+        .unwrap();
+    gallery.commit().unwrap();
+    let (mut h, _element, bus) = common::harness("fgmatch", &[("gallery", &dir.to_str().unwrap())]);
+    h.set_src_caps(common::blank_frame(FORMAT, WIDTH, HEIGHT).caps);
+    (h, bus)
+}
+
+const SYNTHETIC_MODEL: &str = "synthetic@sha256:0";
+
+/// A blank frame with one face region whose `facegate-embedding` param is `embedding`.
+fn frame_with_embedding(embedding: gst::Structure) -> gst::Buffer {
+    let mut buffer = common::blank_frame(FORMAT, WIDTH, HEIGHT).buffer_at(common::pts(0));
+    let mut roi = gst_video::VideoRegionOfInterestMeta::add(
+        buffer.get_mut().unwrap(),
+        facegate_meta::ROI_TYPE,
+        (10, 10, 50, 50),
+    );
+    roi.add_param(embedding);
+    buffer
+}
+
+/// Pushing `buffer` fails the stream; the one error message's text.
+fn stream_error(h: &mut Harness, bus: &gst::Bus, buffer: gst::Buffer) -> String {
+    assert_eq!(h.push(buffer), Err(gst::FlowError::Error));
+    let errors = common::message_texts(bus, gst::MessageType::Error);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    errors.into_iter().next().unwrap()
+}
+
+#[test]
+fn an_embedding_of_another_dimension_is_an_error_naming_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut h, bus) = synthetic_matcher(dir.path());
+    let mut short = vec![0.0f32; 64];
+    short[0] = 1.0;
+    let bytes: Vec<u8> = short.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let embedding = gst::Structure::builder(facegate_meta::EMBEDDING)
+        .field("model", SYNTHETIC_MODEL)
+        .field("dim", 64u32)
+        .field("data", gst::glib::Bytes::from_owned(bytes))
+        .build();
+    let error = stream_error(&mut h, &bus, frame_with_embedding(embedding));
+    assert!(error.contains("64-dimensional"), "{error}");
+    assert!(error.contains("128-dimensional"), "{error}");
+    assert!(error.contains(dir.path().to_str().unwrap()), "{error}");
+}
+
+#[test]
+fn an_embedding_whose_dim_disagrees_with_its_data_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut h, bus) = synthetic_matcher(dir.path());
+    let embedding = gst::Structure::builder(facegate_meta::EMBEDDING)
+        .field("model", SYNTHETIC_MODEL)
+        .field("dim", 128u32)
+        .field("data", gst::glib::Bytes::from_owned(vec![0u8; 64 * 4]))
+        .build();
+    let error = stream_error(&mut h, &bus, frame_with_embedding(embedding));
+    assert!(error.contains("64 values for dim 128"), "{error}");
+}
+
 #[test]
 fn properties_have_the_documented_defaults_and_ranges() {
     let element = common::element("fgmatch", &[]);
@@ -412,6 +556,14 @@ fn properties_have_the_documented_defaults_and_ranges() {
         (0, 3_600_000, 1000)
     );
     assert!(!common::mutable_in_playing(&element, "poll-interval"));
+    assert!(!element.property::<bool>("post-frames"));
+    assert!(common::mutable_in_playing(&element, "post-frames"));
+    assert!(
+        common::pspec(&element, "post-frames")
+            .blurb()
+            .is_some_and(|blurb| blurb.contains("gate service")),
+        "post-frames says who sets it"
+    );
     let generation = common::pspec(&element, "generation");
     assert!(
         !generation.flags().contains(gst::glib::ParamFlags::WRITABLE),

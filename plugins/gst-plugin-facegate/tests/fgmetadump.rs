@@ -1,5 +1,5 @@
 //! fgmetadump in a harness, on buffers carrying synthetic face metadata: one JSON line per buffer
-//! in the DESIGN.md shape, embeddings only when asked for, buffers untouched, bad locations.
+//! in the shape facegate-meta documents, embeddings only when asked for, buffers untouched, bad locations.
 
 mod common;
 
@@ -74,7 +74,7 @@ fn landmarks_json() -> Value {
     ])
 }
 
-/// The lines DESIGN.md describes for `frames()`.
+/// The lines facegate-meta documents for `frames()`.
 fn expected(embeddings: bool) -> Vec<Value> {
     let mut full_face = json!({
         "bbox": [100, 50, 40, 45], "score": 0.93, "landmarks": landmarks_json(), "track_id": 7,

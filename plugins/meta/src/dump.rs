@@ -1,4 +1,4 @@
-//! The fgmetadump line (DESIGN.md, "fgmetadump line"): one JSON object per frame.
+//! The fgmetadump line (crate docs, "The fgmetadump line"): one JSON object per frame.
 //!
 //! `{"pts_ns": 123 | null, "width": 640, "height": 480, "faces": [{"bbox": [x, y, w, h], "score": 0.93,
 //! "landmarks": [[x, y], ...5], "track_id": 7 | null, "embedding": [...] (only when asked for),

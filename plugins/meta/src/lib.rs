@@ -1,16 +1,75 @@
-//! FaceGate's face metadata contract (see DESIGN.md, "Metadata contract").
+//! FaceGate's face metadata contract: what the elements attach to buffers and post on the bus,
+//! with typed read and write, so that the elements, the CLI and the gate service read and write
+//! exactly the same fields. The names below are a public interface (operators' pipelines and
+//! third-party ROI-aware elements see them): extend them, do not rename them.
 //!
-//! Each face is one `GstVideoRegionOfInterestMeta` of roi type `face` in frame pixel coordinates,
-//! carrying param structures that each element adds as it learns more:
-//! `facegate-detection`, `facegate-track`, `facegate-embedding` and `facegate-match`.
-//! Any ROI-aware element sees the faces; this crate gives Rust code typed access, so that the
-//! elements, the CLI and the gate service read and write exactly the same fields.
+//! # Faces on a buffer
+//!
+//! Each face is one `GstVideoRegionOfInterestMeta` of roi type [`face`](ROI_TYPE), its rectangle
+//! in whole frame pixels clipped to the frame ([`pixel_rect`]). fgdetect adds one per face
+//! ([`add_face`]); each element downstream adds a param structure to it as it learns more
+//! ([`FaceMut`]), and any ROI-aware element sees the faces. GStreamer 1.22 has no analytics meta;
+//! Intel's DL Streamer carries its results the same way.
+//!
+//! | param | written by | fields |
+//! |---|---|---|
+//! | [`facegate-detection`](DETECTION) | fgdetect | `score` (f64, 0..1), `landmarks` (`GstValueArray` of 10 f32: x, y of the right eye, left eye, nose tip, right and left mouth corners, in image order), `model` (string: the detector's identity, `file-stem@sha256:…`) |
+//! | [`facegate-track`](TRACK) | fgtrack | `id` (u64, from 1, stable while the face is tracked), `age` (u32: frames since the track began) |
+//! | [`facegate-embedding`](EMBEDDING) | fgembed | `model` (string: the embedder's identity), `dim` (u32), `data` (`GBytes`: `dim` little-endian f32, L2-normalised) |
+//! | [`facegate-match`](MATCH) | fgmatch | `id`, `label` (strings: the enrolled person), `similarity` (f64 cosine, at or above fgmatch's `threshold`), `generation` (u64: the gallery generation searched) |
+//! | [`facegate-liveness`](LIVENESS) | fglive (planned: no element writes it yet) | `score` (f64, 1 = live), `verdict` (string: `live`, `attack` or `undecided`), `cue` (string: what decided) |
+//!
+//! A face without a param has not been through that element (or, for `facegate-match`, matched
+//! nobody). Readers ([`faces`], [`FaceRef`], [`read_faces`]) return a [`MetaError`] naming the
+//! param and field for a malformed param instead of guessing.
+//!
+//! # Bus messages (element messages from fgmatch)
+//!
+//! [`facegate-match`](MATCH_MESSAGE), one per matched face and frame
+//! ([`match_message_structure`]): the `facegate-match` param's `id`, `label`, `similarity` and
+//! `generation`; the face's `x`, `y`, `width`, `height` (u32); `track-id` (u64, absent without
+//! fgtrack); `pts` and `running-time` (u64 ns, absent when unknown); and with `top-k` above 1,
+//! `candidate-ids` (`GstValueArray` of strings) and `candidate-similarities` (of f64), best first.
+//!
+//! [`facegate-frame`](FRAME_MESSAGE), one per frame, only with fgmatch's `post-frames=true` (the
+//! gate service sets it), so the service sees "nobody", "one face" and "several faces" alike.
+//! Written and read only through [`FrameMessage`]:
+//!
+//! | field | type | meaning |
+//! |---|---|---|
+//! | `pts`, `running-time` | u64 ns, absent when unknown | the frame's timestamps |
+//! | `width`, `height` | u32 | frame size |
+//! | `generation` | u64 | the gallery generation the faces were matched against |
+//! | `faces` | `GstValueArray` of [`facegate-face`](FRAME_FACE) structures | one per face region with an embedding, in buffer order |
+//!
+//! Each `facegate-face`: `x`, `y`, `width`, `height` (u32), `matched` (bool: the best candidate
+//! reached the threshold), `track-id` (u64, absent when untracked), and the gallery's best
+//! candidate even below the threshold, absent for an empty gallery: `best-id`, `best-label`
+//! (strings) and `best-similarity` (f64), all three or none.
+//!
+//! # The fgmetadump line
+//!
+//! fgmetadump writes one JSON object per frame ([`dump::FrameLine`]):
+//!
+//! ```text
+//! {"pts_ns": 123 | null, "width": 640, "height": 480, "faces": [{"bbox": [x, y, w, h],
+//!  "score": 0.93 | null, "landmarks": [[x, y], ...5], "track_id": 7 | null,
+//!  "embedding": [...] (only with embeddings=true),
+//!  "match": {"id": "p-001", "label": "Ada", "similarity": 0.71} | null}]}
+//! ```
+//!
+//! `score` is null and `landmarks` empty for a face region some other element added. Liveness is
+//! not in the line yet: it will be a `"liveness": {"score", "verdict", "cue"} | null` member when
+//! an element writes `facegate-liveness`.
 
 pub mod dump;
+pub mod frame_message;
 
 use gst::glib;
 use gst_video::VideoRegionOfInterestMeta;
 use thiserror::Error;
+
+pub use frame_message::{Candidate, FrameFace, FrameMessage, FrameMessageError};
 
 /// The roi type of a face region.
 pub const ROI_TYPE: &str = "face";
@@ -18,10 +77,12 @@ pub const DETECTION: &str = "facegate-detection";
 pub const TRACK: &str = "facegate-track";
 pub const EMBEDDING: &str = "facegate-embedding";
 pub const MATCH: &str = "facegate-match";
+/// Reserved for presentation-attack detection; nothing reads or writes it yet.
+pub const LIVENESS: &str = "facegate-liveness";
 /// Name of the element message fgmatch posts for every matched face.
 pub const MATCH_MESSAGE: &str = "facegate-match";
-/// Name of the element message fgmatch posts once per frame, listing every embedded face
-/// (docs/GATE-SERVICE.md): what the gate service decides from.
+/// Name of the element message fgmatch posts once per frame with `post-frames=true`, listing
+/// every embedded face ([`FrameMessage`]): what the gate service decides from.
 pub const FRAME_MESSAGE: &str = "facegate-frame";
 /// Structure name of one face in a `facegate-frame` message.
 pub const FRAME_FACE: &str = "facegate-face";
@@ -244,10 +305,15 @@ impl FaceRef<'_> {
             .map_err(|e| field_error(EMBEDDING, "data", e))?;
         let data: &[u8] = bytes.as_ref();
         if data.len() != dim as usize * 4 {
+            let held = if data.len() % 4 == 0 {
+                format!("{} values", data.len() / 4)
+            } else {
+                format!("{} bytes, not whole f32 values,", data.len())
+            };
             return Err(field_error(
                 EMBEDDING,
                 "data",
-                format!("{} bytes for dim {dim}", data.len()),
+                format!("{held} for dim {dim}"),
             ));
         }
         Ok(Some((model, data)))
@@ -496,6 +562,27 @@ mod tests {
         assert!(
             err.to_string().starts_with("facegate-detection.score"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn an_embedding_whose_dim_disagrees_with_its_data_is_an_error() {
+        gst::init().unwrap();
+        let mut buffer = gst::Buffer::new();
+        let buf = buffer.get_mut().unwrap();
+        let mut meta = VideoRegionOfInterestMeta::add(buf, ROI_TYPE, (0, 0, 4, 4));
+        meta.add_param(
+            gst::Structure::builder(EMBEDDING)
+                .field("model", "m")
+                .field("dim", 128u32)
+                .field("data", glib::Bytes::from_owned(vec![0u8; 64 * 4]))
+                .build(),
+        );
+        let face = faces(&buffer).next().unwrap();
+        let err = face.embedding_into(&mut Vec::new()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "facegate-embedding.data: 64 values for dim 128"
         );
     }
 

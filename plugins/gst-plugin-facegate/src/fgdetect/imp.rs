@@ -5,6 +5,8 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
+use gst_video::prelude::*;
+use gst_video::subclass::prelude::*;
 
 use crate::{model, video};
 
@@ -62,7 +64,6 @@ impl Settings {
 
 struct State {
     detector: Detector,
-    info: Option<gst_video::VideoInfo>,
     /// The last detection pass's faces, re-attached on frames skipped by `interval`.
     faces: Vec<Face>,
     frames: u64,
@@ -86,7 +87,7 @@ pub struct FaceDetect {
 impl ObjectSubclass for FaceDetect {
     const NAME: &'static str = "GstFgDetect";
     type Type = super::FaceDetect;
-    type ParentType = gst_base::BaseTransform;
+    type ParentType = gst_video::VideoFilter;
 }
 
 impl ObjectImpl for FaceDetect {
@@ -227,7 +228,6 @@ impl BaseTransformImpl for FaceDetect {
         gst::info!(CAT, imp = self, "loaded {}", detector.identity());
         *self.state.lock().unwrap() = Some(State {
             detector,
-            info: None,
             faces: Vec::with_capacity(64),
             frames: 0,
         });
@@ -236,17 +236,6 @@ impl BaseTransformImpl for FaceDetect {
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         *self.state.lock().unwrap() = None;
-        Ok(())
-    }
-
-    fn set_caps(&self, incaps: &gst::Caps, _outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
-        let info = gst_video::VideoInfo::from_caps(incaps)
-            .map_err(|_| gst::loggable_error!(CAT, "unusable caps {incaps}"))?;
-        if let Some(state) = self.state.lock().unwrap().as_mut() {
-            // Faces found at another size would land in the wrong place on the new frames.
-            state.forget_faces();
-            state.info = Some(info);
-        }
         Ok(())
     }
 
@@ -261,10 +250,27 @@ impl BaseTransformImpl for FaceDetect {
         }
         self.parent_sink_event(event)
     }
+}
 
-    fn transform_ip(
+impl VideoFilterImpl for FaceDetect {
+    fn set_info(
         &self,
-        buffer: &mut gst::BufferRef,
+        _incaps: &gst::Caps,
+        in_info: &gst_video::VideoInfo,
+        _outcaps: &gst::Caps,
+        _out_info: &gst_video::VideoInfo,
+    ) -> Result<(), gst::LoggableError> {
+        gst::debug!(CAT, imp = self, "configured for {:?}", in_info);
+        if let Some(state) = self.state.lock().unwrap().as_mut() {
+            // Faces found at another size would land in the wrong place on the new frames.
+            state.forget_faces();
+        }
+        Ok(())
+    }
+
+    fn transform_frame_ip(
+        &self,
+        frame: &mut gst_video::VideoFrameRef<&mut gst::BufferRef>,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let (config, interval) = {
             let settings = self.settings.lock().unwrap();
@@ -272,20 +278,25 @@ impl BaseTransformImpl for FaceDetect {
         };
         let mut guard = self.state.lock().unwrap();
         let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
-        let info = state.info.as_ref().ok_or(gst::FlowError::NotNegotiated)?;
         let run_now = state.frames % interval == 0;
         state.frames += 1;
         if run_now {
-            let (detector, faces) = (&mut state.detector, &mut state.faces);
-            video::with_frame(info, buffer, |frame| detector.detect(frame, &config, faces))?
+            let image = video::vision_frame(frame).map_err(|e| {
+                gst::element_imp_error!(self, gst::StreamError::Format, ("{}", e));
+                gst::FlowError::from(e)
+            })?;
+            state
+                .detector
+                .detect(&image, &config, &mut state.faces)
                 .map_err(|e| {
                     gst::element_imp_error!(self, gst::StreamError::Failed, ("{}", e));
                     gst::FlowError::Error
                 })?;
             gst::trace!(CAT, imp = self, "{} faces", state.faces.len());
         }
-        let (width, height) = (info.width(), info.height());
+        let (width, height) = (frame.width(), frame.height());
         let model = state.detector.identity();
+        let buffer = video::buffer_mut(frame);
         for face in &state.faces {
             let b = face.bbox;
             let bbox = facegate_meta::pixel_rect(b.x, b.y, b.w, b.h, width, height);

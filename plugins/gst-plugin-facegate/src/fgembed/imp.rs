@@ -7,6 +7,8 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
+use gst_video::prelude::*;
+use gst_video::subclass::prelude::*;
 
 use crate::{model, video};
 
@@ -40,7 +42,7 @@ impl Default for Settings {
     }
 }
 
-/// What the embedding pass needs of one face, read before the frame is mapped.
+/// What the embedding pass needs of one face, read before the embeddings are written.
 #[derive(Clone, Copy, Debug)]
 struct FaceInput {
     landmarks: Option<[[f32; 2]; facegate_meta::LANDMARKS]>,
@@ -50,7 +52,6 @@ struct FaceInput {
 
 struct State {
     embedder: Embedder,
-    info: Option<gst_video::VideoInfo>,
     cache: EmbeddingCache,
     frames: u64,
     inputs: Vec<FaceInput>,
@@ -71,7 +72,7 @@ pub struct FaceEmbed {
 impl ObjectSubclass for FaceEmbed {
     const NAME: &'static str = "GstFgEmbed";
     type Type = super::FaceEmbed;
-    type ParentType = gst_base::BaseTransform;
+    type ParentType = gst_video::VideoFilter;
 }
 
 impl ObjectImpl for FaceEmbed {
@@ -180,7 +181,6 @@ impl BaseTransformImpl for FaceEmbed {
         self.faces_embedded.store(0, Ordering::Relaxed);
         *self.state.lock().unwrap() = Some(State {
             embedder,
-            info: None,
             cache: EmbeddingCache::new(),
             frames: 0,
             inputs: Vec::with_capacity(16),
@@ -195,15 +195,6 @@ impl BaseTransformImpl for FaceEmbed {
         Ok(())
     }
 
-    fn set_caps(&self, incaps: &gst::Caps, _outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
-        let info = gst_video::VideoInfo::from_caps(incaps)
-            .map_err(|_| gst::loggable_error!(CAT, "unusable caps {incaps}"))?;
-        if let Some(state) = self.state.lock().unwrap().as_mut() {
-            state.info = Some(info);
-        }
-        Ok(())
-    }
-
     fn sink_event(&self, event: gst::Event) -> bool {
         // Track ids restart with a new stream; their cached embeddings must not leak across.
         if matches!(
@@ -215,10 +206,12 @@ impl BaseTransformImpl for FaceEmbed {
         }
         self.parent_sink_event(event)
     }
+}
 
-    fn transform_ip(
+impl VideoFilterImpl for FaceEmbed {
+    fn transform_frame_ip(
         &self,
-        buffer: &mut gst::BufferRef,
+        frame: &mut gst_video::VideoFrameRef<&mut gst::BufferRef>,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let policy = RefreshPolicy {
             interval: self.settings.lock().unwrap().refresh_interval as u64,
@@ -227,19 +220,17 @@ impl BaseTransformImpl for FaceEmbed {
         let mut guard = self.state.lock().unwrap();
         let State {
             embedder,
-            info,
             cache,
             frames,
             inputs,
             embeddings,
             ready,
         } = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
-        let info = info.as_ref().ok_or(gst::FlowError::NotNegotiated)?;
         let frame_number = *frames;
         *frames += 1;
 
         inputs.clear();
-        for face in facegate_meta::faces(buffer) {
+        for face in facegate_meta::faces(frame.buffer()) {
             let landmarks = face.landmarks().unwrap_or_else(|e| {
                 gst::warning!(CAT, imp = self, "face without usable landmarks: {e}");
                 None
@@ -256,36 +247,38 @@ impl BaseTransformImpl for FaceEmbed {
         ready.clear();
         ready.resize(inputs.len(), false);
 
-        let mut computed = 0;
-        video::with_frame(info, buffer, |frame| {
-            for ((input, slot), done) in inputs
-                .iter()
-                .zip(embeddings.chunks_exact_mut(dim))
-                .zip(ready.iter_mut())
-            {
-                let Some(landmarks) = input.landmarks else {
-                    continue;
-                };
-                if let Some(cached) = input
-                    .track
-                    .and_then(|t| cache.fresh(t, frame_number, input.width, &policy))
-                {
-                    slot.copy_from_slice(cached);
-                    *done = true;
-                    continue;
-                }
-                match embedder.embed(frame, &landmarks, slot) {
-                    Ok(()) => {
-                        computed += 1;
-                        *done = true;
-                        if let Some(track) = input.track {
-                            cache.store(track, frame_number, input.width, slot);
-                        }
-                    }
-                    Err(e) => gst::warning!(CAT, imp = self, "face not embedded: {e}"),
-                }
-            }
+        let image = video::vision_frame(frame).map_err(|e| {
+            gst::element_imp_error!(self, gst::StreamError::Format, ("{}", e));
+            gst::FlowError::from(e)
         })?;
+        let mut computed = 0;
+        for ((input, slot), done) in inputs
+            .iter()
+            .zip(embeddings.chunks_exact_mut(dim))
+            .zip(ready.iter_mut())
+        {
+            let Some(landmarks) = input.landmarks else {
+                continue;
+            };
+            if let Some(cached) = input
+                .track
+                .and_then(|t| cache.fresh(t, frame_number, input.width, &policy))
+            {
+                slot.copy_from_slice(cached);
+                *done = true;
+                continue;
+            }
+            match embedder.embed(&image, &landmarks, slot) {
+                Ok(()) => {
+                    computed += 1;
+                    *done = true;
+                    if let Some(track) = input.track {
+                        cache.store(track, frame_number, input.width, slot);
+                    }
+                }
+                Err(e) => gst::warning!(CAT, imp = self, "face not embedded: {e}"),
+            }
+        }
         cache.evict_idle(frame_number, TRACK_IDLE_FRAMES);
         self.faces_embedded.fetch_add(computed, Ordering::Relaxed);
         gst::trace!(
@@ -297,7 +290,7 @@ impl BaseTransformImpl for FaceEmbed {
 
         let model = embedder.identity();
         let mut slots = embeddings.chunks_exact(dim).zip(ready.iter());
-        facegate_meta::for_each_face_mut(buffer, |face| {
+        facegate_meta::for_each_face_mut(video::buffer_mut(frame), |face| {
             if let Some((embedding, true)) = slots.next() {
                 face.set_embedding(model, embedding);
             }

@@ -1,13 +1,29 @@
-//! `fgembed`: aligns each face from its landmarks and attaches a unit-length SFace embedding;
-//! tracked faces are embedded once and refreshed rarely.
-
+/**
+ * SECTION:element-fgembed
+ * @see_also: fgdetect, fgtrack, fgmatch
+ *
+ * `fgembed` aligns each face region on its five `facegate-detection` landmarks and attaches a
+ * unit-length SFace embedding as a `facegate-embedding` param (model, dim, data). A tracked face
+ * (behind fgtrack) is embedded once and again every `refresh-interval` frames, or sooner when it
+ * has grown by 30%; untracked faces are embedded on every frame. `faces-embedded` counts the
+ * model's runs.
+ *
+ * ## Example launch line
+ *
+ * |[
+ * gst-launch-1.0 v4l2src ! videoconvert \
+ *     ! fgdetect model=/usr/share/facegate/models/facegate_yunet_2023mar.onnx ! fgtrack ! queue \
+ *     ! fgembed model=/usr/share/facegate/models/facegate_sface_2021dec.onnx refresh-interval=15 \
+ *     ! fgmetadump embeddings=true ! fakesink
+ * ]| Prints each frame's faces with their embeddings as JSON lines.
+ */
 use gst::glib;
 use gst::prelude::*;
 
 mod imp;
 
 glib::wrapper! {
-    pub struct FaceEmbed(ObjectSubclass<imp::FaceEmbed>) @extends gst_base::BaseTransform, gst::Element, gst::Object;
+    pub struct FaceEmbed(ObjectSubclass<imp::FaceEmbed>) @extends gst_video::VideoFilter, gst_base::BaseTransform, gst::Element, gst::Object;
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {

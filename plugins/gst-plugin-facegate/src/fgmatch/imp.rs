@@ -2,7 +2,9 @@ use std::path::PathBuf;
 use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
-use facegate_meta::{Match, PixelRect, Track};
+use facegate_meta::{
+    Candidate as FrameCandidate, FrameFace, FrameMessage, Match, PixelRect, Track,
+};
 use facegate_vision::gallery::{Gallery, Match as Candidate};
 use facegate_vision::gallery_watch::GalleryWatcher;
 use gst::glib;
@@ -10,6 +12,8 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
+use gst_video::prelude::*;
+use gst_video::subclass::prelude::*;
 
 use crate::video;
 
@@ -27,6 +31,7 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 const DEFAULT_THRESHOLD: f64 = 0.45;
 const DEFAULT_TOP_K: u32 = 1;
 const DEFAULT_POLL_INTERVAL_MS: u32 = 1000;
+const DEFAULT_POST_FRAMES: bool = false;
 
 #[derive(Clone, Debug)]
 struct Settings {
@@ -34,6 +39,7 @@ struct Settings {
     threshold: f64,
     top_k: u32,
     poll_interval_ms: u32,
+    post_frames: bool,
 }
 
 impl Default for Settings {
@@ -43,6 +49,25 @@ impl Default for Settings {
             threshold: DEFAULT_THRESHOLD,
             top_k: DEFAULT_TOP_K,
             poll_interval_ms: DEFAULT_POLL_INTERVAL_MS,
+            post_frames: DEFAULT_POST_FRAMES,
+        }
+    }
+}
+
+/// What one frame's pass reads of the settings, copied out so the lock is not held.
+#[derive(Clone, Copy, Debug)]
+struct MatchSettings {
+    threshold: f64,
+    top_k: usize,
+    post_frames: bool,
+}
+
+impl Settings {
+    fn for_frame(&self) -> MatchSettings {
+        MatchSettings {
+            threshold: self.threshold,
+            top_k: self.top_k as usize,
+            post_frames: self.post_frames,
         }
     }
 }
@@ -75,7 +100,7 @@ pub struct FaceMatch {
 impl ObjectSubclass for FaceMatch {
     const NAME: &'static str = "GstFgMatch";
     type Type = super::FaceMatch;
-    type ParentType = gst_base::BaseTransform;
+    type ParentType = gst_video::VideoFilter;
 }
 
 impl ObjectImpl for FaceMatch {
@@ -110,6 +135,12 @@ impl ObjectImpl for FaceMatch {
                     .default_value(DEFAULT_POLL_INTERVAL_MS)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecBoolean::builder("post-frames")
+                    .nick("Post frames")
+                    .blurb("Post a facegate-frame element message per frame listing every embedded face, matched or not, with the gallery's best candidate (the gate service sets it)")
+                    .default_value(DEFAULT_POST_FRAMES)
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecUInt64::builder("generation")
                     .nick("Generation")
                     .blurb("Generation of the gallery in use")
@@ -129,6 +160,7 @@ impl ObjectImpl for FaceMatch {
             "poll-interval" => {
                 settings.poll_interval_ms = value.get().expect("type checked upstream")
             }
+            "post-frames" => settings.post_frames = value.get().expect("type checked upstream"),
             name => unreachable!("unknown property {name}"),
         }
     }
@@ -149,6 +181,7 @@ impl ObjectImpl for FaceMatch {
                     "threshold" => settings.threshold.to_value(),
                     "top-k" => settings.top_k.to_value(),
                     "poll-interval" => settings.poll_interval_ms.to_value(),
+                    "post-frames" => settings.post_frames.to_value(),
                     name => unreachable!("unknown property {name}"),
                 }
             }
@@ -164,7 +197,7 @@ impl ElementImpl for FaceMatch {
             gst::subclass::ElementMetadata::new(
                 "FaceGate gallery matcher",
                 "Filter/Analyzer/Video",
-                "Searches the FAISS gallery for each embedded face, attaches identity and similarity (facegate-match param) and posts a facegate-match element message per matched face",
+                "Searches the FAISS gallery for each embedded face, attaches identity and similarity (facegate-match param) and posts a facegate-match element message per matched face (and, with post-frames, a facegate-frame message per frame)",
                 "FaceGate developers",
             )
         });
@@ -234,28 +267,31 @@ impl BaseTransformImpl for FaceMatch {
         *self.state.lock().unwrap() = None;
         Ok(())
     }
+}
 
-    fn transform_ip(
+impl VideoFilterImpl for FaceMatch {
+    fn transform_frame_ip(
         &self,
-        buffer: &mut gst::BufferRef,
+        frame: &mut gst_video::VideoFrameRef<&mut gst::BufferRef>,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let (threshold, top_k) = {
-            let settings = self.settings.lock().unwrap();
-            (settings.threshold, settings.top_k as usize)
-        };
+        let settings = self.settings.lock().unwrap().for_frame();
         let mut guard = self.state.lock().unwrap();
         let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
         self.take_new_generation(state);
 
         state.queries.clear();
         state.embeddings.clear();
-        for face in facegate_meta::faces(buffer) {
+        for face in facegate_meta::faces(frame.buffer()) {
             let model = match face.embedding_into(&mut state.scratch) {
                 Ok(Some(model)) => model,
                 Ok(None) => continue,
                 Err(e) => {
-                    gst::warning!(CAT, imp = self, "unreadable embedding: {e}");
-                    continue;
+                    gst::element_imp_error!(
+                        self,
+                        gst::StreamError::Format,
+                        ("malformed face embedding from upstream: {}", e)
+                    );
+                    return Err(gst::FlowError::Error);
                 }
             };
             if model != state.gallery.model() {
@@ -271,6 +307,23 @@ impl BaseTransformImpl for FaceMatch {
                 );
                 return Err(gst::FlowError::Error);
             }
+            // The gallery's search takes exactly its own dimension: anything else is a broken
+            // upstream, not a face to skip.
+            let dim = state.gallery.dim() as usize;
+            if state.scratch.len() != dim {
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Format,
+                    (
+                        "a face arrives with a {}-dimensional embedding of model {}, but gallery {} holds {}-dimensional embeddings",
+                        state.scratch.len(),
+                        model,
+                        state.gallery.dir().display(),
+                        dim
+                    )
+                );
+                return Err(gst::FlowError::Error);
+            }
             state.queries.push(Query {
                 bbox: face.bbox(),
                 track: face.track().ok().flatten(),
@@ -282,15 +335,19 @@ impl BaseTransformImpl for FaceMatch {
         state.found.clear();
         let dim = state.gallery.dim() as usize;
         for query in &state.queries {
+            // In range: every query's embedding was checked to have the gallery's dimension.
             let embedding = &state.embeddings[query.offset..query.offset + dim];
-            let found = state.gallery.search(embedding, top_k).map_err(|e| {
-                gst::element_imp_error!(
-                    self,
-                    gst::StreamError::Failed,
-                    ("gallery search failed: {}", e)
-                );
-                gst::FlowError::Error
-            })?;
+            let found = state
+                .gallery
+                .search(embedding, settings.top_k)
+                .map_err(|e| {
+                    gst::element_imp_error!(
+                        self,
+                        gst::StreamError::Failed,
+                        ("gallery search failed: {}", e)
+                    );
+                    gst::FlowError::Error
+                })?;
             gst::trace!(
                 CAT,
                 imp = self,
@@ -302,15 +359,18 @@ impl BaseTransformImpl for FaceMatch {
 
         let generation = state.gallery.generation();
         let mut results = state.found.iter();
-        facegate_meta::for_each_face_mut(buffer, |face| {
+        facegate_meta::for_each_face_mut(video::buffer_mut(frame), |face| {
             if face.as_ref().embedding_bytes().ok().flatten().is_none() {
                 return;
             }
-            if let Some(best) = results.next().and_then(|found| matched(found, threshold)) {
+            if let Some(best) = results
+                .next()
+                .and_then(|found| matched(found, settings.threshold))
+            {
                 face.set_match(&as_match(best, generation));
             }
         });
-        self.post_messages(buffer, state, threshold, top_k);
+        self.post_messages(frame, state, &settings);
         Ok(gst::FlowSuccess::Ok)
     }
 }
@@ -347,10 +407,15 @@ impl FaceMatch {
         }
     }
 
-    /// A `facegate-match` message per matched face, then one `facegate-frame` message with
-    /// every embedded face of the frame (matched or not) for the gate service.
-    fn post_messages(&self, buffer: &gst::BufferRef, state: &State, threshold: f64, top_k: usize) {
-        let pts = buffer.pts();
+    /// A `facegate-match` message per matched face, then, with `post-frames`, one
+    /// `facegate-frame` message with every embedded face of the frame (matched or not).
+    fn post_messages(
+        &self,
+        frame: &gst_video::VideoFrameRef<&gst::BufferRef>,
+        state: &State,
+        settings: &MatchSettings,
+    ) {
+        let pts = frame.buffer().pts();
         let running_time = pts.and_then(|pts| {
             self.obj()
                 .segment()
@@ -358,26 +423,8 @@ impl FaceMatch {
                 .and_then(|segment| segment.to_running_time(pts))
         });
         let generation = state.gallery.generation();
-        let mut faces = Vec::with_capacity(state.queries.len());
         for (query, found) in state.queries.iter().zip(&state.found) {
-            let best = found.first();
-            let mut face = gst::Structure::builder(facegate_meta::FRAME_FACE)
-                .field("x", query.bbox.0)
-                .field("y", query.bbox.1)
-                .field("width", query.bbox.2)
-                .field("height", query.bbox.3)
-                .field("matched", matched(found, threshold).is_some())
-                .build();
-            if let Some(track) = query.track {
-                face.set("track-id", track.id);
-            }
-            if let Some(best) = best {
-                face.set("best-id", best.id.as_str());
-                face.set("best-label", best.label.as_str());
-                face.set("best-similarity", best.similarity as f64);
-            }
-            faces.push(face.to_send_value());
-            let Some(best) = matched(found, threshold) else {
+            let Some(best) = matched(found, settings.threshold) else {
                 continue;
             };
             let mut structure = facegate_meta::match_message_structure(
@@ -387,7 +434,7 @@ impl FaceMatch {
                 pts,
                 running_time,
             );
-            if top_k > 1 {
+            if settings.top_k > 1 {
                 structure.set(
                     "candidate-ids",
                     gst::Array::new(found.iter().map(|c| c.id.as_str())),
@@ -399,20 +446,33 @@ impl FaceMatch {
             }
             self.post(structure);
         }
-        let (width, height) = self.frame_size();
-        let mut frame = gst::Structure::builder(facegate_meta::FRAME_MESSAGE)
-            .field("width", width)
-            .field("height", height)
-            .field("generation", generation)
-            .field("faces", gst::Array::from_values(faces))
-            .build();
-        if let Some(pts) = pts {
-            frame.set("pts", pts.nseconds());
+        if !settings.post_frames {
+            return;
         }
-        if let Some(running_time) = running_time {
-            frame.set("running-time", running_time.nseconds());
-        }
-        self.post(frame);
+        let faces = state
+            .queries
+            .iter()
+            .zip(&state.found)
+            .map(|(query, found)| FrameFace {
+                track_id: query.track.map(|track| track.id),
+                bbox: query.bbox,
+                best: found.first().map(|best| FrameCandidate {
+                    id: best.id.clone(),
+                    label: best.label.clone(),
+                    similarity: best.similarity as f64,
+                }),
+                matched: matched(found, settings.threshold).is_some(),
+            })
+            .collect();
+        let message = FrameMessage {
+            running_time,
+            pts,
+            width: frame.width(),
+            height: frame.height(),
+            generation,
+            faces,
+        };
+        let _ = self.obj().post_message(message.to_message(&*self.obj()));
     }
 
     fn post(&self, structure: gst::Structure) {
@@ -420,14 +480,6 @@ impl FaceMatch {
             .src(&*self.obj())
             .build();
         let _ = self.obj().post_message(message);
-    }
-
-    fn frame_size(&self) -> (u32, u32) {
-        self.obj()
-            .sink_pad()
-            .current_caps()
-            .and_then(|caps| gst_video::VideoInfo::from_caps(&caps).ok())
-            .map_or((0, 0), |info| (info.width(), info.height()))
     }
 }
 

@@ -1,13 +1,43 @@
-//! `fgmatch`: searches the gallery for each embedded face, attaches identity and similarity, and
-//! posts a `facegate-match` element message per matched face.
-
+/**
+ * SECTION:element-fgmatch
+ * @see_also: fgembed, fgoverlay
+ *
+ * `fgmatch` searches the gallery (a directory made by `facegatectl enroll`) for each face's
+ * `facegate-embedding` and, when the best candidate's cosine similarity reaches `threshold`,
+ * attaches a `facegate-match` param (id, label, similarity, generation) and posts a
+ * `facegate-match` element message with the face's box, track id and timestamps; with `top-k`
+ * above 1 the message also lists the runners-up. With `post-frames=true` it also posts one
+ * `facegate-frame` message per frame listing every embedded face, matched or not, with its best
+ * candidate: the gate service decides from those.
+ *
+ * A new gallery generation is loaded in the background (checked every `poll-interval` ms) and
+ * switched to between frames; a broken one is reported as a warning and the last good one stays
+ * in use. Embeddings of another model or dimension than the gallery's are a stream error.
+ *
+ * ## Example launch line
+ *
+ * |[
+ * gst-launch-1.0 v4l2src ! videoconvert \
+ *     ! fgdetect model=/usr/share/facegate/models/facegate_yunet_2023mar.onnx ! fgtrack ! queue \
+ *     ! fgembed model=/usr/share/facegate/models/facegate_sface_2021dec.onnx \
+ *     ! fgmatch gallery=/var/lib/facegate/gallery threshold=0.45 \
+ *     ! fgoverlay ! videoconvert ! autovideosink
+ * ]| Shows the camera with each face's box and, for enrolled passengers, their name.
+ *
+ * |[
+ * gst-launch-1.0 -m filesrc location=walkup.avi ! decodebin ! videoconvert \
+ *     ! fgdetect ! fgtrack ! fgembed ! fgmatch gallery=/var/lib/facegate/gallery post-frames=true \
+ *     ! fakesink
+ * ]| Prints the facegate-match and facegate-frame messages of a recording (models from
+ * `$FACEGATE_MODEL_DIR`, or /usr/share/facegate/models).
+ */
 use gst::glib;
 use gst::prelude::*;
 
 mod imp;
 
 glib::wrapper! {
-    pub struct FaceMatch(ObjectSubclass<imp::FaceMatch>) @extends gst_base::BaseTransform, gst::Element, gst::Object;
+    pub struct FaceMatch(ObjectSubclass<imp::FaceMatch>) @extends gst_video::VideoFilter, gst_base::BaseTransform, gst::Element, gst::Object;
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {

@@ -7,6 +7,8 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
+use gst_video::prelude::*;
+use gst_video::subclass::prelude::*;
 
 use crate::video;
 
@@ -38,7 +40,6 @@ impl Default for Settings {
 
 struct State {
     out: BufWriter<Box<dyn Write + Send>>,
-    size: Option<(u32, u32)>,
 }
 
 #[derive(Default)]
@@ -51,7 +52,7 @@ pub struct FaceMetaDump {
 impl ObjectSubclass for FaceMetaDump {
     const NAME: &'static str = "GstFgMetaDump";
     type Type = super::FaceMetaDump;
-    type ParentType = gst_base::BaseTransform;
+    type ParentType = gst_video::VideoFilter;
 }
 
 impl ObjectImpl for FaceMetaDump {
@@ -137,9 +138,9 @@ impl BaseTransformImpl for FaceMetaDump {
                 )
             })?)
         };
+        gst::debug!(CAT, imp = self, "writing face metadata to {location}");
         *self.state.lock().unwrap() = Some(State {
             out: BufWriter::new(sink),
-            size: None,
         });
         Ok(())
     }
@@ -155,32 +156,34 @@ impl BaseTransformImpl for FaceMetaDump {
         }
         Ok(())
     }
+}
 
-    fn set_caps(&self, incaps: &gst::Caps, _outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
-        let info = gst_video::VideoInfo::from_caps(incaps)
-            .map_err(|_| gst::loggable_error!(CAT, "unusable caps {incaps}"))?;
-        if let Some(state) = self.state.lock().unwrap().as_mut() {
-            state.size = Some((info.width(), info.height()));
-        }
-        Ok(())
+impl VideoFilterImpl for FaceMetaDump {
+    /// Only reached if passthrough were turned off: the frame is written all the same.
+    fn transform_frame_ip(
+        &self,
+        frame: &mut gst_video::VideoFrameRef<&mut gst::BufferRef>,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        self.transform_frame_ip_passthrough(frame)
     }
 
-    fn transform_ip_passthrough(
+    fn transform_frame_ip_passthrough(
         &self,
-        buffer: &gst::Buffer,
+        frame: &gst_video::VideoFrameRef<&gst::BufferRef>,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let embeddings = self.settings.lock().unwrap().embeddings;
         let mut guard = self.state.lock().unwrap();
         let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
-        let (width, height) = state.size.ok_or(gst::FlowError::NotNegotiated)?;
-        let line = FrameLine::from_buffer(buffer, width, height, embeddings).map_err(|e| {
-            gst::element_imp_error!(
-                self,
-                gst::StreamError::Decode,
-                ("malformed face metadata: {}", e)
-            );
-            gst::FlowError::Error
-        })?;
+        let line =
+            FrameLine::from_buffer(frame.buffer(), frame.width(), frame.height(), embeddings)
+                .map_err(|e| {
+                    gst::element_imp_error!(
+                        self,
+                        gst::StreamError::Decode,
+                        ("malformed face metadata: {}", e)
+                    );
+                    gst::FlowError::Error
+                })?;
         // One line per frame, flushed, so a reader following the file sees each frame as it passes.
         let written = serde_json::to_writer(&mut state.out, &line)
             .map_err(std::io::Error::from)

@@ -466,12 +466,15 @@ impl VideoFilterImpl for FaceOverlay {
         let mut guard = self.state.lock().unwrap();
         let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
         let (marks, thickness) = (state.marks.live(), state.thickness);
-        video::with_canvas(frame, |canvas| {
+        video::with_frame_canvas(frame, |canvas| {
             for mark in marks {
                 draw(canvas, mark, thickness);
             }
         })
-        .inspect_err(|err| gst::error!(CAT, imp = self, "cannot draw on the frame: {err:?}"))?;
+        .map_err(|err| {
+            gst::error!(CAT, imp = self, "cannot draw on the frame: {err}");
+            gst::FlowError::from(err)
+        })?;
         if let Some(composition) = state.to_blend.take() {
             composition.blend(frame).map_err(|err| {
                 gst::error!(CAT, imp = self, "cannot blend the captions: {err}");
