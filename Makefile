@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT OR Apache-2.0
 # FaceGate: set-up, build, tests, demo.  CI runs `make test` (.ci/run).
 #
 #   make setup   Debian packages (if missing), Rust check, assets (scripts/setup.sh; idempotent)

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT OR Apache-2.0
 # Check FaceGate's systemd and D-Bus integration files without installing anything under /etc or /usr:
 #
 #     scripts/check-systemd.sh

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT OR Apache-2.0
 """Fetch, verify and prepare FaceGate's assets as listed in models/manifest.toml.
 
     python3 scripts/fetch-assets.py

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT OR Apache-2.0
 """Cut one face out of a corpus source photo (or just convert it) for scripts/fetch-assets.py.
 
     make-corpus-crop.py SRC DEST [--box X,Y,W,H]

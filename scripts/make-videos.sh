@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT OR Apache-2.0
 # Make FaceGate's test videos from the test photos, with stock GStreamer elements only.
 #
 #     scripts/make-videos.sh PHOTO_DIR OUT_DIR [NAME...]

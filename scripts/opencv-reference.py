@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT OR Apache-2.0
 """Record OpenCV's face detections and SFace embeddings for the test photos.
 
     opencv-reference.py --photos .assets/photos --models .assets/models \

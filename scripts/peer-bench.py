@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT OR Apache-2.0
 """The face gate an integrator would write without FaceGate, timed frame by frame.
 
     peer-bench.py --peer opencv|onnxruntime --video V.avi --detector YUNET.onnx

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT OR Apache-2.0
 """Draw docs/BENCHMARKS.md's plots from the benchmarks' JSON results.
 
     plot-benchmarks.py [--results docs/bench] [--out docs]

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT OR Apache-2.0
 """Turn the raw OpenCV Zoo models into the ONNX files FaceGate loads.
 
     prepare-models.py --raw .assets/models --out .assets/models [--photos .assets/photos]

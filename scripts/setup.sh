@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT OR Apache-2.0
 # FaceGate set-up: the one entry point (`make setup` runs it).  Idempotent: run it as root on a
 # fresh Debian 12, and again whenever you like; a second run changes nothing and takes a second or two.
 #

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The plugin as a GStreamer user meets it: gst-launch-1.0 with a file source, decodebin, our
 //! elements and fgmetadump, checked line by line.
 

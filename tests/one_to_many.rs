@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! One-to-many identification: enrol one photo per development person, then identify each of
 //! their other photos against the whole gallery.
 

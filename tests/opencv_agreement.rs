@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Our detector and embedder against OpenCV's FaceDetectorYN and FaceRecognizerSF on the real
 //! development photos (tests/fixtures/opencv_reference.json, made by scripts/opencv-reference.py).
 //!
@@ -9,7 +10,8 @@
 
 mod common;
 
-use common::{ReferenceFace, ReferencePhoto, cosine, iou};
+use common::{ReferenceFace, ReferencePhoto, iou};
+use facegate_vision::cosine;
 use facegate_vision::{Embedder, runtime};
 
 /// Runs every photo at one input size and checks boxes and landmarks against OpenCV's; at most

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! What the end-to-end tests share: finding the fetched assets (failing loudly when they are
 //! missing), reading OpenCV's reference answers, and a little geometry.
 #![allow(dead_code)]
@@ -85,8 +86,6 @@ pub fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
     let inter = ix * iy;
     inter / (a[2] * a[3] + b[2] * b[3] - inter)
 }
-
-pub use facegate_vision::embedder::cosine;
 
 /// Who is in a development photo.
 pub fn person(photo: &str) -> &'static str {

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Which bus the gate is on, connecting to it, and what a client may fail with.
 
 use std::fmt;

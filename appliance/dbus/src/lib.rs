@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! `org.facegate.Gate1`, the gate service's D-Bus interface, as both sides of the bus see it:
 //! the names, the typed values of every property, method argument and signal, the `Stats()`
 //! dictionary and the client proxy. facegated serves it; facegatectl and monitoring tools read it.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The gate object: every method, property and signal of `org.facegate.Gate1`, defined once.
 //! The service serves it ([`serve`], then publishes through [`GateBus`]); zbus generates the
 //! client proxy ([`GateProxy`]) and the introspection data from the same definition.

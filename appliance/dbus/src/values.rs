@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The typed values of the interface: what each property, argument and signal carries.
 
 use std::str::FromStr;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Enrolment: one good face per photo, embedded by the gate's own elements, into the gallery.
 
 use std::fmt;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Identification of every face in an image or video: the gate's elements, with or without a gallery.
 
 use std::path::{Path, PathBuf};

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! facegatectl, the gate operator's command line: enrolment, identification and the gate's
 //! status, running the same `facegate` elements the gate runs. `main.rs` is the program; this
 //! library is shared with the development tools and the end-to-end tests.

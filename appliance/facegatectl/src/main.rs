@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! facegatectl: the gate operator's command line.
 
 use std::ffi::OsString;

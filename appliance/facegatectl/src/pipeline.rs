@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Short-lived pipelines around the facegate elements: a decoded file, our elements as typed
 //! handles (a property that does not exist fails loudly, never silently unset), then a sink.
 

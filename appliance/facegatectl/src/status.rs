@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! `facegatectl status`: the gate's `Stats()` as a few aligned lines for people.
 
 use facegate_dbus::{LastDecision, Stats, Verdict};

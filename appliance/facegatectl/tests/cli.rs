@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! facegatectl as an operator uses it: enrolment verdicts, listing, removal, identification and
 //! clear errors for bad input, on real photos.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! `[dbus]` in facegate.toml, and who may act on the gate over D-Bus. The interface itself
 //! (`org.facegate.Gate1`) is facegate-dbus's.
 

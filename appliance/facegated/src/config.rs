@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! facegated's configuration: a TOML file plus `FACEGATE_SECTION__KEY` environment overrides
 //! (docs/GATE-SERVICE.md lists every key). Every key is typed and checked; a problem is one line
 //! naming the key, the file and what was expected.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Pipeline descriptions as operators write them (pipelines/*.pipeline): gst-launch syntax,
 //! `#` comment lines, and `${name}` variables filled from the configuration.
 
@@ -86,9 +87,25 @@ pub fn parse(file: &Path, description: &str) -> Result<gst::Pipeline, Descriptio
         message,
     };
     let element = gst::parse::launch(description).map_err(|e| invalid(e.to_string()))?;
-    element
+    let pipeline = element
         .downcast::<gst::Pipeline>()
-        .map_err(|_| invalid("the description is a single element, not a pipeline".into()))
+        .map_err(|_| invalid("the description is a single element, not a pipeline".into()))?;
+    // The service decides on fgmatch's per-frame message, which fgmatch posts only when asked.
+    let matchers: Vec<gstfacegate::FaceMatch> = pipeline
+        .iterate_recurse()
+        .into_iter()
+        .flatten()
+        .filter_map(|element| element.downcast::<gstfacegate::FaceMatch>().ok())
+        .collect();
+    if matchers.is_empty() {
+        return Err(invalid(
+            "the pipeline has no fgmatch: the gate decides on the faces fgmatch reports".into(),
+        ));
+    }
+    for matcher in &matchers {
+        matcher.set_property("post-frames", true);
+    }
+    Ok(pipeline)
 }
 
 #[cfg(test)]
@@ -150,6 +167,11 @@ mod tests {
         assert!(
             message.starts_with("demo.pipeline: ") && message.contains("nosuchelement"),
             "{message}"
+        );
+        let err = parse(Path::new("demo.pipeline"), "videotestsrc ! fakesink").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "demo.pipeline: the pipeline has no fgmatch: the gate decides on the faces fgmatch reports"
         );
         let err = load(Path::new("/no/such.pipeline"), &variables()).unwrap_err();
         assert!(err.to_string().starts_with("/no/such.pipeline: "), "{err}");

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The journal: every gate decision, recorded durably in SQLite before the gate moves.
 //!
 //! One table, `passages`, one row per decision, with a UUID v7 id (time-ordered) and the time as

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! facegated, the gate service on the gate's Raspberry Pi: runs the recognition pipeline,
 //! decides, journals every passage, drives the gate and reports over D-Bus
 //! (docs/GATE-SERVICE.md). `main.rs` is the program; this library is its parts, public where

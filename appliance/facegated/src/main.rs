@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! facegated: the gate service. Runs the recognition pipeline, decides, journals every passage,
 //! drives the gate and reports over D-Bus (docs/GATE-SERVICE.md).
 

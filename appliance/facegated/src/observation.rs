@@ -1,53 +1,48 @@
-//! From fgmatch's `facegate-frame` bus message to the policy's view of a frame.
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! From fgmatch's `facegate-frame` bus message (facegate-meta's typed [`FrameMessage`]) to the
+//! policy's view of a frame.
 
 use std::time::Duration;
 
+use facegate_meta::{FrameMessage, FrameMessageError};
+
 use crate::policy::{Candidate, FaceObservation, FrameObservation};
 
-/// The observation a `facegate-frame` message carries; `None` for any other message. Faces
-/// without a track id are dropped: the policy decides per track.
-pub fn from_message(structure: &gst::StructureRef) -> Option<FrameObservation> {
-    if structure.name() != facegate_meta::FRAME_MESSAGE {
-        return None;
-    }
-    let faces = structure
-        .get::<gst::ArrayRef>("faces")
-        .ok()?
-        .iter()
-        .filter_map(|value| value.get::<gst::Structure>().ok())
+/// The frame a bus element message describes, with the gallery generation it was matched
+/// against; `Ok(None)` for any other message. Faces without a track id are dropped: the policy
+/// decides per track. A frame message with a missing or mistyped field is refused, never read
+/// with zeros in its place.
+pub fn from_message(
+    structure: &gst::StructureRef,
+) -> Result<Option<(FrameObservation, u64)>, FrameMessageError> {
+    let message = match FrameMessage::from_structure(structure) {
+        Ok(message) => message,
+        Err(FrameMessageError::NotAFrameMessage { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let faces = message
+        .faces
+        .into_iter()
         .filter_map(|face| {
-            let track = face.get::<u64>("track-id").ok()?;
-            let pixels = |field: &str| face.get::<u32>(field).map(|v| v as f32).unwrap_or(0.0);
-            let best = match (
-                face.get::<String>("best-id"),
-                face.get::<String>("best-label"),
-                face.get::<f64>("best-similarity"),
-            ) {
-                (Ok(id), Ok(label), Ok(similarity)) => Some(Candidate {
-                    id,
-                    label,
-                    similarity,
-                }),
-                _ => None,
-            };
+            let (x, y, w, h) = face.bbox;
             Some(FaceObservation {
-                track,
-                bbox: [pixels("x"), pixels("y"), pixels("width"), pixels("height")],
-                best,
+                track: face.track_id?,
+                bbox: [x as f32, y as f32, w as f32, h as f32],
+                best: face.best.map(|best| Candidate {
+                    id: best.id,
+                    label: best.label,
+                    similarity: best.similarity,
+                }),
             })
         })
         .collect();
-    Some(FrameObservation {
-        running_time: Duration::from_nanos(structure.get::<u64>("running-time").unwrap_or(0)),
-        width: structure.get::<u32>("width").unwrap_or(0),
-        height: structure.get::<u32>("height").unwrap_or(0),
+    let frame = FrameObservation {
+        running_time: Duration::from_nanos(message.running_time.map_or(0, |t| t.nseconds())),
+        width: message.width,
+        height: message.height,
         faces,
-    })
-}
-
-/// The gallery generation the frame was matched against.
-pub fn generation(structure: &gst::StructureRef) -> Option<u64> {
-    structure.get::<u64>("generation").ok()
+    };
+    Ok(Some((frame, message.generation)))
 }
 
 #[cfg(test)]
@@ -79,6 +74,10 @@ mod tests {
             .build();
         let untracked = gst::Structure::builder(facegate_meta::FRAME_FACE)
             .field("x", 1u32)
+            .field("y", 2u32)
+            .field("width", 30u32)
+            .field("height", 40u32)
+            .field("matched", false)
             .build();
         let message = gst::Structure::builder(facegate_meta::FRAME_MESSAGE)
             .field("width", 640u32)
@@ -94,7 +93,7 @@ mod tests {
                 ]),
             )
             .build();
-        let frame = from_message(&message).unwrap();
+        let (frame, generation) = from_message(&message).unwrap().unwrap();
         assert_eq!(frame.running_time, Duration::from_secs(2));
         assert_eq!((frame.width, frame.height), (640, 480));
         assert_eq!(frame.faces.len(), 2);
@@ -108,7 +107,23 @@ mod tests {
             Some(("p-1", 0.71))
         );
         assert!(frame.faces[1].best.is_none());
-        assert_eq!(generation(&message), Some(3));
-        assert!(from_message(&gst::Structure::new_empty("facegate-match")).is_none());
+        assert_eq!(generation, 3);
+        assert!(
+            from_message(&gst::Structure::new_empty("facegate-match"))
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_frame_message_missing_a_field_is_refused() {
+        gst::init().unwrap();
+        let message = gst::Structure::builder(facegate_meta::FRAME_MESSAGE)
+            .field("height", 480u32)
+            .field("generation", 3u64)
+            .field("faces", gst::Array::from_values([]))
+            .build();
+        let error = from_message(&message).unwrap_err();
+        assert!(error.to_string().contains("width"), "{error}");
     }
 }

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The gate's decision policy: grant or deny from per-frame face observations.
 //!
 //! Plain, deterministic Rust: no GStreamer and no I/O. The service turns each `facegate-frame`

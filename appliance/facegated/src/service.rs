@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! facegated's moving parts and how they meet (docs/GATE-SERVICE.md):
 //!
 //! - the **supervisor** thread runs the pipeline, restarts it with back-off when the source fails
@@ -35,7 +36,8 @@ pub type SharedGate = Arc<Mutex<Box<dyn Gate>>>;
 
 /// What the decider is told.
 enum Input {
-    Frame(FrameObservation, Option<u64>),
+    /// A frame, and the gallery generation it was matched against.
+    Frame(FrameObservation, u64),
     Open {
         reason: String,
         reply: Sender<Result<String, ControlError>>,
@@ -259,7 +261,7 @@ fn decide(
     for input in inputs {
         match input {
             Input::Frame(frame, frame_generation) => {
-                generation = frame_generation.unwrap_or(generation);
+                generation = frame_generation;
                 for decision in policy.observe(&frame, SystemTime::now()) {
                     let passage = passage_for(&decision, generation);
                     // The journal first: a gate that opened must have its passage on disk.
@@ -562,23 +564,26 @@ fn run_pipeline_once(
                 let Some(structure) = element.structure() else {
                     continue;
                 };
-                if let Some(frame) = observation::from_message(structure) {
-                    if frames_in_second == 0 && status.snapshot().state != State::Running {
-                        let stream_start = stream_start_unix_ns(&pipeline);
-                        status.update(|s| {
-                            s.state = State::Running;
-                            s.stream_start_unix_ns = stream_start;
-                        });
-                        let _ = inputs.send(Input::Pipeline(true));
-                        info!("pipeline running");
+                let (frame, generation) = match observation::from_message(structure) {
+                    Ok(Some(observed)) => observed,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        warn!("frame message refused, frame skipped: {e}");
+                        continue;
                     }
-                    frames_in_second += 1;
-                    if inputs
-                        .send(Input::Frame(frame, observation::generation(structure)))
-                        .is_err()
-                    {
-                        break Outcome::Stopped;
-                    }
+                };
+                if frames_in_second == 0 && status.snapshot().state != State::Running {
+                    let stream_start = stream_start_unix_ns(&pipeline);
+                    status.update(|s| {
+                        s.state = State::Running;
+                        s.stream_start_unix_ns = stream_start;
+                    });
+                    let _ = inputs.send(Input::Pipeline(true));
+                    info!("pipeline running");
+                }
+                frames_in_second += 1;
+                if inputs.send(Input::Frame(frame, generation)).is_err() {
+                    break Outcome::Stopped;
                 }
             }
             gst::MessageView::Eos(_) => break Outcome::Ended,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! `org.facegate.Gate1` against a real, private dbus-daemon: properties, change signals, passage
 //! signals, the privilege check by uid (callers of another uid through `setpriv`), the bus policy
 //! file, the shipped introspection XML and name conflicts.

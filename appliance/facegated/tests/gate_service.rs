@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! facegated end to end: the real service on real video, a real private dbus-daemon, a real
 //! SQLite journal and the simulated gate, checked from the outside as an operator would.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! kill -9 durability of the journal: every passage whose record() returned is still there.
 //!
 //! The test re-runs its own executable as the writer (selected by an environment variable):

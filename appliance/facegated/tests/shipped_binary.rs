@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! What ships on a gate knows nothing of the machine it was built on.
 
 #[test]

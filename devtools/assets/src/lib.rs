@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The development assets `make setup` fetches (scripts/fetch-assets.py, models/manifest.toml):
 //! where they are, and who is in each development photo. For tests, demos and benchmarks only;
 //! nothing that ships on a gate depends on this crate (it knows the repository's own path).

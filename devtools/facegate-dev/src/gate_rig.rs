@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The gate demo, and the rig the end-to-end tests share with it: a work directory with an
 //! enrolled gallery, a private dbus-daemon, and facegated started on the shipped demo
 //! configuration with `FACEGATE_…` overrides pointing it at them.

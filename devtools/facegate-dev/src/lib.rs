@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! FaceGate's development tools, never shipped on a gate: the gate demo and the rig it runs on
 //! (facegated on a private D-Bus with a simulated gate, fed a walk-up video), the recognition
 //! demo and the benchmarks behind docs/BENCHMARKS.md. They know the repository they were built

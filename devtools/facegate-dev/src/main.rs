@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! facegate-dev: the gate demo and the benchmarks (`facegatectl demo` and `facegatectl bench`
 //! hand over to this program).
 

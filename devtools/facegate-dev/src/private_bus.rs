@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! A private dbus-daemon for the demo and the tests: the gate's real D-Bus code on a real bus,
 //! without touching the system bus.
 

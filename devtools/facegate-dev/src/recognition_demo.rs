@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The recognition demo: enrol some development people, then identify every face in the
 //! development photos and in a generated video of people walking up to the camera.
 

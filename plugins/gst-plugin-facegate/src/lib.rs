@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The `facegate` GStreamer plugin: face detection, tracking, embedding and gallery matching
 //! inline in a video pipeline, plus an overlay and a metadata dump.
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! `tracing` events (which plugins/vision logs through) into the GStreamer debug log, so that
 //! `GST_DEBUG=fgvision:5 gst-launch-1.0 …` shows them: gst-launch-1.0 installs no `tracing`
 //! subscriber, and without one they vanish.

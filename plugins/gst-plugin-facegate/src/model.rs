@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Loading model files for elements: where the default lives and how a failure reads on the bus.
 
 use std::path::PathBuf;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! What every facegate element shares about raw video: the formats it reads, and how a mapped
 //! frame becomes a `facegate_vision::Frame` to read or a `Canvas` to draw on.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! fgdetect in a harness, on real photos: every camera format, the properties as gst-inspect shows
 //! them, model files that cannot work, `interval`, empty frames and network input sizes.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! fgembed in a harness behind the real detector: unit-length SFace embeddings on every face,
 //! the per-track cache counted through `faces-embedded`, format independence, bad model files.
 

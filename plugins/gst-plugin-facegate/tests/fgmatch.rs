@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! fgmatch in a harness behind the real detector and embedder, against galleries built here from
 //! real embeddings: matches and their bus messages, impostors, live reloads without dropping
 //! frames, a broken manifest, missing galleries and a gallery of another model.

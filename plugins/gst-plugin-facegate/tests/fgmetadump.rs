@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! fgmetadump in a harness, on buffers carrying synthetic face metadata: one JSON line per buffer
 //! in the shape facegate-meta documents, embeddings only when asked for, buffers untouched, bad locations.
 

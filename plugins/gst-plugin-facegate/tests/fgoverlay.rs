@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! fgoverlay in a harness: boxes are drawn green for matched faces and amber otherwise, only
 //! where the faces are, in every format the plugin accepts; captions in any script are drawn as
 //! letters, blended into the frame or attached for downstream to draw.

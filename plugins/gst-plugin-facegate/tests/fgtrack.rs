@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! fgtrack in a harness, on buffers carrying synthetic face regions: ids stay with moving faces,
 //! distinct faces get distinct ids, a face gone longer than max-age comes back as a new track.
 

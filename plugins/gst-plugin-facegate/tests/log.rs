@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The vision library's `tracing` events reach the GStreamer debug log in the `fgvision`
 //! category once the plugin is registered in a program without a subscriber of its own (this
 //! test binary, like gst-launch-1.0), at the matching level and only above the threshold.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The fgmetadump line (crate docs, "The fgmetadump line"): one JSON object per frame.
 //!
 //! `{"pts_ns": 123 | null, "width": 640, "height": 480, "faces": [{"bbox": [x, y, w, h], "score": 0.93,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The `facegate-frame` element message: every embedded face of one frame, matched or not, with
 //! the gallery's best candidate for each. fgmatch writes it (with `post-frames=true`) and the gate
 //! service reads it; both go through [`FrameMessage`], so the two sides cannot drift apart.

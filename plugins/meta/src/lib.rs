@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! FaceGate's face metadata contract: what the elements attach to buffers and post on the bus,
 //! with typed read and write, so that the elements, the CLI and the gate service read and write
 //! exactly the same fields. The names below are a public interface (operators' pipelines and

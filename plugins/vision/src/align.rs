@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Face alignment: a similarity transform from the five landmarks onto the ArcFace template,
 //! then a bilinear warp into the embedder's 112x112 input.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Drawing boxes and points into raw frames, in place and in the layouts [`Frame`] reads:
 //! what the overlay element uses to mark faces for a kiosk screen or a debugging view.
 //!

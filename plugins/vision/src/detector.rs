@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The YuNet face detector on ONNX Runtime: letterbox, infer, decode, suppress, map back.
 
 use std::path::{Path, PathBuf};

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The SFace face embedder on ONNX Runtime: align, infer, L2-normalise.
 
 use std::path::{Path, PathBuf};

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Per-track embeddings, so a passenger's face is embedded once when first seen and refreshed
 //! rarely, instead of on every frame.
 

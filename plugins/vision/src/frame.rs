@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Borrowed views of raw video frames in the formats cameras and decoders hand us, with bilinear
 //! sampling to RGB. Sampling straight from the source layout lets every stage read camera frames
 //! without a colour-conversion pass or an intermediate copy.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Following a gallery directory from a background thread, so the video thread switches to a new
 //! generation without ever waiting for it to load.
 

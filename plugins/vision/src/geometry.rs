@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Boxes, detected faces and non-maximum suppression.
 
 /// An axis-aligned box in pixels: top-left corner and size.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Scaling a frame into a detector's input tensor: aspect kept, anchored top-left, zero padding
 //! to a multiple of the network's largest stride.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! FaceGate's vision core, free of GStreamer so that it can be unit-tested on plain buffers:
 //! reading camera frames, detecting faces (YuNet), tracking them, aligning and embedding them
 //! (SFace) and searching the gallery (FAISS).

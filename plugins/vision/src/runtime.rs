@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Finding ONNX Runtime and the model files, and opening sessions with errors that name the file.
 
 use std::path::{Path, PathBuf};
@@ -109,7 +110,7 @@ pub fn open_session(path: &Path, threads: usize) -> Result<Session, ModelError> 
         // A gate runs two sessions (detector, embedder) one after the other on the streaming
         // thread, beside the decoder and the service: pool threads that spin after their run
         // take the cores the next session needs. Without spinning, detect + embed took 26-31 ms
-        // instead of 73-83 ms on this 2-core machine while other work ran (docs/BENCHMARKS.md).
+        // instead of 73-83 ms on a loaded two-core machine (docs/BENCHMARKS.md).
         .and_then(|b| Ok(b.with_intra_op_spinning(false)?))
         .map_err(|e| corrupt(e.to_string()))?;
     builder

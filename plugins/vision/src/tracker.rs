@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Stable track ids for faces across frames: greedy matching on box overlap, with a centre-distance
 //! fallback for faces that move fast relative to their size (someone walking up to the gate).
 

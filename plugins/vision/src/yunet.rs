@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Decoding YuNet's per-stride outputs into faces, as OpenCV's FaceDetectorYN does.
 
 use crate::geometry::{Face, LANDMARKS, Rect};

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The gate: unlock relay, green and red lamps, passage sensor and emergency inputs.
 //!
 //! [`Gate`] is what the service drives. Two backends implement it, `simulated` (every output

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The Raspberry Pi gate: the shared timing core driving BCM GPIO pins through rppal.
 //!
 //! rppal is retired upstream (works up to the Pi 5); everything rppal-specific is in this file

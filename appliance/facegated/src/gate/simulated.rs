@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The simulated gate: the shared timing core, writing each output change as one JSON line
 //! (flushed and fsync'd) to `gate.actions_log` instead of driving pins.
 

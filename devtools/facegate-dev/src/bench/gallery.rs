@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! `facegatectl bench gallery`: galleries of 10k to 1M identities, built as `facegatectl enroll`
 //! builds them and searched as the gate searches them, with the real development faces planted
 //! among synthetic unit vectors. Per size: the index type the gallery chose, build time, memory,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! `facegatectl bench latency`: decision latency at the gate, from the first frame on which an
 //! enrolled face is fully visible to the simulated gate's relay switching on, with the real
 //! facegated (the one next to this executable, so `--release` measures the release build) playing
@@ -627,7 +628,7 @@ fn read_process(pid: u32, elapsed: Duration) -> Option<Sample> {
 
 /// Busy time of all cores since boot (all but idle and iowait), from /proc/stat.
 fn machine_busy_s() -> Option<f64> {
-    use procfs::Current;
+    use procfs::CurrentSI;
     let total = procfs::KernelStats::current().ok()?.total;
     let busy_ms = total.user_ms()
         + total.nice_ms()

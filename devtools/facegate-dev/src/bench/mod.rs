@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! `facegate-dev bench` (also `facegatectl bench`): the measurements behind docs/BENCHMARKS.md. Each benchmark is its own
 //! subcommand; tests never assert timings, these commands record them.
 

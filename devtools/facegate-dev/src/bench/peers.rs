@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! `facegatectl bench peers`: FaceGate's pipeline, with and without tracking, against what an
 //! integrator would write without it (OpenCV's FaceDetectorYN + FaceRecognizerSF, and the same
 //! models through ONNX Runtime's Python API), on the same video with the same thread budget, in

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! `facegatectl bench stages`: each stage alone on the real models and a real 640x480 frame of a
 //! face (whole pipelines against the peers: `bench peers`; galleries at scale: `bench gallery`).
 //! Results go in docs/BENCHMARKS.md.

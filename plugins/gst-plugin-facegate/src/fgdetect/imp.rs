@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 use std::sync::{LazyLock, Mutex};
 
 use facegate_vision::{Detector, DetectorConfig, Face, detector, runtime};

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 /**
  * SECTION:element-fgembed
  * @see_also: fgdetect, fgtrack, fgmatch

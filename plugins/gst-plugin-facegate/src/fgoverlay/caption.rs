@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Captions laid out with Pango and rasterised with cairo into overlay rectangles, kept for as
 //! long as their text is on screen so that a frame whose captions have not changed renders
 //! nothing.

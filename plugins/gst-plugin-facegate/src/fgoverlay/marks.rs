@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! What fgoverlay draws for each face, read from the buffer's face metadata.
 
 use std::fmt::Write;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! `fgoverlay`: draws each face region's box, landmarks and caption (name and similarity, track
 //! id or detection score) into the frame, for a kiosk screen or debugging.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 /**
  * SECTION:element-fgtrack
  * @see_also: fgdetect, fgembed

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Shared set-up for the element tests: GStreamer and the plugin, the real assets (models,
 //! photos) from the set-up's environment variables, frames decoded by GStreamer itself, harnesses
 //! with a bus, and reading the face metadata back.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Arbitrary bytes as one file of a real gallery generation (the manifest as it is, or the
 //! identities sidecar, the index or the rescoring stage with the manifest's checksums rewritten
 //! to match, so that the checks behind them are reached), then `Gallery::open` and, if it opens,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Building the index a commit's new generation gets: training a compressed one, refilling it,
 //! or going back to exact search.
 

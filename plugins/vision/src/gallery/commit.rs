@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Committing: the in-memory state written as a new generation beside the current one, then
 //! switched to by renaming the manifest. A crash at any step leaves the old or the new
 //! generation, whole.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Everything the gallery refuses or fails at.
 
 use std::io;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The checksummed files of each generation, and the durable-write steps that let a generation
 //! switch survive a crash at any point.
 

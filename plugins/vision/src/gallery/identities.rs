@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The identities sidecar: who each FAISS id is, as a JSON array sorted by id, one person per
 //! line, so that a million people cost about 150 bytes each on disk rather than twice that
 //! pretty-printed.

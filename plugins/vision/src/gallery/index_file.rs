@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! FAISS index files, checked by this crate before FAISS reads them.
 //!
 //! FAISS trusts its files: a metric type it does not know panics in the Rust binding, a code

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! What the gallery accepts as ids, labels, model names, dimensions and embeddings.
 
 /// Tolerance on an embedding's norm: embedders normalise in f32, so real ones land far inside it.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! One writer at a time per gallery: an exclusive `flock` on a lock file in its directory, taken
 //! before a writer reads the generation it changes and held until that change is committed, so
 //! that no commit is ever based on a generation another writer has already replaced.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! `manifest.json`: the only pointer to the current generation; replacing it is what switches
 //! generations.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The gallery: enrolled people's face embeddings in a FAISS inner-product index, kept in a
 //! directory as numbered generations behind an atomically switched `manifest.json`.
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Opening a gallery: reading a generation and checking every file of it against its manifest
 //! before anything searches it; and creating a new gallery.
 

@@ -1,9 +1,10 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! FAISS's OpenMP threads, for calls on one query or one enrolment.
 //!
 //! Such calls gain nothing from a second thread (FAISS parallelises over queries, and measured
 //! single-query latency is the same with one or two), but each parallel region they enter waits
 //! for every thread of the team. On a busy machine one of them is often descheduled, and the
-//! region then lasts a scheduler time slice: on this 2-core machine under load the crash tests
+//! region then lasts a scheduler time slice: on a loaded two-core machine the crash tests
 //! (thousands of single enrolments) took 268 s with two threads and 3.6 s with one, and query
 //! p99 at 100k people went from 12 to 69 ms. The gate's cores are busy with inference, so its
 //! searches run on the calling thread alone; commits, which train and add in bulk, keep the team.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Every enrolled person's original embedding, for rebuilding an index: read back from the exact
 //! index, or from a compressed gallery's vectors file plus what was enrolled since.
 

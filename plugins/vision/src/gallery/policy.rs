@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Which index a gallery of a given size gets: exact search while small, a trained, compressed
 //! IVF index with a rescoring stage from `COMPRESS_AT` people on, retrained as it grows.
 

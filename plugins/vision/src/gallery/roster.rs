@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Who is enrolled, held compactly: at a million people the gate keeps this beside the index, so
 //! a struct of four `String`s per person (about 400 bytes with its map entries and allocations)
 //! would outweigh a compressed index tenfold. Here a person costs a 24-byte record, the bytes of

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Searching: the index's candidates, rescored from the 6-bit codes when it is compressed.
 
 use faiss::index::IndexImpl;

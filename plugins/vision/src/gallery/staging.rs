@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Enrolments and removals, staged in memory: applied to the index at once (so this process
 //! sees them), written to disk by `commit`.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The enrolled embeddings as they were given, kept on disk beside a compressed index. The index
 //! holds only lossy codes, and retraining it for a larger gallery (or going back to exact search)
 //! needs the originals. Only writers read this file; the gate never loads it.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Confidence bounds for thresholds: a bootstrap over identities.
 //!
 //! Impostor pairs are not independent samples: each identity takes part in many of them, so an

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Open-set evaluation statistics: how often a gate that compares a stranger with every enrolled
 //! person grants the wrong one, and what threshold keeps that rare at a given gallery size.
 //!

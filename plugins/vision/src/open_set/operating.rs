@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Operating points: the threshold a gallery size needs for a target FPIR, and the largest gallery
 //! a threshold can serve.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! FMR and FNMR at a threshold, the report's rate table and the DET curve.
 
 use serde::{Deserialize, Serialize};

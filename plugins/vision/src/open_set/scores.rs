@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Genuine and impostor pair scores, and their summary statistics.
 
 use std::collections::HashSet;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The impostor tail model: a generalized Pareto distribution (GPD) over a high threshold.
 //!
 //! Why this model: by the Pickands-Balkema-de Haan theorem the excesses of almost any continuous

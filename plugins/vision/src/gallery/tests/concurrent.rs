@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Writers racing on one gallery directory, as threads (each with its own handles, so the lock
 //! is contended exactly as between processes) and as child processes.
 

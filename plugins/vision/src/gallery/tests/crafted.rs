@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Index files crafted to pass the manifest's checksums (rewritten to match) but not to be what
 //! the manifest says: each is refused before FAISS reads it.
 

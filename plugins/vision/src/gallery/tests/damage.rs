@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! A gallery directory that lost its manifest, or holds files it does not expect.
 
 use super::*;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Real generation files, mutated a few thousand ways from a fixed seed, most with the
 //! manifest's checksums rewritten to match: opening each must give an error or a gallery that
 //! can be searched, never a panic (nor a crash or an allocation without bound in FAISS, which
