@@ -243,13 +243,14 @@ impl BaseTransformImpl for FaceMatch {
         let watcher = match settings.poll_interval_ms {
             0 => None,
             ms => Some(
-                GalleryWatcher::spawn(dir, gallery.generation(), Duration::from_millis(ms as u64))
-                    .map_err(|e| {
+                GalleryWatcher::follow(&gallery, Duration::from_millis(ms as u64)).map_err(
+                    |e| {
                         gst::error_msg!(
                             gst::CoreError::Thread,
                             ("cannot start the gallery watcher: {}", e)
                         )
-                    })?,
+                    },
+                )?,
             ),
         };
         *self.state.lock().unwrap() = Some(State {

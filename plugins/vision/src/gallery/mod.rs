@@ -4,7 +4,11 @@
 //!
 //! Writers stage enrolments and removals in memory and `commit` them as a new generation; readers
 //! (the gate service) poll `Gallery::read_generation` and reopen when it moves. A crash at any
-//! point of a commit leaves the old or the new generation, never a broken one.
+//! point of a commit leaves the old or the new generation, never a broken one. One writer at a
+//! time: the first staged change takes the directory's lock (`lock.rs`) and re-reads the
+//! committed generation if another writer moved it; the commit releases it. A reader checks
+//! every file it reads against the manifest, FAISS files included (`index_file.rs`), before
+//! anything searches them.
 //!
 //! The index type follows the gallery's size (`IndexPolicy`): exact search for small galleries,
 //! from `COMPRESS_AT` people on a trained, compressed IVF index whose candidates are rescored
