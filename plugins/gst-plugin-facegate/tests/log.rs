@@ -43,8 +43,7 @@ fn logged_during(threshold: gst::DebugLevel, f: impl FnOnce()) -> Vec<Line> {
     f();
     category.reset_threshold();
     gst::log::remove_log_function(log_function);
-    let lines = lines.lock().unwrap().clone();
-    lines
+    lines.lock().unwrap().clone()
 }
 
 #[test]

@@ -306,7 +306,7 @@ impl FaceRef<'_> {
             .map_err(|e| field_error(EMBEDDING, "data", e))?;
         let data: &[u8] = bytes.as_ref();
         if data.len() != dim as usize * 4 {
-            let held = if data.len() % 4 == 0 {
+            let held = if data.len().is_multiple_of(4) {
                 format!("{} values", data.len() / 4)
             } else {
                 format!("{} bytes, not whole f32 values,", data.len())
