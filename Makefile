@@ -34,7 +34,7 @@ export FACEGATE_CORPUS_DIR := $(ASSETS)/corpus
 # (slower gallery search) instead of binaries that die of an illegal instruction.
 ifeq ($(shell uname -m),x86_64)
 ifeq ($(shell grep -qw avx2 /proc/cpuinfo && echo yes),)
-export CXXFLAGS_x86_64_unknown_linux_gnu :=
+export CXXFLAGS_x86_64_unknown_linux_gnu := -ffile-prefix-map=$(HOME)/.cargo/registry/src=/cargo/registry/src
 endif
 endif
 

@@ -16,7 +16,9 @@ fn enrolled() -> Vec<(&'static str, &'static str, &'static str)> {
 
 /// Their other photos.
 fn probes() -> impl Iterator<Item = &'static str> {
-    DEV_PEOPLE.iter().flat_map(|p| p.photos[1..].iter().copied())
+    DEV_PEOPLE
+        .iter()
+        .flat_map(|p| p.photos[1..].iter().copied())
 }
 
 #[test]

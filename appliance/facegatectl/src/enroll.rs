@@ -160,7 +160,7 @@ pub fn enroll_all(
         let result = embed_photo(&request.photo, models).and_then(|face| {
             let gallery = match &mut gallery {
                 Some(gallery) => gallery,
-                slot => slot.insert(Gallery::create(
+                slot => slot.insert(Gallery::open_or_create(
                     gallery_dir,
                     &face.model,
                     face.embedding.len() as u32,

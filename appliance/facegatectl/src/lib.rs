@@ -19,3 +19,19 @@ pub fn init() -> Result<(), gst::glib::Error> {
     });
     Ok(())
 }
+
+/// The edge of a command-line program: logs to stderr (filtered by `FACEGATE_LOG`), runs `run`
+/// and turns its error into one line, `program: what went wrong`, and a failing exit status.
+pub fn run_main(program: &str, run: impl FnOnce() -> anyhow::Result<()>) -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("FACEGATE_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{program}: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

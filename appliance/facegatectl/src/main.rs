@@ -218,15 +218,5 @@ fn development_tool(command: &str, models: &ModelArgs, args: Vec<OsString>) -> a
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("FACEGATE_LOG"))
-        .with_writer(std::io::stderr)
-        .init();
-    match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("facegatectl: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    facegatectl::run_main("facegatectl", || run(Cli::parse()))
 }

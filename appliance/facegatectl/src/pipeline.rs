@@ -189,9 +189,11 @@ impl FilePipeline {
             match message.view() {
                 gst::MessageView::Eos(_) => break,
                 gst::MessageView::Error(err) => {
-                    let ours = err
-                        .src()
-                        .filter(|src| self.ours.iter().any(|e| e.upcast_ref::<gst::Object>() == *src));
+                    let ours = err.src().filter(|src| {
+                        self.ours
+                            .iter()
+                            .any(|e| e.upcast_ref::<gst::Object>() == *src)
+                    });
                     let message = err.error().to_string();
                     outcome = Err(match ours {
                         Some(element) => PipelineError::Setup {

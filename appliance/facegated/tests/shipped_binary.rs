@@ -7,3 +7,40 @@ fn facegated_carries_no_build_machine_path() {
     let found = facegate_dev_assets::build_paths_in(binary).unwrap();
     assert!(found.is_empty(), "{} names {found:?}", binary.display());
 }
+
+#[test]
+fn the_service_depends_on_no_development_code() {
+    let tree = std::process::Command::new(env!("CARGO"))
+        .args([
+            "tree",
+            "--offline",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "-p",
+            "facegated",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(
+        tree.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tree.stderr)
+    );
+    let tree = String::from_utf8_lossy(&tree.stdout);
+    assert!(tree.contains("facegate-dbus"), "{tree}");
+    // The demo rig, the benchmarks and their helpers, and the test assets' table.
+    for development in [
+        "facegate-devtools",
+        "facegate-dev-assets",
+        "hdrhistogram",
+        "procfs",
+    ] {
+        assert!(
+            !tree.contains(development),
+            "facegated depends on {development}:\n{tree}"
+        );
+    }
+}

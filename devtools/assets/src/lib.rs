@@ -129,7 +129,9 @@ pub fn build_paths_in(binary: &Path) -> std::io::Result<Vec<String>> {
     let stripped = std::env::temp_dir().join(format!(
         "facegate-stripped-{}-{}",
         std::process::id(),
-        binary.file_name().map_or_else(Default::default, |n| n.to_string_lossy())
+        binary
+            .file_name()
+            .map_or_else(Default::default, |n| n.to_string_lossy())
     ));
     let status = std::process::Command::new("objcopy")
         .arg("--strip-debug")
@@ -148,7 +150,11 @@ pub fn build_paths_in(binary: &Path) -> std::io::Result<Vec<String>> {
     let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
     let cargo_home = std::env::var("CARGO_HOME").unwrap_or_else(|_| format!("{home}/.cargo"));
     let mut found = Vec::new();
-    for path in [workspace_dir().to_string_lossy().into_owned(), cargo_home, home] {
+    for path in [
+        workspace_dir().to_string_lossy().into_owned(),
+        cargo_home,
+        home,
+    ] {
         let needle = format!("{}/", path.trim_end_matches('/'));
         if needle.len() > 1 && bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
             found.push(needle);

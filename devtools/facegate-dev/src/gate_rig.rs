@@ -371,7 +371,10 @@ pub fn run(out: &mut impl Write) -> anyhow::Result<()> {
     let stream_start = followed.stream_start_unix_ns;
     summarise(&rig, out)?;
     let latencies = decision_latencies(&rig, stream_start)?;
-    if let (Some(median), Some(worst)) = (crate::bench::percentile(&latencies, 0.5), latencies.iter().max()) {
+    if let (Some(median), Some(worst)) = (
+        crate::bench::percentile(&latencies, 0.5),
+        latencies.iter().max(),
+    ) {
         writeln!(
             out,
             "== decision latency, face fully visible to unlock: median {median} ms, worst {worst} ms over {} grants ({})",

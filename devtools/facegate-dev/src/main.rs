@@ -73,15 +73,5 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("FACEGATE_LOG"))
-        .with_writer(std::io::stderr)
-        .init();
-    match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("facegate-dev: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    facegatectl::run_main("facegate-dev", || run(Cli::parse()))
 }

@@ -28,6 +28,14 @@ pub use fgoverlay::FaceOverlay;
 pub use fgtrack::FaceTrack;
 pub use log::GstDebugLayer;
 
+/// Registers element type `T` under `name`, at no rank (our elements are never auto-plugged).
+fn register_element<T: glib::types::StaticType>(
+    plugin: &gst::Plugin,
+    name: &str,
+) -> Result<(), glib::BoolError> {
+    gst::Element::register(Some(plugin), name, gst::Rank::NONE, T::static_type())
+}
+
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     log::install_unless_set();
     fgdetect::register(plugin)?;

@@ -91,7 +91,12 @@ fn events_from_vision_code_arrive() {
         })
         .unwrap_or_else(|| panic!("no event for committing generation 1 in {lines:?}"));
     assert_eq!(committed.level, gst::DebugLevel::Debug);
-    assert_eq!(committed.function, "facegate_vision::gallery");
+    // The event's target is the module that emitted it, somewhere in the gallery.
+    assert!(
+        committed.function.starts_with("facegate_vision::gallery"),
+        "{}",
+        committed.function
+    );
     assert!(
         committed.message.contains(dir.path().to_str().unwrap()),
         "{committed:?}"

@@ -108,10 +108,7 @@ pub fn run(args: &StagesArgs, models: &Models, out: &mut impl Write) -> anyhow::
     )?;
     writeln!(out, "frame: 640x480 I420 from {}\n", video.display())?;
 
-    writeln!(
-        out,
-        "| stage | median ms | p99 ms | OpenCV reference |"
-    )?;
+    writeln!(out, "| stage | median ms | p99 ms | OpenCV reference |")?;
     writeln!(out, "|---|---|---|---|")?;
     let detector_path = models
         .detector

@@ -23,7 +23,6 @@
  * ]| Detects faces in a camera's frames and prints each frame's faces as a JSON line.
  */
 use gst::glib;
-use gst::prelude::*;
 
 mod imp;
 
@@ -32,10 +31,5 @@ glib::wrapper! {
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
-    gst::Element::register(
-        Some(plugin),
-        "fgdetect",
-        gst::Rank::NONE,
-        FaceDetect::static_type(),
-    )
+    crate::register_element::<FaceDetect>(plugin, "fgdetect")
 }

@@ -19,7 +19,6 @@
  * ]| Prints each frame's faces with their embeddings as JSON lines.
  */
 use gst::glib;
-use gst::prelude::*;
 
 mod imp;
 
@@ -28,10 +27,5 @@ glib::wrapper! {
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
-    gst::Element::register(
-        Some(plugin),
-        "fgembed",
-        gst::Rank::NONE,
-        FaceEmbed::static_type(),
-    )
+    crate::register_element::<FaceEmbed>(plugin, "fgembed")
 }

@@ -33,7 +33,6 @@
  * `$FACEGATE_MODEL_DIR`, or /usr/share/facegate/models).
  */
 use gst::glib;
-use gst::prelude::*;
 
 mod imp;
 
@@ -42,10 +41,5 @@ glib::wrapper! {
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
-    gst::Element::register(
-        Some(plugin),
-        "fgmatch",
-        gst::Rank::NONE,
-        FaceMatch::static_type(),
-    )
+    crate::register_element::<FaceMatch>(plugin, "fgmatch")
 }

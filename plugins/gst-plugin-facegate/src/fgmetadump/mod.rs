@@ -18,7 +18,6 @@
  * ]| Writes what the gate saw in a recording to faces.jsonl, one line per frame.
  */
 use gst::glib;
-use gst::prelude::*;
 
 mod imp;
 
@@ -27,10 +26,5 @@ glib::wrapper! {
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
-    gst::Element::register(
-        Some(plugin),
-        "fgmetadump",
-        gst::Rank::NONE,
-        FaceMetaDump::static_type(),
-    )
+    crate::register_element::<FaceMetaDump>(plugin, "fgmetadump")
 }

@@ -26,7 +26,6 @@
  * ```
  */
 use gst::glib;
-use gst::prelude::*;
 
 mod caption;
 mod imp;
@@ -37,10 +36,5 @@ glib::wrapper! {
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
-    gst::Element::register(
-        Some(plugin),
-        "fgoverlay",
-        gst::Rank::NONE,
-        FaceOverlay::static_type(),
-    )
+    crate::register_element::<FaceOverlay>(plugin, "fgoverlay")
 }

@@ -18,7 +18,6 @@
  * ]| Prints each frame's faces with their track ids (`track_id`) as JSON lines.
  */
 use gst::glib;
-use gst::prelude::*;
 
 mod imp;
 
@@ -27,10 +26,5 @@ glib::wrapper! {
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
-    gst::Element::register(
-        Some(plugin),
-        "fgtrack",
-        gst::Rank::NONE,
-        FaceTrack::static_type(),
-    )
+    crate::register_element::<FaceTrack>(plugin, "fgtrack")
 }

@@ -23,8 +23,6 @@ pub const FORMATS: [&str; 8] = ["RGB", "BGR", "RGBx", "BGRx", "RGBA", "BGRA", "I
 pub const DETECTOR_FILE: &str = "facegate_yunet_2023mar.onnx";
 pub const EMBEDDER_FILE: &str = "facegate_sface_2021dec.onnx";
 
-const SETUP_HINT: &str = "run `make setup` (scripts/setup.sh) to fetch the test assets";
-
 /// Initialises GStreamer and registers the plugin statically, once per test binary.
 pub fn init() {
     static INIT: Once = Once::new();
@@ -44,38 +42,21 @@ pub fn init() {
 /// environment.
 pub fn init_with_models() {
     init();
-    asset_file("ORT_DYLIB_PATH", None);
+    facegate_dev_assets::onnx_runtime().unwrap();
     detector_model();
     embedder_model();
 }
 
-/// The path an environment variable names (joined with `file` if given), which must exist.
-fn asset_file(var: &str, file: Option<&str>) -> PathBuf {
-    let base = std::env::var_os(var).unwrap_or_else(|| {
-        panic!("{var} is not set (the Makefile and .cargo/config.toml set it); {SETUP_HINT}")
-    });
-    let path = match file {
-        Some(file) => Path::new(&base).join(file),
-        None => PathBuf::from(base),
-    };
-    assert!(
-        path.exists(),
-        "test asset {} ({var}) is missing; {SETUP_HINT}",
-        path.display()
-    );
-    path
-}
-
 pub fn detector_model() -> PathBuf {
-    asset_file("FACEGATE_MODEL_DIR", Some(DETECTOR_FILE))
+    facegate_dev_assets::model(DETECTOR_FILE).unwrap()
 }
 
 pub fn embedder_model() -> PathBuf {
-    asset_file("FACEGATE_MODEL_DIR", Some(EMBEDDER_FILE))
+    facegate_dev_assets::model(EMBEDDER_FILE).unwrap()
 }
 
 pub fn photo(name: &str) -> PathBuf {
-    asset_file("FACEGATE_PHOTO_DIR", Some(name))
+    facegate_dev_assets::photo(name).unwrap()
 }
 
 /// One raw video frame and the caps describing it (default strides and offsets).
@@ -341,14 +322,10 @@ pub fn photo_embedding(name: &str) -> facegate_meta::Embedding {
     ))
 }
 
+/// Cosine of two embeddings (unit length, which the tests check with [`norm`]).
 pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     assert_eq!(a.len(), b.len());
-    let dot: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| f64::from(*x) * f64::from(*y))
-        .sum();
-    dot / (norm(a) * norm(b))
+    f64::from(facegate_vision::cosine(a, b))
 }
 
 pub fn norm(v: &[f32]) -> f64 {
