@@ -61,9 +61,10 @@ impl Stats {
 /// The `q` quantile of `samples` (any order), `None` for none. An HDR histogram at three
 /// significant digits: exact enough for timings, and the benchmarks' one way of taking them.
 pub fn percentile(samples: &[u64], q: f64) -> Option<u64> {
+    // Auto-resizing: it grows to the largest sample (saturating would clamp to its first range).
     let mut histogram = hdrhistogram::Histogram::<u64>::new(3).ok()?;
     for &sample in samples {
-        histogram.saturating_record(sample);
+        histogram.record(sample).ok()?;
     }
     (!histogram.is_empty()).then(|| histogram.value_at_quantile(q))
 }
@@ -114,4 +115,20 @@ pub fn write_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> 
     }
     let text = serde_json::to_string_pretty(value)?;
     std::fs::write(path, text + "\n").with_context(|| format!("{}: cannot write", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_of_timings_keep_their_size() {
+        let samples: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        let stats = Stats::of(samples).unwrap();
+        let close = |d: Duration, ms: f64| (d.as_secs_f64() * 1e3 - ms).abs() < ms * 0.01;
+        assert!(close(stats.median, 50.0), "{stats:?}");
+        assert!(close(stats.p99, 99.0), "{stats:?}");
+        assert_eq!(percentile(&[], 0.5), None);
+        assert_eq!(percentile(&[7], 0.99), Some(7));
+    }
 }
