@@ -20,12 +20,12 @@ use gst::prelude::*;
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::{error, info, warn};
 
-use crate::config::ServiceConfig;
 use facegate_dbus::{
     ControlError, GateBus, GateControl, LastDecision, Mode, State, Stats, Verdict,
 };
 
 use crate::bus::{self, BusConfig};
+use crate::config::ServiceConfig;
 use crate::gate::{self, Gate};
 use crate::journal::{Journal, NewPassage, Passage};
 use crate::policy::{Decision, FrameObservation, Policy};
