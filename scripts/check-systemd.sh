@@ -4,8 +4,9 @@
 #
 #     scripts/check-systemd.sh
 #
-#   systemd/facegated.service    systemd-analyze verify on a copy whose ExecStart points at /bin/true (the
-#                                real /usr/bin/facegated is not installed here); any message at all fails.
+#   systemd/facegated.service    systemd-analyze verify on a copy whose ExecStart and ExecStopPost point at
+#                                /bin/true (the real /usr/bin/facegated is not installed here); any message
+#                                at all fails.
 #                                Then the settings the gate relies on are checked to be present (and the
 #                                ones that must not be there to be absent), and systemd-analyze security
 #                                --offline gives the exposure score, which must stay at or below 3.5.
@@ -29,6 +30,7 @@ SYSUSERS=$ROOT/systemd/facegate.sysusers
 TMPFILES=$ROOT/systemd/facegate.tmpfiles
 POLICY=$ROOT/systemd/org.facegate.Gate.conf
 EXEC_START='ExecStart=/usr/bin/facegated --config /etc/facegate/facegate.toml'
+EXEC_STOP_POST='ExecStopPost=/usr/bin/facegated --config /etc/facegate/facegate.toml safe-state'
 MAX_EXPOSURE=35            # systemd-analyze security --threshold is in tenths: 35 = 3.5
 
 FAILED=0
@@ -60,7 +62,11 @@ else
     if [ "$n_exec" != 1 ] || ! grep -qxF "$EXEC_START" "$UNIT"; then
         fail "unit: expected exactly one line '$EXEC_START' (found $n_exec ExecStart= lines)"
     fi
-    sed 's|^ExecStart=/usr/bin/facegated |ExecStart=/bin/true |' "$UNIT" > "$COPY"
+    if ! grep -qxF "$EXEC_STOP_POST" "$UNIT"; then
+        fail "unit: expected the line '$EXEC_STOP_POST' (a crashed service's relay released at once)"
+    fi
+    sed -e 's|^ExecStart=/usr/bin/facegated |ExecStart=/bin/true |' \
+        -e 's|^ExecStopPost=/usr/bin/facegated |ExecStopPost=/bin/true |' "$UNIT" > "$COPY"
 
     # systemd-analyze verify reports unknown keys, bad values and the like as log messages and still
     # exits 0, so any output counts as a failure. SYSTEMD_UNIT_PATH keeps it to the copy plus the

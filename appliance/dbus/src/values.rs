@@ -65,6 +65,8 @@ wire_name_enum! {
         Passback,
         /// The identity is disabled, or the gate is locked.
         Disabled,
+        /// The frame decided on was older than `policy.max_frame_age_ms`: the decision was dropped.
+        StaleFrame,
     }
 }
 

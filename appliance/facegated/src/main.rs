@@ -2,13 +2,15 @@
 //! facegated: the gate service. Runs the recognition pipeline, decides, journals every passage,
 //! drives the gate and reports over D-Bus (docs/GATE-SERVICE.md).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use clap::Parser;
 use facegate_dbus::{State, Stats};
 use facegated::config::ServiceConfig;
+use facegated::gate;
 use facegated::service::{self, SharedGate, StatusCell};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::info;
@@ -19,8 +21,18 @@ const DEFAULT_CONFIG: &str = "/etc/facegate/facegate.toml";
 #[command(name = "facegated", version, about = "The FaceGate gate service")]
 struct Args {
     /// Configuration file (FACEGATE_SECTION__KEY environment variables override its keys)
-    #[arg(long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_CONFIG, global = true)]
     config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Open the gate backend, put its outputs in their safe state (relay released with
+    /// gate.safe_state = "locked") and exit: the unit's ExecStopPost=, so that a service that
+    /// crashed during a grant's pulse does not leave the turnstile unlocked
+    SafeState,
 }
 
 fn init_logging() {
@@ -41,17 +53,6 @@ fn init_logging() {
     }
 }
 
-/// On a panic anywhere, the gate's outputs go to their safe state before the process dies.
-fn install_panic_hook(gate: SharedGate) {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if let Ok(mut gate) = gate.try_lock() {
-            let _ = gate.safe_state();
-        }
-        default(info);
-    }));
-}
-
 async fn shutdown_signal() {
     let (Ok(mut terminate), Ok(mut interrupt)) = (
         signal(SignalKind::terminate()),
@@ -65,13 +66,26 @@ async fn shutdown_signal() {
     }
 }
 
+/// `facegated safe-state`: the gate's outputs to their safe state, nothing else.
+fn safe_state(config_file: &Path) -> anyhow::Result<()> {
+    let config = ServiceConfig::load(config_file)?;
+    // Opening writes the safe state; dropping writes it once more and leaves it there.
+    drop(gate::open(&config.gate)?);
+    info!("the gate is in its safe state");
+    Ok(())
+}
+
 fn run(args: Args) -> anyhow::Result<()> {
     let config = ServiceConfig::load(&args.config)?;
+    // The configuration names the backend; everything else is checked after the outputs are
+    // safe, so a start that fails (a damaged gallery, a missing model) never leaves the relay
+    // as a crashed run left it.
+    let gate = gate::open(&config.gate)?;
+    service::fail_safe_on_panic(gate.safe_state_handle());
+    let gate: SharedGate = Arc::new(Mutex::new(gate));
     gst::init().context("GStreamer failed to initialise")?;
     gstfacegate::plugin_register_static().context("registering the facegate elements")?;
-    let prepared = service::prepare(config)?;
-    let gate = prepared.gate.clone();
-    install_panic_hook(gate.clone());
+    let prepared = service::prepare(config, Arc::clone(&gate))?;
     let bus_config = prepared.config.dbus.clone();
     let status = StatusCell::new(Stats {
         version: env!("CARGO_PKG_VERSION").into(),
@@ -85,7 +99,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let served = runtime.block_on(async {
-        let heartbeat = running.heartbeat.clone();
+        let liveness = Arc::clone(&running.liveness);
         let watchdog = tokio::spawn(async move {
             let Some(timeout) = sd_notify::watchdog_enabled() else {
                 return;
@@ -93,12 +107,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             let mut tick = tokio::time::interval(timeout / 2);
             loop {
                 tick.tick().await;
-                // Only a supervisor that is still turning over keeps systemd's watchdog fed.
-                let alive = heartbeat
-                    .lock()
-                    .map(|at| at.elapsed() < timeout)
-                    .unwrap_or(false);
-                if alive {
+                // Fed only if, since the last tick, frames were decided on time (or, with no
+                // pipeline running, the supervisor turned over while restarting it).
+                if liveness.alive(timeout / 2) {
                     let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
                 }
             }
@@ -116,7 +127,6 @@ fn run(args: Args) -> anyhow::Result<()> {
     });
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     running.shutdown();
-    // The panic hook holds the gate too, so it is never dropped: put it in its safe state here.
     if let Ok(mut gate) = gate.lock() {
         gate.safe_state()
             .context("putting the gate in its safe state")?;
@@ -131,7 +141,12 @@ fn run(args: Args) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     init_logging();
-    match run(Args::parse()) {
+    let args = Args::parse();
+    let result = match args.command {
+        Some(Command::SafeState) => safe_state(&args.config),
+        None => run(args),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line, on stderr, which journald keeps under the unit.

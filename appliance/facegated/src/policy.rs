@@ -59,6 +59,10 @@ pub const MAX_TRACKS: usize = 10_000;
 
 /// How often (running time) tracks older than [`TRACK_TTL`] are swept out.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// Bounds of `policy.max_frame_age_ms`: below two frame intervals at 30 fps every frame would be
+/// stale; above 10 s the bound no longer keeps a decision with the person it was made for.
+const MIN_FRAME_AGE_MS: u64 = 67;
+const MAX_FRAME_AGE_MS: u64 = 10_000;
 /// Slack for sums of `f32` fractions such as `0.3 + 0.7`.
 const ZONE_EPSILON: f32 = 1e-6;
 
@@ -143,6 +147,10 @@ pub struct PolicyConfig {
     pub passback_window_s: u64,
     /// Identities refused with `disabled`.
     pub disabled: Vec<String>,
+    /// Oldest a deciding frame may be, in milliseconds from its capture (on the pipeline clock)
+    /// to the decision: a decision on an older frame is dropped (journalled `stale-frame`, the
+    /// gate does not move), and tracks are forgotten after a gap this long.
+    pub max_frame_age_ms: u64,
 }
 
 impl Default for PolicyConfig {
@@ -156,6 +164,7 @@ impl Default for PolicyConfig {
             decide_after_frames: 10,
             passback_window_s: 120,
             disabled: Vec::new(),
+            max_frame_age_ms: 500,
         }
     }
 }
@@ -208,12 +217,23 @@ impl PolicyConfig {
                 self.decide_after_frames, self.agree_frames
             ));
         }
+        if !(MIN_FRAME_AGE_MS..=MAX_FRAME_AGE_MS).contains(&self.max_frame_age_ms) {
+            return Err(format!(
+                "policy.max_frame_age_ms: must be {MIN_FRAME_AGE_MS}..{MAX_FRAME_AGE_MS} (got {})",
+                self.max_frame_age_ms
+            ));
+        }
         if let Some(index) = self.disabled.iter().position(|id| id.is_empty()) {
             return Err(format!(
                 "policy.disabled: entry {index} is an empty identity"
             ));
         }
         Ok(())
+    }
+
+    /// [`PolicyConfig::max_frame_age_ms`] as a duration.
+    pub fn max_frame_age(&self) -> Duration {
+        Duration::from_millis(self.max_frame_age_ms)
     }
 
     fn passback_window(&self) -> Duration {
@@ -313,6 +333,19 @@ impl Policy {
 
     pub fn mode(&self) -> Mode {
         self.mode
+    }
+
+    /// The configuration the policy decides with.
+    pub fn config(&self) -> &PolicyConfig {
+        &self.config
+    }
+
+    /// Takes back the grant [`Policy::observe`] just recorded for `id`: the service dropped it
+    /// (its frame was stale), so it must not count for anti-passback. An earlier grant of `id`
+    /// still inside the window would have made that decision a passback denial, so there is
+    /// nothing older to keep.
+    pub fn withdraw_grant(&mut self, id: &str) {
+        self.grants.remove(id);
     }
 
     /// Seeds anti-passback with a grant recorded earlier (e.g. from the journal after a restart).
@@ -1041,6 +1074,50 @@ mod tests {
             gate.frames(3, [face(2).best("p-ada", 0.7)]),
             vec![at(3, "deny t2 passback")]
         );
+    }
+
+    #[test]
+    fn a_withdrawn_grant_leaves_no_passback_behind() {
+        let mut gate = Gate::new();
+        assert_eq!(
+            gate.frames(3, [face(1).best("p-ada", 0.7)]),
+            vec![at(3, "grant t1 p-ada")]
+        );
+        // The service dropped that grant (its frame was stale) and decides afresh.
+        gate.policy.withdraw_grant("p-ada");
+        gate.policy.forget_tracks();
+        assert_eq!(
+            gate.frames(3, [face(1).best("p-ada", 0.7)]),
+            vec![at(3, "grant t1 p-ada")]
+        );
+    }
+
+    #[test]
+    fn max_frame_age_is_bounded_on_both_sides() {
+        assert_eq!(
+            PolicyConfig::default().max_frame_age(),
+            Duration::from_millis(500)
+        );
+        for bad in [0, MIN_FRAME_AGE_MS - 1, MAX_FRAME_AGE_MS + 1] {
+            let error = PolicyConfig {
+                max_frame_age_ms: bad,
+                ..Default::default()
+            }
+            .validate()
+            .unwrap_err();
+            assert_eq!(
+                error,
+                format!("policy.max_frame_age_ms: must be 67..10000 (got {bad})")
+            );
+        }
+        for fine in [MIN_FRAME_AGE_MS, MAX_FRAME_AGE_MS] {
+            PolicyConfig {
+                max_frame_age_ms: fine,
+                ..Default::default()
+            }
+            .validate()
+            .unwrap();
+        }
     }
 
     #[test]

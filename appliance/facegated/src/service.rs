@@ -8,7 +8,9 @@
 //!   to the journal before the gate moves;
 //! - the async side serves D-Bus and relays decisions and status to it.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -21,12 +23,12 @@ use tokio::sync::mpsc::UnboundedSender;
 use tracing::{error, info, warn};
 
 use facegate_dbus::{
-    ControlError, GateBus, GateControl, LastDecision, Mode, State, Stats, Verdict,
+    ControlError, DenyReason, GateBus, GateControl, LastDecision, Mode, State, Stats, Verdict,
 };
 
 use crate::bus::{self, BusConfig};
 use crate::config::ServiceConfig;
-use crate::gate::{self, Gate};
+use crate::gate::{Gate, SafeStateHandle};
 use crate::journal::{Journal, NewPassage, Passage};
 use crate::policy::{Decision, FrameObservation, Policy};
 use crate::{description, observation};
@@ -34,10 +36,111 @@ use crate::{description, observation};
 /// The gate, shared with the panic hook so a crash still leaves the outputs safe.
 pub type SharedGate = Arc<Mutex<Box<dyn Gate>>>;
 
+/// A frame for the decider: what fgmatch saw, the gallery generation it was matched against,
+/// and when the frame was captured.
+struct TimedFrame {
+    frame: FrameObservation,
+    generation: u64,
+    /// The frame's capture on the monotonic clock (see [`captured_at`]).
+    captured: Instant,
+}
+
+/// Frames the decider has not taken yet. A decider that falls behind must not work through a
+/// backlog of the past: the queue holds [`FRAME_QUEUE_CAPACITY`] frames, and a full queue drops
+/// its oldest frame (counted, and logged by the decider).
+#[derive(Default)]
+struct FrameQueue {
+    frames: Mutex<VecDeque<TimedFrame>>,
+    dropped: AtomicU64,
+}
+
+/// A quarter of a second at 30 fps: room for a decider's journal commit, not for a stall.
+const FRAME_QUEUE_CAPACITY: usize = 8;
+
+impl FrameQueue {
+    /// Queues a frame; true when the queue was empty, so the decider needs waking
+    /// ([`Input::Frames`]). A decider that is not woken is still taking frames until the queue
+    /// is empty.
+    fn push(&self, frame: TimedFrame) -> bool {
+        let mut frames = self.frames.lock().unwrap_or_else(|e| e.into_inner());
+        let was_empty = frames.is_empty();
+        if frames.len() >= FRAME_QUEUE_CAPACITY {
+            frames.pop_front();
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        frames.push_back(frame);
+        was_empty
+    }
+
+    fn pop(&self) -> Option<TimedFrame> {
+        self.frames
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop_front()
+    }
+
+    /// Frames dropped since the last call.
+    fn take_dropped(&self) -> u64 {
+        self.dropped.swap(0, Ordering::Relaxed)
+    }
+}
+
+/// What keeps systemd's watchdog fed: while the pipeline runs, frames decided on time (a stalled
+/// or backlogged service starves it); while the pipeline is being started or restarted, the
+/// supervisor turning over.
+pub struct Liveness(Mutex<LivenessState>);
+
+struct LivenessState {
+    supervisor: Instant,
+    decided_on_time: Instant,
+    frames_expected: bool,
+}
+
+impl Liveness {
+    fn new() -> Liveness {
+        let now = Instant::now();
+        Liveness(Mutex::new(LivenessState {
+            supervisor: now,
+            decided_on_time: now,
+            frames_expected: false,
+        }))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LivenessState> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn supervisor_turned(&self) {
+        self.lock().supervisor = Instant::now();
+    }
+
+    fn decided_on_time(&self) {
+        self.lock().decided_on_time = Instant::now();
+    }
+
+    /// The pipeline started (true: from now on frames must be decided on time) or stopped.
+    fn frames_expected(&self, expected: bool) {
+        let mut state = self.lock();
+        state.frames_expected = expected;
+        state.decided_on_time = Instant::now();
+        state.supervisor = Instant::now();
+    }
+
+    /// Whether the service did its work within the last `within`.
+    pub fn alive(&self, within: Duration) -> bool {
+        let state = self.lock();
+        if state.frames_expected {
+            state.decided_on_time.elapsed() < within
+        } else {
+            state.supervisor.elapsed() < within
+        }
+    }
+}
+
 /// What the decider is told.
 enum Input {
-    /// A frame, and the gallery generation it was matched against.
-    Frame(FrameObservation, u64),
+    /// Frames are waiting in the [`FrameQueue`].
+    Frames,
     Open {
         reason: String,
         reply: Sender<Result<String, ControlError>>,
@@ -73,7 +176,9 @@ pub struct Prepared {
     pub gallery_size: u64,
 }
 
-pub fn prepare(config: ServiceConfig) -> anyhow::Result<Prepared> {
+/// `gate` is already open and in its safe state: nothing here may fail with the relay left as a
+/// crashed run left it.
+pub fn prepare(config: ServiceConfig, gate: SharedGate) -> anyhow::Result<Prepared> {
     // The configuration names the ONNX Runtime library; the elements find it through this variable.
     // SAFETY: called from main before any other thread exists.
     unsafe {
@@ -89,14 +194,32 @@ pub fn prepare(config: ServiceConfig) -> anyhow::Result<Prepared> {
     // Models are loaded when the pipeline starts: try it once so a missing model is reported now.
     check_pipeline_starts(&pipeline, pipeline_file)?;
     let journal = Journal::open(&config.journal)?;
-    let gate = gate::open(&config.gate)?;
     Ok(Prepared {
         gallery_generation: gallery.generation(),
         gallery_size: gallery.len() as u64,
         config,
         journal,
-        gate: Arc::new(Mutex::new(gate)),
+        gate,
     })
+}
+
+/// On a panic in any thread: the gate's outputs go to their safe state, the panic is logged, and
+/// the process aborts. A service with a dead thread must not go on answering D-Bus as if it ran;
+/// systemd restarts an aborted service (Restart=on-failure), and the unit's ExecStopPost= puts
+/// the gate safe once more.
+pub fn fail_safe_on_panic(gate: SafeStateHandle) {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let safe = gate.apply();
+        default(info);
+        match safe {
+            Ok(()) => error!("a thread panicked: the gate is in its safe state; aborting"),
+            Err(e) => {
+                error!("a thread panicked and the gate could not be made safe ({e}); aborting")
+            }
+        }
+        std::process::abort();
+    }));
 }
 
 /// Starts the pipeline once (to PAUSED: our elements load their models and gallery there) and
@@ -156,7 +279,7 @@ pub struct Running {
     decider: Option<JoinHandle<()>>,
     inputs: Sender<Input>,
     gallery_dir: PathBuf,
-    pub heartbeat: Arc<Mutex<Instant>>,
+    pub liveness: Arc<Liveness>,
 }
 
 impl Running {
@@ -202,10 +325,12 @@ pub fn start(
     });
     let (inputs, received) = mpsc::channel();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let heartbeat = Arc::new(Mutex::new(Instant::now()));
+    let liveness = Arc::new(Liveness::new());
+    let frames = Arc::new(FrameQueue::default());
 
     let decider = {
         let (status, events, gate) = (status.clone(), events.clone(), Arc::clone(&gate));
+        let (frames, liveness) = (Arc::clone(&frames), Arc::clone(&liveness));
         let mut policy = Policy::new(config.policy.clone());
         let window = Duration::from_secs(config.policy.passback_window_s);
         for (id, at) in journal.recent_grants(window)? {
@@ -214,19 +339,33 @@ pub fn start(
         let generation = gallery_generation;
         std::thread::Builder::new()
             .name("fg-decider".into())
-            .spawn(move || decide(received, policy, journal, gate, generation, status, events))?
+            .spawn(move || {
+                let inputs = DeciderInputs {
+                    inputs: received,
+                    frames: &frames,
+                    liveness: &liveness,
+                };
+                decide(inputs, policy, journal, gate, generation, status, events)
+            })?
     };
     let supervisor = {
-        let (config, status, stop, heartbeat) = (
+        let (config, status, stop, liveness) = (
             config.clone(),
             status.clone(),
             Arc::clone(&stop),
-            Arc::clone(&heartbeat),
+            Arc::clone(&liveness),
         );
         let inputs = inputs.clone();
         std::thread::Builder::new()
             .name("fg-supervisor".into())
-            .spawn(move || supervise(&config, &status, &stop, &heartbeat, &inputs, &events))?
+            .spawn(move || {
+                let feed = Feed {
+                    inputs: &inputs,
+                    frames: &frames,
+                    liveness: &liveness,
+                };
+                supervise(&config, &status, &stop, &feed, &events)
+            })?
     };
     let gallery_dir = config.gallery.dir.clone();
     Ok(Running {
@@ -235,12 +374,101 @@ pub fn start(
         decider: Some(decider),
         inputs,
         gallery_dir,
-        heartbeat,
+        liveness,
     })
 }
 
-fn decide(
+/// What the decider reads: its inputs, the frames they announce, and where it reports keeping up.
+struct DeciderInputs<'a> {
     inputs: Receiver<Input>,
+    frames: &'a FrameQueue,
+    liveness: &'a Liveness,
+}
+
+/// What the supervisor feeds: the decider's inputs and frame queue, and its own liveness.
+struct Feed<'a> {
+    inputs: &'a Sender<Input>,
+    frames: &'a FrameQueue,
+    liveness: &'a Liveness,
+}
+
+/// Whether the frames reach the decider on time: frames older than the bound, or a gap between
+/// frames longer than it, make what the tracks hold out of date.
+struct Freshness {
+    max_age: Duration,
+    last_captured: Option<Instant>,
+    stale: bool,
+}
+
+impl Freshness {
+    /// Takes a frame's capture time; answers whether the policy must forget its tracks first.
+    fn observe(&mut self, captured: Instant) -> bool {
+        let age = captured.elapsed();
+        let stale = age > self.max_age;
+        let gap = self
+            .last_captured
+            .is_some_and(|last| captured.saturating_duration_since(last) > self.max_age);
+        let changed = stale != self.stale;
+        if stale && changed {
+            warn!(
+                "frames reach the decider {} ms after capture (policy.max_frame_age_ms = {}): \
+                 decisions on them are dropped",
+                age.as_millis(),
+                self.max_age.as_millis()
+            );
+        } else if changed {
+            info!("frames reach the decider on time again");
+        } else if gap {
+            warn!(
+                "{} ms without a frame: the tracks are forgotten",
+                captured
+                    .saturating_duration_since(self.last_captured.unwrap_or(captured))
+                    .as_millis()
+            );
+        }
+        self.stale = stale;
+        self.last_captured = Some(captured);
+        // Decisions built on stale frames are dropped; the tracks they marked decided must not
+        // keep the same people from a decision on frames that are on time (and the reverse).
+        gap || changed
+    }
+}
+
+/// A decision on a frame older than the bound, as it is journalled instead: a `stale-frame`
+/// denial keeping who it was about. Never a grant.
+fn dropped_as_stale(decision: Decision) -> Decision {
+    match decision {
+        Decision::Grant {
+            track,
+            id,
+            similarity,
+            running_time,
+            ..
+        } => Decision::Deny {
+            track: Some(track),
+            reason: DenyReason::StaleFrame,
+            id: Some(id),
+            similarity: Some(similarity),
+            running_time,
+        },
+        Decision::Deny {
+            track,
+            id,
+            similarity,
+            running_time,
+            ..
+        } => Decision::Deny {
+            track,
+            reason: DenyReason::StaleFrame,
+            id,
+            similarity,
+            running_time,
+        },
+    }
+}
+
+fn decide(
+    inputs: DeciderInputs<'_>,
     mut policy: Policy,
     mut journal: Journal,
     gate: SharedGate,
@@ -258,31 +486,87 @@ fn decide(
     };
     refresh_counts(&journal);
     let mut last_prune = Instant::now();
+    let max_age = policy.config().max_frame_age();
+    let mut freshness = Freshness {
+        max_age,
+        last_captured: None,
+        stale: false,
+    };
+    let DeciderInputs {
+        inputs,
+        frames,
+        liveness,
+    } = inputs;
     for input in inputs {
         match input {
-            Input::Frame(frame, frame_generation) => {
-                generation = frame_generation;
-                for decision in policy.observe(&frame, SystemTime::now()) {
-                    let passage = passage_for(&decision, generation);
-                    // The journal first: a gate that opened must have its passage on disk.
-                    let recorded = match journal.record(&passage) {
-                        Ok(recorded) => recorded,
-                        Err(e) => {
-                            error!("journal write failed, the gate stays shut: {e}");
-                            continue;
-                        }
-                    };
-                    let moved = match &decision {
-                        Decision::Grant { .. } => gate.lock().map(|mut g| g.grant()),
-                        Decision::Deny { .. } => gate.lock().map(|mut g| g.deny()),
-                    };
-                    if let Ok(Err(e)) = moved {
-                        error!("gate did not move for passage {}: {e}", recorded.id);
+            Input::Frames => {
+                while let Some(TimedFrame {
+                    frame,
+                    generation: frame_generation,
+                    captured,
+                }) = frames.pop()
+                {
+                    generation = frame_generation;
+                    if freshness.observe(captured) {
+                        policy.forget_tracks();
                     }
-                    log_decision(&decision, &recorded);
-                    status.update(|s| s.last_decision = last_decision(&decision, &recorded));
-                    refresh_counts(&journal);
-                    let _ = events.send(Event::Decided(Box::new((recorded, decision))));
+                    for decision in policy.observe(&frame, SystemTime::now()) {
+                        // The frame's age at the moment of deciding, not when it was queued.
+                        let age = captured.elapsed();
+                        let decision = if age > max_age {
+                            if let Decision::Grant { id, .. } = &decision {
+                                policy.withdraw_grant(id);
+                            }
+                            let dropped = match &decision {
+                                Decision::Grant { label, .. } => format!("a grant of {label}"),
+                                Decision::Deny { reason, .. } => format!("a {reason} denial"),
+                            };
+                            warn!(
+                                "{dropped} dropped: its frame was {} ms old (policy.max_frame_age_ms \
+                             = {})",
+                                age.as_millis(),
+                                max_age.as_millis()
+                            );
+                            dropped_as_stale(decision)
+                        } else {
+                            decision
+                        };
+                        let passage = passage_for(&decision, generation);
+                        // The journal first: a gate that opened must have its passage on disk.
+                        let recorded = match journal.record(&passage) {
+                            Ok(recorded) => recorded,
+                            Err(e) => {
+                                error!("journal write failed, the gate stays shut: {e}");
+                                continue;
+                            }
+                        };
+                        let moved = match &decision {
+                            Decision::Grant { .. } => gate.lock().map(|mut g| g.grant()),
+                            // Whoever stands at the gate now may not be the person decided on.
+                            Decision::Deny {
+                                reason: DenyReason::StaleFrame,
+                                ..
+                            } => Ok(Ok(())),
+                            Decision::Deny { .. } => gate.lock().map(|mut g| g.deny()),
+                        };
+                        if let Ok(Err(e)) = moved {
+                            error!("gate did not move for passage {}: {e}", recorded.id);
+                        }
+                        log_decision(&decision, &recorded);
+                        status.update(|s| s.last_decision = last_decision(&decision, &recorded));
+                        refresh_counts(&journal);
+                        let _ = events.send(Event::Decided(Box::new((recorded, decision))));
+                    }
+                    if captured.elapsed() <= max_age {
+                        liveness.decided_on_time();
+                    }
+                }
+                let dropped = frames.take_dropped();
+                if dropped > 0 {
+                    warn!(
+                        "{dropped} frames dropped unseen: the decider fell behind (it queues \
+                         {FRAME_QUEUE_CAPACITY})"
+                    );
                 }
             }
             Input::Open { reason, reply } => {
@@ -444,8 +728,7 @@ fn supervise(
     config: &ServiceConfig,
     status: &StatusCell,
     stop: &std::sync::atomic::AtomicBool,
-    heartbeat: &Mutex<Instant>,
-    inputs: &Sender<Input>,
+    feed: &Feed<'_>,
     events: &UnboundedSender<Event>,
 ) {
     let min_backoff = Duration::from_millis(config.pipeline.restart_min_ms);
@@ -459,7 +742,8 @@ fn supervise(
         }
         first = false;
         let started = Instant::now();
-        let outcome = run_pipeline_once(config, status, stop, heartbeat, inputs);
+        let outcome = run_pipeline_once(config, status, stop, feed);
+        feed.liveness.frames_expected(false);
         match outcome {
             Outcome::Stopped => break,
             Outcome::Ended if config.pipeline.exit_on_eos => {
@@ -486,14 +770,14 @@ fn supervise(
                     s.state = State::Degraded;
                     s.fps = 0.0;
                 });
-                let _ = inputs.send(Input::Pipeline(false));
+                let _ = feed.inputs.send(Input::Pipeline(false));
                 // A pipeline that ran a while before failing earns a fresh, short back-off.
                 if started.elapsed() > max_backoff {
                     backoff = min_backoff;
                 }
                 let deadline = Instant::now() + backoff;
                 while Instant::now() < deadline && !stopping() {
-                    *heartbeat.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+                    feed.liveness.supervisor_turned();
                     std::thread::sleep(Duration::from_millis(50));
                 }
                 backoff = (backoff * 2).min(max_backoff);
@@ -513,8 +797,7 @@ fn run_pipeline_once(
     config: &ServiceConfig,
     status: &StatusCell,
     stop: &std::sync::atomic::AtomicBool,
-    heartbeat: &Mutex<Instant>,
-    inputs: &Sender<Input>,
+    feed: &Feed<'_>,
 ) -> Outcome {
     let file: &PathBuf = &config.pipeline.file;
     // Re-read each time: an operator's fix to the description is picked up on the next restart.
@@ -527,11 +810,13 @@ fn run_pipeline_once(
     let Some(bus) = pipeline.bus() else {
         return Outcome::Failed("pipeline has no bus".into());
     };
+    let embeddings = Arc::new(EmbeddingWatch::default());
+    embeddings.watch(&pipeline);
     if pipeline.set_state(gst::State::Playing).is_err() {
         let message = bus
             .pop_filtered(&[gst::MessageType::Error])
             .and_then(|m| match m.view() {
-                gst::MessageView::Error(e) => Some(e.error().to_string()),
+                gst::MessageView::Error(e) => Some(describe_error(e)),
                 _ => None,
             })
             .unwrap_or_else(|| "the pipeline did not start".into());
@@ -541,8 +826,9 @@ fn run_pipeline_once(
     let mut frames_in_second = 0u32;
     let mut second = Instant::now();
     let mut last_generation_check = Instant::now();
+    let mut shown = None;
     let outcome = loop {
-        *heartbeat.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        feed.liveness.supervisor_turned();
         if stop.load(std::sync::atomic::Ordering::SeqCst) {
             break Outcome::Stopped;
         }
@@ -572,30 +858,143 @@ fn run_pipeline_once(
                         continue;
                     }
                 };
-                if frames_in_second == 0 && status.snapshot().state != State::Running {
-                    let stream_start = stream_start_unix_ns(&pipeline);
-                    status.update(|s| {
-                        s.state = State::Running;
-                        s.stream_start_unix_ns = stream_start;
-                    });
-                    let _ = inputs.send(Input::Pipeline(true));
-                    info!("pipeline running");
+                let captured = captured_at(&pipeline, frame.running_time);
+                // A pipeline that detects faces but embeds none can decide nothing: not running.
+                let state = match embeddings.unembedded_run() {
+                    run if run >= UNEMBEDDED_FACES_DEGRADED => State::Degraded,
+                    _ => State::Running,
+                };
+                if (frames_in_second == 0 || shown != Some(state))
+                    && status.snapshot().state != state
+                {
+                    if state == State::Running {
+                        let stream_start = stream_start_unix_ns(&pipeline);
+                        status.update(|s| {
+                            s.state = State::Running;
+                            s.stream_start_unix_ns = stream_start;
+                        });
+                        feed.liveness.frames_expected(true);
+                        info!("pipeline running");
+                    } else {
+                        status.update(|s| s.state = State::Degraded);
+                        error!(
+                            "degraded: {UNEMBEDDED_FACES_DEGRADED} faces in a row were detected \
+                             and none embedded (is the embedder model damaged?); no decision can \
+                             be made"
+                        );
+                    }
+                    let _ = feed.inputs.send(Input::Pipeline(state == State::Running));
                 }
+                shown = Some(state);
                 frames_in_second += 1;
-                if inputs.send(Input::Frame(frame, generation)).is_err() {
+                let frame = TimedFrame {
+                    frame,
+                    generation,
+                    captured,
+                };
+                if feed.frames.push(frame) && feed.inputs.send(Input::Frames).is_err() {
                     break Outcome::Stopped;
                 }
             }
             gst::MessageView::Eos(_) => break Outcome::Ended,
             gst::MessageView::Error(err) => {
                 let source = err.src().map(|s| s.name().to_string()).unwrap_or_default();
-                break Outcome::Failed(format!("{source}: {}", err.error()));
+                break Outcome::Failed(format!("{source}: {}", describe_error(err)));
             }
             _ => {}
         }
     };
     let _ = pipeline.set_state(gst::State::Null);
     outcome
+}
+
+/// GStreamer's error with the last line of its debug string, which names what failed (a missing
+/// video: "Resource not found. (No such file "/srv/walkups.avi")").
+fn describe_error(error: &gst::message::Error) -> String {
+    let detail = error.debug().and_then(|debug| {
+        debug
+            .lines()
+            .map(str::trim)
+            .rfind(|line| !line.is_empty())
+            .map(str::to_owned)
+    });
+    match detail {
+        Some(detail) => format!("{} ({detail})", error.error()),
+        None => error.error().to_string(),
+    }
+}
+
+/// When the frame at `running_time` was captured, as an [`Instant`]: the pipeline clock's time
+/// minus the base time is the running time of the present, and the frame is older by the
+/// difference. Both clocks are monotonic and advance together (a stopped process does not
+/// stop them), so the decider can take the frame's age at any later moment from the
+/// `Instant`. A frame without a clock to place it on counts as captured at the start of the
+/// stream, which makes it stale.
+fn captured_at(pipeline: &gst::Pipeline, running_time: Duration) -> Instant {
+    let now = Instant::now();
+    let present = match (pipeline.clock(), pipeline.base_time()) {
+        (Some(clock), Some(base)) => {
+            Duration::from_nanos(clock.time().saturating_sub(base).nseconds())
+        }
+        _ => return now.checked_sub(Duration::from_secs(3600)).unwrap_or(now),
+    };
+    let age = present.saturating_sub(running_time);
+    now.checked_sub(age).unwrap_or(now)
+}
+
+/// Faces in a row that reached fgmatch without an embedding (reset by any embedded face): an
+/// embedder that loads but whose weights are damaged embeds nothing, and the service would
+/// otherwise look as if nobody came to the gate.
+#[derive(Default)]
+struct EmbeddingWatch {
+    unembedded_run: AtomicU64,
+}
+
+/// About a second of one face at 30 fps. fgembed gives every face with landmarks an embedding
+/// on every frame (a tracked face's from its cache between refreshes), so a working pipeline
+/// never gets near this.
+const UNEMBEDDED_FACES_DEGRADED: u64 = 30;
+
+impl EmbeddingWatch {
+    /// Counts the faces on every buffer going into each fgmatch.
+    fn watch(self: &Arc<Self>, pipeline: &gst::Pipeline) {
+        let matchers = pipeline
+            .iterate_recurse()
+            .into_iter()
+            .flatten()
+            .filter_map(|element| element.downcast::<gstfacegate::FaceMatch>().ok());
+        for matcher in matchers {
+            let Some(pad) = matcher.static_pad("sink") else {
+                continue;
+            };
+            let watch = Arc::clone(self);
+            pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                if let Some(buffer) = info.buffer() {
+                    watch.count(buffer);
+                }
+                gst::PadProbeReturn::Ok
+            });
+        }
+    }
+
+    fn count(&self, buffer: &gst::BufferRef) {
+        let (mut faces, mut embedded) = (0, 0);
+        for face in facegate_meta::faces(buffer) {
+            faces += 1;
+            if matches!(face.embedding_bytes(), Ok(Some(_))) {
+                embedded += 1;
+            }
+        }
+        if embedded > 0 {
+            self.unembedded_run.store(0, Ordering::Relaxed);
+        } else {
+            self.unembedded_run.fetch_add(faces, Ordering::Relaxed);
+        }
+    }
+
+    fn unembedded_run(&self) -> u64 {
+        self.unembedded_run.load(Ordering::Relaxed)
+    }
 }
 
 /// The wall-clock time at which the pipeline's running time was zero.
@@ -714,4 +1113,118 @@ pub async fn serve_until(
         }
     }
     Ok(bus)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(running_ms: u64) -> TimedFrame {
+        TimedFrame {
+            frame: FrameObservation {
+                running_time: Duration::from_millis(running_ms),
+                width: 640,
+                height: 480,
+                faces: Vec::new(),
+            },
+            generation: 1,
+            captured: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn a_full_frame_queue_drops_the_oldest_frame_and_counts_it() {
+        let queue = FrameQueue::default();
+        assert!(queue.push(frame(0)), "the first frame wakes the decider");
+        for ms in 1..FRAME_QUEUE_CAPACITY as u64 + 3 {
+            assert!(!queue.push(frame(ms)));
+        }
+        assert_eq!(queue.take_dropped(), 3);
+        assert_eq!(queue.take_dropped(), 0);
+        let kept: Vec<u64> = std::iter::from_fn(|| queue.pop())
+            .map(|f| f.frame.running_time.as_millis() as u64)
+            .collect();
+        assert_eq!(
+            kept,
+            (3..FRAME_QUEUE_CAPACITY as u64 + 3).collect::<Vec<_>>()
+        );
+        assert!(
+            queue.push(frame(99)),
+            "an emptied queue wakes the decider again"
+        );
+    }
+
+    #[test]
+    fn a_decision_on_a_stale_frame_becomes_a_stale_frame_denial() {
+        let grant = Decision::Grant {
+            track: 4,
+            id: "p-ada".into(),
+            label: "Ada".into(),
+            similarity: 0.8,
+            running_time: Duration::from_secs(3),
+        };
+        assert_eq!(
+            dropped_as_stale(grant),
+            Decision::Deny {
+                track: Some(4),
+                reason: DenyReason::StaleFrame,
+                id: Some("p-ada".into()),
+                similarity: Some(0.8),
+                running_time: Duration::from_secs(3),
+            }
+        );
+        let passback = Decision::Deny {
+            track: Some(5),
+            reason: DenyReason::Passback,
+            id: Some("p-bob".into()),
+            similarity: Some(0.7),
+            running_time: Duration::from_secs(4),
+        };
+        let Decision::Deny { reason, .. } = dropped_as_stale(passback) else {
+            panic!("a denial stays a denial");
+        };
+        assert_eq!(reason, DenyReason::StaleFrame);
+    }
+
+    #[test]
+    fn tracks_are_forgotten_when_frames_turn_stale_or_fresh_or_after_a_gap() {
+        let mut freshness = Freshness {
+            max_age: Duration::from_millis(500),
+            last_captured: None,
+            stale: false,
+        };
+        let now = Instant::now();
+        let ago = |ms| now - Duration::from_millis(ms);
+        assert!(!freshness.observe(ago(40)), "the first frame, on time");
+        assert!(!freshness.observe(ago(7)), "on time, 33 ms later");
+        assert!(freshness.observe(ago(2000)), "stale: forget");
+        assert!(!freshness.observe(ago(1967)), "still stale: keep");
+        assert!(freshness.observe(ago(10)), "on time again: forget");
+        assert!(!freshness.observe(ago(5)));
+        // The next frame comes 605 ms after the last one (no frames in between).
+        assert!(
+            freshness.observe(now + Duration::from_millis(600)),
+            "a gap: forget"
+        );
+    }
+
+    #[test]
+    fn the_watchdog_is_fed_only_while_frames_are_decided_on_time() {
+        let liveness = Liveness::new();
+        assert!(liveness.alive(Duration::from_secs(1)), "starting");
+        liveness.frames_expected(true);
+        std::thread::sleep(Duration::from_millis(30));
+        liveness.supervisor_turned();
+        assert!(
+            !liveness.alive(Duration::from_millis(20)),
+            "a supervisor turning over is not enough once frames are expected"
+        );
+        liveness.decided_on_time();
+        assert!(liveness.alive(Duration::from_millis(20)));
+        liveness.frames_expected(false);
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(!liveness.alive(Duration::from_millis(20)));
+        liveness.supervisor_turned();
+        assert!(liveness.alive(Duration::from_millis(20)), "restarting");
+    }
 }

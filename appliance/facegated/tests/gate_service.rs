@@ -10,10 +10,12 @@ use std::time::{Duration, Instant};
 
 use facegate_dbus::{GateProxy, State};
 use facegate_devtools::gate_rig::{
-    Announced, GateRig, RigFiles, Service, enrolled, follow, is_unlock,
+    Announced, GateRig, RigFiles, Service, Timeline, enrolled, follow, is_unlock,
 };
-use facegated::gate::{Cause, Output};
+use facegated::gate::{Action, Cause, Level, Output};
 use futures_util::StreamExt;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 
 /// The service tests play video in real time; two at once on two cores would starve each other.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -521,5 +523,367 @@ fn bad_configuration_pipeline_gallery_or_model_stop_the_start_with_one_line() {
     assert_eq!(
         String::from_utf8_lossy(&output.stderr).trim(),
         "facegated: /no/such.toml: no such configuration file"
+    );
+}
+
+fn signal(child: &Service, signal: Signal) {
+    kill(Pid::from_raw(child.id() as i32), signal).unwrap();
+}
+
+fn unix_now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+/// The stream's start on the wall clock, once facegated publishes it.
+async fn stream_start(gate: &GateProxy<'_>) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let start = gate.stats().await.unwrap().stream_start_unix_ns;
+        if start != 0 {
+            return start;
+        }
+        assert!(Instant::now() < deadline, "frames never flowed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn last_relay(actions: &[Action]) -> &Action {
+    actions
+        .iter()
+        .rev()
+        .find(|a| a.output == Output::Relay)
+        .expect("the relay was written")
+}
+
+#[test]
+fn a_stalled_service_never_grants_on_a_stale_frame_and_journals_the_dropped_decisions() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = tempfile::tempdir().unwrap();
+    let mut rig = rig(&scratch);
+    let max_age = Duration::from_millis(500);
+    rig.extra_env.push((
+        "FACEGATE_POLICY__MAX_FRAME_AGE_MS".into(),
+        max_age.as_millis().to_string(),
+    ));
+    let timeline = Timeline::for_video(&rig.files.video).unwrap();
+    // Person B's walk-up, the third: the service is stopped just before it and resumed 4 s later,
+    // so the frames of the walk-up reach the decider seconds after they were captured.
+    let walkup = &timeline.walkups[2];
+    assert_eq!(walkup.photo, "person_b_2.jpg", "{timeline:?}");
+    let mut child = rig.spawn().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let start = runtime.block_on(async {
+        let (_connection, gate) = rig.gate(Duration::from_secs(60)).await.unwrap();
+        stream_start(&gate).await
+    });
+    let stop_at = start + timeline.frame_ns(walkup.first_frame) - 700_000_000;
+    std::thread::sleep(Duration::from_nanos(stop_at.saturating_sub(unix_now_ns())));
+    signal(&child, Signal::SIGSTOP);
+    std::thread::sleep(Duration::from_secs(4));
+    signal(&child, Signal::SIGCONT);
+    assert!(
+        child.wait().unwrap().success(),
+        "facegated runs to the end of the video; log: {}",
+        log(&rig)
+    );
+
+    let passages = rig.passages().unwrap();
+    // The age is taken before the journal commit, whose timestamp is what this reads.
+    let commit_slack = Duration::from_millis(50);
+    for grant in passages.iter().filter(|p| p.granted) {
+        let frame_at = start + grant.video_time_ns.expect("a grant has its frame's time");
+        let age = Duration::from_nanos(
+            (grant.time.timestamp_nanos_opt().unwrap() as u64).saturating_sub(frame_at),
+        );
+        assert!(
+            age <= max_age + commit_slack,
+            "granted {:?} on a frame {} ms old: {passages:#?}",
+            grant.identity,
+            age.as_millis()
+        );
+    }
+    let dropped: Vec<_> = passages
+        .iter()
+        .filter(|p| p.reason.as_deref() == Some("stale-frame"))
+        .collect();
+    assert!(
+        !dropped.is_empty(),
+        "the decisions taken on stale frames are journalled as dropped: {passages:#?}; log: {}",
+        log(&rig)
+    );
+    assert!(dropped.iter().all(|p| !p.granted));
+    // Once frames are on time again the gate decides as before: Obama's walk-up is granted.
+    assert!(
+        passages
+            .iter()
+            .any(|p| p.granted && p.identity.as_deref() == Some("obama")),
+        "{passages:#?}"
+    );
+    let unlocks = rig.actions().unwrap().into_iter().filter(is_unlock).count();
+    assert_eq!(
+        unlocks,
+        passages.iter().filter(|p| p.granted).count(),
+        "the relay moved for the journalled grants only"
+    );
+}
+
+#[test]
+fn a_relay_left_energised_by_kill_9_is_released_by_a_failing_start_and_by_safe_state() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = tempfile::tempdir().unwrap();
+    let mut rig = rig(&scratch);
+    // A long pulse, so the kill surely lands inside it.
+    rig.extra_env
+        .push(("FACEGATE_GATE__PULSE_MS".into(), "5000".into()));
+    let killed_during_a_pulse = |rig: &GateRig| {
+        let mut child = rig.spawn().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (_connection, gate) = rig.gate(Duration::from_secs(60)).await.unwrap();
+            gate.open("staff: kill test").await.unwrap();
+        });
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let actions = rig.actions().unwrap();
+        let relay = last_relay(&actions);
+        assert_eq!(
+            (relay.level, relay.cause),
+            (Level::On, Cause::Grant),
+            "like GPIO, the simulated relay keeps its level when the process is killed: {actions:?}"
+        );
+    };
+
+    killed_during_a_pulse(&rig);
+    let manifest = rig.gallery.join("manifest.json");
+    let good = std::fs::read(&manifest).unwrap();
+    std::fs::write(&manifest, b"{ damaged").unwrap();
+    let output = Command::new(&rig.files.facegated)
+        .arg("--config")
+        .arg(&rig.files.config)
+        .envs(rig.env())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "a damaged gallery stops the start"
+    );
+    assert!(stderr.contains("manifest.json"), "{stderr}");
+    let actions = rig.actions().unwrap();
+    assert_eq!(last_relay(&actions).level, Level::Off, "{actions:?}");
+    // The start wrote the safe state before it looked at the gallery (then, failing, dropped
+    // the gate, which writes it once more).
+    let granted = actions.iter().rposition(is_unlock).unwrap();
+    assert!(
+        actions[granted..]
+            .iter()
+            .any(|a| a.output == Output::Relay && a.cause == Cause::SafeState),
+        "the failed start released the relay first: {actions:?}"
+    );
+
+    std::fs::write(&manifest, good).unwrap();
+    killed_during_a_pulse(&rig);
+    let output = Command::new(&rig.files.facegated)
+        .arg("--config")
+        .arg(&rig.files.config)
+        .arg("safe-state")
+        .envs(rig.env())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let actions = rig.actions().unwrap();
+    assert_eq!(
+        last_relay(&actions).level,
+        Level::Off,
+        "facegated safe-state released the relay: {actions:?}"
+    );
+    assert!(actions.iter().rev().take(3).all(|a| a.level == Level::Off));
+}
+
+/// The demo's embedder with its largest weight tensor overwritten by NaNs: same size, still a
+/// valid model that loads, but no face embeds any more.
+fn rotted_embedder(models: &std::path::Path, into: &std::path::Path) -> PathBuf {
+    std::fs::create_dir_all(into).unwrap();
+    let name = facegate_vision::runtime::DEFAULT_EMBEDDER_FILE;
+    let mut bytes = std::fs::read(models.join(name)).unwrap();
+    let (start, len) = largest_weights(&bytes);
+    assert!(
+        len > 100_000,
+        "the embedder's largest tensor is {len} bytes"
+    );
+    for chunk in bytes[start..start + len].chunks_exact_mut(4) {
+        chunk.copy_from_slice(&f32::NAN.to_le_bytes());
+    }
+    let embedder = into.join(name);
+    std::fs::write(&embedder, bytes).unwrap();
+    let detector = facegate_vision::runtime::DEFAULT_DETECTOR_FILE;
+    std::fs::copy(models.join(detector), into.join(detector)).unwrap();
+    embedder
+}
+
+/// Where the largest initializer's weights lie in an ONNX file (ModelProto.graph = 7,
+/// GraphProto.initializer = 5, TensorProto.float_data = 4 (packed) or raw_data = 9).
+fn largest_weights(model: &[u8]) -> (usize, usize) {
+    let mut best = (0, 0);
+    for (field, graph) in fields(model, 0..model.len()) {
+        if field != 7 {
+            continue;
+        }
+        for (field, tensor) in fields(model, graph) {
+            if field != 5 {
+                continue;
+            }
+            for (field, data) in fields(model, tensor) {
+                if (field == 4 || field == 9) && data.len() > best.1 {
+                    best = (data.start, data.len());
+                }
+            }
+        }
+    }
+    best
+}
+
+/// The length-delimited fields of the protobuf message in `bytes[range]`: (field number, range).
+fn fields(bytes: &[u8], range: std::ops::Range<usize>) -> Vec<(u64, std::ops::Range<usize>)> {
+    let varint = |at: &mut usize| {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = bytes[*at];
+            *at += 1;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                break;
+            }
+        }
+        value
+    };
+    let mut found = Vec::new();
+    let mut at = range.start;
+    while at < range.end {
+        let key = varint(&mut at);
+        match key & 7 {
+            0 => {
+                varint(&mut at);
+            }
+            1 => at += 8,
+            2 => {
+                let len = varint(&mut at) as usize;
+                found.push((key >> 3, at..at + len));
+                at += len;
+            }
+            5 => at += 4,
+            wire => panic!("protobuf wire type {wire} at byte {at}"),
+        }
+    }
+    found
+}
+
+#[test]
+fn an_embedder_that_embeds_nothing_degrades_the_gate() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = tempfile::tempdir().unwrap();
+    let mut rig = rig(&scratch);
+    let models = scratch.path().join("models");
+    let embedder = rotted_embedder(&rig.files.models, &models);
+    // A gallery for the damaged model, so nothing refuses it for being another embedder's.
+    let model = facegate_vision::runtime::model_identity(&embedder).unwrap();
+    let gallery_dir = scratch.path().join("rotted-gallery");
+    let mut gallery = facegate_vision::gallery::Gallery::create(&gallery_dir, &model, 128).unwrap();
+    let mut embedding = vec![0.0f32; 128];
+    embedding[0] = 1.0;
+    gallery
+        .enroll("person-b", "Person B", &model, &embedding, false)
+        .unwrap();
+    gallery.commit().unwrap();
+    drop(gallery);
+    rig.extra_env.extend([
+        (
+            "FACEGATE_MODELS__DIR".into(),
+            models.to_string_lossy().into(),
+        ),
+        (
+            "FACEGATE_GALLERY__DIR".into(),
+            gallery_dir.to_string_lossy().into(),
+        ),
+        (
+            "FACEGATE_PIPELINE__VARIABLES__VIDEO".into(),
+            video("walkup_person_b.avi").to_string_lossy().into(),
+        ),
+    ]);
+    let mut child = rig.spawn().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let states = runtime.block_on(async {
+        let (_connection, gate) = rig.gate(Duration::from_secs(60)).await.unwrap();
+        let mut states = Vec::new();
+        // The video ends (exit_on_eos) a few seconds in: every State seen until then.
+        while child.try_wait().unwrap().is_none() {
+            if let Ok(state) = gate.state().await
+                && states.last() != Some(&state)
+            {
+                states.push(state);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        states
+    });
+    assert!(
+        states.contains(&State::Degraded),
+        "the gate said {states:?}; log: {}",
+        log(&rig)
+    );
+    assert!(
+        log(&rig).contains("none embedded"),
+        "the reason is logged: {}",
+        log(&rig)
+    );
+    assert!(rig.passages().unwrap().is_empty());
+}
+
+#[test]
+fn a_missing_video_is_logged_with_its_path() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = tempfile::tempdir().unwrap();
+    let mut rig = rig(&scratch);
+    let missing = scratch.path().join("no-such-walkups.avi");
+    rig.extra_env.push((
+        "FACEGATE_PIPELINE__VARIABLES__VIDEO".into(),
+        missing.to_string_lossy().into(),
+    ));
+    let child = rig.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let line = loop {
+        if let Some(line) = log(&rig)
+            .lines()
+            .find(|line| line.contains("pipeline failed"))
+        {
+            break line.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no failure logged: {}",
+            log(&rig)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    drop(child);
+    assert!(
+        line.contains(&*missing.to_string_lossy()),
+        "the failure names the video: {line}"
     );
 }

@@ -211,6 +211,45 @@ pub trait Gate: Send {
     fn passage_sensor(&self) -> Option<bool>;
     /// The emergency input where the hardware has one (simulated: false).
     fn emergency(&self) -> bool;
+    /// A handle that puts the outputs in their safe state without going through whoever holds
+    /// the gate: for the panic hook, which may run on the thread that holds it.
+    fn safe_state_handle(&self) -> SafeStateHandle;
+}
+
+/// Puts a gate's outputs in their safe state from anywhere, even while the [`Gate`] itself is
+/// locked by a thread that is panicking.
+#[derive(Clone)]
+pub struct SafeStateHandle {
+    shared: Arc<Shared>,
+}
+
+impl SafeStateHandle {
+    /// How long [`SafeStateHandle::apply`] waits for the output lock: the timer thread holds it
+    /// only for a write, so longer means the caller's own thread holds it.
+    const LOCK_WAIT: Duration = Duration::from_millis(200);
+
+    /// Relay released (or held, with safe state "open"), lamps off, timers cancelled.
+    pub fn apply(&self) -> Result<(), GateError> {
+        let deadline = Instant::now() + Self::LOCK_WAIT;
+        let mut outputs = loop {
+            match self.shared.outputs.try_lock() {
+                Ok(outputs) => break outputs,
+                Err(std::sync::TryLockError::Poisoned(poisoned)) => break poisoned.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    return Err(GateError::Deferred(
+                        "the gate outputs stayed locked by another thread".into(),
+                    ));
+                }
+            }
+        };
+        let result = outputs.apply_safe_state(Cause::SafeState);
+        drop(outputs);
+        self.shared.wake.notify_all();
+        result
+    }
 }
 
 /// Picks the backend from `config.backend`, and puts it in its safe state before returning.
@@ -548,6 +587,12 @@ impl Driver {
 
     pub(crate) fn hold_open(&mut self, open: bool) -> Result<(), GateError> {
         self.shared.lock().hold_open(open)
+    }
+
+    pub(crate) fn safe_state_handle(&self) -> SafeStateHandle {
+        SafeStateHandle {
+            shared: Arc::clone(&self.shared),
+        }
     }
 }
 
@@ -915,6 +960,26 @@ mod tests {
                 actions.len()
             );
         }
+    }
+
+    #[test]
+    fn the_safe_state_handle_releases_the_relay_while_the_gate_is_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = sim_config(dir.path(), 5000, 100, SafeState::Locked);
+        let gate = Mutex::new(open(&config).unwrap());
+        let handle = gate.lock().unwrap().safe_state_handle();
+        // The panic hook runs on the panicking thread, which may be the one holding the gate.
+        let mut held = gate.lock().unwrap();
+        held.grant().unwrap();
+        handle.apply().unwrap();
+        let actions = read_actions(&config.actions_log).unwrap();
+        let relay = actions
+            .iter()
+            .rev()
+            .find(|a| a.output == Output::Relay)
+            .unwrap();
+        assert_eq!((relay.level, relay.cause), (Level::Off, Cause::SafeState));
+        drop(held);
     }
 
     /// No x86 machine is a Raspberry Pi, so there rppal must refuse; on ARM boards the outcome

@@ -6,7 +6,10 @@
 
 use rppal::gpio::{Gpio, InputPin, OutputPin};
 
-use super::{Cause, Driver, Gate, GateConfig, GateError, Level, Output, OutputWriter, SafeState};
+use super::{
+    Cause, Driver, Gate, GateConfig, GateError, Level, Output, OutputWriter, SafeState,
+    SafeStateHandle,
+};
 
 /// A gate on Raspberry Pi GPIO (`[gate.pins]`).
 pub struct RppalGate {
@@ -86,6 +89,9 @@ impl Gate for RppalGate {
     }
     fn passage_sensor(&self) -> Option<bool> {
         Some(self.active(&self.passage_sensor))
+    }
+    fn safe_state_handle(&self) -> SafeStateHandle {
+        self.driver.safe_state_handle()
     }
     fn emergency(&self) -> bool {
         self.active(&self.emergency)

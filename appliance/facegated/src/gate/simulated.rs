@@ -6,7 +6,10 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::{Action, Cause, Driver, Gate, GateConfig, GateError, Level, Output, OutputWriter};
+use super::{
+    Action, Cause, Driver, Gate, GateConfig, GateError, Level, Output, OutputWriter,
+    SafeStateHandle,
+};
 
 /// A gate without hardware; see [`super::read_actions`] for its log.
 pub struct SimulatedGate {
@@ -39,6 +42,9 @@ impl Gate for SimulatedGate {
     }
     fn passage_sensor(&self) -> Option<bool> {
         None
+    }
+    fn safe_state_handle(&self) -> SafeStateHandle {
+        self.driver.safe_state_handle()
     }
     fn emergency(&self) -> bool {
         false
