@@ -66,6 +66,11 @@ async fn shutdown_signal() {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
+    // Uptime counts from the start, start-up checks included.
+    let status = StatusCell::new(Stats {
+        version: env!("CARGO_PKG_VERSION").into(),
+        ..Stats::default()
+    });
     let config = ServiceConfig::load(&args.config)?;
     gst::init().context("GStreamer failed to initialise")?;
     gstfacegate::plugin_register_static().context("registering the facegate elements")?;
@@ -73,10 +78,6 @@ fn run(args: Args) -> anyhow::Result<()> {
     let gate = prepared.gate.clone();
     install_panic_hook(gate.clone());
     let bus_config = prepared.config.dbus.clone();
-    let status = StatusCell::new(Stats {
-        version: env!("CARGO_PKG_VERSION").into(),
-        ..Stats::default()
-    });
     let (events, received) = tokio::sync::mpsc::unbounded_channel();
     let running = service::start(prepared, status.clone(), events)?;
 
@@ -129,13 +130,30 @@ fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The error and its causes, each said once: a cause whose text its parent already carries
+/// (a library error that prints its source and also returns it as `source()`) is not repeated.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 fn main() -> ExitCode {
     init_logging();
     match run(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line, on stderr, which journald keeps under the unit.
-            eprintln!("facegated: {e:#}");
+            eprintln!("facegated: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
