@@ -172,7 +172,8 @@ fn a_full_journal_disk_refuses_the_passenger_with_the_red_lamp_and_says_so_on_db
         .msg_type(zbus::message::Type::Signal)
         .interface(INTERFACE)
         .member("JournalFailed")
-        .build();
+        .build()
+        .unwrap();
     let mut failures = runtime
         .block_on(zbus::MessageStream::for_match_rule(rule, &connection, None))
         .unwrap();
