@@ -4,7 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{BUS_NAME, GateProxy, Stats};
 
@@ -71,6 +71,17 @@ impl<'de> Deserialize<'de> for BusAddress {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
         text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The configuration's spelling: "system", "session" or the address itself.
+impl Serialize for BusAddress {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(match self {
+            BusAddress::System => "system",
+            BusAddress::Session => "session",
+            BusAddress::Address(address) => address,
+        })
     }
 }
 

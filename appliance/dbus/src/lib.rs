@@ -14,7 +14,10 @@ mod values;
 
 pub use address::{BadBusAddress, BusAddress, DbusError, connect, read_stats};
 pub use object::{ControlError, Gate, GateBus, GateControl, GateProxy, GateSignals, serve};
-pub use values::{DenyReason, LastDecision, Mode, State, Stats, Verdict, one_of, parse_name};
+pub use values::{
+    DenyReason, LastDecision, Mode, OPEN_REASON_MAX_CHARS, State, Stats, Verdict,
+    check_open_reason, one_of, parse_name,
+};
 
 /// The well-known bus name the gate service owns.
 pub const BUS_NAME: &str = "org.facegate.Gate";

@@ -26,9 +26,10 @@ pub trait GateControl: Send + Sync + 'static {
     /// Whether the caller with this uid may call the acting methods; a refusal says who may
     /// ("root and members of group facegate-staff").
     fn authorize(&self, uid: u32) -> Result<(), String>;
-    /// A staff opening: recorded like a passage; returns the passage id.
+    /// A staff opening: recorded like a passage; returns the passage id. The reason has passed
+    /// [`check_open_reason`](crate::check_open_reason).
     fn open(&self, reason: &str) -> Result<String, ControlError>;
-    /// Switches the mode.
+    /// Switches the mode; once this returns `Ok` the `Mode` property reads `mode`.
     fn set_mode(&self, mode: Mode) -> Result<(), ControlError>;
     /// Reloads the gallery; returns its generation.
     fn reload_gallery(&self) -> Result<u64, ControlError>;
@@ -140,7 +141,8 @@ impl Gate {
     )
 )]
 impl Gate {
-    /// Opens the gate for a staff passage, recorded like a passage. Privileged.
+    /// Opens the gate for a staff passage, recorded like a passage. Privileged. The reason is
+    /// 1 to 200 characters without control characters (InvalidArgs otherwise).
     #[zbus(out_args("passage_id"))]
     async fn open(
         &self,
@@ -149,19 +151,36 @@ impl Gate {
         #[zbus(connection)] connection: &Connection,
     ) -> fdo::Result<String> {
         self.authorize("Open", &header, connection).await?;
+        crate::check_open_reason(reason).map_err(|rule| {
+            tracing::warn!("refused Open: {rule}");
+            fdo::Error::InvalidArgs(format!("Open: {rule}"))
+        })?;
         let reason = reason.to_owned();
         self.control(move |control| control.open(&reason)).await
     }
 
-    /// Sets the mode: "normal", "locked" or "free". Privileged.
+    /// Sets the mode: "normal", "locked" or "free". Privileged. The change is journalled first:
+    /// when that fails, the mode stays as it was and the call fails. Mode reads the new value as
+    /// soon as this returns.
     async fn set_mode(
         &self,
         mode: Mode,
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] connection: &Connection,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> fdo::Result<()> {
         self.authorize("SetMode", &header, connection).await?;
-        self.control(move |control| control.set_mode(mode)).await
+        self.control(move |control| control.set_mode(mode)).await?;
+        // Published here rather than at the service's next status update, which may be a
+        // publishing interval away: a client reading Mode after SetMode returned sees it.
+        let changed = {
+            let mut published = self.published();
+            std::mem::replace(&mut published.stats.mode, mode) != mode
+        };
+        if changed && let Err(e) = self.mode_changed(&emitter).await {
+            tracing::warn!(property = "Mode", "cannot emit PropertiesChanged: {e}");
+        }
+        Ok(())
     }
 
     /// Reloads the gallery from disk and returns its generation. Privileged.
@@ -187,7 +206,7 @@ impl Gate {
         stats
     }
 
-    /// "starting", "running", "degraded" or "stopped".
+    /// "starting", "running", "degraded", "journal-failed" or "stopped".
     #[zbus(property)]
     async fn state(&self) -> State {
         self.published().stats.state
@@ -254,6 +273,11 @@ impl Gate {
     /// A person was refused: "unknown", "low-confidence", "several-faces", "passback", "disabled".
     #[zbus(signal)]
     async fn passage_denied(emitter: &SignalEmitter<'_>, reason: DenyReason) -> zbus::Result<()>;
+
+    /// A journal write failed (the detail says why, e.g. the disk is full): the decision it was
+    /// for did not open the gate. State is "journal-failed" until a row is written again.
+    #[zbus(signal)]
+    async fn journal_failed(emitter: &SignalEmitter<'_>, detail: &str) -> zbus::Result<()>;
 }
 
 /// The served gate object: publish status and passages through it.
@@ -328,11 +352,21 @@ impl GateBus {
     /// Publishes `stats`: sets the properties and emits `PropertiesChanged` for each property
     /// whose value changed (nothing when nothing did). Bus failures are logged.
     pub async fn update(&self, stats: Stats) {
+        self.update_from(|| stats).await
+    }
+
+    /// Publishes what `current` returns, taken while the published values are held: a value
+    /// another writer (`SetMode`) published meanwhile is never replaced by an older reading.
+    pub async fn update_from(&self, current: impl FnOnce() -> Stats) {
         let _order = self.updating.lock().await;
-        let old = {
+        let (old, stats) = {
             let mut published = lock(&self.published);
+            let stats = current();
             published.updated = Instant::now();
-            std::mem::replace(&mut published.stats, stats.clone())
+            (
+                std::mem::replace(&mut published.stats, stats.clone()),
+                stats,
+            )
         };
         let gate = self.gate.get().await;
         let emitter = self.gate.signal_emitter();
@@ -380,6 +414,13 @@ impl GateBus {
     pub async fn passage_denied(&self, reason: DenyReason) {
         if let Err(e) = self.gate.passage_denied(reason).await {
             tracing::warn!(%reason, "cannot emit PassageDenied: {e}");
+        }
+    }
+
+    /// Emits `JournalFailed(detail)`. Bus failures are logged.
+    pub async fn journal_failed(&self, detail: &str) {
+        if let Err(e) = self.gate.journal_failed(detail).await {
+            tracing::warn!(detail, "cannot emit JournalFailed: {e}");
         }
     }
 

@@ -33,6 +33,9 @@ wire_name_enum! {
         Running,
         /// The pipeline failed and is being restarted; the gate is in its safe state.
         Degraded,
+        /// The last journal write failed: nobody is let through (an unlock needs its row first)
+        /// and each refused passenger gets the red lamp; back to running at the next row written.
+        JournalFailed,
         /// The service has stopped; the gate is in its safe state.
         Stopped,
     }
@@ -76,6 +79,30 @@ wire_name_enum! {
         Granted,
         Denied,
     }
+}
+
+/// The longest reason `Open` takes, in characters: a staff note, not a place to store data.
+pub const OPEN_REASON_MAX_CHARS: usize = 200;
+
+/// Checks `Open`'s reason: not blank, at most [`OPEN_REASON_MAX_CHARS`] characters, no control
+/// characters (a newline would forge lines in the service's log). The refusal names the rule.
+pub fn check_open_reason(reason: &str) -> Result<(), String> {
+    if reason.trim().is_empty() {
+        return Err("the reason must not be empty".into());
+    }
+    let chars = reason.chars().count();
+    if chars > OPEN_REASON_MAX_CHARS {
+        return Err(format!(
+            "the reason must be at most {OPEN_REASON_MAX_CHARS} characters (got {chars})"
+        ));
+    }
+    if let Some(c) = reason.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "the reason must not contain control characters (found {:?})",
+            c
+        ));
+    }
+    Ok(())
 }
 
 /// Which names `T` has, as `"a", "b" or "c"`: for messages that refuse a wrong one.
@@ -184,11 +211,25 @@ mod tests {
         assert_eq!(DenyReason::LowConfidence.to_string(), "low-confidence");
         assert_eq!("several-faces".parse(), Ok(DenyReason::SeveralFaces));
         assert_eq!(round_trip(&State::Degraded), State::Degraded);
+        assert_eq!(State::JournalFailed.to_string(), "journal-failed");
         let e = parse_name::<Mode>("mode", "open").unwrap_err();
         assert_eq!(
             e,
             r#"unknown mode "open" (expected "normal", "locked" or "free")"#
         );
+    }
+
+    #[test]
+    fn open_reasons_are_short_printable_and_not_blank() {
+        check_open_reason("wheelchair").unwrap();
+        check_open_reason(&"é".repeat(OPEN_REASON_MAX_CHARS)).unwrap();
+        let long = check_open_reason(&"x".repeat(OPEN_REASON_MAX_CHARS + 1)).unwrap_err();
+        assert!(long.contains("at most 200 characters"), "{long}");
+        for blank in ["", "  "] {
+            assert!(check_open_reason(blank).unwrap_err().contains("empty"));
+        }
+        let forged = check_open_reason("ok\nERROR forged").unwrap_err();
+        assert!(forged.contains("control characters"), "{forged}");
     }
 
     #[test]

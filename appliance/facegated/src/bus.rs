@@ -3,10 +3,10 @@
 //! (`org.facegate.Gate1`) is facegate-dbus's.
 
 use facegate_dbus::BusAddress;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// `[dbus]` in facegate.toml.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BusConfig {
     /// "system" | "session" | a D-Bus address ("unix:path=/run/x").

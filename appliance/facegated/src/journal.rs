@@ -1,20 +1,23 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! The journal: every gate decision, recorded durably in SQLite before the gate moves.
 //!
-//! One table, `passages`, one row per decision, with a UUID v7 id (time-ordered) and the time as
-//! RFC 3339 UTC text with microseconds (fixed width, so text order is time order and operators
-//! can read it with `sqlite3`). The schema is versioned with `PRAGMA user_version` and marked
-//! with `PRAGMA application_id` so a foreign database is refused instead of written into.
+//! Two tables: `passages`, one row per decision, and `mode_changes`, one row per `SetMode` (free
+//! mode holds the gate open, so it is journalled before the relay moves, like a grant). Rows
+//! have a UUID v7 id (time-ordered) and the time as RFC 3339 UTC text with microseconds (fixed
+//! width, so text order is time order and operators can read it with `sqlite3`). The schema is
+//! versioned with `PRAGMA user_version` and marked with `PRAGMA application_id` so a foreign
+//! database is refused, before anything is written to it, instead of written into.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Local, NaiveDate, SecondsFormat, TimeZone, Utc};
+use facegate_dbus::Mode;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
 /// `[journal]` in facegate.toml.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct JournalConfig {
     /// The SQLite file; its directory must exist.
@@ -82,6 +85,15 @@ pub struct Passage {
     pub video_time_ns: Option<u64>,
 }
 
+/// One recorded `SetMode`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModeChange {
+    /// UUID v7, hyphenated lower case.
+    pub id: String,
+    pub time: DateTime<Utc>,
+    pub mode: Mode,
+}
+
 /// Everything that can go wrong with the journal; one line each, naming the file.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -90,20 +102,20 @@ pub enum JournalError {
     Config(String),
     #[error("journal {}: directory {} does not exist", path.display(), dir.display())]
     MissingDirectory { path: PathBuf, dir: PathBuf },
-    /// SQLite refused (a file that is not a database says "file is not a database").
-    #[error("journal {}: {source}", path.display())]
+    /// SQLite refused (a file that is not a database says "file is not a database"). The
+    /// SQLite message is part of this one's text, not a `source` to be printed again.
+    #[error("journal {}: {error}", path.display())]
     Sqlite {
         path: PathBuf,
-        #[source]
-        source: rusqlite::Error,
+        error: rusqlite::Error,
     },
     /// The file is a database but not a sound FaceGate journal.
     #[error("journal {}: {detail}", path.display())]
     Invalid { path: PathBuf, detail: String },
 }
 
-/// `PRAGMA user_version` of the schema below.
-const SCHEMA_VERSION: i64 = 1;
+/// `PRAGMA user_version` of the schema below (1 had no `mode_changes`).
+const SCHEMA_VERSION: i64 = 2;
 /// `PRAGMA application_id`: "FGJ1".
 const APPLICATION_ID: i64 = 0x4647_4a31;
 
@@ -123,6 +135,17 @@ CREATE TABLE passages (
 );
 CREATE INDEX passages_time ON passages (time);
 CREATE INDEX passages_grants ON passages (identity, time) WHERE granted = 1;
+";
+
+/// What version 2 added to version 1.
+const MODE_CHANGES: &str = "
+CREATE TABLE mode_changes (
+    seq   INTEGER PRIMARY KEY,   -- insertion order
+    id    TEXT NOT NULL UNIQUE,  -- UUID v7
+    time  TEXT NOT NULL,         -- as in passages
+    mode  TEXT NOT NULL CHECK (mode IN ('normal', 'locked', 'free'))
+);
+CREATE INDEX mode_changes_time ON mode_changes (time);
 ";
 
 const COLUMNS: &str =
@@ -157,9 +180,9 @@ impl Journal {
         if !dir.is_dir() {
             return Err(JournalError::MissingDirectory { path, dir });
         }
-        let sql = |source| JournalError::Sqlite {
+        let sql = |error| JournalError::Sqlite {
             path: config.path.clone(),
-            source,
+            error,
         };
         let invalid = |detail: String| JournalError::Invalid {
             path: config.path.clone(),
@@ -174,6 +197,15 @@ impl Journal {
         .map_err(sql)?;
         // facegatectl or a backup may hold the lock for a moment.
         conn.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
+        let mut journal = Journal {
+            conn,
+            path,
+            retention_days: config.retention_days,
+        };
+        // Before any setting is changed: a foreign database is refused as it was found (switching
+        // it to WAL first would rewrite its header).
+        journal.check_and_migrate()?;
+        let conn = &journal.conn;
 
         // A decision is acknowledged (and the gate opens) only after record() returns, so a
         // committed passage must survive power loss and kill -9: write-ahead log, and
@@ -199,12 +231,6 @@ impl Journal {
             )));
         }
 
-        let mut journal = Journal {
-            conn,
-            path,
-            retention_days: config.retention_days,
-        };
-        journal.check_and_migrate()?;
         journal.prune()?;
         Ok(journal)
     }
@@ -213,9 +239,9 @@ impl Journal {
     /// integrity check so a damaged file is reported at start, not at the first passage.
     fn check_and_migrate(&mut self) -> Result<(), JournalError> {
         let path = self.path.clone();
-        let sql = |source| JournalError::Sqlite {
+        let sql = |error| JournalError::Sqlite {
             path: path.clone(),
-            source,
+            error,
         };
         let invalid = |detail: String| JournalError::Invalid {
             path: path.clone(),
@@ -242,6 +268,7 @@ impl Journal {
                     ));
                 }
                 tx.execute_batch(SCHEMA).map_err(sql)?;
+                tx.execute_batch(MODE_CHANGES).map_err(sql)?;
                 tx.pragma_update(None, "application_id", APPLICATION_ID)
                     .map_err(sql)?;
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)
@@ -249,7 +276,13 @@ impl Journal {
                 tracing::info!(path = %path.display(), "journal created");
             }
             SCHEMA_VERSION if app_id == APPLICATION_ID => {}
-            SCHEMA_VERSION => {
+            1 if app_id == APPLICATION_ID => {
+                tx.execute_batch(MODE_CHANGES).map_err(sql)?;
+                tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                    .map_err(sql)?;
+                tracing::info!(path = %path.display(), "journal schema upgraded to version {SCHEMA_VERSION}");
+            }
+            1 | SCHEMA_VERSION => {
                 return Err(invalid(format!(
                     "not a FaceGate journal (application_id {app_id:#x})"
                 )));
@@ -287,10 +320,10 @@ impl Journal {
         &self.path
     }
 
-    fn sql_err(&self, source: rusqlite::Error) -> JournalError {
+    fn sql_err(&self, error: rusqlite::Error) -> JournalError {
         JournalError::Sqlite {
             path: self.path.clone(),
-            source,
+            error,
         }
     }
 
@@ -352,6 +385,39 @@ impl Journal {
         self.insert(passage, time)
     }
 
+    /// Durably records a mode change; returns only once it is committed (the gate follows the
+    /// mode after this).
+    pub fn record_mode(&mut self, mode: Mode) -> Result<ModeChange, JournalError> {
+        let time = truncate_micros(Utc::now());
+        let id = uuid::Uuid::now_v7().hyphenated().to_string();
+        self.conn
+            .prepare_cached("INSERT INTO mode_changes (id, time, mode) VALUES (?1, ?2, ?3)")
+            .and_then(|mut s| s.execute(params![id, time_text(time), mode.to_string()]))
+            .map_err(|e| self.sql_err(e))?;
+        Ok(ModeChange { id, time, mode })
+    }
+
+    /// Every mode change, oldest first.
+    pub fn mode_changes(&self) -> Result<Vec<ModeChange>, JournalError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, time, mode FROM mode_changes ORDER BY seq")
+            .map_err(|e| self.sql_err(e))?;
+        stmt.query_map([], |r| {
+            let mode: String = r.get(2)?;
+            let mode = mode.parse().map_err(|e: strum::ParseError| {
+                rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, e.into())
+            })?;
+            Ok(ModeChange {
+                id: r.get(0)?,
+                time: parse_time(r, 1)?,
+                mode,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(|e| self.sql_err(e))
+    }
+
     /// Granted and denied passages of the local calendar day.
     pub fn counts_today(&self) -> Result<(u64, u64), JournalError> {
         let today = Local::now().date_naive();
@@ -409,6 +475,12 @@ impl Journal {
             .conn
             .execute(
                 "DELETE FROM passages WHERE time < ?1",
+                params![time_text(cutoff)],
+            )
+            .map_err(|e| self.sql_err(e))?;
+        self.conn
+            .execute(
+                "DELETE FROM mode_changes WHERE time < ?1",
                 params![time_text(cutoff)],
             )
             .map_err(|e| self.sql_err(e))?;
@@ -743,10 +815,59 @@ mod tests {
         let cfg = config(dir.path());
         drop(Journal::open(&cfg).unwrap());
         let other = Connection::open(&cfg.path).unwrap();
-        other.pragma_update(None, "user_version", 2).unwrap();
+        other.pragma_update(None, "user_version", 3).unwrap();
         drop(other);
         let msg = Journal::open(&cfg).unwrap_err().to_string();
-        assert!(msg.contains("schema version 2"), "{msg}");
+        assert!(msg.contains("schema version 3"), "{msg}");
+    }
+
+    #[test]
+    fn a_foreign_database_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let other = Connection::open(&cfg.path).unwrap();
+        other
+            .execute_batch("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1);")
+            .unwrap();
+        drop(other);
+        let before = std::fs::read(&cfg.path).unwrap();
+        Journal::open(&cfg).unwrap_err();
+        assert_eq!(
+            std::fs::read(&cfg.path).unwrap(),
+            before,
+            "not switched to WAL"
+        );
+        assert!(!dir.path().join("journal.sqlite-wal").exists());
+    }
+
+    #[test]
+    fn mode_changes_are_recorded_and_a_version_1_journal_is_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let mut j = Journal::open(&cfg).unwrap();
+        let kept = j.record(&grant("alice")).unwrap();
+        let free = j.record_mode(Mode::Free).unwrap();
+        assert_eq!(j.mode_changes().unwrap(), vec![free]);
+        // Back to what version 1 was.
+        j.conn
+            .execute_batch("DROP TABLE mode_changes; PRAGMA user_version = 1;")
+            .unwrap();
+        drop(j);
+        let mut j = Journal::open(&cfg).unwrap();
+        assert_eq!(j.passages().unwrap(), vec![kept]);
+        assert_eq!(j.mode_changes().unwrap(), vec![]);
+        let locked = j.record_mode(Mode::Locked).unwrap();
+        assert_eq!(j.mode_changes().unwrap(), vec![locked]);
+    }
+
+    #[test]
+    fn a_sqlite_error_is_said_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        std::fs::write(&cfg.path, vec![0x42; 8192]).unwrap();
+        let error = anyhow::Error::from(Journal::open(&cfg).unwrap_err());
+        let message = format!("{error:#}");
+        assert_eq!(message.matches("not a database").count(), 1, "{message}");
     }
 
     #[test]

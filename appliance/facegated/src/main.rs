@@ -76,6 +76,11 @@ fn safe_state(config_file: &Path) -> anyhow::Result<()> {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
+    // Uptime counts from the start, start-up checks included.
+    let status = StatusCell::new(Stats {
+        version: env!("CARGO_PKG_VERSION").into(),
+        ..Stats::default()
+    });
     let config = ServiceConfig::load(&args.config)?;
     // The configuration names the backend; everything else is checked after the outputs are
     // safe, so a start that fails (a damaged gallery, a missing model) never leaves the relay
@@ -87,10 +92,6 @@ fn run(args: Args) -> anyhow::Result<()> {
     gstfacegate::plugin_register_static().context("registering the facegate elements")?;
     let prepared = service::prepare(config, Arc::clone(&gate))?;
     let bus_config = prepared.config.dbus.clone();
-    let status = StatusCell::new(Stats {
-        version: env!("CARGO_PKG_VERSION").into(),
-        ..Stats::default()
-    });
     let (events, received) = tokio::sync::mpsc::unbounded_channel();
     let running = service::start(prepared, status.clone(), events)?;
 
@@ -139,6 +140,23 @@ fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The error and its causes, each said once: a cause whose text its parent already carries
+/// (a library error that prints its source and also returns it as `source()`) is not repeated.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 fn main() -> ExitCode {
     init_logging();
     let args = Args::parse();
@@ -150,7 +168,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line, on stderr, which journald keeps under the unit.
-            eprintln!("facegated: {e:#}");
+            eprintln!("facegated: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }

@@ -164,6 +164,8 @@ pub enum Event {
     StreamEnded,
     /// The pipeline can never run (it does not parse): stop with this message.
     Fatal(String),
+    /// A journal write failed; what the decision it was for did instead (nothing opened).
+    JournalFailed(String),
 }
 
 /// Everything checked before the service reports ready: a bad configuration, pipeline, gallery,
@@ -254,21 +256,62 @@ fn is_ours(source: Option<&gst::Object>) -> bool {
 
 /// Shared, cheaply cloned status that both threads update and the async side publishes.
 #[derive(Clone)]
-pub struct StatusCell(Arc<Mutex<Stats>>);
+pub struct StatusCell {
+    stats: Arc<Mutex<Stats>>,
+    /// Why the last journal write failed, until one succeeds again.
+    journal_failure: Arc<Mutex<Option<String>>>,
+    started: Instant,
+}
 
 impl StatusCell {
+    /// Uptime counts from here: make it when the service starts.
     pub fn new(status: Stats) -> Self {
-        StatusCell(Arc::new(Mutex::new(status)))
+        StatusCell {
+            stats: Arc::new(Mutex::new(status)),
+            journal_failure: Arc::new(Mutex::new(None)),
+            started: Instant::now(),
+        }
     }
 
     pub fn update(&self, change: impl FnOnce(&mut Stats)) {
-        if let Ok(mut status) = self.0.lock() {
+        if let Ok(mut status) = self.stats.lock() {
             change(&mut status);
         }
     }
 
+    /// The status as the threads set it (State is the pipeline's).
     pub fn snapshot(&self) -> Stats {
-        self.0.lock().map(|s| s.clone()).unwrap_or_default()
+        let mut stats = self.stats.lock().map(|s| s.clone()).unwrap_or_default();
+        stats.uptime_s = self.started.elapsed().as_secs();
+        stats
+    }
+
+    /// The status as D-Bus shows it: a failing journal overrides the pipeline's State, since
+    /// nobody can be let through whatever the pipeline does.
+    pub fn published(&self) -> Stats {
+        let mut stats = self.snapshot();
+        let failing = self
+            .journal_failure
+            .lock()
+            .map(|f| f.is_some())
+            .unwrap_or(true);
+        if failing && stats.state != State::Stopped {
+            stats.state = State::JournalFailed;
+        }
+        stats
+    }
+
+    /// Records the outcome of a journal write; logs when the journal starts or stops failing.
+    fn journal_written(&self, outcome: Result<(), &str>) {
+        let Ok(mut failure) = self.journal_failure.lock() else {
+            return;
+        };
+        match (outcome, failure.is_some()) {
+            (Ok(()), true) => info!("the journal is written again"),
+            (Err(detail), false) => error!("the journal cannot be written: {detail}"),
+            _ => {}
+        }
+        *failure = outcome.err().map(str::to_owned);
     }
 }
 
@@ -534,9 +577,23 @@ fn decide(
                         let passage = passage_for(&decision, generation);
                         // The journal first: a gate that opened must have its passage on disk.
                         let recorded = match journal.record(&passage) {
-                            Ok(recorded) => recorded,
+                            Ok(recorded) => {
+                                status.journal_written(Ok(()));
+                                recorded
+                            }
                             Err(e) => {
-                                error!("journal write failed, the gate stays shut: {e}");
+                                // Nobody passes without a row; the passenger sees a refusal, and
+                                // a grant nobody received must not count against anti-passback.
+                                if let Decision::Grant { id, .. } = &decision {
+                                    policy.withdraw_grant(id);
+                                }
+                                let detail = format!("{e}; the gate stays shut");
+                                error!("journal write failed: {detail}");
+                                if let Ok(Err(e)) = gate.lock().map(|mut g| g.deny()) {
+                                    error!("the red lamp did not light: {e}");
+                                }
+                                status.journal_written(Err(&detail));
+                                let _ = events.send(Event::JournalFailed(detail));
                                 continue;
                             }
                         };
@@ -580,17 +637,16 @@ fn decide(
                     generation,
                     video_time_ns: None,
                 };
-                let result = journal
-                    .record(&passage)
-                    .map_err(|e| ControlError::Failed(e.to_string()))
-                    .and_then(|recorded| {
-                        gate.lock()
-                            .map_err(|_| ControlError::Failed("gate unavailable".into()))?
-                            .grant()
-                            .map_err(|e| ControlError::Failed(e.to_string()))?;
-                        info!(passage = %recorded.id, "staff opening: {reason}");
-                        Ok(recorded.id)
-                    });
+                let result =
+                    record_or_report(&mut journal, &status, &events, |j| j.record(&passage))
+                        .and_then(|recorded| {
+                            gate.lock()
+                                .map_err(|_| ControlError::Failed("gate unavailable".into()))?
+                                .grant()
+                                .map_err(|e| ControlError::Failed(e.to_string()))?;
+                            info!(passage = %recorded.id, "staff opening: {reason}");
+                            Ok(recorded.id)
+                        });
                 refresh_counts(&journal);
                 let _ = reply.send(result);
             }
@@ -613,16 +669,18 @@ fn decide(
                 }
             }
             Input::SetMode { mode, reply } => {
-                policy.set_mode(mode);
-                let result = gate
-                    .lock()
-                    .map_err(|_| ControlError::Failed("gate unavailable".into()))
-                    .and_then(|mut g| {
-                        g.hold_open(mode == Mode::Free)
-                            .map_err(|e| ControlError::Failed(e.to_string()))
-                    });
-                status.update(|s| s.mode = mode);
-                info!("mode set to {mode}");
+                // Free mode unlocks: journalled before the relay moves, and no row, no change.
+                let result =
+                    record_or_report(&mut journal, &status, &events, |j| j.record_mode(mode))
+                        .and_then(|recorded| {
+                            policy.set_mode(mode);
+                            status.update(|s| s.mode = mode);
+                            info!(change = %recorded.id, "mode set to {mode}");
+                            gate.lock()
+                                .map_err(|_| ControlError::Failed("gate unavailable".into()))?
+                                .hold_open(mode == Mode::Free)
+                                .map_err(|e| ControlError::Failed(e.to_string()))
+                        });
                 let _ = reply.send(result);
             }
         }
@@ -631,6 +689,28 @@ fn decide(
             if let Err(e) = journal.prune() {
                 warn!("journal pruning failed: {e}");
             }
+        }
+    }
+}
+
+/// A journal write for a D-Bus call: a failure is the caller's error and is reported like any
+/// other journal failure (State, signal).
+fn record_or_report<T>(
+    journal: &mut Journal,
+    status: &StatusCell,
+    events: &UnboundedSender<Event>,
+    write: impl FnOnce(&mut Journal) -> Result<T, crate::journal::JournalError>,
+) -> Result<T, ControlError> {
+    match write(journal) {
+        Ok(written) => {
+            status.journal_written(Ok(()));
+            Ok(written)
+        }
+        Err(e) => {
+            let detail = format!("{e}; nothing changed");
+            status.journal_written(Err(&detail));
+            let _ = events.send(Event::JournalFailed(detail.clone()));
+            Err(ControlError::Failed(detail))
         }
     }
 }
@@ -827,6 +907,7 @@ fn run_pipeline_once(
     let mut second = Instant::now();
     let mut last_generation_check = Instant::now();
     let mut shown = None;
+    let mut gallery_unreadable = false;
     let outcome = loop {
         feed.liveness.supervisor_turned();
         if stop.load(std::sync::atomic::Ordering::SeqCst) {
@@ -840,7 +921,7 @@ fn run_pipeline_once(
         }
         if last_generation_check.elapsed() >= Duration::from_secs(1) {
             last_generation_check = Instant::now();
-            refresh_gallery(config, status);
+            refresh_gallery(config, status, &mut gallery_unreadable);
         }
         let Some(message) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {
             continue;
@@ -1010,10 +1091,25 @@ fn stream_start_unix_ns(pipeline: &gst::Pipeline) -> u64 {
         .as_nanos() as u64
 }
 
-fn refresh_gallery(config: &ServiceConfig, status: &StatusCell) {
-    let Ok(generation) = Gallery::read_generation(&config.gallery.dir) else {
-        return;
+/// Follows the gallery's generation for the status; a gallery that cannot be read (deleted
+/// under the running gate) is logged once, and again when it is back.
+fn refresh_gallery(config: &ServiceConfig, status: &StatusCell, unreadable: &mut bool) {
+    let generation = match Gallery::read_generation(&config.gallery.dir) {
+        Ok(generation) => generation,
+        Err(e) => {
+            if !std::mem::replace(unreadable, true) {
+                warn!(
+                    "gallery {} cannot be read ({e}); still searching generation {}",
+                    config.gallery.dir.display(),
+                    status.snapshot().gallery_generation
+                );
+            }
+            return;
+        }
     };
+    if std::mem::replace(unreadable, false) {
+        info!("gallery {} can be read again", config.gallery.dir.display());
+    }
     if status.snapshot().gallery_generation == generation {
         return;
     }
@@ -1097,11 +1193,11 @@ pub async fn serve_until(
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            _ = publish.tick() => bus.update(status.snapshot()).await,
+            _ = publish.tick() => bus.update_from(|| status.published()).await,
             event = events.recv() => match event {
                 Some(Event::Decided(decided)) => {
                     let (passage, decision) = *decided;
-                    bus.update(status.snapshot()).await;
+                    bus.update_from(|| status.published()).await;
                     match decision {
                         Decision::Grant { id, similarity, .. } => bus.passage_granted(&passage.id, &id, similarity).await,
                         Decision::Deny { reason, .. } => bus.passage_denied(reason).await,
@@ -1109,6 +1205,10 @@ pub async fn serve_until(
                 }
                 Some(Event::StreamEnded) | None => break,
                 Some(Event::Fatal(message)) => anyhow::bail!(message),
+                Some(Event::JournalFailed(detail)) => {
+                    bus.update_from(|| status.published()).await;
+                    bus.journal_failed(&detail).await;
+                }
             },
         }
     }

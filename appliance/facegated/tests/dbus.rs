@@ -1002,3 +1002,88 @@ async fn shipped_introspection_xml_matches_the_live_service() {
     let missing: Vec<_> = members.iter().filter(|(_, n)| **n != 1).collect();
     assert!(missing.is_empty(), "{missing:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_refuses_bad_reasons_before_the_gate_is_asked() {
+    let bus = start_bus(OPEN_POLICY).await;
+    let (_gate, control) = serve_fake(&bus.address, "no-such-group-facegate").await;
+    let (_conn, proxy) = client(&bus.address).await;
+    let long = "x".repeat(facegate_dbus::OPEN_REASON_MAX_CHARS + 1);
+    for (reason, rule) in [
+        ("", "must not be empty"),
+        (long.as_str(), "at most 200 characters"),
+        ("ok\nERROR forged", "control characters"),
+    ] {
+        let e = proxy.open(reason).await.unwrap_err();
+        let said = e.to_string();
+        assert!(
+            said.contains("InvalidArgs") && said.contains(rule),
+            "{reason:?}: {said}"
+        );
+    }
+    let most = "y".repeat(facegate_dbus::OPEN_REASON_MAX_CHARS);
+    proxy.open(&most).await.unwrap();
+    assert_eq!(control.calls(), [format!("open:{most}")]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_mode_is_published_as_soon_as_it_returns() {
+    let bus = start_bus(OPEN_POLICY).await;
+    let (gate, _control) = serve_fake(&bus.address, "no-such-group-facegate").await;
+    gate.update(running_status()).await;
+    let (_conn, proxy) = client_uncached(&bus.address).await;
+    let (_watching, watcher) = client(&bus.address).await;
+    let mut changes = watcher.receive_mode_changed().await;
+    // The fake's status never follows: what Mode says comes from SetMode alone.
+    proxy.set_mode(Mode::Free).await.unwrap();
+    assert_eq!(proxy.mode().await.unwrap(), Mode::Free);
+    assert_eq!(proxy.stats().await.unwrap().mode, Mode::Free);
+    // PropertiesChanged went out too (a cached proxy may first yield the value it had).
+    while next(&mut changes, "Mode changed")
+        .await
+        .get()
+        .await
+        .unwrap()
+        != Mode::Free
+    {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journal_failed_is_a_signal_and_a_state() {
+    let bus = start_bus(OPEN_POLICY).await;
+    let (gate, _control) = serve_fake(&bus.address, "no-such-group-facegate").await;
+    let (_conn, proxy) = client_uncached(&bus.address).await;
+    let mut failed = proxy.receive_journal_failed().await.unwrap();
+    gate.update(Stats {
+        state: State::JournalFailed,
+        ..running_status()
+    })
+    .await;
+    gate.journal_failed("journal /x: database or disk is full")
+        .await;
+    let signal = next(&mut failed, "JournalFailed").await;
+    assert_eq!(
+        signal.args().unwrap().detail().to_string(),
+        "journal /x: database or disk is full"
+    );
+    assert_eq!(proxy.state().await.unwrap(), State::JournalFailed);
+    let address = format!("--address={}", bus.address);
+    let out = run(
+        &busctl(),
+        &[
+            &address,
+            "get-property",
+            BUS_NAME,
+            OBJECT_PATH,
+            INTERFACE,
+            "State",
+        ],
+    )
+    .await;
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "s \"journal-failed\"",
+        "{}",
+        text(&out)
+    );
+}
