@@ -130,6 +130,7 @@ fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    facegated::memory::limit_allocator_arenas();
     init_logging();
     match run(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,

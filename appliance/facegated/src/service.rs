@@ -460,6 +460,7 @@ fn supervise(
         first = false;
         let started = Instant::now();
         let outcome = run_pipeline_once(config, status, stop, heartbeat, inputs);
+        crate::memory::release_freed_memory();
         match outcome {
             Outcome::Stopped => break,
             Outcome::Ended if config.pipeline.exit_on_eos => {
