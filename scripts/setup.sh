@@ -4,7 +4,8 @@
 # fresh Debian 12, and again whenever you like; a second run changes nothing and takes a second or two.
 #
 #   1. Debian packages the build and tests need, installed only if missing (apt-get update only then);
-#   2. the Rust toolchain must already be there (cargo on PATH);
+#   2. the Rust toolchain must already be there (cargo on PATH); cargo-fuzz, at a pinned version,
+#      is installed with it if missing (`make fuzz-smoke`, part of `make test`);
 #   3. scripts/fetch-assets.py: ONNX Runtime, models, photos, derived models, test videos
 #      (into $FACEGATE_ASSETS or <repo>/.assets, downloads cached in $FACEGATE_CACHE or ~/.cache/facegate).
 #
@@ -92,6 +93,18 @@ if [ "$(printf '%s\n' 1.92.0 "${rust_version%%-*}" | sort -V | head -n1)" != 1.9
     fail "Rust $rust_version is too old: the workspace needs rust-version 1.92 (rustup update)"
 fi
 say "Rust $rust_version present"
+
+# cargo-fuzz for the fuzz targets (scripts/fuzz.sh). Pinned, and built from its own lock file, so
+# every machine fuzzes with the same tool; the stable compiler suffices (scripts/fuzz.sh).
+CARGO_FUZZ_VERSION=0.13.2
+if [ "$(cargo fuzz --version 2>/dev/null || true)" != "cargo-fuzz $CARGO_FUZZ_VERSION" ]; then
+    say "installing cargo-fuzz $CARGO_FUZZ_VERSION (cargo install; a few minutes)"
+    log=$(mktemp)
+    cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked >"$log" 2>&1 ||
+        fail "cargo install cargo-fuzz $CARGO_FUZZ_VERSION failed: $(grep -m1 '^error' "$log" || tail -n1 "$log")"
+    rm -f "$log"
+fi
+say "cargo-fuzz $CARGO_FUZZ_VERSION present"
 
 # ---------------------------------------------------------------------------- 3. assets
 trap - ERR

@@ -10,6 +10,7 @@ pub mod config;
 mod description;
 pub mod gate;
 pub mod journal;
+pub mod memory;
 mod observation;
 mod policy;
 pub mod service;

@@ -158,6 +158,7 @@ fn one_line(error: &anyhow::Error) -> String {
 }
 
 fn main() -> ExitCode {
+    facegated::memory::limit_allocator_arenas();
     init_logging();
     let args = Args::parse();
     let result = match args.command {

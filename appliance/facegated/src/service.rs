@@ -824,6 +824,7 @@ fn supervise(
         let started = Instant::now();
         let outcome = run_pipeline_once(config, status, stop, feed);
         feed.liveness.frames_expected(false);
+        crate::memory::release_freed_memory();
         match outcome {
             Outcome::Stopped => break,
             Outcome::Ended if config.pipeline.exit_on_eos => {
