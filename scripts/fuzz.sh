@@ -46,10 +46,18 @@ crate_of() {
     esac
 }
 
+# FACEGATE_FUZZ_PROFILE=dev builds without optimisation: a fraction of the build time for fewer
+# executions a second, which suits the short smoke run in `make test`; long runs use release.
+case ${FACEGATE_FUZZ_PROFILE:-release} in
+    release) PROFILE_ARGS=(); PROFILE_DIR=release ;;
+    dev) PROFILE_ARGS=(--dev); PROFILE_DIR=debug ;;
+    *) fail "FACEGATE_FUZZ_PROFILE must be release or dev (got ${FACEGATE_FUZZ_PROFILE})" ;;
+esac
+
 cargo_fuzz() {
     local command=$1 crate=$2
     shift 2
-    nice -n 10 cargo fuzz "$command" --fuzz-dir "$crate" --target-dir "$FUZZ_DIR/build" "$@"
+    nice -n 10 cargo fuzz "$command" "${PROFILE_ARGS[@]}" --fuzz-dir "$crate" --target-dir "$FUZZ_DIR/build" "$@"
 }
 
 # Seed inputs for config_parse: each configuration file as it is, then with an override of a
@@ -84,7 +92,7 @@ seed() {
     case $target in
         gallery_open)
             cargo_fuzz build "$crate" gallery_open_seeds
-            "$FUZZ_DIR/build/$TRIPLE/release/gallery_open_seeds" "$seeds"
+            "$FUZZ_DIR/build/$TRIPLE/$PROFILE_DIR/gallery_open_seeds" "$seeds"
             ;;
         config_parse) config_seeds "$seeds" ;;
     esac
