@@ -496,14 +496,3 @@ fn replace_without_a_label_keeps_the_label() {
         (2, Some("Label of p-a"))
     );
 }
-
-#[test]
-fn identify_on_a_truncated_jpeg_fails_in_one_line() {
-    let scratch = tempfile::tempdir().unwrap();
-    let truncated = scratch.path().join("truncated.jpg");
-    let bytes = std::fs::read(photo("person_a_1.jpg")).unwrap();
-    std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
-    let output = facegatectl(&["identify", truncated.to_str().unwrap()]);
-    let said = one_line_error(&output);
-    assert!(said.contains(truncated.to_str().unwrap()), "{said}");
-}
