@@ -254,7 +254,8 @@ fn list_refuses_a_crafted_index_in_one_line() {
     // the manifest's checksums rewritten to match.
     const OUTER_METRIC: usize = 33;
     const INNER_DIM: usize = 41;
-    let crafts: [(&str, fn(&mut Vec<u8>)); 2] = [
+    type Craft = fn(&mut Vec<u8>);
+    let crafts: [(&str, Craft); 2] = [
         ("metric type 2", |bytes| {
             bytes[OUTER_METRIC..OUTER_METRIC + 4].copy_from_slice(&2i32.to_le_bytes());
             bytes.splice(OUTER_METRIC + 4..OUTER_METRIC + 4, 0f32.to_le_bytes());
