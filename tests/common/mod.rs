@@ -164,7 +164,7 @@ pub fn enroll(dir: &Path, people: &[(&str, &str, &str)]) -> PathBuf {
         .iter()
         .map(|(id, label, file)| Request {
             id: (*id).into(),
-            label: (*label).into(),
+            label: Some((*label).into()),
             photo: photo(file),
         })
         .collect();

@@ -22,13 +22,20 @@ pub const ENROL_INPUT_SIZE: u32 = 640;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Request {
     pub id: String,
-    pub label: String,
+    /// `None`: the label the person already has when replacing, else the id.
+    pub label: Option<String>,
     pub photo: PathBuf,
 }
 
 /// Why a photo was not enrolled.
 #[derive(Debug, Error)]
 pub enum Refusal {
+    #[error("no such file")]
+    Missing,
+    #[error("is a directory, not a photo")]
+    Directory,
+    #[error("not a regular file")]
+    NotAFile,
     #[error("cannot read it as an image: {0}")]
     Unreadable(String),
     #[error("no face found")]
@@ -39,17 +46,19 @@ pub enum Refusal {
     TooSmall(f32),
     #[error("the face could not be embedded")]
     NotEmbedded,
-    #[error("{0}")]
+    #[error("the label is empty (leave the label out to use the id)")]
+    EmptyLabel,
+    #[error(transparent)]
     Gallery(#[from] GalleryError),
     /// The models could not run at all: no photo can be enrolled, so the batch stops.
     #[error("{0}")]
     Setup(String),
 }
 
-/// Why a whole batch failed.
+/// Why a whole batch failed; nothing of it was committed.
 #[derive(Debug, Error)]
 pub enum EnrollError {
-    #[error("{0}")]
+    #[error(transparent)]
     Gallery(#[from] GalleryError),
     #[error("{0}")]
     Setup(String),
@@ -63,15 +72,24 @@ pub struct PhotoFace {
     pub bbox: (u32, u32, u32, u32),
 }
 
+/// Refuses what is not a file to read a photo from, saying what it is instead.
+fn check_photo_path(photo: &Path) -> Result<(), Refusal> {
+    match std::fs::metadata(photo) {
+        Ok(metadata) if metadata.is_file() => Ok(()),
+        Ok(metadata) if metadata.is_dir() => Err(Refusal::Directory),
+        Ok(_) => Err(Refusal::NotAFile),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Err(Refusal::Missing),
+        Err(error) => Err(Refusal::Unreadable(error.to_string())),
+    }
+}
+
 /// Detects and embeds the one face of `photo` with fgdetect ! fgembed.
 pub fn embed_photo(photo: &Path, models: &Models) -> Result<PhotoFace, Refusal> {
     let models = Models {
         input_size: models.input_size.or(Some(ENROL_INPUT_SIZE)),
         ..models.clone()
     };
-    if !photo.is_file() {
-        return Err(Refusal::Unreadable("no such file".into()));
-    }
+    check_photo_path(photo)?;
     let ours = vec![
         models.detector().upcast(),
         models.embedder(Some(0)).upcast(),
@@ -84,7 +102,7 @@ pub fn embed_photo(photo: &Path, models: &Models) -> Result<PhotoFace, Refusal> 
         pipeline::PipelineError::Setup { message, .. } => Refusal::Setup(message),
         element @ pipeline::PipelineError::Element(..) => Refusal::Setup(element.to_string()),
     })?;
-    let frames = std::mem::take(&mut *frames.lock().unwrap());
+    let frames = std::mem::take(&mut *frames.lock().unwrap_or_else(|e| e.into_inner()));
     let faces = frames
         .into_iter()
         .next()
@@ -112,6 +130,7 @@ pub fn embed_photo(photo: &Path, models: &Models) -> Result<PhotoFace, Refusal> 
 /// What happened to one request.
 #[derive(Debug)]
 pub struct Outcome {
+    /// As asked, with the label it was enrolled under filled in.
     pub request: Request,
     pub result: Result<(), Refusal>,
 }
@@ -120,7 +139,12 @@ impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let Request { id, label, photo } = &self.request;
         match &self.result {
-            Ok(()) => write!(f, "enrolled {id} ({label}) from {}", photo.display()),
+            Ok(()) => write!(
+                f,
+                "enrolled {id} ({}) from {}",
+                label.as_deref().unwrap_or(id),
+                photo.display()
+            ),
             Err(refusal) => write!(f, "refused  {}: {refusal}", photo.display()),
         }
     }
@@ -141,58 +165,111 @@ impl Report {
 }
 
 /// Enrols every request whose photo has exactly one good face, then writes one new gallery
-/// generation with all of them; refused photos are reported and change nothing.
+/// generation with all of them; refused photos are reported and change nothing. `progress` is
+/// told each outcome once the batch is committed (see `enroll_batch`).
 pub fn enroll_all(
     gallery_dir: &Path,
     requests: Vec<Request>,
     replace: bool,
     models: &Models,
+    progress: impl FnMut(&Outcome),
+) -> Result<Report, EnrollError> {
+    enroll_batch(gallery_dir, requests, replace, models, |_| {}, progress)
+}
+
+/// `enroll_all`, in three steps. Every photo is embedded first, without the gallery's lock
+/// (embedding takes a good fraction of a second a photo, and another writer must not wait on
+/// it); `embedded` is called after each. Then the gallery is opened (or created) under its lock,
+/// every face staged and the batch committed as one generation. Only then is `progress` told
+/// the outcomes, so that nothing is reported enrolled that is not committed, and a reader that
+/// stops reading (`| head -1`) can never abandon a commit. A damaged or unreadable gallery stops
+/// the batch before any photo is embedded.
+pub fn enroll_batch(
+    gallery_dir: &Path,
+    requests: Vec<Request>,
+    replace: bool,
+    models: &Models,
+    mut embedded: impl FnMut(&Request),
     mut progress: impl FnMut(&Outcome),
 ) -> Result<Report, EnrollError> {
-    let mut gallery: Option<Gallery> = match Gallery::open(gallery_dir) {
-        Ok(gallery) => Some(gallery),
-        Err(GalleryError::NotFound { .. }) => None,
-        Err(e) => return Err(e.into()),
-    };
-    let mut outcomes = Vec::with_capacity(requests.len());
-    let mut staged = 0;
+    match Gallery::open(gallery_dir) {
+        Ok(_) | Err(GalleryError::NotFound { .. }) => {}
+        Err(error) => return Err(error.into()),
+    }
+    let mut faces = Vec::with_capacity(requests.len());
     for request in requests {
-        let result = embed_photo(&request.photo, models).and_then(|face| {
-            let gallery = match &mut gallery {
-                Some(gallery) => gallery,
-                slot => slot.insert(Gallery::open_or_create(
-                    gallery_dir,
-                    &face.model,
-                    face.embedding.len() as u32,
-                )?),
-            };
-            gallery.enroll(
-                &request.id,
-                &request.label,
-                &face.model,
-                &face.embedding,
-                replace,
-            )?;
-            staged += 1;
-            Ok(())
-        });
-        if let Err(Refusal::Setup(message)) = result {
+        let face = if request.label.as_deref() == Some("") {
+            Err(Refusal::EmptyLabel)
+        } else {
+            embed_photo(&request.photo, models)
+        };
+        if let Err(Refusal::Setup(message)) = face {
             return Err(EnrollError::Setup(message));
         }
-        let outcome = Outcome { request, result };
-        progress(&outcome);
-        outcomes.push(outcome);
+        embedded(&request);
+        faces.push((request, face));
+    }
+
+    let mut gallery: Option<Gallery> = None;
+    let mut outcomes = Vec::with_capacity(faces.len());
+    let mut staged = 0;
+    for (mut request, face) in faces {
+        let face = match face {
+            Ok(face) => face,
+            Err(refusal) => {
+                outcomes.push(Outcome {
+                    request,
+                    result: Err(refusal),
+                });
+                continue;
+            }
+        };
+        let gallery = match &mut gallery {
+            Some(gallery) => gallery,
+            slot => slot.insert(Gallery::open_or_create_for_write(
+                gallery_dir,
+                &face.model,
+                face.embedding.len() as u32,
+            )?),
+        };
+        let result = stage(gallery, &mut request, &face, replace);
+        staged += usize::from(result.is_ok());
+        outcomes.push(Outcome { request, result });
     }
     let (generation, gallery_size) = match &mut gallery {
         Some(gallery) if staged > 0 => (Some(gallery.commit()?), gallery.len()),
         Some(gallery) => (None, gallery.len()),
-        None => (None, 0),
+        None => (None, Gallery::open(gallery_dir).map_or(0, |g| g.len())),
     };
+    for outcome in &outcomes {
+        progress(outcome);
+    }
     Ok(Report {
         outcomes,
         generation,
         gallery_size,
     })
+}
+
+/// Stages one face under the lock `gallery` holds; a request without a label keeps the label of
+/// the person it replaces (read under the lock, so it is the label being replaced).
+fn stage(
+    gallery: &mut Gallery,
+    request: &mut Request,
+    face: &PhotoFace,
+    replace: bool,
+) -> Result<(), Refusal> {
+    let label = match &request.label {
+        Some(label) => label.clone(),
+        None => gallery
+            .label_of(&request.id)
+            .filter(|_| replace)
+            .unwrap_or(&request.id)
+            .to_owned(),
+    };
+    gallery.enroll(&request.id, &label, &face.model, &face.embedding, replace)?;
+    request.label = Some(label);
+    Ok(())
 }
 
 /// Requests for every image in `dir` (jpg, jpeg, png), sorted, with the file stem as id and label.
@@ -215,7 +292,7 @@ pub fn requests_from_dir(dir: &Path) -> std::io::Result<Vec<Request>> {
                 .unwrap_or_default();
             Request {
                 id: stem.clone(),
-                label: stem,
+                label: Some(stem),
                 photo,
             }
         })
@@ -258,7 +335,7 @@ pub fn requests_from_csv(path: &Path) -> Result<Vec<Request>, CsvError> {
             })?;
             Ok(Request {
                 id: row.id,
-                label: row.label,
+                label: Some(row.label),
                 photo: base.join(row.photo),
             })
         })
@@ -283,7 +360,7 @@ mod tests {
             requests[0],
             Request {
                 id: "p-1".into(),
-                label: "Ada".into(),
+                label: Some("Ada".into()),
                 photo: dir.path().join("ada.jpg")
             }
         );

@@ -13,6 +13,7 @@ use facegate_dbus::BusAddress;
 use facegate_vision::gallery::Gallery;
 use facegatectl::enroll::{self, Request};
 use facegatectl::identify::{self, Options};
+use facegatectl::output::Output;
 use facegatectl::pipeline::{ModelArgs, Models};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -83,7 +84,7 @@ struct EnrollArgs {
     /// Person id for a single PHOTO ([A-Za-z0-9._@-], up to 64 characters)
     #[arg(long, requires = "photo", conflicts_with_all = ["csv", "dir"])]
     id: Option<String>,
-    /// Display name for a single PHOTO (default: the id)
+    /// Display name for a single PHOTO (default: the id; with --replace, the label the person has)
     #[arg(long, requires = "id")]
     label: Option<String>,
     /// CSV with the header id,label,photo (photo paths relative to the CSV)
@@ -99,20 +100,39 @@ struct EnrollArgs {
 }
 
 fn requests(args: &EnrollArgs) -> anyhow::Result<Vec<Request>> {
-    Ok(match (&args.id, &args.photo, &args.csv, &args.dir) {
+    let requests = match (&args.id, &args.photo, &args.csv, &args.dir) {
         (Some(id), Some(photo), None, None) => vec![Request {
             id: id.clone(),
-            label: args.label.clone().unwrap_or_else(|| id.clone()),
+            label: args.label.clone(),
             photo: photo.clone(),
         }],
-        (None, None, Some(csv), None) => enroll::requests_from_csv(csv)?,
-        (None, None, None, Some(dir)) => enroll::requests_from_dir(dir)
-            .with_context(|| format!("cannot read folder {}", dir.display()))?,
+        (None, None, Some(csv), None) => {
+            let requests = enroll::requests_from_csv(csv)?;
+            if requests.is_empty() {
+                bail!(
+                    "{}: no one to enrol (no rows below the header)",
+                    csv.display()
+                );
+            }
+            requests
+        }
+        (None, None, None, Some(dir)) => {
+            let requests = enroll::requests_from_dir(dir)
+                .with_context(|| format!("cannot read folder {}", dir.display()))?;
+            if requests.is_empty() {
+                bail!(
+                    "{}: no one to enrol (no jpg, jpeg or png files)",
+                    dir.display()
+                );
+            }
+            requests
+        }
         _ => bail!("say what to enrol: --id ID PHOTO, --csv FILE or --dir DIR"),
-    })
+    };
+    Ok(requests)
 }
 
-fn enroll_command(args: &EnrollArgs, models: &Models) -> anyhow::Result<()> {
+fn enroll_command(args: &EnrollArgs, models: &Models, out: &mut Output) -> anyhow::Result<()> {
     let requests = requests(args)?;
     let total = requests.len();
     let bar = if total > 1 && std::io::stderr().is_terminal() {
@@ -123,18 +143,29 @@ fn enroll_command(args: &EnrollArgs, models: &Models) -> anyhow::Result<()> {
     } else {
         ProgressBar::hidden()
     };
-    let report = enroll::enroll_all(&args.gallery, requests, args.replace, models, |outcome| {
-        bar.suspend(|| println!("{outcome}"));
-        bar.inc(1);
-    })?;
+    let report = enroll::enroll_batch(
+        &args.gallery,
+        requests,
+        args.replace,
+        models,
+        |_| bar.inc(1),
+        |_| {},
+    )?;
     bar.finish_and_clear();
+    // Printed only now: the batch is committed (or nothing was to be).
+    for outcome in &report.outcomes {
+        out.line(outcome)?;
+    }
     match report.generation {
-        Some(generation) => println!(
+        Some(generation) => out.line(format_args!(
             "gallery {}: generation {generation}, {} people",
             args.gallery.display(),
             report.gallery_size
-        ),
-        None => println!("gallery {}: unchanged", args.gallery.display()),
+        ))?,
+        None => out.line(format_args!(
+            "gallery {}: unchanged",
+            args.gallery.display()
+        ))?,
     }
     match report.refused() {
         0 => Ok(()),
@@ -145,32 +176,36 @@ fn enroll_command(args: &EnrollArgs, models: &Models) -> anyhow::Result<()> {
 fn run(cli: Cli) -> anyhow::Result<()> {
     facegatectl::init().context("GStreamer failed to initialise")?;
     let models = cli.models.models();
+    let mut out = Output::stdout();
     match cli.command {
-        Command::Enroll(args) => enroll_command(&args, &models),
+        Command::Enroll(args) => enroll_command(&args, &models, &mut out),
         Command::Remove { gallery, id } => {
             let mut opened = Gallery::open(&gallery)?;
             if !opened.remove(&id)? {
                 bail!("no person with id {id} in gallery {}", gallery.display());
             }
             let generation = opened.commit()?;
-            println!(
+            out.line(format_args!(
                 "removed {id}; gallery {}: generation {generation}, {} people",
                 gallery.display(),
                 opened.len()
-            );
+            ))?;
             Ok(())
         }
         Command::List { gallery } => {
             let opened = Gallery::open(&gallery)?;
-            println!(
+            out.line(format_args!(
                 "gallery {}: generation {}, {} people, model {}",
                 gallery.display(),
                 opened.generation(),
                 opened.len(),
                 opened.model()
-            );
+            ))?;
             for person in opened.identities() {
-                println!("{}\t{}\t{}", person.id, person.label, person.enrolled_at);
+                out.line(format_args!(
+                    "{}\t{}\t{}",
+                    person.id, person.label, person.enrolled_at
+                ))?;
             }
             Ok(())
         }
@@ -180,7 +215,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             file,
         } => {
             let options = Options { gallery, models };
-            identify::dump(&file, &options, "-", embeddings)?;
+            identify::dump(&file, &options, out, embeddings)?;
             Ok(())
         }
         Command::Status { bus } => {
@@ -188,7 +223,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             let stats = runtime.block_on(facegate_dbus::read_stats(&bus))?;
-            print!("{}", facegatectl::status::format_status(&stats));
+            out.text(&facegatectl::status::format_status(&stats))?;
             Ok(())
         }
         Command::Demo { args } => development_tool("demo", &cli.models, args),

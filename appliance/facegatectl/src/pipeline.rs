@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use facegate_meta::FaceRecord;
 use gst::glib;
 use gst::prelude::*;
-use gstfacegate::{FaceDetect, FaceEmbed, FaceMatch, FaceMetaDump, FaceTrack};
+use gstfacegate::{FaceDetect, FaceEmbed, FaceMatch, FaceTrack};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -63,14 +63,6 @@ pub fn matcher(gallery: &Path) -> FaceMatch {
         .build()
 }
 
-/// fgmetadump writing to `location` ("-" for standard output).
-pub fn metadump(location: &str, embeddings: bool) -> FaceMetaDump {
-    glib::Object::builder()
-        .property("location", location)
-        .property("embeddings", embeddings)
-        .build()
-}
-
 /// The model options every command that runs the elements takes (`--detector-model` …).
 #[derive(Clone, Debug, Default, clap::Args)]
 pub struct ModelArgs {
@@ -118,6 +110,8 @@ pub struct FilePipeline {
     pipeline: gst::Pipeline,
     ours: Vec<gst::Element>,
     file: PathBuf,
+    /// The first warning of the last run (a decoder's "corrupt data", say).
+    first_warning: Mutex<Option<String>>,
 }
 
 fn make(factory: &'static str) -> Result<gst::Element, PipelineError> {
@@ -166,11 +160,20 @@ impl FilePipeline {
             pipeline,
             ours,
             file: file.to_path_buf(),
+            first_warning: Mutex::new(None),
         })
     }
 
     pub fn pipeline(&self) -> &gst::Pipeline {
         &self.pipeline
+    }
+
+    /// The first warning the last `run` saw, with the element that gave it.
+    pub fn first_warning(&self) -> Option<String> {
+        self.first_warning
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Runs to the end of stream, calling `on_message` for every element message.
@@ -207,6 +210,16 @@ impl FilePipeline {
                 gst::MessageView::Element(element) => {
                     if let Some(structure) = element.structure() {
                         on_message(structure);
+                    }
+                }
+                gst::MessageView::Warning(warning) => {
+                    let mut first = self.first_warning.lock().unwrap_or_else(|e| e.into_inner());
+                    if first.is_none() {
+                        let source = warning.src().map(|s| s.name().to_string());
+                        *first = Some(match source {
+                            Some(source) => format!("{source}: {}", warning.error()),
+                            None => warning.error().to_string(),
+                        });
                     }
                 }
                 _ => {}

@@ -86,6 +86,8 @@ pub fn parse(file: &Path, description: &str) -> Result<gst::Pipeline, Descriptio
         file: file.to_path_buf(),
         message,
     };
+    // gst_parse_launch only warns (GLib) about an out-of-range value and leaves the default.
+    check_our_properties(description).map_err(invalid)?;
     let element = gst::parse::launch(description).map_err(|e| invalid(e.to_string()))?;
     let pipeline = element
         .downcast::<gst::Pipeline>()
@@ -106,6 +108,108 @@ pub fn parse(file: &Path, description: &str) -> Result<gst::Pipeline, Descriptio
         matcher.set_property("post-frames", true);
     }
     Ok(pipeline)
+}
+
+/// Refuses a `name=value` of one of our elements (plugin `facegate`) that the property would not
+/// take as given: a value it cannot read, or a number outside its range.
+fn check_our_properties(description: &str) -> Result<(), String> {
+    let mut element: Option<(String, gst::Element)> = None;
+    let mut element_expected = true;
+    for word in words(description) {
+        if word == "!" {
+            element_expected = true;
+            element = None;
+            continue;
+        }
+        let starts_element = std::mem::take(&mut element_expected);
+        match word.split_once('=') {
+            None if starts_element => element = ours(&word),
+            Some((key, value)) if !starts_element => {
+                if let Some((factory, instance)) = &element {
+                    check_property(factory, instance, key, value)?;
+                }
+            }
+            // A caps filter, or a reference to a named element ("t." / "t.src").
+            _ => element = None,
+        }
+    }
+    Ok(())
+}
+
+/// A new instance of `factory` when it is one of our elements, to read its properties from.
+fn ours(factory: &str) -> Option<(String, gst::Element)> {
+    let found = gst::ElementFactory::find(factory)?;
+    if found.plugin_name().as_deref() != Some("facegate") {
+        return None;
+    }
+    let instance = found.create().build().ok()?;
+    Some((factory.to_owned(), instance))
+}
+
+fn check_property(
+    factory: &str,
+    instance: &gst::Element,
+    key: &str,
+    value: &str,
+) -> Result<(), String> {
+    let problem = |problem: String| format!("{factory}: property {key}: {problem}");
+    let Some(pspec) = instance.find_property(key) else {
+        return Err(problem(format!("{factory} has no property {key}")));
+    };
+    let parsed = gst::glib::Value::deserialize_with_pspec(value, &pspec)
+        .map_err(|_| problem(format!("cannot read {value:?} as a {}", pspec.value_type())))?;
+    match out_of_range(&pspec, &parsed) {
+        Some(range) => Err(problem(format!("{value} is outside {range}"))),
+        None => Ok(()),
+    }
+}
+
+/// The range `value` is outside of, for a numeric property.
+fn out_of_range(pspec: &gst::glib::ParamSpec, value: &gst::glib::Value) -> Option<String> {
+    use gst::glib::{
+        ParamSpecDouble, ParamSpecFloat, ParamSpecInt, ParamSpecInt64, ParamSpecUInt,
+        ParamSpecUInt64,
+    };
+    macro_rules! check {
+        ($($spec:ty => $value:ty),*) => {
+            $(
+                if let Some(spec) = pspec.downcast_ref::<$spec>() {
+                    let number = value.get::<$value>().ok()?;
+                    let (min, max) = (spec.minimum(), spec.maximum());
+                    return (!(min..=max).contains(&number)).then(|| format!("{min}..={max}"));
+                }
+            )*
+        };
+    }
+    check!(
+        ParamSpecUInt => u32, ParamSpecInt => i32, ParamSpecUInt64 => u64,
+        ParamSpecInt64 => i64, ParamSpecDouble => f64, ParamSpecFloat => f32
+    );
+    None
+}
+
+/// The words of a description, split at white space outside double quotes, quotes removed.
+fn words(description: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quoted = false;
+    let mut chars = description.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => quoted = !quoted,
+            '\\' if quoted => word.extend(chars.next()),
+            c if c.is_whitespace() && !quoted => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    words
 }
 
 #[cfg(test)]
@@ -175,5 +279,37 @@ mod tests {
         );
         let err = load(Path::new("/no/such.pipeline"), &variables()).unwrap_err();
         assert!(err.to_string().starts_with("/no/such.pipeline: "), "{err}");
+    }
+
+    #[test]
+    fn an_out_of_range_property_of_our_elements_is_refused_naming_element_and_property() {
+        gst::init().unwrap();
+        gstfacegate::plugin_register_static().ok();
+        let refused = |description: &str| {
+            parse(Path::new("gate.pipeline"), description)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            refused("videotestsrc ! fgmatch gallery=/g top-k=0 ! fakesink"),
+            "gate.pipeline: fgmatch: property top-k: 0 is outside 1..=100"
+        );
+        assert_eq!(
+            refused("videotestsrc ! fgmatch name=match threshold=1.5 ! fakesink"),
+            "gate.pipeline: fgmatch: property threshold: 1.5 is outside -1..=1"
+        );
+        let unreadable = refused("videotestsrc ! fgdetect input-size=big ! fgmatch ! fakesink");
+        assert!(
+            unreadable
+                .starts_with("gate.pipeline: fgdetect: property input-size: cannot read \"big\""),
+            "{unreadable}"
+        );
+        // Caps, quoted values and other plugins' elements are left to GStreamer.
+        parse(
+            Path::new("gate.pipeline"),
+            "videotestsrc ! video/x-raw,format={I420,NV12},width=640 ! queue max-size-time=0 \
+             ! fgmatch gallery=\"/a gallery\" top-k=100 threshold=-1 ! fakesink",
+        )
+        .unwrap();
     }
 }

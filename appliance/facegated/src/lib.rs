@@ -8,6 +8,7 @@
 pub mod bus;
 pub mod config;
 mod description;
+pub mod gallery;
 pub mod gate;
 pub mod journal;
 pub mod memory;

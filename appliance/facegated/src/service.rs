@@ -17,7 +17,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
-use facegate_vision::gallery::Gallery;
 use gst::prelude::*;
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::{error, info, warn};
@@ -28,6 +27,7 @@ use facegate_dbus::{
 
 use crate::bus::{self, BusConfig};
 use crate::config::ServiceConfig;
+use crate::gallery::FollowedGallery;
 use crate::gate::{Gate, SafeStateHandle};
 use crate::journal::{Journal, NewPassage, Passage};
 use crate::policy::{Decision, FrameObservation, Policy};
@@ -174,6 +174,7 @@ pub struct Prepared {
     pub config: ServiceConfig,
     pub journal: Journal,
     pub gate: SharedGate,
+    pub gallery: Arc<FollowedGallery>,
     pub gallery_generation: u64,
     pub gallery_size: u64,
 }
@@ -189,10 +190,13 @@ pub fn prepare(config: ServiceConfig, gate: SharedGate) -> anyhow::Result<Prepar
             &config.models.ort_library,
         )
     };
-    let gallery = Gallery::open(&config.gallery.dir).context("gallery")?;
     let pipeline_file = &config.pipeline.file;
     let text = description::load(pipeline_file, &config.pipeline_variables())?;
     let pipeline = description::parse(pipeline_file, &text)?;
+    // Before the pipeline starts: fgmatch would take any gallery, and then fail on every face
+    // embedded by another model than the gallery's.
+    let (followed, gallery) =
+        FollowedGallery::open(&config.gallery.dir, &pipeline).context("gallery")?;
     // Models are loaded when the pipeline starts: try it once so a missing model is reported now.
     check_pipeline_starts(&pipeline, pipeline_file)?;
     let journal = Journal::open(&config.journal)?;
@@ -202,6 +206,7 @@ pub fn prepare(config: ServiceConfig, gate: SharedGate) -> anyhow::Result<Prepar
         config,
         journal,
         gate,
+        gallery: Arc::new(followed),
     })
 }
 
@@ -321,7 +326,7 @@ pub struct Running {
     supervisor: Option<JoinHandle<()>>,
     decider: Option<JoinHandle<()>>,
     inputs: Sender<Input>,
-    gallery_dir: PathBuf,
+    gallery: Arc<FollowedGallery>,
     pub liveness: Arc<Liveness>,
 }
 
@@ -342,7 +347,7 @@ impl Running {
     pub fn control(&self, privileged_group: &str) -> Arc<dyn GateControl> {
         Arc::new(Control {
             inputs: Mutex::new(self.inputs.clone()),
-            gallery_dir: self.gallery_dir.clone(),
+            gallery: Arc::clone(&self.gallery),
             privileged_group: privileged_group.to_string(),
         })
     }
@@ -357,6 +362,7 @@ pub fn start(
         config,
         journal,
         gate,
+        gallery,
         gallery_generation,
         gallery_size,
     } = prepared;
@@ -398,7 +404,7 @@ pub fn start(
             Arc::clone(&stop),
             Arc::clone(&liveness),
         );
-        let inputs = inputs.clone();
+        let (inputs, gallery) = (inputs.clone(), Arc::clone(&gallery));
         std::thread::Builder::new()
             .name("fg-supervisor".into())
             .spawn(move || {
@@ -407,16 +413,15 @@ pub fn start(
                     frames: &frames,
                     liveness: &liveness,
                 };
-                supervise(&config, &status, &stop, &feed, &events)
+                supervise(&config, &gallery, &status, &stop, &feed, &events)
             })?
     };
-    let gallery_dir = config.gallery.dir.clone();
     Ok(Running {
         stop,
         supervisor: Some(supervisor),
         decider: Some(decider),
         inputs,
-        gallery_dir,
+        gallery,
         liveness,
     })
 }
@@ -806,6 +811,7 @@ fn last_decision(decision: &Decision, passage: &Passage) -> LastDecision {
 /// Runs the pipeline until `stop`, restarting it with doubling back-off after failures.
 fn supervise(
     config: &ServiceConfig,
+    gallery: &FollowedGallery,
     status: &StatusCell,
     stop: &std::sync::atomic::AtomicBool,
     feed: &Feed<'_>,
@@ -822,7 +828,7 @@ fn supervise(
         }
         first = false;
         let started = Instant::now();
-        let outcome = run_pipeline_once(config, status, stop, feed);
+        let outcome = run_pipeline_once(config, gallery, status, stop, feed);
         feed.liveness.frames_expected(false);
         crate::memory::release_freed_memory();
         match outcome {
@@ -876,6 +882,7 @@ enum Outcome {
 
 fn run_pipeline_once(
     config: &ServiceConfig,
+    gallery: &FollowedGallery,
     status: &StatusCell,
     stop: &std::sync::atomic::AtomicBool,
     feed: &Feed<'_>,
@@ -908,7 +915,6 @@ fn run_pipeline_once(
     let mut second = Instant::now();
     let mut last_generation_check = Instant::now();
     let mut shown = None;
-    let mut gallery_unreadable = false;
     let outcome = loop {
         feed.liveness.supervisor_turned();
         if stop.load(std::sync::atomic::Ordering::SeqCst) {
@@ -922,7 +928,7 @@ fn run_pipeline_once(
         }
         if last_generation_check.elapsed() >= Duration::from_secs(1) {
             last_generation_check = Instant::now();
-            refresh_gallery(config, status, &mut gallery_unreadable);
+            gallery.refresh(status);
         }
         let Some(message) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {
             continue;
@@ -1092,40 +1098,10 @@ fn stream_start_unix_ns(pipeline: &gst::Pipeline) -> u64 {
         .as_nanos() as u64
 }
 
-/// Follows the gallery's generation for the status; a gallery that cannot be read (deleted
-/// under the running gate) is logged once, and again when it is back.
-fn refresh_gallery(config: &ServiceConfig, status: &StatusCell, unreadable: &mut bool) {
-    let generation = match Gallery::read_generation(&config.gallery.dir) {
-        Ok(generation) => generation,
-        Err(e) => {
-            if !std::mem::replace(unreadable, true) {
-                warn!(
-                    "gallery {} cannot be read ({e}); still searching generation {}",
-                    config.gallery.dir.display(),
-                    status.snapshot().gallery_generation
-                );
-            }
-            return;
-        }
-    };
-    if std::mem::replace(unreadable, false) {
-        info!("gallery {} can be read again", config.gallery.dir.display());
-    }
-    if status.snapshot().gallery_generation == generation {
-        return;
-    }
-    if let Ok(gallery) = Gallery::open(&config.gallery.dir) {
-        status.update(|s| {
-            s.gallery_generation = gallery.generation();
-            s.gallery_size = gallery.len() as u64;
-        });
-    }
-}
-
 /// D-Bus methods that act, forwarded to the decider, which owns the gate and the journal.
 struct Control {
     inputs: Mutex<Sender<Input>>,
-    gallery_dir: PathBuf,
+    gallery: Arc<FollowedGallery>,
     privileged_group: String,
 }
 
@@ -1169,10 +1145,12 @@ impl GateControl for Control {
     }
 
     /// fgmatch follows the gallery's generation by itself (within its poll interval) and keeps
-    /// the last good one if a new one is broken; this checks the generation on disk opens, and
-    /// answers with it, so staff learn at once whether a change will be taken.
+    /// the last good one if a new one is broken or of another model; this checks the generation
+    /// on disk as fgmatch does and answers with it, or with why it is refused, so staff learn at
+    /// once whether a change will be taken.
     fn reload_gallery(&self) -> Result<u64, ControlError> {
-        Gallery::open(&self.gallery_dir)
+        self.gallery
+            .open_current()
             .map(|gallery| gallery.generation())
             .map_err(|e| ControlError::Failed(e.to_string()))
     }

@@ -107,7 +107,7 @@ impl GateRig {
             .iter()
             .map(|(id, label, photo)| Request {
                 id: (*id).into(),
-                label: (*label).into(),
+                label: Some((*label).into()),
                 photo: files.photos.join(photo),
             })
             .collect();

@@ -74,7 +74,7 @@ pub fn run(paths: &DemoPaths, models: &Models, out: &mut impl Write) -> anyhow::
         .into_iter()
         .map(|(id, label, photo)| Request {
             id: (*id).into(),
-            label: (*label).into(),
+            label: Some((*label).into()),
             photo: paths.photos.join(photo),
         })
         .collect();

@@ -422,6 +422,51 @@ fn a_corrupt_manifest_keeps_the_last_good_generation() {
 }
 
 #[test]
+fn a_generation_of_another_embedder_is_refused_at_reload_and_the_old_one_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = common::photo_embedding("person_b_1.jpg");
+    gallery_with(dir.path(), &[("p-b", "Person B", &b)]);
+    let (mut h, bus) = matcher(dir.path(), "poll-interval=20");
+    let frame = photo("person_b_2.jpg");
+    assert!(push_and_match(&mut h, &frame, 0).is_some());
+
+    // Generation 2, enrolled with another embedder, swapped in the way a commit switches (its
+    // manifest last).
+    let elsewhere = tempfile::tempdir().unwrap();
+    let other_model = "other-embedder@sha256:0";
+    let mut other = Gallery::create(elsewhere.path(), other_model, 128).unwrap();
+    for (n, id) in ["x-1", "x-2"].into_iter().enumerate() {
+        let mut unit = vec![0.0f32; 128];
+        unit[n] = 1.0;
+        other.enroll(id, "X", other_model, &unit, false).unwrap();
+        other.commit().unwrap();
+    }
+    for name in ["index-2.faiss", "identities-2.json", "manifest.json"] {
+        std::fs::rename(elsewhere.path().join(name), dir.path().join(name)).unwrap();
+    }
+
+    let start = Instant::now();
+    let mut warnings = Vec::new();
+    let mut n = 1;
+    while warnings.is_empty() {
+        assert!(
+            start.elapsed() < common::PATIENCE,
+            "no warning about the model"
+        );
+        let matched = push_and_match(&mut h, &frame, n).expect("still matching generation 1");
+        assert_eq!((matched.id.as_str(), matched.generation), ("p-b", 1));
+        warnings.extend(common::message_texts(&bus, gst::MessageType::Warning));
+        n += 1;
+    }
+    assert!(
+        warnings[0].contains("keeping gallery generation 1") && warnings[0].contains(other_model),
+        "{warnings:?}"
+    );
+    assert_eq!(generation(&mut h), 1);
+    assert!(common::message_texts(&bus, gst::MessageType::Error).is_empty());
+}
+
+#[test]
 fn poll_interval_zero_never_reloads() {
     let dir = tempfile::tempdir().unwrap();
     let b = common::photo_embedding("person_b_1.jpg");

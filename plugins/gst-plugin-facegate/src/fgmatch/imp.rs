@@ -396,6 +396,15 @@ impl FaceMatch {
                 state.gallery = gallery;
             }
             Err(e) => {
+                // In the debug log at WARNING too: a bus message is gone once an application
+                // has popped it.
+                gst::warning!(
+                    CAT,
+                    imp = self,
+                    "keeping gallery generation {}: {}",
+                    state.gallery.generation(),
+                    e
+                );
                 gst::element_imp_warning!(
                     self,
                     gst::ResourceError::Read,

@@ -31,6 +31,44 @@ pub(super) fn text_problem(text: &str, max_chars: usize) -> Option<String> {
     None
 }
 
+/// Labels are shown to staff and on the gate's overlay: on top of `text_problem`, one that is
+/// not empty (empty means "no label": the id is shown) must show something, and bidirectional
+/// controls are refused, since they reorder what is shown after them (a label that reads as
+/// someone else's, or hides part of a log line). Checked when enrolling; a gallery written before
+/// this rule still opens.
+pub(super) fn label_problem(label: &str) -> Option<String> {
+    if let Some(problem) = text_problem(label, MAX_LABEL_CHARS) {
+        return Some(problem);
+    }
+    if let Some(control) = label.chars().find(|&c| is_bidi_control(c)) {
+        return Some(format!(
+            "contains the bidirectional control character U+{:04X}",
+            u32::from(control)
+        ));
+    }
+    if !label.is_empty() && !label.chars().any(is_visible) {
+        return Some("has no visible character".to_owned());
+    }
+    None
+}
+
+/// Unicode's explicit directional marks, embeddings, overrides and isolates.
+fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+    )
+}
+
+/// Whether a terminal or a font draws something for `c`: not white space, not zero-width, and
+/// not one of the fillers that have a width but no glyph.
+fn is_visible(c: char) -> bool {
+    const BLANK_FILLERS: [char; 5] = ['\u{115F}', '\u{1160}', '\u{3164}', '\u{FFA0}', '\u{2800}'];
+    !c.is_whitespace()
+        && unicode_width::UnicodeWidthChar::width(c).is_some_and(|width| width > 0)
+        && !BLANK_FILLERS.contains(&c)
+}
+
 pub(super) fn model_problem(model: &str) -> Option<String> {
     if model.is_empty() {
         return Some("empty".to_owned());

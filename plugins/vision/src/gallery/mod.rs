@@ -229,6 +229,12 @@ impl Gallery {
         self.roster.faiss_id_of(id).is_some()
     }
 
+    /// The label of the person enrolled as `id`, staged changes included.
+    pub fn label_of(&self, id: &str) -> Option<&str> {
+        let faiss_id = self.roster.faiss_id_of(id)?;
+        self.roster.by_faiss_id(faiss_id).map(|person| person.label)
+    }
+
     fn faiss_error(&self, action: &'static str, error: faiss::error::Error) -> GalleryError {
         GalleryError::Faiss {
             path: self.dir.clone(),

@@ -54,18 +54,18 @@ impl Gallery {
     /// empty or absent directory only: an existing gallery is an error, and so are the files of
     /// a damaged one (a gallery is never replaced by an empty one).
     pub fn create(dir: &Path, model: &str, dim: u32) -> Result<Gallery, GalleryError> {
-        let invalid = |problem: String| GalleryError::InvalidArgument {
-            dir: dir.to_path_buf(),
-            problem,
-        };
-        if let Some(problem) = model_problem(model) {
-            return Err(invalid(format!("model: {problem}")));
-        }
-        if let Some(problem) = dim_problem(dim) {
-            return Err(invalid(format!("dim: {problem}")));
-        }
-        std::fs::create_dir_all(dir).map_err(files::io_error(dir, "create the directory"))?;
-        let lock = WriteLock::acquire(dir, DEFAULT_LOCK_WAIT)?;
+        check_new(dir, model, dim)?;
+        let lock = lock_new_dir(dir)?;
+        Gallery::create_locked(dir, model, dim, lock)
+    }
+
+    /// `create` for a caller that holds the lock of `dir`.
+    fn create_locked(
+        dir: &Path,
+        model: &str,
+        dim: u32,
+        lock: WriteLock,
+    ) -> Result<Gallery, GalleryError> {
         check_empty(dir)?;
         let index = new_index(dir, dim, EXACT_INDEX)?;
         let mut gallery = Gallery::empty(dir, model, dim, index);
@@ -80,8 +80,32 @@ impl Gallery {
         // Only a missing manifest in a directory without gallery files means "create": a
         // damaged gallery must never be silently replaced by an empty one.
         match Gallery::open_matching(dir, model, dim) {
-            Err(GalleryError::NotFound { .. }) => Gallery::create(dir, model, dim),
+            Err(GalleryError::NotFound { .. }) => match Gallery::create(dir, model, dim) {
+                // Another writer created it meanwhile: open theirs.
+                Err(GalleryError::AlreadyExists { .. }) => Gallery::open_matching(dir, model, dim),
+                created => created,
+            },
             other => other,
+        }
+    }
+
+    /// `open_or_create` with the writer's lock taken first (waiting up to `DEFAULT_LOCK_WAIT`),
+    /// so that what is read, or found absent, is what the next commit changes: two writers
+    /// creating the same gallery at once both land in one gallery. `commit` releases the lock.
+    pub fn open_or_create_for_write(
+        dir: &Path,
+        model: &str,
+        dim: u32,
+    ) -> Result<Gallery, GalleryError> {
+        check_new(dir, model, dim)?;
+        let lock = lock_new_dir(dir)?;
+        match Gallery::open_matching(dir, model, dim) {
+            Ok(mut gallery) => {
+                gallery.lock = Some(lock);
+                Ok(gallery)
+            }
+            Err(GalleryError::NotFound { .. }) => Gallery::create_locked(dir, model, dim, lock),
+            Err(error) => Err(error),
         }
     }
 
@@ -174,6 +198,27 @@ impl Gallery {
             lock_wait: DEFAULT_LOCK_WAIT,
         }
     }
+}
+
+/// Refuses a model or dimension no gallery can be created for.
+fn check_new(dir: &Path, model: &str, dim: u32) -> Result<(), GalleryError> {
+    let invalid = |problem: String| GalleryError::InvalidArgument {
+        dir: dir.to_path_buf(),
+        problem,
+    };
+    if let Some(problem) = model_problem(model) {
+        return Err(invalid(format!("model: {problem}")));
+    }
+    if let Some(problem) = dim_problem(dim) {
+        return Err(invalid(format!("dim: {problem}")));
+    }
+    Ok(())
+}
+
+/// Takes the lock of `dir`, creating the directory first if it is absent.
+fn lock_new_dir(dir: &Path) -> Result<WriteLock, GalleryError> {
+    std::fs::create_dir_all(dir).map_err(files::io_error(dir, "create the directory"))?;
+    WriteLock::acquire(dir, DEFAULT_LOCK_WAIT)
 }
 
 /// Refuses to create a gallery where anything but a lock file is.

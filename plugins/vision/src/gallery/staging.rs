@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use faiss::selector::IdSelector;
 use faiss::{Idx, Index};
 
-use super::limits::{MAX_LABEL_CHARS, UNIT_NORM_TOLERANCE, id_problem, norm, text_problem};
+use super::limits::{UNIT_NORM_TOLERANCE, id_problem, label_problem, norm};
 use super::lock::WriteLock;
 use super::openmp::OneThread;
 use super::{Gallery, GalleryError};
@@ -125,7 +125,7 @@ impl Gallery {
                 problem,
             });
         }
-        if let Some(problem) = text_problem(label, MAX_LABEL_CHARS) {
+        if let Some(problem) = label_problem(label) {
             return Err(GalleryError::InvalidLabel {
                 dir: self.dir.clone(),
                 id: id.to_owned(),

@@ -289,6 +289,71 @@ fn enroll_refuses_bad_ids_and_labels() {
 }
 
 #[test]
+fn labels_with_a_bidi_control_or_nothing_visible_are_refused() {
+    let (_temp, mut gallery) = new_gallery();
+    let vector = unit_vector(1);
+    for (bad, problem) in [
+        ("\u{202E}gnp.exe", "U+202E"),
+        ("Ada\u{2066}", "U+2066"),
+        ("\u{200B}\u{200D}\u{FEFF}", "no visible character"),
+        (" \u{3164} ", "no visible character"),
+    ] {
+        let error = gallery
+            .enroll("p-001", bad, MODEL, &vector, false)
+            .unwrap_err();
+        assert!(
+            matches!(error, GalleryError::InvalidLabel { .. })
+                && error.to_string().contains(problem),
+            "{bad:?}: {error}"
+        );
+    }
+    // Empty is "no label"; scripts without Latin letters and emoji are labels.
+    for (n, good) in ["", "Ада", "李明", "مريم", "🙂"].into_iter().enumerate() {
+        gallery
+            .enroll(
+                &format!("p-{n}"),
+                good,
+                MODEL,
+                &unit_vector(n as u64),
+                false,
+            )
+            .unwrap();
+    }
+    assert_eq!(gallery.label_of("p-1"), Some("Ада"));
+}
+
+#[test]
+fn open_or_create_for_write_holds_the_lock_from_before_it_looks() {
+    let temp = TempDir::new().unwrap();
+    let dir = temp.path().join("gallery");
+    let mut first = Gallery::open_or_create_for_write(&dir, MODEL, DIM).unwrap();
+    // A second writer waits for the first's commit, then opens what it committed.
+    let second = std::thread::spawn({
+        let dir = dir.clone();
+        move || Gallery::open_or_create_for_write(&dir, MODEL, DIM)
+    });
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert!(
+        !second.is_finished(),
+        "the second writer waits for the lock"
+    );
+    enroll_seeded(&mut first, "p-001", 1);
+    assert_eq!(first.commit().unwrap(), 1);
+    let mut second = second.join().unwrap().unwrap();
+    assert_eq!(
+        (second.generation(), ids(&second)),
+        (1, vec!["p-001".to_owned()])
+    );
+    enroll_seeded(&mut second, "p-002", 2);
+    assert_eq!(second.commit().unwrap(), 2);
+    let error = Gallery::open_or_create_for_write(&dir, "another-model", DIM).unwrap_err();
+    assert!(
+        matches!(error, GalleryError::ModelMismatch { .. }),
+        "{error}"
+    );
+}
+
+#[test]
 fn duplicate_id_is_refused_unless_replace() {
     let (_temp, mut gallery) = new_gallery();
     enroll_seeded(&mut gallery, "p-001", 1);
