@@ -4,6 +4,7 @@
 //! library is shared with the development tools and the end-to-end tests.
 
 pub mod enroll;
+pub mod evaluate;
 pub mod identify;
 pub mod output;
 pub mod pipeline;

@@ -57,6 +57,8 @@ enum Command {
         embeddings: bool,
         file: PathBuf,
     },
+    /// Open-set accuracy on a corpus (a folder per person): score distributions, FMR/FNMR, thresholds per gallery size
+    Evaluate(facegatectl::evaluate::EvaluateArgs),
     /// The running gate's status, over D-Bus
     Status {
         /// "system", "session" or a D-Bus address
@@ -218,6 +220,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             identify::dump(&file, &options, out, embeddings)?;
             Ok(())
         }
+        Command::Evaluate(args) => Ok(facegatectl::evaluate::command(&args, &models)?),
         Command::Status { bus } => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

@@ -4,6 +4,7 @@
 //! (SFace) and searching the gallery (FAISS).
 
 pub mod align;
+pub mod calibration;
 pub mod canvas;
 pub mod detector;
 pub mod embedder;
