@@ -38,6 +38,8 @@ pub enum Refusal {
     NotAFile,
     #[error("cannot read it as an image: {0}")]
     Unreadable(String),
+    #[error("the JPEG ends before its end-of-image marker (truncated, or data appended after it)")]
+    TruncatedJpeg,
     #[error("no face found")]
     NoFace,
     #[error("{0} faces found; enrolment needs a photo of exactly one person")]
@@ -75,7 +77,11 @@ pub struct PhotoFace {
 /// Refuses what is not a file to read a photo from, saying what it is instead.
 fn check_photo_path(photo: &Path) -> Result<(), Refusal> {
     match std::fs::metadata(photo) {
-        Ok(metadata) if metadata.is_file() => Ok(()),
+        Ok(metadata) if metadata.is_file() => match crate::jpeg::is_truncated(photo) {
+            Ok(false) => Ok(()),
+            Ok(true) => Err(Refusal::TruncatedJpeg),
+            Err(error) => Err(Refusal::Unreadable(error.to_string())),
+        },
         Ok(metadata) if metadata.is_dir() => Err(Refusal::Directory),
         Ok(_) => Err(Refusal::NotAFile),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Err(Refusal::Missing),

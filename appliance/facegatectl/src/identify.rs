@@ -49,6 +49,8 @@ pub enum IdentifyError {
         file: PathBuf,
         warning: Option<String>,
     },
+    #[error("{}: the JPEG ends before its end-of-image marker (truncated, or data appended after it)", file.display())]
+    TruncatedJpeg { file: PathBuf },
 }
 
 /// What the sink did with the frames: how many it wrote, and why it stopped, if it did.
@@ -67,6 +69,12 @@ pub fn dump<W: Write + Send + 'static>(
     out: Output<W>,
     embeddings: bool,
 ) -> Result<(), IdentifyError> {
+    // A missing or unreadable file is left to the pipeline, which names it.
+    if crate::jpeg::is_truncated(file).unwrap_or(false) {
+        return Err(IdentifyError::TruncatedJpeg {
+            file: file.to_path_buf(),
+        });
+    }
     let written = Arc::new(Mutex::new(Written {
         out,
         frames: 0,

@@ -6,6 +6,7 @@
 pub mod enroll;
 pub mod evaluate;
 pub mod identify;
+mod jpeg;
 pub mod output;
 pub mod pipeline;
 pub mod status;

@@ -497,3 +497,42 @@ fn replace_without_a_label_keeps_the_label() {
         (2, Some("Label of p-a"))
     );
 }
+
+#[test]
+fn a_truncated_jpeg_is_refused_by_identify_and_by_enrolment() {
+    let scratch = tempfile::tempdir().unwrap();
+    let whole = std::fs::read(photo("person_a_1.jpg")).unwrap();
+    // Cut to a third: libjpeg still decodes the top of the picture from such a file.
+    let cut = scratch.path().join("cut.jpg");
+    std::fs::write(&cut, &whole[..whole.len() / 3]).unwrap();
+
+    let said = one_line_error(&facegatectl(&["identify", cut.to_str().unwrap()]));
+    assert!(
+        said.contains("cut.jpg") && said.contains("end-of-image marker"),
+        "{said}"
+    );
+
+    let gallery = scratch.path().join("gallery");
+    let output = facegatectl(&[
+        "enroll",
+        "--gallery",
+        gallery.to_str().unwrap(),
+        "--id",
+        "p-1",
+        cut.to_str().unwrap(),
+    ]);
+    assert!(!output.status.success(), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains("end-of-image marker"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(
+        !gallery.join("manifest.json").exists() || ids(&gallery).is_empty(),
+        "nothing enrolled"
+    );
+
+    // The same photo whole is identified, so the refusal is the cut's.
+    let output = facegatectl(&["identify", photo("person_a_1.jpg").to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+}

@@ -69,6 +69,19 @@ impl WriteLock {
     }
 }
 
+impl WriteLock {
+    /// A second handle on the same lock: the lock is held until both are dropped (they share one
+    /// open file, which is what `flock` locks).
+    pub fn try_clone(&self) -> Result<WriteLock, GalleryError> {
+        Ok(WriteLock {
+            _file: self._file.try_clone().map_err(io_error(
+                Path::new(LOCK_NAME),
+                "duplicate the lock file's handle",
+            ))?,
+        })
+    }
+}
+
 /// The pid the current holder wrote, if it has written it yet.
 fn holder_pid(file: &mut File) -> Option<u32> {
     let mut text = String::new();

@@ -104,7 +104,15 @@ impl Gallery {
                 gallery.lock = Some(lock);
                 Ok(gallery)
             }
-            Err(GalleryError::NotFound { .. }) => Gallery::create_locked(dir, model, dim, lock),
+            Err(GalleryError::NotFound { .. }) => {
+                // Writing the first generation is a commit, which lets go of the lock; the
+                // creator holds on through a second handle, so that its first change builds on
+                // what it created.
+                let held_on = lock.try_clone()?;
+                let mut gallery = Gallery::create_locked(dir, model, dim, lock)?;
+                gallery.lock = Some(held_on);
+                Ok(gallery)
+            }
             Err(error) => Err(error),
         }
     }
