@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT OR Apache-2.0
 # The cargo-fuzz targets, each for a bounded time, one after the other (`make fuzz-smoke` gives
 # each 60 s and `make test` runs it; `make fuzz` gives each FUZZ_SECONDS, an hour by default).
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT OR Apache-2.0
 """Memory across pipeline rebuilds: the real facegated on a short clip, rebuilding its pipeline at
 every end of stream, with its resident set size sampled at each rebuild into a CSV (`make soak`;
 docs/RELIABILITY.md records the curves).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! `facegatectl evaluate`: the embedder's open-set accuracy on a corpus of real faces.
 //!
 //! Every photo goes through the gate's enrolment path ([`enroll::embed_photo`]: fgdetect !

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! A JPEG cut short still decodes: libjpeg fills the missing rows with grey and only says so in
 //! GStreamer's debug log, so a truncated photo would be enrolled or identified from what is left.
 //! A complete JPEG ends with its end-of-image marker; this looks for it.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! `facegatectl evaluate` on a small corpus made here from the development corpus: its pair
 //! counts follow from the photo counts, and its scores and rates are recomputed by hand from
 //! embeddings taken another way (`facegatectl identify --embeddings`, a pipeline with the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The C allocator's settings for a service that rebuilds its pipeline for as long as it runs.
 //!
 //! Every pipeline build loads the detector and the embedder (ONNX Runtime sessions, about 90 MB

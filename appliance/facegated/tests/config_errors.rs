@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! facegated refuses a bad configuration at start, as a process: one line on stderr, said once,
 //! naming the key and where its value came from (the file, or the environment variable), and
 //! a foreign journal file is refused without being touched.

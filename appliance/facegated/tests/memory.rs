@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! facegated's memory across pipeline rebuilds: the real service on a short walk-up clip with
 //! exit_on_eos = false, so that every end of stream tears the pipeline down and builds a new one
 //! (models loaded again). The resident set is sampled at each rebuild, as `make soak`

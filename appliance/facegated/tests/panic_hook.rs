@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! facegated's panic hook: a panic in any thread puts the gate's outputs in their safe state, is
 //! logged, and ends the process (so systemd restarts it, rather than a service with a dead thread
 //! answering D-Bus as if it ran). The hook aborts whatever process installs it, so the test runs

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! facegated under faults, run as a process on a private dbus-daemon with the simulated gate: a
 //! journal on a full disk, mode changes, staff openings with bad reasons, a gallery deleted under
 //! the running gate, and what D-Bus says meanwhile (State, Mode, Stats uptime).

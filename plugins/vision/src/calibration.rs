@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! An embedder's calibration: the thresholds an open-set evaluation found for it, per gallery
 //! size and target false-positive identification rate (FPIR), written once by
 //! `facegatectl evaluate --write-calibration` and read by whatever decides matches.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! A corpus on disk: one folder per identity, one or more photos in each.
 
 use std::io;

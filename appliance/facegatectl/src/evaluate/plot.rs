@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The DET plot of an evaluation: FNMR against FMR on log axes, the measured curve, its
 //! continuation by the impostor tail model, and the FMR each gallery size needs.
 

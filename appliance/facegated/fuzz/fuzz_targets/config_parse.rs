@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Arbitrary bytes as facegated's configuration: up to the first NUL byte, the TOML file; after
 //! it, one `NAME=VALUE` environment override a line. `ServiceConfig::load_with_env` must give a
 //! configuration or a one-line error naming the file, never a panic; a configuration it gives

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Writes the `gallery_open` target's seed inputs (the files of real generations, see
 //! `Bases::seeds`) into the directory given as the only argument.
 

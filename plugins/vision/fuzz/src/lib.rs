@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Real gallery generations for the `gallery_open` fuzz target, made by the gallery's own writer:
 //! the target restores one of them before each input, and `gallery_open_seeds` writes their files
 //! out as the target's seed inputs, so that the fuzzer starts from valid manifests, identities and
