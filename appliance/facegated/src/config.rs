@@ -29,11 +29,22 @@ const ENV_SEPARATOR: &str = "__";
 #[derive(Debug, Error)]
 pub enum ConfigError {
     /// In the file (or the file itself: missing, unreadable, not TOML).
-    #[error("{}: {message}", file.display())]
+    #[error("{}: {}", .file.display(), escape_controls(.message))]
     File { file: PathBuf, message: String },
     /// In an environment override.
-    #[error("environment variable {variable}: {message}")]
+    #[error("environment variable {}: {}", escape_controls(.variable), escape_controls(.message))]
     Environment { variable: String, message: String },
+}
+
+/// Parser messages quote the offending input, which may hold any character: control characters
+/// are escaped so that an error stays one line and cannot forge a line of the log.
+fn escape_controls(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            c if c.is_control() => c.escape_default().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -538,5 +549,17 @@ mod tests {
         assert_eq!(variables["gallery"], "/g");
         assert_eq!(variables["camera"], "/dev/video2");
         assert_eq!(variables["threshold"], "0.45");
+    }
+
+    #[test]
+    fn an_error_quoting_control_characters_stays_one_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("facegate.toml");
+        std::fs::write(&file, "[gate]\n# comment \u{1}\r forged\n").unwrap();
+        let message = ServiceConfig::load_with_env(&file, Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(!message.contains(['\n', '\r', '\u{1}']), "{message:?}");
+        assert!(message.starts_with(&*file.to_string_lossy()), "{message}");
     }
 }

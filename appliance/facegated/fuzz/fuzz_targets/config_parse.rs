@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! Arbitrary bytes as facegated's configuration: up to the first NUL byte, the TOML file; after
 //! it, one `NAME=VALUE` environment override a line. `ServiceConfig::load_with_env` must give a
-//! configuration or a one-line error naming the file, never a panic; a configuration it gives
+//! configuration or a one-line error naming the file or the environment variable at fault, never
+//! a panic; a configuration it gives
 //! must yield the pipeline's variables. The seeds (scripts/fuzz.sh) are the repository's
 //! configuration files with overrides of every section.
 
@@ -40,6 +41,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let file = config_file();
     std::fs::write(file, toml).expect("write the configuration");
+    let names: Vec<String> = env.iter().map(|(name, _)| name.clone()).collect();
     match ServiceConfig::load_with_env(file, env) {
         Ok(config) => {
             config.pipeline_variables();
@@ -50,9 +52,21 @@ fuzz_target!(|data: &[u8]| {
                 !message.contains(['\n', '\r']),
                 "a configuration error spans lines: {message:?}"
             );
+            // A name is shown with its control characters escaped, as every message is.
+            let shown = |name: &str| -> String {
+                name.chars()
+                    .flat_map(|c| match c.is_control() {
+                        true => c.escape_default().collect::<Vec<_>>(),
+                        false => vec![c],
+                    })
+                    .collect()
+            };
+            let names_a_variable = names.iter().any(|name| {
+                message.starts_with(&format!("environment variable {}: ", shown(name)))
+            });
             assert!(
-                message.starts_with(&*file.to_string_lossy()),
-                "a configuration error does not name the file: {message:?}"
+                message.starts_with(&*file.to_string_lossy()) || names_a_variable,
+                "a configuration error names neither the file nor a variable: {message:?}"
             );
         }
     }
