@@ -38,7 +38,7 @@ pub enum Refusal {
     NotAFile,
     #[error("cannot read it as an image: {0}")]
     Unreadable(String),
-    #[error("the JPEG ends before its end-of-image marker (truncated, or data appended after it)")]
+    #[error("{}", crate::jpeg::TRUNCATED)]
     TruncatedJpeg,
     #[error("no face found")]
     NoFace,

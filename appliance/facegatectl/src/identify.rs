@@ -49,7 +49,7 @@ pub enum IdentifyError {
         file: PathBuf,
         warning: Option<String>,
     },
-    #[error("{}: the JPEG ends before its end-of-image marker (truncated, or data appended after it)", file.display())]
+    #[error("{}: {}", file.display(), crate::jpeg::TRUNCATED)]
     TruncatedJpeg { file: PathBuf },
 }
 

@@ -9,6 +9,9 @@ use std::path::Path;
 
 const START_OF_IMAGE: [u8; 3] = [0xFF, 0xD8, 0xFF];
 const END_OF_IMAGE: [u8; 2] = [0xFF, 0xD9];
+/// What is wrong with a file [`is_truncated`] finds.
+pub const TRUNCATED: &str =
+    "the JPEG ends before its end-of-image marker (truncated, or data appended after it)";
 /// Writers may pad a file after its end-of-image marker; this much padding is looked through.
 const TAIL_BYTES: u64 = 4096;
 
