@@ -3,7 +3,7 @@
 //! manifest's checksums rewritten to match) or one enrolled with another embedder, at start and
 //! committed under a running gate; and a pipeline property out of its range.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -20,20 +20,8 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 const OUTER_METRIC: usize = 33;
 
 fn rig(scratch: &tempfile::TempDir) -> GateRig {
-    let mut files = RigFiles::repository_defaults().expect("repository files");
-    files.facegated = PathBuf::from(env!("CARGO_BIN_EXE_facegated"));
-    for path in [
-        &files.video,
-        &files.photos,
-        &files.models,
-        &files.ort_library,
-    ] {
-        assert!(
-            path.exists(),
-            "{} is missing: run `make setup`",
-            path.display()
-        );
-    }
+    let files = RigFiles::for_facegated(Path::new(env!("CARGO_BIN_EXE_facegated")))
+        .expect("repository files");
     GateRig::new(files, scratch.path(), &enrolled()).expect("rig starts")
 }
 

@@ -3,7 +3,7 @@
 //! SQLite journal and the simulated gate, checked from the outside as an operator would.
 
 use std::ops::ControlFlow;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -21,21 +21,7 @@ use nix::unistd::Pid;
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn files() -> RigFiles {
-    let mut files = RigFiles::repository_defaults().expect("repository files");
-    files.facegated = PathBuf::from(env!("CARGO_BIN_EXE_facegated"));
-    for path in [
-        &files.video,
-        &files.photos,
-        &files.models,
-        &files.ort_library,
-    ] {
-        assert!(
-            path.exists(),
-            "{} is missing: run `make setup`",
-            path.display()
-        );
-    }
-    files
+    RigFiles::for_facegated(Path::new(env!("CARGO_BIN_EXE_facegated"))).expect("repository files")
 }
 
 fn video(name: &str) -> PathBuf {

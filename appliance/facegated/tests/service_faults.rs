@@ -21,16 +21,7 @@ use futures_util::StreamExt;
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn files() -> RigFiles {
-    let mut files = RigFiles::repository_defaults().expect("repository files");
-    files.facegated = PathBuf::from(env!("CARGO_BIN_EXE_facegated"));
-    for path in [&files.video, &files.models, &files.ort_library] {
-        assert!(
-            path.exists(),
-            "{} is missing: run `make setup`",
-            path.display()
-        );
-    }
-    files
+    RigFiles::for_facegated(Path::new(env!("CARGO_BIN_EXE_facegated"))).expect("repository files")
 }
 
 fn fixture(name: &str) -> String {

@@ -67,6 +67,28 @@ impl RigFiles {
             facegated,
         })
     }
+
+    /// The repository defaults with the given facegated (a test's `CARGO_BIN_EXE_facegated`),
+    /// refused with how to get them when the fetched assets are missing.
+    pub fn for_facegated(facegated: &Path) -> anyhow::Result<RigFiles> {
+        let files = RigFiles {
+            facegated: facegated.to_path_buf(),
+            ..RigFiles::repository_defaults()?
+        };
+        for path in [
+            &files.video,
+            &files.photos,
+            &files.models,
+            &files.ort_library,
+        ] {
+            anyhow::ensure!(
+                path.exists(),
+                "{} is missing: run `make setup`",
+                path.display()
+            );
+        }
+        Ok(files)
+    }
 }
 
 pub struct GateRig {
