@@ -795,8 +795,8 @@ mod tests {
         eprintln!("{msg}");
     }
 
-    #[test]
-    fn foreign_database_is_refused() {
+    /// A journal path holding another program's SQLite database.
+    fn foreign_database() -> (tempfile::TempDir, JournalConfig) {
         let dir = tempfile::tempdir().unwrap();
         let cfg = config(dir.path());
         let other = Connection::open(&cfg.path).unwrap();
@@ -804,6 +804,12 @@ mod tests {
             .execute_batch("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1);")
             .unwrap();
         drop(other);
+        (dir, cfg)
+    }
+
+    #[test]
+    fn foreign_database_is_refused() {
+        let (_dir, cfg) = foreign_database();
         let msg = Journal::open(&cfg).unwrap_err().to_string();
         assert!(msg.contains("not a FaceGate journal"), "{msg}");
         assert!(msg.contains("journal.sqlite"), "{msg}");
@@ -823,13 +829,7 @@ mod tests {
 
     #[test]
     fn a_foreign_database_is_refused_untouched() {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = config(dir.path());
-        let other = Connection::open(&cfg.path).unwrap();
-        other
-            .execute_batch("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1);")
-            .unwrap();
-        drop(other);
+        let (dir, cfg) = foreign_database();
         let before = std::fs::read(&cfg.path).unwrap();
         Journal::open(&cfg).unwrap_err();
         assert_eq!(
