@@ -32,6 +32,7 @@ export FACEGATE_MODEL_DIR := $(ASSETS)/models
 export FACEGATE_PHOTO_DIR := $(ASSETS)/photos
 export FACEGATE_VIDEO_DIR := $(ASSETS)/videos
 export FACEGATE_CORPUS_DIR := $(ASSETS)/corpus
+export FACEGATE_CALIBRATION_DIR := $(REPO)/models/calibration
 
 # .cargo/config.toml builds FAISS for x86-64-v3 (AVX2); an older x86-64 CPU gets the generic build
 # (slower gallery search) instead of binaries that die of an illegal instruction.

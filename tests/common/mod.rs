@@ -94,12 +94,23 @@ pub fn person(photo: &str) -> &'static str {
         .id
 }
 
-/// fgmatch's default threshold: the one the gate uses.
+/// The threshold fgmatch's default rule puts in force for one enrolled person (a pair of photos
+/// is a one-person gallery): the default embedder's calibration at the default target, or the
+/// floor where that is higher.
 pub fn match_threshold() -> f64 {
-    let element = gst::ElementFactory::make("fgmatch")
-        .build()
-        .expect("fgmatch is registered");
-    element.property::<f64>("threshold")
+    let model = facegate_vision::runtime::model_identity(
+        &facegate_vision::runtime::default_embedder_path(),
+    )
+    .expect("the default embedder (run `make setup`)");
+    let calibration = facegate_vision::match_rule::find_calibration(
+        &facegate_vision::match_rule::calibration_dir(),
+        &model,
+    )
+    .expect("the default embedder's calibration (models/calibration)");
+    facegate_vision::match_rule::MatchRule::default()
+        .standing(&calibration, 1)
+        .expect("the default rule")
+        .threshold
 }
 
 /// A photo decoded the way the gate receives frames (I420 from the JPEG decoder).

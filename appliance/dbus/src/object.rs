@@ -195,7 +195,8 @@ impl Gate {
     }
 
     /// Every property under a snake_case key (state, mode, gallery_generation, gallery_size,
-    /// passages_today, denied_today, fps, last_decision, version) plus uptime_s (t), restarts
+    /// effective_threshold, expected_false_grant_rate, safe_gallery_size, passages_today,
+    /// denied_today, fps, last_decision, version) plus uptime_s (t), restarts
     /// (t: pipeline restarts) and stream_start_unix_ns (t). For anyone.
     #[zbus(out_args("stats"))]
     async fn stats(&self) -> Stats {
@@ -228,6 +229,28 @@ impl Gate {
     #[zbus(property)]
     async fn gallery_size(&self) -> u64 {
         self.published().stats.gallery_size
+    }
+
+    /// The match threshold in force for the gallery's size: the larger of policy.threshold and
+    /// the calibrated threshold for policy.max_false_grant_rate (above 1: nothing matches).
+    #[zbus(property)]
+    async fn effective_threshold(&self) -> f64 {
+        self.published().stats.effective_threshold
+    }
+
+    /// Expected false grants per stranger passage at that threshold, from the model's
+    /// calibration; -1 where the calibration does not model it.
+    #[zbus(property)]
+    async fn expected_false_grant_rate(&self) -> f64 {
+        self.published().stats.expected_false_grant_rate
+    }
+
+    /// The largest gallery the model serves at policy.max_false_grant_rate within
+    /// policy.max_false_reject_rate (18446744073709551615: no limit). A GallerySize above it
+    /// is unsafe.
+    #[zbus(property)]
+    async fn safe_gallery_size(&self) -> u64 {
+        self.published().stats.safe_gallery_size
     }
 
     /// Passages granted today.
@@ -270,7 +293,8 @@ impl Gate {
         similarity: f64,
     ) -> zbus::Result<()>;
 
-    /// A person was refused: "unknown", "low-confidence", "several-faces", "passback", "disabled".
+    /// A person was refused: "unknown", "low-confidence", "ambiguous", "several-faces", "passback",
+    /// "disabled" or "stale-frame".
     #[zbus(signal)]
     async fn passage_denied(emitter: &SignalEmitter<'_>, reason: DenyReason) -> zbus::Result<()>;
 
@@ -383,6 +407,18 @@ impl GateBus {
         }
         if old.gallery_size != stats.gallery_size {
             emitted.push(("GallerySize", gate.gallery_size_changed(emitter).await));
+        }
+        if old.effective_threshold.to_bits() != stats.effective_threshold.to_bits() {
+            let sent = gate.effective_threshold_changed(emitter).await;
+            emitted.push(("EffectiveThreshold", sent));
+        }
+        if old.expected_false_grant_rate.to_bits() != stats.expected_false_grant_rate.to_bits() {
+            let sent = gate.expected_false_grant_rate_changed(emitter).await;
+            emitted.push(("ExpectedFalseGrantRate", sent));
+        }
+        if old.safe_gallery_size != stats.safe_gallery_size {
+            let sent = gate.safe_gallery_size_changed(emitter).await;
+            emitted.push(("SafeGallerySize", sent));
         }
         if old.passages_today != stats.passages_today {
             emitted.push(("PassagesToday", gate.passages_today_changed(emitter).await));

@@ -70,6 +70,8 @@ wire_name_enum! {
         Disabled,
         /// The frame decided on was older than `policy.max_frame_age_ms`: the decision was dropped.
         StaleFrame,
+        /// Two enrolled people fit the face about equally well (within `policy.min_margin`).
+        Ambiguous,
     }
 }
 
@@ -154,6 +156,14 @@ pub struct Stats {
     pub gallery_generation: u64,
     /// People in that gallery.
     pub gallery_size: u64,
+    /// The match threshold in force for that gallery's size (above 1: nothing matches).
+    pub effective_threshold: f64,
+    /// Expected false grants per stranger passage at that threshold, from the model's
+    /// calibration; -1 where the calibration does not model it.
+    pub expected_false_grant_rate: f64,
+    /// The largest gallery the model serves at `policy.max_false_grant_rate` within
+    /// `policy.max_false_reject_rate`; u64::MAX for no limit.
+    pub safe_gallery_size: u64,
     /// Passages granted today.
     pub passages_today: u64,
     /// Refusals today.
@@ -179,6 +189,9 @@ impl Default for Stats {
             mode: Mode::default(),
             gallery_generation: 0,
             gallery_size: 0,
+            effective_threshold: 0.0,
+            expected_false_grant_rate: -1.0,
+            safe_gallery_size: 0,
             passages_today: 0,
             denied_today: 0,
             fps: 0.0,
@@ -240,6 +253,9 @@ mod tests {
             mode: Mode::Free,
             gallery_generation: 7,
             gallery_size: 1234,
+            effective_threshold: 0.4920,
+            expected_false_grant_rate: 9.7e-5,
+            safe_gallery_size: u64::MAX,
             passages_today: 56,
             denied_today: 3,
             fps: 14.5,

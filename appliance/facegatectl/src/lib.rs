@@ -9,6 +9,7 @@ pub mod identify;
 mod jpeg;
 pub mod output;
 pub mod pipeline;
+pub mod standing;
 pub mod status;
 
 use output::OutputError;

@@ -203,6 +203,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 opened.len(),
                 opened.model()
             ))?;
+            out.line(format_args!(
+                "{}",
+                facegatectl::standing::list_line(opened.model(), opened.len() as u64)
+            ))?;
             for person in opened.identities() {
                 out.line(format_args!(
                     "{}\t{}\t{}",

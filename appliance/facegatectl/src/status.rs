@@ -9,6 +9,7 @@ use facegate_dbus::{LastDecision, Stats, Verdict};
 /// state:         running
 /// mode:          normal
 /// gallery:       1234 people (generation 7)
+/// matching:      threshold 0.4920 for 1234 people, expected false grants per stranger passage …
 /// today:         56 passages, 3 denied
 /// fps:           14.5
 /// uptime:        1d 02:03:04 (2 pipeline restarts)
@@ -35,6 +36,16 @@ pub fn format_status(status: &Stats) -> String {
                     "people"
                 },
                 status.gallery_generation
+            ),
+        ),
+        (
+            "matching",
+            crate::standing::format_matching(
+                status.effective_threshold,
+                status.gallery_size,
+                (status.expected_false_grant_rate >= 0.0)
+                    .then_some(status.expected_false_grant_rate),
+                status.safe_gallery_size,
             ),
         ),
         (
@@ -105,6 +116,9 @@ mod tests {
             mode: facegate_dbus::Mode::Normal,
             gallery_generation: 7,
             gallery_size: 1234,
+            effective_threshold: 0.492,
+            expected_false_grant_rate: 9.7e-5,
+            safe_gallery_size: 0,
             passages_today: 56,
             denied_today: 3,
             fps: 14.46,
@@ -123,17 +137,22 @@ mod tests {
         };
         let text = format_status(&s);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 8);
+        assert_eq!(lines.len(), 9);
         assert_eq!(lines[0], "state:         running");
         assert_eq!(lines[2], "gallery:       1234 people (generation 7)");
-        assert_eq!(lines[3], "today:         56 passages, 3 denied");
-        assert_eq!(lines[4], "fps:           14.5");
-        assert_eq!(lines[5], "uptime:        1d 02:03:04 (2 pipeline restarts)");
         assert_eq!(
-            lines[6],
+            lines[3],
+            "matching:      threshold 0.4920 for 1234 people, expected false grants per stranger \
+             passage 9.7e-5; safe up to 0 people: UNSAFE"
+        );
+        assert_eq!(lines[4], "today:         56 passages, 3 denied");
+        assert_eq!(lines[5], "fps:           14.5");
+        assert_eq!(lines[6], "uptime:        1d 02:03:04 (2 pipeline restarts)");
+        assert_eq!(
+            lines[7],
             "last decision: granted Ada (p-001), similarity 0.71 at 2026-12-01T10:00:00+00:00"
         );
-        assert_eq!(lines[7], "version:       0.1.0");
+        assert_eq!(lines[8], "version:       0.1.0");
         // Values start in the same column.
         for l in &lines {
             assert_eq!(&l[14..15], " ", "{l}");

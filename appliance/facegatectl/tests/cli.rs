@@ -161,6 +161,13 @@ fn enrol_list_replace_remove_and_reopen() {
 
     let listed = stdout(&facegatectl(&["list", "--gallery", g]));
     assert!(listed.contains("generation 3, 2 people"), "{listed}");
+    // Where the gallery stands under the gate's default rule, from the model's calibration.
+    assert!(
+        listed.contains(
+            "matching: threshold 0.4500 for 2 people, expected false grants per stranger passage "
+        ) && listed.contains("safe up to 0 people: UNSAFE (at most 1e-4 false grants"),
+        "{listed}"
+    );
     // The British spelling the operator guides use is the same command.
     let british = facegatectl(&["enrol", "--help"]);
     assert!(

@@ -76,6 +76,8 @@ impl Default for PipelineConfig {
 pub struct ModelsConfig {
     pub dir: PathBuf,
     pub ort_library: PathBuf,
+    /// The embedders' calibrations (`<model>.toml`), which set the threshold for the gallery's size.
+    pub calibration_dir: PathBuf,
 }
 
 impl Default for ModelsConfig {
@@ -83,6 +85,7 @@ impl Default for ModelsConfig {
         ModelsConfig {
             dir: PathBuf::from(facegate_vision::runtime::SYSTEM_MODEL_DIR),
             ort_library: PathBuf::from(facegate_vision::runtime::SYSTEM_ORT_LIBRARY),
+            calibration_dir: PathBuf::from(facegate_vision::match_rule::SYSTEM_CALIBRATION_DIR),
         }
     }
 }
@@ -187,6 +190,11 @@ impl ServiceConfig {
         variables.insert("models".into(), path(&self.models.dir));
         variables.insert("gallery".into(), path(&self.gallery.dir));
         variables.insert("threshold".into(), self.policy.threshold.to_string());
+        variables.insert(
+            "max_false_grant_rate".into(),
+            self.policy.max_false_grant_rate.to_string(),
+        );
+        variables.insert("min_margin".into(), self.policy.min_margin.to_string());
         variables
             .entry("input_size".into())
             .or_insert_with(|| facegate_vision::detector::DEFAULT_INPUT_SIZE.to_string());
@@ -549,6 +557,8 @@ mod tests {
         assert_eq!(variables["gallery"], "/g");
         assert_eq!(variables["camera"], "/dev/video2");
         assert_eq!(variables["threshold"], "0.45");
+        assert_eq!(variables["max_false_grant_rate"], "0.0001");
+        assert_eq!(variables["min_margin"], "0.05");
     }
 
     #[test]

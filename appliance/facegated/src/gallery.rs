@@ -5,11 +5,17 @@
 //! status, or staff asking `ReloadGallery`, are told of it, as fgmatch requires before it
 //! searches one. A refused generation is logged once, with its reason, and the last good one
 //! stays in use.
+//!
+//! The gallery's size sets the threshold in force (facegate_vision::match_rule): the gallery is
+//! followed with its model's calibration, and a gallery beyond the size the model serves safely
+//! is refused at start unless `policy.allow_unsafe_gallery`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use facegate_vision::calibration::{Calibration, CalibrationError};
 use facegate_vision::gallery::{Gallery, GalleryError};
+use facegate_vision::match_rule::{self, MatchRule, Standing};
 use facegate_vision::runtime;
 use gst::prelude::*;
 use thiserror::Error;
@@ -32,6 +38,20 @@ pub enum StartError {
         embedder_model: String,
         embedder: PathBuf,
     },
+    #[error("{0}")]
+    Calibration(#[from] CalibrationError),
+    #[error(
+        "{}: {size} people is beyond what model {model} serves safely: at most {limit} at policy.max_false_grant_rate {target} within policy.max_false_reject_rate {budget} (docs/ACCURACY.md); shrink the gallery, or set policy.allow_unsafe_gallery = true to accept more false grants",
+        dir.display()
+    )]
+    Unsafe {
+        dir: PathBuf,
+        size: u64,
+        model: String,
+        limit: u64,
+        target: f64,
+        budget: f64,
+    },
 }
 
 /// The gallery the gate decides with, and what each of its generations must be.
@@ -40,6 +60,8 @@ pub struct FollowedGallery {
     dir: PathBuf,
     model: String,
     dim: u32,
+    calibration: Calibration,
+    rule: MatchRule,
     /// The last problem logged (a refused generation, an unreadable manifest), so that each is
     /// logged once rather than once a poll.
     reported: Mutex<Option<String>>,
@@ -49,10 +71,15 @@ impl FollowedGallery {
     /// Opens the gallery in `dir` for `pipeline`, refusing one whose model is not that of every
     /// fgembed in the pipeline (the model files are hashed as fgembed identifies them). A
     /// pipeline without fgembed is refused elsewhere (it has no fgmatch to feed) or gets its
-    /// embeddings from elsewhere: its gallery's own model is then the one required.
+    /// embeddings from elsewhere: its gallery's own model is then the one required. The model's
+    /// calibration is read from `calibrations`; a gallery beyond its safe size under `rule` is
+    /// refused unless `allow_unsafe`.
     pub fn open(
         dir: &Path,
         pipeline: &gst::Pipeline,
+        calibrations: &Path,
+        rule: MatchRule,
+        allow_unsafe: bool,
     ) -> Result<(FollowedGallery, Gallery), StartError> {
         let gallery = Gallery::open(dir)?;
         for embedder in embedder_models(pipeline) {
@@ -70,13 +97,60 @@ impl FollowedGallery {
                 });
             }
         }
+        let calibration = match_rule::find_calibration(calibrations, gallery.model())?;
         let followed = FollowedGallery {
             dir: dir.to_path_buf(),
             model: gallery.model().to_owned(),
             dim: gallery.dim(),
+            calibration,
+            rule,
             reported: Mutex::new(None),
         };
+        let standing = followed.standing(gallery.len() as u64)?;
+        if !standing.is_safe() {
+            let unsafe_gallery = StartError::Unsafe {
+                dir: dir.to_path_buf(),
+                size: standing.gallery_size,
+                model: followed.model.clone(),
+                limit: standing.safe_gallery_size_or_max(),
+                target: rule.max_false_grant_rate,
+                budget: rule.max_false_reject_rate,
+            };
+            if !allow_unsafe {
+                return Err(unsafe_gallery);
+            }
+            warn!(
+                "UNSAFE GALLERY, started because policy.allow_unsafe_gallery = true: {unsafe_gallery}"
+            );
+        }
+        info!(
+            "gallery {}: {} people, threshold {:.4} (expected false grants per stranger passage {})",
+            dir.display(),
+            gallery.len(),
+            standing.threshold,
+            standing
+                .expected_false_grant_rate
+                .map_or_else(|| "not modelled".to_owned(), |rate| format!("{rate:.1e}"))
+        );
         Ok((followed, gallery))
+    }
+
+    /// Where a gallery of `size` people stands under the gate's rule. Fails only for a rule the
+    /// calibration cannot answer, which the start already refused.
+    pub fn standing(&self, size: u64) -> Result<Standing, CalibrationError> {
+        self.rule.standing(&self.calibration, size)
+    }
+
+    /// Puts where a gallery of `size` people stands into the status.
+    pub fn publish(&self, size: u64, status: &StatusCell) {
+        let Ok(standing) = self.standing(size) else {
+            return;
+        };
+        status.update(|s| {
+            s.effective_threshold = standing.threshold;
+            s.expected_false_grant_rate = standing.expected_false_grant_rate.unwrap_or(-1.0);
+            s.safe_gallery_size = standing.safe_gallery_size_or_max();
+        });
     }
 
     /// The generation on disk now, refused unless it is of the gate's model and dimension and
@@ -109,6 +183,20 @@ impl FollowedGallery {
                     s.gallery_generation = gallery.generation();
                     s.gallery_size = gallery.len() as u64;
                 });
+                self.publish(gallery.len() as u64, status);
+                if let Ok(standing) = self.standing(gallery.len() as u64)
+                    && !standing.is_safe()
+                {
+                    warn!(
+                        "UNSAFE GALLERY: generation {} holds {} people, beyond the {} model {} serves at policy.max_false_grant_rate {} within policy.max_false_reject_rate {}",
+                        gallery.generation(),
+                        gallery.len(),
+                        standing.safe_gallery_size_or_max(),
+                        self.model,
+                        self.rule.max_false_grant_rate,
+                        self.rule.max_false_reject_rate
+                    );
+                }
             }
             Err(error) => {
                 let problem = format!(

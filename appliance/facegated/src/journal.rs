@@ -60,7 +60,7 @@ pub struct NewPassage {
     pub label: Option<String>,
     pub similarity: Option<f64>,
     pub granted: bool,
-    /// Deny reason ("unknown", "low-confidence", "several-faces", "passback", "disabled").
+    /// Deny reason (a DenyReason wire name: "unknown", "low-confidence", "ambiguous", …).
     pub reason: Option<String>,
     /// Gallery generation the decision was made with.
     pub generation: u64,

@@ -8,13 +8,21 @@ use facegate_meta::{FrameMessage, FrameMessageError};
 
 use crate::policy::{Candidate, FaceObservation, FrameObservation};
 
+/// The gallery generation a frame was matched against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SearchedGallery {
+    pub generation: u64,
+    /// People in that generation.
+    pub size: u64,
+}
+
 /// The frame a bus element message describes, with the gallery generation it was matched
 /// against; `Ok(None)` for any other message. Faces without a track id are dropped: the policy
 /// decides per track. A frame message with a missing or mistyped field is refused, never read
 /// with zeros in its place.
 pub fn from_message(
     structure: &gst::StructureRef,
-) -> Result<Option<(FrameObservation, u64)>, FrameMessageError> {
+) -> Result<Option<(FrameObservation, SearchedGallery)>, FrameMessageError> {
     let message = match FrameMessage::from_structure(structure) {
         Ok(message) => message,
         Err(FrameMessageError::NotAFrameMessage { .. }) => return Ok(None),
@@ -33,6 +41,8 @@ pub fn from_message(
                     label: best.label,
                     similarity: best.similarity,
                 }),
+                runner_up: face.runner_up_similarity,
+                element_matched: face.matched,
             })
         })
         .collect();
@@ -42,7 +52,11 @@ pub fn from_message(
         height: message.height,
         faces,
     };
-    Ok(Some((frame, message.generation)))
+    let gallery = SearchedGallery {
+        generation: message.generation,
+        size: message.gallery_size,
+    };
+    Ok(Some((frame, gallery)))
 }
 
 #[cfg(test)]
@@ -63,6 +77,7 @@ mod tests {
             .field("best-id", "p-1")
             .field("best-label", "Ada")
             .field("best-similarity", 0.71f64)
+            .field("runner-up-similarity", 0.21f64)
             .build();
         let stranger = gst::Structure::builder(facegate_meta::FRAME_FACE)
             .field("track-id", 8u64)
@@ -84,6 +99,7 @@ mod tests {
             .field("height", 480u32)
             .field("running-time", 2_000_000_000u64)
             .field("generation", 3u64)
+            .field("gallery-size", 40u64)
             .field(
                 "faces",
                 gst::Array::from_values([
@@ -93,7 +109,7 @@ mod tests {
                 ]),
             )
             .build();
-        let (frame, generation) = from_message(&message).unwrap().unwrap();
+        let (frame, gallery) = from_message(&message).unwrap().unwrap();
         assert_eq!(frame.running_time, Duration::from_secs(2));
         assert_eq!((frame.width, frame.height), (640, 480));
         assert_eq!(frame.faces.len(), 2);
@@ -106,8 +122,16 @@ mod tests {
                 .map(|c| (c.id.as_str(), c.similarity)),
             Some(("p-1", 0.71))
         );
-        assert!(frame.faces[1].best.is_none());
-        assert_eq!(generation, 3);
+        assert_eq!(frame.faces[0].runner_up, Some(0.21));
+        assert!(frame.faces[0].element_matched && !frame.faces[1].element_matched);
+        assert!(frame.faces[1].best.is_none() && frame.faces[1].runner_up.is_none());
+        assert_eq!(
+            gallery,
+            SearchedGallery {
+                generation: 3,
+                size: 40
+            }
+        );
         assert!(
             from_message(&gst::Structure::new_empty("facegate-match"))
                 .unwrap()

@@ -24,9 +24,14 @@
 //!   A group made only of tracks that are already decided (people walking through after their
 //!   own decision) is not denied. Frames with several faces at the gate neither advance nor break
 //!   any track's agreement or frame count (like frames outside the zone).
+//! - **The threshold in force** is the larger of `threshold` (the floor) and the threshold the
+//!   embedder's calibration gives for the gallery's current size at `max_false_grant_rate`
+//!   (facegate_vision::match_rule, the rule fgmatch applies too); the service sets it with
+//!   [`Policy::set_threshold`] whenever the gallery size changes.
 //! - **Agreement.** With exactly one face at the gate and its track undecided, the policy counts
-//!   consecutive frames on which the track's best candidate is matched (similarity ≥ `threshold`)
-//!   to the *same* identity; the count restarts when the identity changes and drops to zero on a
+//!   consecutive frames on which the track's best candidate is matched (similarity ≥ the
+//!   threshold in force, and at least `min_margin` above the best other identity) to the *same*
+//!   identity; the count restarts when the identity changes and drops to zero on a
 //!   frame with no match. When it reaches `agree_frames`:
 //!   - mode [`Mode::Locked`] → deny `disabled`;
 //!   - mode [`Mode::Free`] → no decision, but the track is marked decided (free passage, nothing
@@ -39,7 +44,9 @@
 //!
 //!   Grants, passback and disabled denials carry the best-scoring candidate of the agreeing run.
 //! - **No agreement.** A track that has been alone at the gate for `decide_after_frames` frames
-//!   without reaching agreement is denied `low-confidence` if any of those frames had a best
+//!   without reaching agreement is denied `ambiguous` if on any of those frames its best candidate
+//!   cleared the threshold but another identity scored within `min_margin` of it (with that best
+//!   candidate); else `low-confidence` if any of those frames had a best
 //!   similarity ≥ `low_confidence` or a match at all (which covers a face flickering between two
 //!   identities above the threshold), with the best candidate seen; otherwise `unknown` (no id,
 //!   the best similarity seen if there was any candidate). Agreement is checked first, so with
@@ -51,6 +58,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, SystemTime};
+
+pub use facegate_vision::match_rule::Judgement;
+use facegate_vision::match_rule::{self, MatchRule};
 
 /// Tracks not seen for this long (pipeline running time) are forgotten.
 pub const TRACK_TTL: Duration = Duration::from_secs(10 * 60);
@@ -92,6 +102,11 @@ pub struct FaceObservation {
     pub bbox: [f32; 4],
     /// The gallery's best candidate, even below the threshold.
     pub best: Option<Candidate>,
+    /// The best similarity of another identity than `best`'s.
+    pub runner_up: Option<f64>,
+    /// fgmatch's own verdict on the face (it carries a `facegate-match` param): the gate decides
+    /// by its rule, and the service checks that the two agree.
+    pub element_matched: bool,
 }
 
 /// Every face on one frame (an empty `faces` means nobody is in view).
@@ -141,8 +156,18 @@ impl Decision {
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PolicyConfig {
-    /// Match threshold (cosine similarity); also fgmatch's `threshold`.
+    /// The lowest match threshold (cosine similarity), fgmatch's `min-threshold`: the threshold
+    /// in force is this or the calibrated one for the gallery's size, whichever is higher.
     pub threshold: f64,
+    /// Target false grants per stranger passage (fgmatch's `max-false-grant-rate`).
+    pub max_false_grant_rate: f64,
+    /// The share of enrolled passengers' comparisons the threshold may reject; with the target,
+    /// it bounds the gallery size the model serves safely.
+    pub max_false_reject_rate: f64,
+    /// Start even when the gallery is beyond that safe size (logged loudly).
+    pub allow_unsafe_gallery: bool,
+    /// How far the best identity must score above the best other one (fgmatch's `min-margin`).
+    pub min_margin: f64,
     /// Best similarity in `[low_confidence, threshold)` denies `low-confidence` rather than `unknown`.
     pub low_confidence: f64,
     /// Gate zone: x, y, w, h as fractions of the frame; a face's centre must be inside.
@@ -166,7 +191,11 @@ pub struct PolicyConfig {
 impl Default for PolicyConfig {
     fn default() -> Self {
         PolicyConfig {
-            threshold: 0.45,
+            threshold: match_rule::DEFAULT_MIN_THRESHOLD,
+            max_false_grant_rate: match_rule::DEFAULT_MAX_FALSE_GRANT_RATE,
+            max_false_reject_rate: match_rule::DEFAULT_MAX_FALSE_REJECT_RATE,
+            allow_unsafe_gallery: false,
+            min_margin: match_rule::DEFAULT_MIN_MARGIN,
             low_confidence: 0.30,
             zone: [0.15, 0.0, 0.7, 1.0],
             min_face_height: 0.20,
@@ -186,6 +215,15 @@ impl PolicyConfig {
             return Err(format!(
                 "policy.threshold: must lie within {THRESHOLD_FLOOR}..1 (got {}): {IMPOSTOR_SCORES}",
                 self.threshold
+            ));
+        }
+        self.match_rule()
+            .check()
+            .map_err(|problem| format!("policy.{problem}"))?;
+        if !(0.0..=1.0).contains(&self.min_margin) {
+            return Err(format!(
+                "policy.min_margin: must lie within 0..1 (got {})",
+                self.min_margin
             ));
         }
         if !(-1.0..=1.0).contains(&self.low_confidence) {
@@ -245,6 +283,15 @@ impl PolicyConfig {
         Ok(())
     }
 
+    /// The threshold rule these keys make, as fgmatch applies it.
+    pub fn match_rule(&self) -> MatchRule {
+        MatchRule {
+            min_threshold: self.threshold,
+            max_false_grant_rate: self.max_false_grant_rate,
+            max_false_reject_rate: self.max_false_reject_rate,
+        }
+    }
+
     /// [`PolicyConfig::max_frame_age_ms`] as a duration.
     pub fn max_frame_age(&self) -> Duration {
         Duration::from_millis(self.max_frame_age_ms)
@@ -287,6 +334,8 @@ struct TrackState {
     best_seen: Option<Candidate>,
     /// Whether any frame alone at the gate had a match.
     ever_matched: bool,
+    /// Whether any frame alone at the gate had a best candidate another identity nearly equalled.
+    ever_ambiguous: bool,
 }
 
 impl TrackState {
@@ -300,6 +349,7 @@ impl TrackState {
             run_best: None,
             best_seen: None,
             ever_matched: false,
+            ever_ambiguous: false,
         }
     }
 }
@@ -318,6 +368,8 @@ fn keep_best(slot: &mut Option<Candidate>, candidate: &Candidate) {
 #[derive(Debug)]
 pub struct Policy {
     config: PolicyConfig,
+    /// The threshold in force: at least `config.threshold`.
+    threshold: f64,
     mode: Mode,
     tracks: HashMap<u64, TrackState>,
     /// Last grant per identity (wall time), for anti-passback.
@@ -331,6 +383,7 @@ pub struct Policy {
 impl Policy {
     pub fn new(config: PolicyConfig) -> Self {
         Policy {
+            threshold: config.threshold,
             config,
             mode: Mode::Normal,
             tracks: HashMap::new(),
@@ -347,6 +400,27 @@ impl Policy {
 
     pub fn mode(&self) -> Mode {
         self.mode
+    }
+
+    /// Sets the threshold in force for the gallery's current size (never below the configured
+    /// floor).
+    pub fn set_threshold(&mut self, threshold: f64) {
+        self.threshold = threshold.max(self.config.threshold);
+    }
+
+    /// The threshold in force.
+    pub fn threshold(&self) -> f64 {
+        self.threshold
+    }
+
+    /// What the policy's rule makes of one face: matched, ambiguous or not matched.
+    pub fn judge(&self, face: &FaceObservation) -> Judgement {
+        match_rule::judge(
+            face.best.as_ref().map(|c| c.similarity),
+            face.runner_up,
+            self.threshold,
+            self.config.min_margin,
+        )
     }
 
     /// The configuration the policy decides with.
@@ -455,6 +529,7 @@ impl Policy {
         running_time: Duration,
         now: SystemTime,
     ) -> Option<Decision> {
+        let judgement = self.judge(face);
         let config = &self.config;
         let state = self
             .tracks
@@ -469,7 +544,7 @@ impl Policy {
         match &face.best {
             Some(candidate) => {
                 keep_best(&mut state.best_seen, candidate);
-                if candidate.similarity >= config.threshold {
+                if judgement == Judgement::Matched {
                     state.ever_matched = true;
                     if state.run_id.as_deref() == Some(candidate.id.as_str()) {
                         state.run_len = state.run_len.saturating_add(1);
@@ -480,6 +555,7 @@ impl Policy {
                     }
                     keep_best(&mut state.run_best, candidate);
                 } else {
+                    state.ever_ambiguous |= judgement == Judgement::Ambiguous;
                     state.run_id = None;
                     state.run_len = 0;
                     state.run_best = None;
@@ -508,7 +584,15 @@ impl Policy {
             let best = state.best_seen.as_ref();
             let low_confidence =
                 state.ever_matched || best.is_some_and(|c| c.similarity >= config.low_confidence);
-            return Some(if low_confidence {
+            return Some(if state.ever_ambiguous {
+                Decision::Deny {
+                    track: Some(face.track),
+                    reason: DenyReason::Ambiguous,
+                    id: best.map(|c| c.id.clone()),
+                    similarity: best.map(|c| c.similarity),
+                    running_time,
+                }
+            } else if low_confidence {
                 Decision::Deny {
                     track: Some(face.track),
                     reason: DenyReason::LowConfidence,
@@ -622,12 +706,16 @@ mod tests {
             track,
             bbox: [270.0, 140.0, 100.0, 200.0],
             best: None,
+            runner_up: None,
+            element_matched: false,
         }
     }
 
     trait FaceExt {
         /// Best candidate `id` (label "Label of id") at `similarity`.
         fn best(self, id: &str, similarity: f64) -> Self;
+        /// The best other identity at `similarity`.
+        fn runner_up(self, similarity: f64) -> Self;
         fn bbox(self, bbox: [f32; 4]) -> Self;
     }
 
@@ -638,6 +726,11 @@ mod tests {
                 label: format!("Label of {id}"),
                 similarity,
             });
+            self
+        }
+
+        fn runner_up(mut self, similarity: f64) -> Self {
+            self.runner_up = Some(similarity);
             self
         }
 
@@ -812,6 +905,50 @@ mod tests {
         assert_eq!(
             gate.frames(30, [face(6).best("p-ada", 0.29)]),
             vec![at(10, "deny t6 unknown")]
+        );
+    }
+
+    #[test]
+    fn a_face_two_enrolled_people_fit_almost_equally_is_denied_ambiguous() {
+        let mut gate = Gate::new();
+        let between = face(8).best("p-ada", 0.70).runner_up(0.68);
+        let decisions: Vec<Decision> = (0..30)
+            .flat_map(|_| gate.frame([between.clone()]))
+            .collect();
+        assert_eq!(
+            decisions,
+            vec![Decision::Deny {
+                track: Some(8),
+                reason: DenyReason::Ambiguous,
+                id: Some("p-ada".into()),
+                similarity: Some(0.70),
+                running_time: FRAME * 10,
+            }]
+        );
+
+        // A runner-up the margin clears does not stand in the way.
+        let mut gate = Gate::new();
+        assert_eq!(
+            gate.frames(3, [face(9).best("p-ada", 0.70).runner_up(0.64)]),
+            vec![at(3, "grant t9 p-ada")]
+        );
+    }
+
+    #[test]
+    fn the_threshold_in_force_follows_the_gallery_and_never_drops_below_the_floor() {
+        let mut gate = Gate::new();
+        gate.policy.set_threshold(0.60);
+        assert_eq!(gate.policy.threshold(), 0.60);
+        // 0.55 clears the floor (0.45) but not the threshold a larger gallery needs.
+        assert_eq!(
+            gate.frames(10, [face(1).best("p-ada", 0.55)]),
+            vec![at(10, "deny t1 low-confidence")]
+        );
+        gate.policy.set_threshold(0.10);
+        assert_eq!(gate.policy.threshold(), PolicyConfig::default().threshold);
+        assert_eq!(
+            gate.frames(3, [face(2).best("p-ada", 0.55)]),
+            vec![at(3, "grant t2 p-ada")]
         );
     }
 
@@ -1184,6 +1321,27 @@ mod tests {
                     ..Default::default()
                 },
                 "policy.low_confidence:",
+            ),
+            (
+                PolicyConfig {
+                    max_false_grant_rate: 0.0,
+                    ..Default::default()
+                },
+                "policy.max_false_grant_rate: must lie strictly between 0 and 1",
+            ),
+            (
+                PolicyConfig {
+                    max_false_reject_rate: 1.0,
+                    ..Default::default()
+                },
+                "policy.max_false_reject_rate: must lie strictly between 0 and 1",
+            ),
+            (
+                PolicyConfig {
+                    min_margin: -0.1,
+                    ..Default::default()
+                },
+                "policy.min_margin: must lie within 0..1",
             ),
             (
                 PolicyConfig {

@@ -27,20 +27,21 @@ use facegate_dbus::{
 
 use crate::bus::{self, BusConfig};
 use crate::config::ServiceConfig;
+use crate::description;
 use crate::gallery::FollowedGallery;
 use crate::gate::{Gate, SafeStateHandle};
 use crate::journal::{Journal, NewPassage, Passage};
-use crate::policy::{Decision, FrameObservation, Policy};
-use crate::{description, observation};
+use crate::observation::{self, SearchedGallery};
+use crate::policy::{Decision, FrameObservation, Judgement, Policy};
 
 /// The gate, shared with the panic hook so a crash still leaves the outputs safe.
 pub type SharedGate = Arc<Mutex<Box<dyn Gate>>>;
 
-/// A frame for the decider: what fgmatch saw, the gallery generation it was matched against,
-/// and when the frame was captured.
+/// A frame for the decider: what fgmatch saw, the gallery generation it was matched against
+/// (whose size sets the threshold), and when the frame was captured.
 struct TimedFrame {
     frame: FrameObservation,
-    generation: u64,
+    gallery: SearchedGallery,
     /// The frame's capture on the monotonic clock (see [`captured_at`]).
     captured: Instant,
 }
@@ -188,15 +189,26 @@ pub fn prepare(config: ServiceConfig, gate: SharedGate) -> anyhow::Result<Prepar
         std::env::set_var(
             facegate_vision::runtime::ORT_LIBRARY_ENV,
             &config.models.ort_library,
-        )
+        );
+        // fgmatch finds the calibration that sets its threshold here, as the service does.
+        std::env::set_var(
+            facegate_vision::match_rule::CALIBRATION_DIR_ENV,
+            &config.models.calibration_dir,
+        );
     };
     let pipeline_file = &config.pipeline.file;
     let text = description::load(pipeline_file, &config.pipeline_variables())?;
     let pipeline = description::parse(pipeline_file, &text)?;
     // Before the pipeline starts: fgmatch would take any gallery, and then fail on every face
     // embedded by another model than the gallery's.
-    let (followed, gallery) =
-        FollowedGallery::open(&config.gallery.dir, &pipeline).context("gallery")?;
+    let (followed, gallery) = FollowedGallery::open(
+        &config.gallery.dir,
+        &pipeline,
+        &config.models.calibration_dir,
+        config.policy.match_rule(),
+        config.policy.allow_unsafe_gallery,
+    )
+    .context("gallery")?;
     // Models are loaded when the pipeline starts: try it once so a missing model is reported now.
     check_pipeline_starts(&pipeline, pipeline_file)?;
     let journal = Journal::open(&config.journal)?;
@@ -372,6 +384,7 @@ pub fn start(
         s.gallery_generation = gallery_generation;
         s.gallery_size = gallery_size;
     });
+    gallery.publish(gallery_size, &status);
     let (inputs, received) = mpsc::channel();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let liveness = Arc::new(Liveness::new());
@@ -385,7 +398,11 @@ pub fn start(
         for (id, at) in journal.recent_grants(window)? {
             policy.remember_grant(&id, at);
         }
-        let generation = gallery_generation;
+        let searched = SearchedGallery {
+            generation: gallery_generation,
+            size: gallery_size,
+        };
+        let followed = Arc::clone(&gallery);
         std::thread::Builder::new()
             .name("fg-decider".into())
             .spawn(move || {
@@ -393,8 +410,9 @@ pub fn start(
                     inputs: received,
                     frames: &frames,
                     liveness: &liveness,
+                    gallery: &followed,
                 };
-                decide(inputs, policy, journal, gate, generation, status, events)
+                decide(inputs, policy, journal, gate, searched, status, events)
             })?
     };
     let supervisor = {
@@ -426,11 +444,13 @@ pub fn start(
     })
 }
 
-/// What the decider reads: its inputs, the frames they announce, and where it reports keeping up.
+/// What the decider reads: its inputs, the frames they announce, where it reports keeping up,
+/// and the gallery whose size sets the threshold.
 struct DeciderInputs<'a> {
     inputs: Receiver<Input>,
     frames: &'a FrameQueue,
     liveness: &'a Liveness,
+    gallery: &'a FollowedGallery,
 }
 
 /// What the supervisor feeds: the decider's inputs and frame queue, and its own liveness.
@@ -482,6 +502,48 @@ impl Freshness {
     }
 }
 
+/// Whether fgmatch's verdict on each face is the one the gate's rule gives: they apply the same
+/// rule (facegate_vision::match_rule) from the same configuration, so a disagreement means the
+/// pipeline sets fgmatch's own threshold or margin. The gate decides by its rule either way; the
+/// operator is told, on the first disagreement and then on every thousandth.
+#[derive(Default)]
+struct Agreement {
+    disagreements: u64,
+}
+
+impl Agreement {
+    fn check(&mut self, policy: &Policy, frame: &FrameObservation) {
+        for face in &frame.faces {
+            let judgement = policy.judge(face);
+            if (judgement == Judgement::Matched) == face.element_matched {
+                continue;
+            }
+            self.disagreements += 1;
+            if self.disagreements == 1 || self.disagreements.is_multiple_of(1000) {
+                warn!(
+                    "fgmatch and the gate disagree on track {} (best {}, runner-up {:?}): fgmatch \
+                     says {}, the gate's rule at threshold {:.4} says {judgement:?}; does the \
+                     pipeline set fgmatch's threshold or min-margin? The gate decides by its \
+                     rule ({} faces so far)",
+                    face.track,
+                    face.best.as_ref().map_or_else(
+                        || "none".to_owned(),
+                        |c| format!("{} at {:.4}", c.id, c.similarity)
+                    ),
+                    face.runner_up,
+                    if face.element_matched {
+                        "matched"
+                    } else {
+                        "not matched"
+                    },
+                    policy.threshold(),
+                    self.disagreements
+                );
+            }
+        }
+    }
+}
+
 /// A decision on a frame older than the bound, as it is journalled instead: a `stale-frame`
 /// denial keeping who it was about. Never a grant.
 fn dropped_as_stale(decision: Decision) -> Decision {
@@ -520,7 +582,7 @@ fn decide(
     mut policy: Policy,
     mut journal: Journal,
     gate: SharedGate,
-    mut generation: u64,
+    mut searched: SearchedGallery,
     status: StatusCell,
     events: UnboundedSender<Event>,
 ) {
@@ -544,17 +606,39 @@ fn decide(
         inputs,
         frames,
         liveness,
+        gallery,
     } = inputs;
+    let follow_gallery_size = |policy: &mut Policy, size: u64| {
+        match gallery.standing(size) {
+            Ok(standing) => policy.set_threshold(standing.threshold),
+            // The rule was checked at start; without an answer nobody is matched.
+            Err(e) => {
+                error!("no threshold for {size} people ({e}): nobody is matched");
+                policy.set_threshold(f64::INFINITY);
+            }
+        }
+        info!(
+            "deciding with threshold {:.4} for {size} people",
+            policy.threshold()
+        );
+    };
+    follow_gallery_size(&mut policy, searched.size);
+    let mut agreement = Agreement::default();
     for input in inputs {
         match input {
             Input::Frames => {
                 while let Some(TimedFrame {
                     frame,
-                    generation: frame_generation,
+                    gallery: frame_gallery,
                     captured,
                 }) = frames.pop()
                 {
-                    generation = frame_generation;
+                    if frame_gallery.size != searched.size {
+                        follow_gallery_size(&mut policy, frame_gallery.size);
+                    }
+                    searched = frame_gallery;
+                    let generation = searched.generation;
+                    agreement.check(&policy, &frame);
                     if freshness.observe(captured) {
                         policy.forget_tracks();
                     }
@@ -639,7 +723,7 @@ fn decide(
                     similarity: None,
                     granted: true,
                     reason: Some(format!("staff: {reason}")),
-                    generation,
+                    generation: searched.generation,
                     video_time_ns: None,
                 };
                 let result =
@@ -938,7 +1022,7 @@ fn run_pipeline_once(
                 let Some(structure) = element.structure() else {
                     continue;
                 };
-                let (frame, generation) = match observation::from_message(structure) {
+                let (frame, searched) = match observation::from_message(structure) {
                     Ok(Some(observed)) => observed,
                     Ok(None) => continue,
                     Err(e) => {
@@ -977,7 +1061,7 @@ fn run_pipeline_once(
                 frames_in_second += 1;
                 let frame = TimedFrame {
                     frame,
-                    generation,
+                    gallery: searched,
                     captured,
                 };
                 if feed.frames.push(frame) && feed.inputs.send(Input::Frames).is_err() {
@@ -1206,7 +1290,10 @@ mod tests {
                 height: 480,
                 faces: Vec::new(),
             },
-            generation: 1,
+            gallery: SearchedGallery {
+                generation: 1,
+                size: 1,
+            },
             captured: Instant::now(),
         }
     }

@@ -320,6 +320,9 @@ fn running_status() -> Stats {
         mode: Mode::Normal,
         gallery_generation: 3,
         gallery_size: 120,
+        effective_threshold: 0.481,
+        expected_false_grant_rate: 9.6e-5,
+        safe_gallery_size: 4,
         passages_today: 10,
         denied_today: 2,
         fps: 14.5,
@@ -636,7 +639,7 @@ async fn acting_methods_need_root_or_the_privileged_group() {
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.starts_with("a{sv} 12 ") && stdout.contains("\"state\" s \"starting\""),
+        stdout.starts_with("a{sv} 15 ") && stdout.contains("\"state\" s \"starting\""),
         "{stdout}"
     );
     assert!(control.calls().is_empty(), "{:?}", control.calls());
@@ -842,6 +845,9 @@ async fn stats_and_read_status() {
         HashSet::from([
             "state",
             "stream_start_unix_ns",
+            "effective_threshold",
+            "expected_false_grant_rate",
+            "safe_gallery_size",
             "mode",
             "gallery_generation",
             "gallery_size",
@@ -991,6 +997,9 @@ async fn shipped_introspection_xml_matches_the_live_service() {
         "<property name=\"Mode\" type=\"s\" access=\"read\"",
         "<property name=\"GalleryGeneration\" type=\"t\" access=\"read\"",
         "<property name=\"GallerySize\" type=\"t\" access=\"read\"",
+        "<property name=\"EffectiveThreshold\" type=\"d\" access=\"read\"",
+        "<property name=\"ExpectedFalseGrantRate\" type=\"d\" access=\"read\"",
+        "<property name=\"SafeGallerySize\" type=\"t\" access=\"read\"",
         "<property name=\"PassagesToday\" type=\"t\" access=\"read\"",
         "<property name=\"DeniedToday\" type=\"t\" access=\"read\"",
         "<property name=\"Fps\" type=\"d\" access=\"read\"",

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! facegated and a gallery it must not take: a crafted generation (index bytes changed, the
 //! manifest's checksums rewritten to match) or one enrolled with another embedder, at start and
-//! committed under a running gate; and a pipeline property out of its range.
+//! committed under a running gate; a pipeline property out of its range; and a gallery beyond the
+//! size its model serves safely.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 use facegate_dbus::State;
 use facegate_devtools::gate_rig::{GateRig, RigFiles, enrolled};
 use facegate_vision::gallery::Gallery;
+use facegate_vision::match_rule::{self, MatchRule};
 use sha2::{Digest, Sha256};
 
 /// The running-service test plays video in real time; two at once would starve each other.
@@ -262,4 +264,74 @@ fn a_running_gate_keeps_its_generation_when_a_crafted_or_foreign_one_is_committe
         "a refusal is logged once: {log}"
     );
     assert!(!log.contains("panicked"), "{log}");
+}
+
+#[test]
+fn a_gallery_beyond_the_models_safe_size_stops_the_start_in_one_line_unless_allowed() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = tempfile::tempdir().unwrap();
+    let mut rig = rig(&scratch);
+    let gallery = Gallery::open(&rig.gallery).unwrap();
+    let people = gallery.len() as u64;
+    let calibration =
+        match_rule::find_calibration(&rig.files.calibrations, gallery.model()).unwrap();
+    let standing = MatchRule::default().standing(&calibration, people).unwrap();
+    assert!(
+        !standing.is_safe(),
+        "the default model serves no gallery at the default rates: {standing:?}"
+    );
+
+    rig.extra_env.push((
+        "FACEGATE_POLICY__ALLOW_UNSAFE_GALLERY".into(),
+        "false".into(),
+    ));
+    let last = refusal(&start(&rig));
+    assert!(
+        last.contains(&format!(
+            "{people} people is beyond what model {} serves safely: at most {} at \
+             policy.max_false_grant_rate 0.0001 within policy.max_false_reject_rate 0.05",
+            gallery.model(),
+            standing.safe_gallery_size_or_max()
+        )) && last.contains("policy.allow_unsafe_gallery = true"),
+        "{last}"
+    );
+
+    // Allowed, it starts, says so loudly, and D-Bus says where the gallery stands.
+    rig.extra_env.pop();
+    rig.extra_env.push((
+        "FACEGATE_POLICY__ALLOW_UNSAFE_GALLERY".into(),
+        "true".into(),
+    ));
+    let mut child = rig.spawn().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (_connection, gate) = rig.gate(Duration::from_secs(60)).await.unwrap();
+        assert_eq!(
+            gate.effective_threshold().await.unwrap(),
+            standing.threshold
+        );
+        assert_eq!(
+            gate.expected_false_grant_rate().await.unwrap(),
+            standing.expected_false_grant_rate.unwrap()
+        );
+        assert_eq!(
+            gate.safe_gallery_size().await.unwrap(),
+            standing.safe_gallery_size_or_max()
+        );
+        let stats = gate.stats().await.unwrap();
+        assert_eq!(stats.effective_threshold, standing.threshold);
+        assert_eq!(stats.gallery_size, people);
+    });
+    wait_for_log(
+        &rig,
+        &["UNSAFE GALLERY", "policy.allow_unsafe_gallery = true"],
+    );
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "facegated runs: {}",
+        std::fs::read_to_string(&rig.log).unwrap_or_default()
+    );
 }

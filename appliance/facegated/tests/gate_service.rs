@@ -126,6 +126,9 @@ fn the_demo_video_grants_each_enrolled_passenger_once_and_denies_the_rest() {
         log(&rig)
     );
 
+    // fgmatch and the gate's policy judged every face of the video alike (the same rule).
+    assert!(!log(&rig).contains("disagree"), "{}", log(&rig));
+
     // Person A, Person B and Obama walk up once each before anyone returns.
     assert_eq!(
         heard.granted(),
@@ -188,6 +191,81 @@ fn the_demo_video_grants_each_enrolled_passenger_once_and_denies_the_rest() {
         seen.matches("org.facegate.Gate1.PassageDenied").count(),
         4,
         "{seen}"
+    );
+}
+
+#[test]
+fn a_passenger_two_enrolled_ids_fit_equally_is_denied_ambiguous_not_charged() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = tempfile::tempdir().unwrap();
+    // Person B enrolled a second time under another id, from the same photo: a duplicate
+    // enrolment, or a twin.
+    let mut people = enrolled();
+    let (_, _, photo_b) = *people.iter().find(|(id, _, _)| *id == "person-b").unwrap();
+    people.push(("person-b-again", "Person B again", photo_b));
+    let rig = GateRig::new(files(), scratch.path(), &people).expect("rig starts");
+    let mut child = rig.spawn().unwrap();
+    let heard = listen(&rig, &mut child, None);
+    assert!(child.wait().unwrap().success(), "{}", log(&rig));
+
+    assert_eq!(heard.granted(), ["person-a", "obama"], "{heard:?}");
+    assert_eq!(
+        heard.denied(),
+        ["unknown", "ambiguous", "unknown", "passback", "passback"],
+        "{heard:?}"
+    );
+    let passages = rig.passages().unwrap();
+    let ambiguous: Vec<_> = passages
+        .iter()
+        .filter(|p| p.reason.as_deref() == Some("ambiguous"))
+        .collect();
+    assert_eq!(ambiguous.len(), 1, "{passages:?}");
+    assert!(!ambiguous[0].granted);
+    assert!(
+        matches!(
+            ambiguous[0].identity.as_deref(),
+            Some("person-b" | "person-b-again")
+        ),
+        "the journal names the best candidate: {:?}",
+        ambiguous[0]
+    );
+}
+
+#[test]
+fn the_gate_decides_by_its_rule_and_says_when_fgmatch_is_set_to_another() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = tempfile::tempdir().unwrap();
+    let mut rig = rig(&scratch);
+    let text = std::fs::read_to_string(&rig.files.pipeline).unwrap();
+    assert!(
+        text.contains("poll-interval=1000"),
+        "the demo pipeline changed"
+    );
+    let pipeline = scratch.path().join("fixed-threshold.pipeline");
+    std::fs::write(
+        &pipeline,
+        text.replace("poll-interval=1000", "poll-interval=1000 threshold=0.99"),
+    )
+    .unwrap();
+    rig.extra_env.extend([
+        (
+            "FACEGATE_PIPELINE__FILE".into(),
+            pipeline.to_string_lossy().into(),
+        ),
+        (
+            "FACEGATE_PIPELINE__VARIABLES__VIDEO".into(),
+            video("walkup_person_b.avi").to_string_lossy().into(),
+        ),
+    ]);
+    let mut child = rig.spawn().unwrap();
+    let heard = listen(&rig, &mut child, None);
+    assert!(child.wait().unwrap().success(), "{}", log(&rig));
+    assert_eq!(heard.granted(), ["person-b"], "{heard:?}");
+    let log = log(&rig);
+    assert!(
+        log.contains("fgmatch and the gate disagree on track")
+            && log.contains("fgmatch says not matched"),
+        "{log}"
     );
 }
 
@@ -795,10 +873,35 @@ fn an_embedder_that_embeds_nothing_degrades_the_gate() {
         .unwrap();
     gallery.commit().unwrap();
     drop(gallery);
+    // And a calibration, as if the model had been evaluated before its weights rotted.
+    let calibrations = scratch.path().join("calibration");
+    std::fs::create_dir(&calibrations).unwrap();
+    let mut calibration = facegate_vision::match_rule::find_calibration(
+        &rig.files.calibrations,
+        &facegate_vision::runtime::model_identity(
+            &rig.files
+                .models
+                .join(facegate_vision::runtime::DEFAULT_EMBEDDER_FILE),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    calibration.model.identity = model.clone();
+    calibration.model.sha256 = facegate_vision::calibration::file_sha256(&embedder).unwrap();
+    calibration
+        .save(&facegate_vision::match_rule::calibration_path(
+            &calibrations,
+            &model,
+        ))
+        .unwrap();
     rig.extra_env.extend([
         (
             "FACEGATE_MODELS__DIR".into(),
             models.to_string_lossy().into(),
+        ),
+        (
+            "FACEGATE_MODELS__CALIBRATION_DIR".into(),
+            calibrations.to_string_lossy().into(),
         ),
         (
             "FACEGATE_GALLERY__DIR".into(),

@@ -48,6 +48,8 @@ pub struct RigFiles {
     pub photos: PathBuf,
     pub models: PathBuf,
     pub ort_library: PathBuf,
+    /// The embedders' calibrations (models/calibration).
+    pub calibrations: PathBuf,
     pub facegated: PathBuf,
 }
 
@@ -64,6 +66,7 @@ impl RigFiles {
             photos: AssetDir::Photos.path(),
             models: AssetDir::Models.path(),
             ort_library: facegate_dev_assets::onnx_runtime()?,
+            calibrations: workspace.join("models/calibration"),
             facegated,
         })
     }
@@ -183,6 +186,10 @@ impl GateRig {
             (
                 "FACEGATE_MODELS__ORT_LIBRARY".into(),
                 path(&self.files.ort_library),
+            ),
+            (
+                "FACEGATE_MODELS__CALIBRATION_DIR".into(),
+                path(&self.files.calibrations),
             ),
             ("FACEGATE_GALLERY__DIR".into(), path(&self.gallery)),
             ("FACEGATE_JOURNAL__PATH".into(), path(&self.journal)),

@@ -11,6 +11,7 @@ use std::time::Instant;
 use common::{HEIGHT, WIDTH};
 use facegate_meta::{Embedding, FaceRecord, FrameMessage, Match};
 use facegate_vision::gallery::Gallery;
+use facegate_vision::match_rule::{self, MatchRule};
 use gst::prelude::*;
 use gst_check::Harness;
 
@@ -59,6 +60,177 @@ fn generation(h: &mut Harness) -> u64 {
         .property::<u64>("generation")
 }
 
+fn effective_threshold(h: &mut Harness) -> f64 {
+    h.find_element("fgmatch")
+        .unwrap()
+        .property::<f64>("effective-threshold")
+}
+
+/// `count` made-up people of `model`: unit vectors spread over the sphere (seeded, so every run
+/// enrols the same ones), as different from any real face as random directions are.
+fn distractors(model: &str, count: usize) -> Vec<(String, Embedding)> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        // xorshift64*: deterministic, no dependency for a test.
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+    };
+    (0..count)
+        .map(|n| {
+            let mut data: Vec<f32> = (0..128).map(|_| next()).collect();
+            let norm = data.iter().map(|v| v * v).sum::<f32>().sqrt();
+            data.iter_mut().for_each(|v| *v /= norm);
+            let embedding = Embedding {
+                model: model.to_owned(),
+                data,
+            };
+            (format!("d-{n:04}"), embedding)
+        })
+        .collect()
+}
+
+/// What the shipped calibration of the default embedder gives for `size` people.
+fn calibrated_threshold(model: &str, size: u64) -> f64 {
+    let calibration = match_rule::find_calibration(&match_rule::calibration_dir(), model)
+        .expect("the default embedder's calibration (models/calibration)");
+    MatchRule::default()
+        .standing(&calibration, size)
+        .unwrap()
+        .threshold
+}
+
+#[test]
+fn the_threshold_follows_the_gallery_size_at_every_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = common::photo_embedding("person_b_1.jpg");
+    let mut writer = gallery_with(dir.path(), &[("p-b", "Person B", &b)]);
+    let (mut h, _bus) = matcher(dir.path(), "poll-interval=20");
+    let frame = photo("person_b_2.jpg");
+    assert!(push_and_match(&mut h, &frame, 0).is_some());
+    assert_eq!(
+        effective_threshold(&mut h),
+        calibrated_threshold(&b.model, 1)
+    );
+
+    // A thousand more people: the threshold a stranger must not reach rises.
+    for (id, embedding) in distractors(&b.model, 1_000) {
+        writer
+            .enroll(&id, "Distractor", &embedding.model, &embedding.data, false)
+            .unwrap();
+    }
+    assert_eq!(writer.commit().unwrap(), 2);
+    let start = Instant::now();
+    let mut n = 1;
+    while generation(&mut h) != 2 {
+        assert!(start.elapsed() < common::PATIENCE, "generation 2 not taken");
+        push_and_match(&mut h, &frame, n);
+        n += 1;
+    }
+    let larger = effective_threshold(&mut h);
+    assert_eq!(larger, calibrated_threshold(&b.model, 1_001));
+    assert!(larger > match_rule::DEFAULT_MIN_THRESHOLD, "{larger}");
+    let matched = push_and_match(&mut h, &frame, n).expect("person B still clears it");
+    assert!(matched.similarity >= larger, "{matched:?}");
+}
+
+#[test]
+fn min_threshold_and_max_false_grant_rate_set_the_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = common::photo_embedding("person_b_1.jpg");
+    gallery_with(dir.path(), &[("p-b", "Person B", &b)]);
+    let (mut h, _bus) = matcher(dir.path(), "min-threshold=0.99");
+    assert_eq!(effective_threshold(&mut h), 0.99);
+    assert_eq!(push_and_match(&mut h, &photo("person_b_2.jpg"), 0), None);
+
+    let (mut h, _bus) = matcher(
+        dir.path(),
+        "min-threshold=0.35 max-false-grant-rate=0.000001",
+    );
+    let calibration =
+        match_rule::find_calibration(&match_rule::calibration_dir(), &b.model).unwrap();
+    let strict = calibration.threshold_for(1, 1e-6).unwrap().threshold;
+    assert_eq!(effective_threshold(&mut h), strict.max(0.35));
+}
+
+#[test]
+fn a_face_two_enrolled_people_fit_equally_is_not_matched() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = common::photo_embedding("person_b_1.jpg");
+    // The same photo enrolled twice under two ids (a duplicate enrolment, or twins).
+    gallery_with(
+        dir.path(),
+        &[("p-b", "Person B", &b), ("p-b2", "Person B again", &b)],
+    );
+    common::init_with_models();
+    let (mut h, bus) = common::harness_parse(&format!(
+        "fgdetect ! fgembed ! fgmatch gallery=\"{}\" post-frames=true",
+        dir.path().display()
+    ));
+    h.set_src_caps(common::blank_frame(FORMAT, WIDTH, HEIGHT).caps);
+    assert_eq!(push_and_match(&mut h, &photo("person_b_2.jpg"), 0), None);
+    let messages: Vec<gst::Structure> =
+        std::iter::from_fn(|| bus.pop_filtered(&[gst::MessageType::Element]))
+            .filter_map(|message| message.structure().map(|s| s.to_owned()))
+            .collect();
+    assert!(
+        messages
+            .iter()
+            .all(|s| s.name() != facegate_meta::MATCH_MESSAGE),
+        "no match message: {messages:?}"
+    );
+    let frame = messages
+        .iter()
+        .find(|s| s.name() == facegate_meta::FRAME_MESSAGE)
+        .map(|s| FrameMessage::from_structure(s).unwrap())
+        .expect("a frame message");
+    let face = &frame.faces[0];
+    let best = face.best.as_ref().unwrap().similarity;
+    assert!(best > 0.6, "{face:?}");
+    let runner_up = face
+        .runner_up_similarity
+        .expect("the other id is the runner-up");
+    assert!((best - runner_up).abs() < 1e-6, "{face:?}");
+    assert!(!face.matched);
+
+    // min-margin=0 takes the best of the two, and says so on the bus.
+    let (mut h, bus) = matcher(dir.path(), "min-margin=0");
+    assert!(push_and_match(&mut h, &photo("person_b_2.jpg"), 0).is_some());
+    assert_eq!(
+        common::element_messages(&bus, facegate_meta::MATCH_MESSAGE).len(),
+        1
+    );
+}
+
+#[test]
+fn a_gallery_whose_model_has_no_calibration_is_refused_at_start_unless_threshold_is_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gallery = Gallery::create(dir.path(), SYNTHETIC_MODEL, 128).unwrap();
+    let mut unit = vec![0.0f32; 128];
+    unit[0] = 1.0;
+    gallery
+        .enroll("x-1", "X", SYNTHETIC_MODEL, &unit, false)
+        .unwrap();
+    gallery.commit().unwrap();
+    let gallery_dir = dir.path().to_str().unwrap();
+    let element = common::element("fgmatch", &[("gallery", &gallery_dir)]);
+    let error = common::start_error(&element);
+    assert!(
+        error.contains("no calibration for model synthetic"),
+        "{error}"
+    );
+    assert!(error.contains("set fgmatch's threshold"), "{error}");
+
+    let fixed = common::element(
+        "fgmatch",
+        &[("gallery", &gallery_dir), ("threshold", &0.5f64)],
+    );
+    fixed.set_state(gst::State::Paused).unwrap();
+    assert_eq!(fixed.property::<f64>("effective-threshold"), 0.5);
+    fixed.set_state(gst::State::Null).unwrap();
+}
+
 #[test]
 fn an_enrolled_face_matches_and_is_announced_on_the_bus() {
     let dir = tempfile::tempdir().unwrap();
@@ -66,10 +238,12 @@ fn an_enrolled_face_matches_and_is_announced_on_the_bus() {
     gallery_with(dir.path(), &[("p-b", "Person B", &enrolled)]);
     let (mut h, bus) = matcher(dir.path(), "");
     assert_eq!(generation(&mut h), 1);
-    let threshold = h
-        .find_element("fgmatch")
-        .unwrap()
-        .property::<f64>("threshold");
+    let threshold = effective_threshold(&mut h);
+    assert_eq!(
+        threshold,
+        match_rule::DEFAULT_MIN_THRESHOLD,
+        "one person: the calibration asks for less than the floor"
+    );
 
     let pts = common::pts(7);
     let out = common::push_pull(&mut h, photo("person_b_2.jpg").buffer_at(pts));
@@ -510,7 +684,7 @@ fn a_gallery_of_another_model_is_an_error_naming_both_models() {
         .enroll("x-1", "X", "other@sha256:0", &unit, false)
         .unwrap();
     gallery.commit().unwrap();
-    let (mut h, bus) = matcher(dir.path(), "");
+    let (mut h, bus) = matcher(dir.path(), "threshold=0.45");
     let result = h.push(photo("person_b_2.jpg").buffer_at(common::pts(0)));
     assert_eq!(result, Err(gst::FlowError::Error));
     let errors = common::message_texts(&bus, gst::MessageType::Error);
@@ -530,7 +704,11 @@ fn synthetic_matcher(dir: &Path) -> (Harness, gst::Bus) {
         .enroll("x-1", "X", SYNTHETIC_MODEL, &unit, false)
         .unwrap();
     gallery.commit().unwrap();
-    let (mut h, _element, bus) = common::harness("fgmatch", &[("gallery", &dir.to_str().unwrap())]);
+    // A made-up model has no calibration: a fixed threshold.
+    let (mut h, _element, bus) = common::harness(
+        "fgmatch",
+        &[("gallery", &dir.to_str().unwrap()), ("threshold", &0.45f64)],
+    );
     h.set_src_caps(common::blank_frame(FORMAT, WIDTH, HEIGHT).caps);
     (h, bus)
 }
@@ -595,9 +773,34 @@ fn properties_have_the_documented_defaults_and_ranges() {
     assert!(!common::mutable_in_playing(&element, "gallery"));
     assert_eq!(
         common::double_spec(&element, "threshold"),
-        (-1.0, 1.0, 0.45)
+        (-1.0, 1.0, -1.0),
+        "negative: follow the calibration"
     );
-    assert!(common::mutable_in_playing(&element, "threshold"));
+    assert!(!common::mutable_in_playing(&element, "threshold"));
+    assert_eq!(
+        common::double_spec(&element, "min-threshold"),
+        (-1.0, 1.0, match_rule::DEFAULT_MIN_THRESHOLD)
+    );
+    assert!(!common::mutable_in_playing(&element, "min-threshold"));
+    assert_eq!(
+        common::double_spec(&element, "max-false-grant-rate"),
+        (1e-12, 0.5, match_rule::DEFAULT_MAX_FALSE_GRANT_RATE)
+    );
+    assert!(!common::mutable_in_playing(
+        &element,
+        "max-false-grant-rate"
+    ));
+    assert_eq!(
+        common::double_spec(&element, "min-margin"),
+        (0.0, 2.0, match_rule::DEFAULT_MIN_MARGIN)
+    );
+    assert!(common::mutable_in_playing(&element, "min-margin"));
+    let effective = common::pspec(&element, "effective-threshold");
+    assert!(
+        !effective.flags().contains(gst::glib::ParamFlags::WRITABLE),
+        "read-only"
+    );
+    assert_eq!(element.property::<f64>("effective-threshold"), 0.0);
     assert_eq!(common::uint_spec(&element, "top-k"), (1, 100, 1));
     assert!(common::mutable_in_playing(&element, "top-k"));
     assert_eq!(

@@ -17,6 +17,7 @@ const RUNNING_TIME: &str = "running-time";
 const WIDTH: &str = "width";
 const HEIGHT: &str = "height";
 const GENERATION: &str = "generation";
+const GALLERY_SIZE: &str = "gallery-size";
 const FACES: &str = "faces";
 const TRACK_ID: &str = "track-id";
 const X: &str = "x";
@@ -25,6 +26,7 @@ const MATCHED: &str = "matched";
 const BEST_ID: &str = "best-id";
 const BEST_LABEL: &str = "best-label";
 const BEST_SIMILARITY: &str = "best-similarity";
+const RUNNER_UP_SIMILARITY: &str = "runner-up-similarity";
 
 /// One `facegate-frame` message.
 #[derive(Clone, Debug, PartialEq)]
@@ -37,6 +39,8 @@ pub struct FrameMessage {
     pub height: u32,
     /// The gallery generation the faces were matched against.
     pub generation: u64,
+    /// People in that generation: the threshold in force follows it.
+    pub gallery_size: u64,
     /// One per face region that carries an embedding, in buffer order.
     pub faces: Vec<FrameFace>,
 }
@@ -50,7 +54,11 @@ pub struct FrameFace {
     pub bbox: PixelRect,
     /// The gallery's best candidate, even below the threshold; `None` for an empty gallery.
     pub best: Option<Candidate>,
-    /// Whether `best` reached fgmatch's threshold (the face carries a `facegate-match` param).
+    /// The similarity of the best candidate of another identity than `best`'s; `None` when the
+    /// gallery offered no other.
+    pub runner_up_similarity: Option<f64>,
+    /// Whether `best` reached fgmatch's threshold and margin (the face carries a
+    /// `facegate-match` param).
     pub matched: bool,
 }
 
@@ -120,6 +128,7 @@ impl FrameMessage {
             .field(WIDTH, self.width)
             .field(HEIGHT, self.height)
             .field(GENERATION, self.generation)
+            .field(GALLERY_SIZE, self.gallery_size)
             .field(FACES, gst::Array::from_values(faces))
             .build();
         if let Some(pts) = self.pts {
@@ -167,6 +176,7 @@ impl FrameMessage {
             width: required(s, at(WIDTH))?,
             height: required(s, at(HEIGHT))?,
             generation: required(s, at(GENERATION))?,
+            gallery_size: required(s, at(GALLERY_SIZE))?,
             faces,
         })
     }
@@ -189,6 +199,9 @@ impl FrameFace {
             s.set(BEST_ID, best.id.as_str());
             s.set(BEST_LABEL, best.label.as_str());
             s.set(BEST_SIMILARITY, best.similarity);
+        }
+        if let Some(similarity) = self.runner_up_similarity {
+            s.set(RUNNER_UP_SIMILARITY, similarity);
         }
         s
     }
@@ -221,6 +234,7 @@ impl FrameFace {
                 required(s, at(HEIGHT))?,
             ),
             best,
+            runner_up_similarity: optional(s, at(RUNNER_UP_SIMILARITY))?,
             matched: required(s, at(MATCHED))?,
         })
     }
@@ -263,6 +277,7 @@ mod tests {
             width: 640,
             height: 480,
             generation: 3,
+            gallery_size: 40,
             faces: vec![
                 FrameFace {
                     track_id: Some(7),
@@ -272,12 +287,14 @@ mod tests {
                         label: "Ada".into(),
                         similarity: 0.71,
                     }),
+                    runner_up_similarity: Some(0.33),
                     matched: true,
                 },
                 FrameFace {
                     track_id: None,
                     bbox: (300, 20, 90, 110),
                     best: None,
+                    runner_up_similarity: None,
                     matched: false,
                 },
             ],
@@ -311,6 +328,7 @@ mod tests {
         assert_eq!(s.get::<u64>("pts").unwrap(), 2_040_000_000);
         assert_eq!(s.get::<u32>("width").unwrap(), 640);
         assert_eq!(s.get::<u64>("generation").unwrap(), 3);
+        assert_eq!(s.get::<u64>("gallery-size").unwrap(), 40);
         let faces = s.get::<gst::Array>("faces").unwrap();
         let face = faces[0].get::<gst::Structure>().unwrap();
         assert_eq!(face.name(), "facegate-face");
@@ -319,8 +337,13 @@ mod tests {
         assert!(face.get::<bool>("matched").unwrap());
         assert_eq!(face.get::<&str>("best-label").unwrap(), "Ada");
         assert_eq!(face.get::<f64>("best-similarity").unwrap(), 0.71);
+        assert_eq!(face.get::<f64>("runner-up-similarity").unwrap(), 0.33);
         let stranger = faces[1].get::<gst::Structure>().unwrap();
-        assert!(!stranger.has_field("track-id") && !stranger.has_field("best-id"));
+        assert!(
+            !stranger.has_field("track-id")
+                && !stranger.has_field("best-id")
+                && !stranger.has_field("runner-up-similarity")
+        );
     }
 
     #[test]
@@ -338,7 +361,7 @@ mod tests {
     #[test]
     fn each_missing_message_field_is_named() {
         gst::init().unwrap();
-        for name in [WIDTH, HEIGHT, GENERATION, FACES] {
+        for name in [WIDTH, HEIGHT, GENERATION, GALLERY_SIZE, FACES] {
             let mut s = message().to_structure();
             s.remove_field(name);
             let err = FrameMessage::from_structure(&s).unwrap_err();

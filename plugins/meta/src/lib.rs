@@ -41,12 +41,14 @@
 //! | `pts`, `running-time` | u64 ns, absent when unknown | the frame's timestamps |
 //! | `width`, `height` | u32 | frame size |
 //! | `generation` | u64 | the gallery generation the faces were matched against |
+//! | `gallery-size` | u64 | the people in that generation (the threshold in force follows it) |
 //! | `faces` | `GstValueArray` of [`facegate-face`](FRAME_FACE) structures | one per face region with an embedding, in buffer order |
 //!
 //! Each `facegate-face`: `x`, `y`, `width`, `height` (u32), `matched` (bool: the best candidate
-//! reached the threshold), `track-id` (u64, absent when untracked), and the gallery's best
-//! candidate even below the threshold, absent for an empty gallery: `best-id`, `best-label`
-//! (strings) and `best-similarity` (f64), all three or none.
+//! reached the threshold and beat every other identity by the margin), `track-id` (u64, absent
+//! when untracked), the gallery's best candidate even below the threshold, absent for an empty
+//! gallery: `best-id`, `best-label` (strings) and `best-similarity` (f64), all three or none; and
+//! `runner-up-similarity` (f64), the best score of another identity, absent when there is none.
 //!
 //! # The fgmetadump line
 //!

@@ -157,6 +157,17 @@ pub enum CalibrationError {
         expected: String,
         file: String,
     },
+    #[error(
+        "no calibration for model {model}: {path} does not exist (set {env} to the directory of calibrations, or make one with `facegatectl evaluate --write-calibration`)",
+        env = crate::match_rule::CALIBRATION_DIR_ENV
+    )]
+    Missing { path: PathBuf, model: String },
+    #[error("calibration {path} is for model {found}, not {expected}: evaluate this model first")]
+    OtherModel {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
     #[error("gallery size 0: a gallery holds at least one person")]
     NoGallery,
     #[error("gallery size {size} is beyond the calibration's largest, {largest}")]

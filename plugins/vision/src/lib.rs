@@ -14,6 +14,7 @@ pub mod gallery;
 pub mod gallery_watch;
 pub mod geometry;
 pub mod letterbox;
+pub mod match_rule;
 pub mod open_set;
 pub mod runtime;
 pub mod tracker;

@@ -6,8 +6,10 @@ use std::time::Duration;
 use facegate_meta::{
     Candidate as FrameCandidate, FrameFace, FrameMessage, Match, PixelRect, Track,
 };
+use facegate_vision::calibration::Calibration;
 use facegate_vision::gallery::{Gallery, Match as Candidate};
 use facegate_vision::gallery_watch::GalleryWatcher;
+use facegate_vision::match_rule::{self, Judgement, MatchRule};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -26,11 +28,15 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
-/// Between the highest different-person similarity (about 0.27) and the lowest same-person one
-/// (about 0.60) measured on the development photos, and above OpenCV's published 0.363 for
-/// SFace: a gate must not open for the wrong person.
-const DEFAULT_THRESHOLD: f64 = 0.45;
+/// Negative: follow the gallery model's calibration (the rule of facegate_vision::match_rule).
+const DEFAULT_THRESHOLD: f64 = -1.0;
+const DEFAULT_MIN_THRESHOLD: f64 = match_rule::DEFAULT_MIN_THRESHOLD;
+const DEFAULT_MAX_FALSE_GRANT_RATE: f64 = match_rule::DEFAULT_MAX_FALSE_GRANT_RATE;
+const DEFAULT_MIN_MARGIN: f64 = match_rule::DEFAULT_MIN_MARGIN;
 const DEFAULT_TOP_K: u32 = 1;
+/// The search always looks at two candidates, so that the margin to the best other identity is
+/// known even with `top-k=1`.
+const MIN_SEARCHED: usize = 2;
 const DEFAULT_POLL_INTERVAL_MS: u32 = 1000;
 const DEFAULT_POST_FRAMES: bool = false;
 
@@ -38,6 +44,9 @@ const DEFAULT_POST_FRAMES: bool = false;
 struct Settings {
     gallery: Option<String>,
     threshold: f64,
+    min_threshold: f64,
+    max_false_grant_rate: f64,
+    min_margin: f64,
     top_k: u32,
     poll_interval_ms: u32,
     post_frames: bool,
@@ -48,6 +57,9 @@ impl Default for Settings {
         Settings {
             gallery: None,
             threshold: DEFAULT_THRESHOLD,
+            min_threshold: DEFAULT_MIN_THRESHOLD,
+            max_false_grant_rate: DEFAULT_MAX_FALSE_GRANT_RATE,
+            min_margin: DEFAULT_MIN_MARGIN,
             top_k: DEFAULT_TOP_K,
             poll_interval_ms: DEFAULT_POLL_INTERVAL_MS,
             post_frames: DEFAULT_POST_FRAMES,
@@ -58,7 +70,9 @@ impl Default for Settings {
 /// What one frame's pass reads of the settings, copied out so the lock is not held.
 #[derive(Clone, Copy, Debug)]
 struct MatchSettings {
-    threshold: f64,
+    /// Set (not negative): overrides the calibrated threshold.
+    fixed_threshold: Option<f64>,
+    min_margin: f64,
     top_k: usize,
     post_frames: bool,
 }
@@ -66,11 +80,32 @@ struct MatchSettings {
 impl Settings {
     fn for_frame(&self) -> MatchSettings {
         MatchSettings {
-            threshold: self.threshold,
+            fixed_threshold: (self.threshold >= 0.0).then_some(self.threshold),
+            min_margin: self.min_margin,
             top_k: self.top_k as usize,
             post_frames: self.post_frames,
         }
     }
+
+    fn rule(&self) -> MatchRule {
+        MatchRule {
+            min_threshold: self.min_threshold,
+            max_false_grant_rate: self.max_false_grant_rate,
+            ..MatchRule::default()
+        }
+    }
+}
+
+/// Where the threshold comes from.
+enum Thresholding {
+    /// The `threshold` property was set at start: no calibration is read.
+    Fixed,
+    /// The gallery model's calibration under the rule, the threshold for the current gallery.
+    Calibrated {
+        calibration: Box<Calibration>,
+        rule: MatchRule,
+        threshold: f64,
+    },
 }
 
 /// One embedded face of the current frame, read before the buffer is written.
@@ -84,6 +119,7 @@ struct Query {
 struct State {
     gallery: Gallery,
     watcher: Option<GalleryWatcher>,
+    thresholding: Thresholding,
     queries: Vec<Query>,
     embeddings: Vec<f32>,
     scratch: Vec<f32>,
@@ -115,11 +151,43 @@ impl ObjectImpl for FaceMatch {
                     .build(),
                 glib::ParamSpecDouble::builder("threshold")
                     .nick("Threshold")
-                    .blurb("Minimum cosine similarity for a face to be matched to an enrolled person")
+                    .blurb("Minimum cosine similarity for a face to be matched to an enrolled person; negative: follow the gallery model's calibration (the larger of min-threshold and the threshold that keeps false grants per stranger at max-false-grant-rate for the gallery's size, recomputed at every generation)")
                     .minimum(-1.0)
                     .maximum(1.0)
                     .default_value(DEFAULT_THRESHOLD)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecDouble::builder("min-threshold")
+                    .nick("Minimum threshold")
+                    .blurb("The lowest threshold the calibration may give (when threshold is negative)")
+                    .minimum(-1.0)
+                    .maximum(1.0)
+                    .default_value(DEFAULT_MIN_THRESHOLD)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecDouble::builder("max-false-grant-rate")
+                    .nick("Maximum false-grant rate")
+                    .blurb("Target false matches per stranger passage the calibrated threshold keeps under, for the gallery's current size (when threshold is negative)")
+                    .minimum(1e-12)
+                    .maximum(0.5)
+                    .default_value(DEFAULT_MAX_FALSE_GRANT_RATE)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecDouble::builder("min-margin")
+                    .nick("Minimum margin")
+                    .blurb("How far the best identity's similarity must lie above the best other identity's for a match; a face two people fit about equally is not matched")
+                    .minimum(0.0)
+                    .maximum(2.0)
+                    .default_value(DEFAULT_MIN_MARGIN)
                     .mutable_playing()
+                    .build(),
+                glib::ParamSpecDouble::builder("effective-threshold")
+                    .nick("Effective threshold")
+                    .blurb("The threshold in force for the gallery in use (above 1: no threshold meets max-false-grant-rate at its size, nothing matches); 0 before start")
+                    .minimum(f64::MIN)
+                    .maximum(f64::MAX)
+                    .default_value(0.0)
+                    .read_only()
                     .build(),
                 glib::ParamSpecUInt::builder("top-k")
                     .nick("Top k")
@@ -157,6 +225,11 @@ impl ObjectImpl for FaceMatch {
         match pspec.name() {
             "gallery" => settings.gallery = value.get().expect("type checked upstream"),
             "threshold" => settings.threshold = value.get().expect("type checked upstream"),
+            "min-threshold" => settings.min_threshold = value.get().expect("type checked upstream"),
+            "max-false-grant-rate" => {
+                settings.max_false_grant_rate = value.get().expect("type checked upstream")
+            }
+            "min-margin" => settings.min_margin = value.get().expect("type checked upstream"),
             "top-k" => settings.top_k = value.get().expect("type checked upstream"),
             "poll-interval" => {
                 settings.poll_interval_ms = value.get().expect("type checked upstream")
@@ -175,11 +248,23 @@ impl ObjectImpl for FaceMatch {
                 .as_ref()
                 .map_or(0, |s| s.gallery.generation())
                 .to_value(),
+            "effective-threshold" => {
+                let fixed = self.settings.lock().unwrap().for_frame().fixed_threshold;
+                self.state
+                    .lock()
+                    .unwrap()
+                    .as_ref()
+                    .map_or(0.0, |s| s.threshold(fixed))
+                    .to_value()
+            }
             name => {
                 let settings = self.settings.lock().unwrap();
                 match name {
                     "gallery" => settings.gallery.to_value(),
                     "threshold" => settings.threshold.to_value(),
+                    "min-threshold" => settings.min_threshold.to_value(),
+                    "max-false-grant-rate" => settings.max_false_grant_rate.to_value(),
+                    "min-margin" => settings.min_margin.to_value(),
                     "top-k" => settings.top_k.to_value(),
                     "poll-interval" => settings.poll_interval_ms.to_value(),
                     "post-frames" => settings.post_frames.to_value(),
@@ -222,6 +307,7 @@ impl BaseTransformImpl for FaceMatch {
         let settings = self.settings.lock().unwrap().clone();
         let dir = settings
             .gallery
+            .as_deref()
             .filter(|d| !d.is_empty())
             .map(PathBuf::from)
             .ok_or_else(|| {
@@ -232,6 +318,25 @@ impl BaseTransformImpl for FaceMatch {
             })?;
         let gallery = Gallery::open(&dir)
             .map_err(|e| gst::error_msg!(gst::ResourceError::OpenRead, ("{}", e)))?;
+        let mut thresholding = if settings.threshold >= 0.0 {
+            Thresholding::Fixed
+        } else {
+            let rule = settings.rule();
+            let calibration =
+                match_rule::find_calibration(&match_rule::calibration_dir(), gallery.model())
+                    .map_err(|e| {
+                        gst::error_msg!(
+                            gst::ResourceError::NotFound,
+                            ("{e}; or set fgmatch's threshold")
+                        )
+                    })?;
+            Thresholding::Calibrated {
+                calibration: Box::new(calibration),
+                rule,
+                threshold: f64::INFINITY,
+            }
+        };
+        self.follow_gallery_size(&mut thresholding, &gallery)?;
         gst::info!(
             CAT,
             imp = self,
@@ -256,6 +361,7 @@ impl BaseTransformImpl for FaceMatch {
         *self.state.lock().unwrap() = Some(State {
             gallery,
             watcher,
+            thresholding,
             queries: Vec::with_capacity(16),
             embeddings: Vec::new(),
             scratch: Vec::new(),
@@ -341,7 +447,7 @@ impl VideoFilterImpl for FaceMatch {
             let embedding = &state.embeddings[query.offset..query.offset + dim];
             let found = state
                 .gallery
-                .search(embedding, settings.top_k)
+                .search(embedding, settings.top_k.max(MIN_SEARCHED))
                 .map_err(|e| {
                     gst::element_imp_error!(
                         self,
@@ -360,6 +466,7 @@ impl VideoFilterImpl for FaceMatch {
         }
 
         let generation = state.gallery.generation();
+        let threshold = state.threshold(settings.fixed_threshold);
         let mut results = state.found.iter();
         facegate_meta::for_each_face_mut(video::buffer_mut(frame), |face| {
             if face.as_ref().embedding_bytes().ok().flatten().is_none() {
@@ -367,7 +474,7 @@ impl VideoFilterImpl for FaceMatch {
             }
             if let Some(best) = results
                 .next()
-                .and_then(|found| matched(found, settings.threshold))
+                .and_then(|found| matched(found, threshold, settings.min_margin))
             {
                 face.set_match(&as_match(best, generation));
             }
@@ -393,6 +500,13 @@ impl FaceMatch {
                     gallery.generation(),
                     gallery.len()
                 );
+                if let Err(e) = self.follow_gallery_size(&mut state.thresholding, &gallery) {
+                    // The rule was checked at start; nothing matches rather than a guess.
+                    gst::warning!(CAT, imp = self, "{}: nothing will match", e);
+                    if let Thresholding::Calibrated { threshold, .. } = &mut state.thresholding {
+                        *threshold = f64::INFINITY;
+                    }
+                }
                 state.gallery = gallery;
             }
             Err(e) => {
@@ -418,6 +532,43 @@ impl FaceMatch {
         }
     }
 
+    /// Recomputes the calibrated threshold for `gallery`'s size.
+    fn follow_gallery_size(
+        &self,
+        thresholding: &mut Thresholding,
+        gallery: &Gallery,
+    ) -> Result<(), gst::ErrorMessage> {
+        let Thresholding::Calibrated {
+            calibration,
+            rule,
+            threshold,
+        } = thresholding
+        else {
+            return Ok(());
+        };
+        let standing = rule
+            .standing(calibration, gallery.len() as u64)
+            .map_err(|e| {
+                gst::error_msg!(
+                    gst::LibraryError::Settings,
+                    ("max-false-grant-rate {}: {}", rule.max_false_grant_rate, e)
+                )
+            })?;
+        if standing.threshold != *threshold {
+            gst::info!(
+                CAT,
+                imp = self,
+                "threshold {:.4} for {} people (expected false grants per stranger {:?}, target {})",
+                standing.threshold,
+                gallery.len(),
+                standing.expected_false_grant_rate,
+                rule.max_false_grant_rate
+            );
+        }
+        *threshold = standing.threshold;
+        Ok(())
+    }
+
     /// A `facegate-match` message per matched face, then, with `post-frames`, one
     /// `facegate-frame` message with every embedded face of the frame (matched or not).
     fn post_messages(
@@ -434,8 +585,9 @@ impl FaceMatch {
                 .and_then(|segment| segment.to_running_time(pts))
         });
         let generation = state.gallery.generation();
+        let threshold = state.threshold(settings.fixed_threshold);
         for (query, found) in state.queries.iter().zip(&state.found) {
-            let Some(best) = matched(found, settings.threshold) else {
+            let Some(best) = matched(found, threshold, settings.min_margin) else {
                 continue;
             };
             let mut structure = facegate_meta::match_message_structure(
@@ -446,13 +598,14 @@ impl FaceMatch {
                 running_time,
             );
             if settings.top_k > 1 {
+                let listed = || found.iter().take(settings.top_k);
                 structure.set(
                     "candidate-ids",
-                    gst::Array::new(found.iter().map(|c| c.id.as_str())),
+                    gst::Array::new(listed().map(|c| c.id.as_str())),
                 );
                 structure.set(
                     "candidate-similarities",
-                    gst::Array::new(found.iter().map(|c| c.similarity as f64)),
+                    gst::Array::new(listed().map(|c| c.similarity as f64)),
                 );
             }
             self.post(structure);
@@ -472,7 +625,8 @@ impl FaceMatch {
                     label: best.label.clone(),
                     similarity: best.similarity as f64,
                 }),
-                matched: matched(found, settings.threshold).is_some(),
+                runner_up_similarity: runner_up(found).map(|c| c.similarity as f64),
+                matched: matched(found, threshold, settings.min_margin).is_some(),
             })
             .collect();
         let message = FrameMessage {
@@ -481,6 +635,7 @@ impl FaceMatch {
             width: frame.width(),
             height: frame.height(),
             generation,
+            gallery_size: state.gallery.len() as u64,
             faces,
         };
         let _ = self.obj().post_message(message.to_message(&*self.obj()));
@@ -494,11 +649,34 @@ impl FaceMatch {
     }
 }
 
-/// The best candidate when it clears the threshold.
-fn matched(found: &[Candidate], threshold: f64) -> Option<&Candidate> {
-    found
-        .first()
-        .filter(|best| best.similarity as f64 >= threshold)
+impl State {
+    /// The threshold in force: the property's when set, else the calibrated one.
+    fn threshold(&self, fixed: Option<f64>) -> f64 {
+        match (&self.thresholding, fixed) {
+            (_, Some(fixed)) => fixed,
+            (Thresholding::Calibrated { threshold, .. }, None) => *threshold,
+            // Started with a threshold that was unset since: match nobody until restarted.
+            (Thresholding::Fixed, None) => f64::INFINITY,
+        }
+    }
+}
+
+/// The best candidate when it clears the threshold and the margin (the rule the gate applies).
+fn matched(found: &[Candidate], threshold: f64, min_margin: f64) -> Option<&Candidate> {
+    let best = found.first()?;
+    let judgement = match_rule::judge(
+        Some(best.similarity as f64),
+        runner_up(found).map(|c| c.similarity as f64),
+        threshold,
+        min_margin,
+    );
+    (judgement == Judgement::Matched).then_some(best)
+}
+
+/// The best candidate of another identity than the best's.
+fn runner_up(found: &[Candidate]) -> Option<&Candidate> {
+    let best = found.first()?;
+    found.iter().skip(1).find(|c| c.id != best.id)
 }
 
 fn as_match(candidate: &Candidate, generation: u64) -> Match {

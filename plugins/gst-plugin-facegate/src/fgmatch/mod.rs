@@ -4,12 +4,21 @@
  * @see_also: fgembed, fgoverlay
  *
  * `fgmatch` searches the gallery (a directory made by `facegatectl enroll`) for each face's
- * `facegate-embedding` and, when the best candidate's cosine similarity reaches `threshold`,
- * attaches a `facegate-match` param (id, label, similarity, generation) and posts a
+ * `facegate-embedding` and, when the best candidate's cosine similarity reaches the threshold and
+ * beats the best other identity by `min-margin`, attaches a `facegate-match` param (id, label, similarity, generation) and posts a
  * `facegate-match` element message with the face's box, track id and timestamps; with `top-k`
  * above 1 the message also lists the runners-up. With `post-frames=true` it also posts one
  * `facegate-frame` message per frame listing every embedded face, matched or not, with its best
  * candidate: the gate service decides from those.
+ *
+ * The threshold follows the gallery's size: a stranger is compared with everyone enrolled, so the
+ * more people, the likelier a false match. By default (`threshold` negative) it is the larger of
+ * `min-threshold` and the threshold the embedder's calibration gives for the gallery's size at
+ * `max-false-grant-rate` false grants per stranger passage, recomputed at every generation and
+ * readable as `effective-threshold`. Calibrations are `<model>.toml` files in
+ * `$FACEGATE_CALIBRATION_DIR` (else /usr/share/facegate/calibration), made by
+ * `facegatectl evaluate --write-calibration`; a gallery whose model has none is refused at start
+ * unless `threshold` is set, which overrides the calibration.
  *
  * A new gallery generation is loaded in the background (checked every `poll-interval` ms) and
  * switched to between frames; a broken one is reported as a warning and the last good one stays
@@ -21,7 +30,7 @@
  * gst-launch-1.0 v4l2src ! videoconvert \
  *     ! fgdetect model=/usr/share/facegate/models/facegate_yunet_2023mar.onnx ! fgtrack ! queue \
  *     ! fgembed model=/usr/share/facegate/models/facegate_sface_2021dec.onnx \
- *     ! fgmatch gallery=/var/lib/facegate/gallery threshold=0.45 \
+ *     ! fgmatch gallery=/var/lib/facegate/gallery \
  *     ! fgoverlay ! videoconvert ! autovideosink
  * ]| Shows the camera with each face's box and, for enrolled passengers, their name.
  *
