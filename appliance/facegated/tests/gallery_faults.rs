@@ -149,21 +149,7 @@ fn an_out_of_range_property_of_our_elements_stops_the_start_in_one_line() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let scratch = tempfile::tempdir().unwrap();
     let mut rig = rig(&scratch);
-    let text = std::fs::read_to_string(&rig.files.pipeline).unwrap();
-    assert!(
-        text.contains("poll-interval=1000"),
-        "the demo pipeline changed"
-    );
-    let pipeline = scratch.path().join("top-k-0.pipeline");
-    std::fs::write(
-        &pipeline,
-        text.replace("poll-interval=1000", "poll-interval=1000 top-k=0"),
-    )
-    .unwrap();
-    rig.extra_env.push((
-        "FACEGATE_PIPELINE__FILE".into(),
-        pipeline.to_string_lossy().into(),
-    ));
+    let pipeline = rig.set_fgmatch_properties("top-k-0", "top-k=0").unwrap();
     let last = refusal(&start(&rig));
     assert_eq!(
         last,

@@ -236,27 +236,12 @@ fn the_gate_decides_by_its_rule_and_says_when_fgmatch_is_set_to_another() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let scratch = tempfile::tempdir().unwrap();
     let mut rig = rig(&scratch);
-    let text = std::fs::read_to_string(&rig.files.pipeline).unwrap();
-    assert!(
-        text.contains("poll-interval=1000"),
-        "the demo pipeline changed"
-    );
-    let pipeline = scratch.path().join("fixed-threshold.pipeline");
-    std::fs::write(
-        &pipeline,
-        text.replace("poll-interval=1000", "poll-interval=1000 threshold=0.99"),
-    )
-    .unwrap();
-    rig.extra_env.extend([
-        (
-            "FACEGATE_PIPELINE__FILE".into(),
-            pipeline.to_string_lossy().into(),
-        ),
-        (
-            "FACEGATE_PIPELINE__VARIABLES__VIDEO".into(),
-            video("walkup_person_b.avi").to_string_lossy().into(),
-        ),
-    ]);
+    rig.set_fgmatch_properties("fixed-threshold", "threshold=0.99")
+        .unwrap();
+    rig.extra_env.push((
+        "FACEGATE_PIPELINE__VARIABLES__VIDEO".into(),
+        video("walkup_person_b.avi").to_string_lossy().into(),
+    ));
     let mut child = rig.spawn().unwrap();
     let heard = listen(&rig, &mut child, None);
     assert!(child.wait().unwrap().success(), "{}", log(&rig));
@@ -411,12 +396,24 @@ fn a_camera_that_goes_away_degrades_the_gate_until_it_is_back() {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let mut feeder = camera(port, &walkup);
         wait_for_state(&gate, State::Running).await;
-        let again = tokio::time::timeout(Duration::from_secs(30), denied.next())
-            .await
-            .unwrap_or_else(|_| panic!("no decision after recovery; log: {}", log(&rig)));
-        assert_eq!(
-            again.unwrap().args().unwrap().reason().to_string(),
-            "passback"
+        // The first frames after a restart may reach the decider late (the models warm up):
+        // those decisions are dropped as stale-frame, which the gate may say as often as it must.
+        let again = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                let reason = denied.next().await?.args().ok()?.reason().to_string();
+                if reason != "stale-frame" {
+                    return Some(reason);
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no decision after recovery; log: {}", log(&rig)));
+        assert_eq!(again.as_deref(), Some("passback"), "log: {}", log(&rig));
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), granted.next())
+                .await
+                .is_err(),
+            "nobody is granted twice across a restart"
         );
         let stats = gate.stats().await.unwrap();
         assert!(stats.restarts >= 1, "the pipeline was restarted: {stats:?}");

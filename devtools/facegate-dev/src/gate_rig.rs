@@ -71,6 +71,17 @@ impl RigFiles {
         })
     }
 
+    /// The default detector and embedder in the rig's model directory, for facegatectl's
+    /// commands (enrol, identify) as the gate runs them.
+    pub fn models(&self) -> Models {
+        let file = |name: &str| Some(self.models.join(name).to_string_lossy().into_owned());
+        Models {
+            detector: file(facegate_vision::runtime::DEFAULT_DETECTOR_FILE),
+            embedder: file(facegate_vision::runtime::DEFAULT_EMBEDDER_FILE),
+            input_size: None,
+        }
+    }
+
     /// The repository defaults with the given facegated (a test's `CARGO_BIN_EXE_facegated`),
     /// refused with how to get them when the fetched assets are missing.
     pub fn for_facegated(facegated: &Path) -> anyhow::Result<RigFiles> {
@@ -136,24 +147,7 @@ impl GateRig {
                 photo: files.photos.join(photo),
             })
             .collect();
-        let models = Models {
-            detector: Some(
-                files
-                    .models
-                    .join(facegate_vision::runtime::DEFAULT_DETECTOR_FILE)
-                    .to_string_lossy()
-                    .into(),
-            ),
-            embedder: Some(
-                files
-                    .models
-                    .join(facegate_vision::runtime::DEFAULT_EMBEDDER_FILE)
-                    .to_string_lossy()
-                    .into(),
-            ),
-            input_size: None,
-        };
-        let report = enroll::enroll_all(&gallery, requests, true, &models, |_| {})?;
+        let report = enroll::enroll_all(&gallery, requests, true, &files.models(), |_| {})?;
         if report.refused() > 0 {
             bail!(
                 "enrolment refused {} photos: {:?}",
@@ -198,6 +192,34 @@ impl GateRig {
         ];
         env.extend(self.extra_env.iter().cloned());
         env
+    }
+
+    /// Points the rig at a copy of its pipeline (written to `DIR/NAME.pipeline`) in which
+    /// fgmatch also gets `properties` (`"threshold=0.99"`); returns the copy's path.
+    pub fn set_fgmatch_properties(
+        &mut self,
+        name: &str,
+        properties: &str,
+    ) -> anyhow::Result<PathBuf> {
+        const FGMATCH: &str = "fgmatch name=match";
+        let text = std::fs::read_to_string(&self.files.pipeline)
+            .with_context(|| format!("reading {}", self.files.pipeline.display()))?;
+        if !text.contains(FGMATCH) {
+            bail!(
+                "{}: no `{FGMATCH}` to set properties on",
+                self.files.pipeline.display()
+            );
+        }
+        let pipeline = self.dir.join(format!("{name}.pipeline"));
+        std::fs::write(
+            &pipeline,
+            text.replacen(FGMATCH, &format!("{FGMATCH} {properties}"), 1),
+        )?;
+        self.extra_env.push((
+            "FACEGATE_PIPELINE__FILE".into(),
+            pipeline.to_string_lossy().into_owned(),
+        ));
+        Ok(pipeline)
     }
 
     /// Starts facegated; its log goes to `self.log` (appended, so restarts keep the history).
@@ -466,15 +488,16 @@ pub fn is_unlock(action: &Action) -> bool {
         && action.cause == gate::Cause::Grant
 }
 
-/// When a face is on screen in a generated video (scripts/make-videos.sh writes the timeline).
-#[derive(Debug, serde::Deserialize)]
+/// When a face is on screen in a generated video (scripts/make-videos.sh and
+/// [`crate::walkup_video`] write the timeline).
+#[derive(Debug, serde::Deserialize, serde::Serialize)]
 pub struct Walkup {
     pub photo: String,
     pub first_frame: u64,
     pub last_frame: u64,
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, serde::Serialize)]
 pub struct Timeline {
     pub fps: u64,
     #[serde(default)]

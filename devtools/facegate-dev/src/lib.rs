@@ -8,3 +8,4 @@ pub mod bench;
 pub mod gate_rig;
 pub mod private_bus;
 pub mod recognition_demo;
+pub mod walkup_video;

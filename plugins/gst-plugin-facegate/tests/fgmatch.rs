@@ -45,6 +45,31 @@ fn photo(name: &str) -> common::Frame {
     common::photo_frame(name, FORMAT, WIDTH, HEIGHT)
 }
 
+/// Person B enrolled alone (generation 1) in a gallery, a matcher on it with `options`, and
+/// person B's other photo, matched once already (as frame 0).
+struct PersonBMatched {
+    model: String,
+    writer: Gallery,
+    h: Harness,
+    bus: gst::Bus,
+    frame: common::Frame,
+}
+
+fn person_b_matched(dir: &Path, options: &str) -> PersonBMatched {
+    let b = common::photo_embedding("person_b_1.jpg");
+    let writer = gallery_with(dir, &[("p-b", "Person B", &b)]);
+    let (mut h, bus) = matcher(dir, options);
+    let frame = photo("person_b_2.jpg");
+    assert!(push_and_match(&mut h, &frame, 0).is_some());
+    PersonBMatched {
+        model: b.model,
+        writer,
+        h,
+        bus,
+        frame,
+    }
+}
+
 /// The one face of a matched frame; checks it was embedded (and so searched).
 fn one_face(buffer: &gst::BufferRef) -> FaceRecord {
     let faces = common::faces(buffer);
@@ -104,18 +129,17 @@ fn calibrated_threshold(model: &str, size: u64) -> f64 {
 #[test]
 fn the_threshold_follows_the_gallery_size_at_every_generation() {
     let dir = tempfile::tempdir().unwrap();
-    let b = common::photo_embedding("person_b_1.jpg");
-    let mut writer = gallery_with(dir.path(), &[("p-b", "Person B", &b)]);
-    let (mut h, _bus) = matcher(dir.path(), "poll-interval=20");
-    let frame = photo("person_b_2.jpg");
-    assert!(push_and_match(&mut h, &frame, 0).is_some());
-    assert_eq!(
-        effective_threshold(&mut h),
-        calibrated_threshold(&b.model, 1)
-    );
+    let PersonBMatched {
+        model,
+        mut writer,
+        mut h,
+        frame,
+        ..
+    } = person_b_matched(dir.path(), "poll-interval=20");
+    assert_eq!(effective_threshold(&mut h), calibrated_threshold(&model, 1));
 
     // A thousand more people: the threshold a stranger must not reach rises.
-    for (id, embedding) in distractors(&b.model, 1_000) {
+    for (id, embedding) in distractors(&model, 1_000) {
         writer
             .enroll(&id, "Distractor", &embedding.model, &embedding.data, false)
             .unwrap();
@@ -129,7 +153,7 @@ fn the_threshold_follows_the_gallery_size_at_every_generation() {
         n += 1;
     }
     let larger = effective_threshold(&mut h);
-    assert_eq!(larger, calibrated_threshold(&b.model, 1_001));
+    assert_eq!(larger, calibrated_threshold(&model, 1_001));
     assert!(larger > match_rule::DEFAULT_MIN_THRESHOLD, "{larger}");
     let matched = push_and_match(&mut h, &frame, n).expect("person B still clears it");
     assert!(matched.similarity >= larger, "{matched:?}");
@@ -549,11 +573,13 @@ fn a_new_generation_is_taken_while_frames_keep_flowing() {
 #[test]
 fn a_corrupt_manifest_keeps_the_last_good_generation() {
     let dir = tempfile::tempdir().unwrap();
-    let b = common::photo_embedding("person_b_1.jpg");
-    let mut writer = gallery_with(dir.path(), &[("p-b", "Person B", &b)]);
-    let (mut h, bus) = matcher(dir.path(), "poll-interval=20");
-    let frame = photo("person_b_2.jpg");
-    assert!(push_and_match(&mut h, &frame, 0).is_some());
+    let PersonBMatched {
+        mut writer,
+        mut h,
+        bus,
+        frame,
+        ..
+    } = person_b_matched(dir.path(), "poll-interval=20");
 
     let manifest = dir.path().join("manifest.json");
     let good_manifest = std::fs::read(&manifest).unwrap();
@@ -598,11 +624,9 @@ fn a_corrupt_manifest_keeps_the_last_good_generation() {
 #[test]
 fn a_generation_of_another_embedder_is_refused_at_reload_and_the_old_one_kept() {
     let dir = tempfile::tempdir().unwrap();
-    let b = common::photo_embedding("person_b_1.jpg");
-    gallery_with(dir.path(), &[("p-b", "Person B", &b)]);
-    let (mut h, bus) = matcher(dir.path(), "poll-interval=20");
-    let frame = photo("person_b_2.jpg");
-    assert!(push_and_match(&mut h, &frame, 0).is_some());
+    let PersonBMatched {
+        mut h, bus, frame, ..
+    } = person_b_matched(dir.path(), "poll-interval=20");
 
     // Generation 2, enrolled with another embedder, swapped in the way a commit switches (its
     // manifest last).
@@ -643,11 +667,12 @@ fn a_generation_of_another_embedder_is_refused_at_reload_and_the_old_one_kept() 
 #[test]
 fn poll_interval_zero_never_reloads() {
     let dir = tempfile::tempdir().unwrap();
-    let b = common::photo_embedding("person_b_1.jpg");
-    let mut writer = gallery_with(dir.path(), &[("p-b", "Person B", &b)]);
-    let (mut h, _bus) = matcher(dir.path(), "poll-interval=0");
-    let frame = photo("person_b_2.jpg");
-    assert!(push_and_match(&mut h, &frame, 0).is_some());
+    let PersonBMatched {
+        mut writer,
+        mut h,
+        frame,
+        ..
+    } = person_b_matched(dir.path(), "poll-interval=0");
     assert!(writer.remove("p-b").unwrap());
     assert_eq!(writer.commit().unwrap(), 2);
     std::thread::sleep(std::time::Duration::from_millis(300));
