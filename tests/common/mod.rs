@@ -173,11 +173,7 @@ pub fn enroll(dir: &Path, people: &[(&str, &str, &str)]) -> PathBuf {
     let gallery = dir.join("gallery");
     let requests = people
         .iter()
-        .map(|(id, label, file)| Request {
-            id: (*id).into(),
-            label: Some((*label).into()),
-            photo: photo(file),
-        })
+        .map(|(id, label, file)| Request::one_photo(*id, Some((*label).into()), photo(file)))
         .collect();
     let report =
         enroll_all(&gallery, requests, false, &Models::default(), |_| {}).expect("gallery writes");

@@ -5,6 +5,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use facegate_vision::gallery::{Gallery, GalleryError};
+use facegate_vision::template::{self, TemplateError};
 use thiserror::Error;
 
 use gst::prelude::*;
@@ -18,13 +19,34 @@ pub const MIN_EYE_DISTANCE: f32 = 24.0;
 /// The detector input used for enrolment photos: portraits are large, and precise landmarks matter more than speed.
 pub const ENROL_INPUT_SIZE: u32 = 640;
 
-/// One person to enrol.
+/// One person to enrol, from one photo or several (one template serves them all:
+/// `facegate_vision::template`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Request {
     pub id: String,
     /// `None`: the label the person already has when replacing, else the id.
     pub label: Option<String>,
-    pub photo: PathBuf,
+    /// At least one.
+    pub photos: Vec<PathBuf>,
+}
+
+impl Request {
+    /// A request with one photo.
+    pub fn one_photo(id: impl Into<String>, label: Option<String>, photo: PathBuf) -> Request {
+        Request {
+            id: id.into(),
+            label,
+            photos: vec![photo],
+        }
+    }
+
+    fn photo_list(&self) -> String {
+        self.photos
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// Why a photo was not enrolled.
@@ -50,6 +72,19 @@ pub enum Refusal {
     NotEmbedded,
     #[error("the label is empty (leave the label out to use the id)")]
     EmptyLabel,
+    #[error("no photo given")]
+    NoPhoto,
+    /// One of several photos of a person was refused: the person is not enrolled from the rest.
+    #[error("{}: {refusal}; none of this person's photos was enrolled", photo.display())]
+    OnePhotoOfSeveral {
+        photo: PathBuf,
+        refusal: Box<Refusal>,
+    },
+    #[error("{}: {problem}", photo.display())]
+    NotOnePerson {
+        photo: PathBuf,
+        problem: TemplateError,
+    },
     #[error(transparent)]
     Gallery(#[from] GalleryError),
     /// The models could not run at all: no photo can be enrolled, so the batch stops.
@@ -133,6 +168,38 @@ pub fn embed_photo(photo: &Path, models: &Models) -> Result<PhotoFace, Refusal> 
     })
 }
 
+/// A person's template from their photos: one photo's embedding, or the checked mean of
+/// several (each photo refused as `embed_photo` would, and all of them found to be one person).
+pub fn embed_person(photos: &[PathBuf], models: &Models) -> Result<PhotoFace, Refusal> {
+    let (first, rest) = photos.split_first().ok_or(Refusal::NoPhoto)?;
+    if rest.is_empty() {
+        return embed_photo(first, models);
+    }
+    let mut faces = Vec::with_capacity(photos.len());
+    for photo in photos {
+        match embed_photo(photo, models) {
+            Ok(face) => faces.push(face),
+            Err(Refusal::Setup(message)) => return Err(Refusal::Setup(message)),
+            Err(refusal) => {
+                return Err(Refusal::OnePhotoOfSeveral {
+                    photo: photo.clone(),
+                    refusal: Box::new(refusal),
+                });
+            }
+        }
+    }
+    let embeddings: Vec<&[f32]> = faces.iter().map(|f| f.embedding.as_slice()).collect();
+    let embedding = template::of_one_person(&embeddings).map_err(|problem| {
+        let photo = match &problem {
+            TemplateError::NotOnePerson { index, .. } => photos[*index].clone(),
+            _ => first.clone(),
+        };
+        Refusal::NotOnePerson { photo, problem }
+    })?;
+    let first = faces.swap_remove(0);
+    Ok(PhotoFace { embedding, ..first })
+}
+
 /// What happened to one request.
 #[derive(Debug)]
 pub struct Outcome {
@@ -143,15 +210,19 @@ pub struct Outcome {
 
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Request { id, label, photo } = &self.request;
+        let Request { id, label, .. } = &self.request;
+        let photos = self.request.photo_list();
         match &self.result {
             Ok(()) => write!(
                 f,
-                "enrolled {id} ({}) from {}",
+                "enrolled {id} ({}) from {photos}",
                 label.as_deref().unwrap_or(id),
-                photo.display()
             ),
-            Err(refusal) => write!(f, "refused  {}: {refusal}", photo.display()),
+            // The photo at fault leads the reason already.
+            Err(refusal @ (Refusal::OnePhotoOfSeveral { .. } | Refusal::NotOnePerson { .. })) => {
+                write!(f, "refused  {id}: {refusal}")
+            }
+            Err(refusal) => write!(f, "refused  {photos}: {refusal}"),
         }
     }
 }
@@ -207,7 +278,7 @@ pub fn enroll_batch(
         let face = if request.label.as_deref() == Some("") {
             Err(Refusal::EmptyLabel)
         } else {
-            embed_photo(&request.photo, models)
+            embed_person(&request.photos, models)
         };
         if let Err(Refusal::Setup(message)) = face {
             return Err(EnrollError::Setup(message));
@@ -296,11 +367,7 @@ pub fn requests_from_dir(dir: &Path) -> std::io::Result<Vec<Request>> {
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            Request {
-                id: stem.clone(),
-                label: Some(stem),
-                photo,
-            }
+            Request::one_photo(stem.clone(), Some(stem), photo)
         })
         .collect())
 }
@@ -312,7 +379,9 @@ pub struct CsvError {
     pub message: String,
 }
 
-/// Requests from a CSV with the header `id,label,photo`; photo paths are relative to the CSV's folder.
+/// Requests from a CSV with the header `id,label,photo`; photo paths are relative to the CSV's
+/// folder. Several rows with one id are one person enrolled from all their photos; their labels
+/// must agree.
 pub fn requests_from_csv(path: &Path) -> Result<Vec<Request>, CsvError> {
     #[derive(serde::Deserialize)]
     struct Row {
@@ -329,23 +398,30 @@ pub fn requests_from_csv(path: &Path) -> Result<Vec<Request>, CsvError> {
         .from_path(path)
         .map_err(|e| error(e.to_string()))?;
     let base = path.parent().unwrap_or(Path::new("."));
-    reader
-        .deserialize::<Row>()
-        .enumerate()
-        .map(|(index, row)| {
-            let row = row.map_err(|e| {
-                error(format!(
-                    "row {}: {e} (expected columns id,label,photo)",
-                    index + 2
-                ))
-            })?;
-            Ok(Request {
-                id: row.id,
-                label: Some(row.label),
-                photo: base.join(row.photo),
-            })
-        })
-        .collect()
+    // Each request with the CSV row (1-based, the header is row 1) that opened it.
+    let mut requests: Vec<(usize, Request)> = Vec::new();
+    for (index, row) in reader.deserialize::<Row>().enumerate() {
+        let line = index + 2;
+        let row =
+            row.map_err(|e| error(format!("row {line}: {e} (expected columns id,label,photo)")))?;
+        let photo = base.join(row.photo);
+        match requests.iter_mut().find(|(_, r)| r.id == row.id) {
+            Some((first, request)) => {
+                if request.label.as_deref() != Some(row.label.as_str()) {
+                    return Err(error(format!(
+                        "row {line}: {} is labelled {:?} here and {:?} in row {first}; one person \
+                         has one label",
+                        row.id,
+                        row.label,
+                        request.label.as_deref().unwrap_or_default()
+                    )));
+                }
+                request.photos.push(photo);
+            }
+            None => requests.push((line, Request::one_photo(row.id, Some(row.label), photo))),
+        }
+    }
+    Ok(requests.into_iter().map(|(_, request)| request).collect())
 }
 
 #[cfg(test)]
@@ -364,17 +440,38 @@ mod tests {
         let requests = requests_from_csv(&csv).unwrap();
         assert_eq!(
             requests[0],
-            Request {
-                id: "p-1".into(),
-                label: Some("Ada".into()),
-                photo: dir.path().join("ada.jpg")
-            }
+            Request::one_photo("p-1", Some("Ada".into()), dir.path().join("ada.jpg"))
         );
-        assert_eq!(requests[1].photo, dir.path().join("sub/bob.png"));
+        assert_eq!(requests[1].photos, [dir.path().join("sub/bob.png")]);
 
         std::fs::write(&csv, "id,label,photo\np-1,Ada\n").unwrap();
         let err = requests_from_csv(&csv).unwrap_err().to_string();
         assert!(err.contains("people.csv") && err.contains("row 2"), "{err}");
+    }
+
+    #[test]
+    fn csv_rows_of_one_id_are_one_person_whose_labels_must_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("people.csv");
+        std::fs::write(
+            &csv,
+            "id,label,photo\np-1,Ada,a1.jpg\np-2,Bob,b.jpg\np-1,Ada,a2.jpg\n",
+        )
+        .unwrap();
+        let requests = requests_from_csv(&csv).unwrap();
+        assert_eq!(requests.len(), 2);
+        assert_eq!(
+            requests[0].photos,
+            [dir.path().join("a1.jpg"), dir.path().join("a2.jpg")]
+        );
+        assert_eq!(requests[1].id, "p-2");
+
+        std::fs::write(&csv, "id,label,photo\np-1,Ada,a1.jpg\np-1,Ada L.,a2.jpg\n").unwrap();
+        let err = requests_from_csv(&csv).unwrap_err().to_string();
+        assert!(
+            err.contains("people.csv: row 3: p-1 is labelled \"Ada L.\" here and \"Ada\" in row 2"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -330,7 +330,45 @@ pub fn format_evaluation(evaluation: &Evaluation) -> String {
             100.0 * safe.max_fnmr
         );
     }
+    templates(&mut out, &report.templates);
     out
+}
+
+/// Enrolment templates of k photos against one: the genuine gain and what it costs in FMR.
+fn templates(out: &mut String, gains: &[open_set::TemplateGain]) {
+    let Some(first) = gains.first() else {
+        let _ = writeln!(
+            out,
+            "\nenrolment templates: no identity has enough photos to compare them"
+        );
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "\nenrolment templates ({} identities with more than {} photos; a photo against the \
+         mean of k others)",
+        first.identities,
+        gains.iter().map(|g| g.photos).max().unwrap_or(0)
+    );
+    let _ = writeln!(
+        out,
+        "  k  genuine mean  per identity  impostor max  FNMR@0.40  FNMR@0.45  FMR@0.40  FMR@0.45"
+    );
+    for gain in gains {
+        let at = |t: f64| gain.rates.iter().find(|r| (r.threshold - t).abs() < 1e-9);
+        let _ = writeln!(
+            out,
+            "{:>3}  {:>12.4}  {:>12.4}  {:>12.4}  {:>9}  {:>9}  {:>8}  {:>8}",
+            gain.photos,
+            gain.genuine.mean,
+            gain.mean_per_identity,
+            gain.impostor.max,
+            share(at(0.40).map(|r| r.fnmr)),
+            share(at(0.45).map(|r| r.fnmr)),
+            at(0.40).map_or_else(|| "-".into(), |r| rate(r.fmr)),
+            at(0.45).map_or_else(|| "-".into(), |r| rate(r.fmr)),
+        );
+    }
 }
 
 fn summary(out: &mut String, name: &str, s: &ScoreSummary) {

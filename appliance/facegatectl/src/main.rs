@@ -32,7 +32,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Enrol passengers: one photo with --id, or many with --csv or --dir
+    /// Enrol passengers: one person with --id (one photo or several), or many with --csv or --dir
     #[command(visible_alias = "enrol")]
     Enroll(EnrollArgs),
     /// Remove a passenger from the gallery, immediately and for real
@@ -83,13 +83,14 @@ enum Command {
 struct EnrollArgs {
     #[arg(long, value_name = "DIR")]
     gallery: PathBuf,
-    /// Person id for a single PHOTO ([A-Za-z0-9._@-], up to 64 characters)
-    #[arg(long, requires = "photo", conflicts_with_all = ["csv", "dir"])]
+    /// Person id for the PHOTOs ([A-Za-z0-9._@-], up to 64 characters)
+    #[arg(long, conflicts_with_all = ["csv", "dir"])]
     id: Option<String>,
-    /// Display name for a single PHOTO (default: the id; with --replace, the label the person has)
+    /// Display name for --id (default: the id; with --replace, the label the person has)
     #[arg(long, requires = "id")]
     label: Option<String>,
-    /// CSV with the header id,label,photo (photo paths relative to the CSV)
+    /// CSV with the header id,label,photo (photo paths relative to the CSV; several rows with one
+    /// id are one person enrolled from all of them)
     #[arg(long, value_name = "FILE", conflicts_with = "dir")]
     csv: Option<PathBuf>,
     /// Every jpg/png in a folder, the file name (without extension) as id and label
@@ -98,17 +99,30 @@ struct EnrollArgs {
     /// Replace people already enrolled under the same id
     #[arg(long)]
     replace: bool,
-    photo: Option<PathBuf>,
+    /// A photo of the --id person (repeatable, like PHOTO)
+    #[arg(long = "photo", value_name = "PHOTO", requires = "id")]
+    photo_option: Vec<PathBuf>,
+    /// Photos of the --id person: several make one template that serves all of them, once they
+    /// are found to show one person
+    #[arg(value_name = "PHOTO", requires = "id")]
+    photos: Vec<PathBuf>,
 }
 
 fn requests(args: &EnrollArgs) -> anyhow::Result<Vec<Request>> {
-    let requests = match (&args.id, &args.photo, &args.csv, &args.dir) {
-        (Some(id), Some(photo), None, None) => vec![Request {
+    let photos: Vec<PathBuf> = args
+        .photos
+        .iter()
+        .chain(&args.photo_option)
+        .cloned()
+        .collect();
+    let requests = match (&args.id, photos.is_empty(), &args.csv, &args.dir) {
+        (Some(id), false, None, None) => vec![Request {
             id: id.clone(),
             label: args.label.clone(),
-            photo: photo.clone(),
+            photos,
         }],
-        (None, None, Some(csv), None) => {
+        (Some(id), true, None, None) => bail!("--id {id}: give at least one PHOTO"),
+        (None, true, Some(csv), None) => {
             let requests = enroll::requests_from_csv(csv)?;
             if requests.is_empty() {
                 bail!(
@@ -118,7 +132,7 @@ fn requests(args: &EnrollArgs) -> anyhow::Result<Vec<Request>> {
             }
             requests
         }
-        (None, None, None, Some(dir)) => {
+        (None, true, None, Some(dir)) => {
             let requests = enroll::requests_from_dir(dir)
                 .with_context(|| format!("cannot read folder {}", dir.display()))?;
             if requests.is_empty() {
@@ -171,7 +185,10 @@ fn enroll_command(args: &EnrollArgs, models: &Models, out: &mut Output) -> anyho
     }
     match report.refused() {
         0 => Ok(()),
-        refused => bail!("{refused} of {total} photos refused"),
+        refused if report.outcomes.iter().all(|o| o.request.photos.len() == 1) => {
+            bail!("{refused} of {total} photos refused")
+        }
+        refused => bail!("{refused} of {total} people refused"),
     }
 }
 

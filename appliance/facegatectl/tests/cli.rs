@@ -207,6 +207,87 @@ fn enrol_list_replace_remove_and_reopen() {
 }
 
 #[test]
+fn a_person_enrolled_from_several_photos_gets_one_template_and_mixed_photos_are_refused() {
+    let scratch = tempfile::tempdir().unwrap();
+    let gallery = scratch.path().join("gallery");
+    let g = gallery.to_str().unwrap();
+    let (b1, b2) = (photo("person_b_1.jpg"), photo("person_b_2.jpg"));
+    let (b1, b2) = (b1.to_str().unwrap(), b2.to_str().unwrap());
+    let both = facegatectl(&[
+        "enroll",
+        "--gallery",
+        g,
+        "--id",
+        "p-b",
+        "--label",
+        "Bea",
+        b1,
+        "--photo",
+        b2,
+    ]);
+    assert!(both.status.success(), "{}", stderr(&both));
+    assert!(
+        stdout(&both).contains(&format!("enrolled p-b (Bea) from {b1}, {b2}")),
+        "{}",
+        stdout(&both)
+    );
+    // The gallery holds one template: the normalised mean of the two photos' embeddings.
+    facegatectl::init().unwrap();
+    let models = facegatectl::pipeline::Models::default();
+    let embedded: Vec<Vec<f32>> = [b1, b2]
+        .iter()
+        .map(|p| {
+            facegatectl::enroll::embed_photo(Path::new(p), &models)
+                .unwrap()
+                .embedding
+        })
+        .collect();
+    let expected =
+        facegate_vision::template::mean(&[embedded[0].as_slice(), embedded[1].as_slice()]).unwrap();
+    let mut opened = Gallery::open(&gallery).unwrap();
+    assert_eq!(opened.len(), 1);
+    let hits = opened.search(&expected, 1).unwrap();
+    assert_eq!(hits[0].id, "p-b");
+    assert!(hits[0].similarity > 0.9999, "{hits:?}");
+
+    // Two people's photos under one id: refused, naming the photo that does not fit; the
+    // gallery is as it was.
+    let a1 = photo("person_a_1.jpg");
+    let mixed = facegatectl(&[
+        "enroll",
+        "--gallery",
+        g,
+        "--id",
+        "p-x",
+        a1.to_str().unwrap(),
+        b1,
+    ]);
+    assert!(!mixed.status.success());
+    let line = stdout(&mixed);
+    assert!(
+        line.contains(&format!(
+            "refused  p-x: {}: photo 1 does not look like the others",
+            a1.display()
+        )),
+        "{line}"
+    );
+    assert!(
+        stderr(&mixed).contains("1 of 1 people refused"),
+        "{}",
+        stderr(&mixed)
+    );
+    let none = facegatectl(&["enroll", "--gallery", g, "--id", "p-y"]);
+    assert!(!none.status.success());
+    assert!(
+        stderr(&none).contains("--id p-y: give at least one PHOTO"),
+        "{}",
+        stderr(&none)
+    );
+    let reopened = Gallery::open(&gallery).unwrap();
+    assert_eq!((reopened.generation(), reopened.len()), (1, 1));
+}
+
+#[test]
 fn identify_prints_a_json_line_per_frame() {
     let output = facegatectl(&[
         "identify",

@@ -60,11 +60,7 @@ fn enrolled_gallery(dir: &Path, people: &[(&str, &str)]) -> PathBuf {
     let gallery = dir.join("gallery");
     let requests = people
         .iter()
-        .map(|(id, file)| Request {
-            id: (*id).into(),
-            label: Some(format!("Label of {id}")),
-            photo: photo(file),
-        })
+        .map(|(id, file)| Request::one_photo(*id, Some(format!("Label of {id}")), photo(file)))
         .collect();
     let report = enroll_all(&gallery, requests, false, &Models::default(), |_| {}).unwrap();
     assert_eq!(report.refused(), 0, "{:?}", report.outcomes);

@@ -141,10 +141,8 @@ impl GateRig {
         let gallery = dir.join("gallery");
         let requests = people
             .iter()
-            .map(|(id, label, photo)| Request {
-                id: (*id).into(),
-                label: Some((*label).into()),
-                photo: files.photos.join(photo),
+            .map(|(id, label, photo)| {
+                Request::one_photo(*id, Some((*label).into()), files.photos.join(photo))
             })
             .collect();
         let report = enroll::enroll_all(&gallery, requests, true, &files.models(), |_| {})?;

@@ -72,10 +72,8 @@ pub fn summarise_tracks(frames: &[Vec<FaceRecord>]) -> BTreeMap<u64, TrackSummar
 pub fn run(paths: &DemoPaths, models: &Models, out: &mut impl Write) -> anyhow::Result<()> {
     let requests: Vec<Request> = enrolled()
         .into_iter()
-        .map(|(id, label, photo)| Request {
-            id: (*id).into(),
-            label: Some((*label).into()),
-            photo: paths.photos.join(photo),
+        .map(|(id, label, photo)| {
+            Request::one_photo(id, Some((*label).into()), paths.photos.join(photo))
         })
         .collect();
     writeln!(
@@ -99,7 +97,7 @@ pub fn run(paths: &DemoPaths, models: &Models, out: &mut impl Write) -> anyhow::
     let mut photos: Vec<PathBuf> = enroll::requests_from_dir(&paths.photos)
         .with_context(|| format!("reading {}", paths.photos.display()))?
         .into_iter()
-        .map(|r| r.photo)
+        .flat_map(|r| r.photos)
         .collect();
     photos.sort();
     let (mut recognised, mut strangers) = (0, 0);

@@ -29,6 +29,7 @@ pub mod operating;
 pub mod rates;
 pub mod scores;
 pub mod tail;
+pub mod templates;
 
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +41,7 @@ pub use operating::{
 pub use rates::{DetPoint, RateRow, det_curve, rate_table};
 pub use scores::{PairScores, Quantile, ScoreSummary};
 pub use tail::TailFit;
+pub use templates::{DEFAULT_TEMPLATE_SIZES, TemplateGain, template_gains};
 
 /// Gallery sizes the report gives operating points for: a door, a station, a line, a city.
 pub const DEFAULT_GALLERY_SIZES: [u64; 7] = [1, 100, 1_000, 10_000, 100_000, 700_000, 1_000_000];
@@ -72,6 +74,8 @@ pub struct EvaluationConfig {
     pub target_fpirs: Vec<f64>,
     pub max_fnmr: f64,
     pub bootstrap: BootstrapConfig,
+    /// Photos per enrolment template compared in [`Report::templates`].
+    pub template_sizes: Vec<usize>,
 }
 
 impl Default for EvaluationConfig {
@@ -81,6 +85,7 @@ impl Default for EvaluationConfig {
             target_fpirs: DEFAULT_TARGET_FPIRS.to_vec(),
             max_fnmr: DEFAULT_MAX_FNMR,
             bootstrap: BootstrapConfig::default(),
+            template_sizes: DEFAULT_TEMPLATE_SIZES.to_vec(),
         }
     }
 }
@@ -104,6 +109,9 @@ pub struct Report {
     pub confidence: BootstrapConfig,
     pub operating_points: Vec<OperatingPoint>,
     pub safe_gallery_sizes: Vec<SafeGallerySize>,
+    /// What enrolling several photos per person gains (see [`templates`]); empty when no
+    /// identity has enough photos.
+    pub templates: Vec<TemplateGain>,
 }
 
 /// Why an evaluation could not be made: the input is named precisely.
@@ -190,6 +198,7 @@ pub fn evaluate(
         confidence: config.bootstrap.clone(),
         operating_points,
         safe_gallery_sizes,
+        templates: template_gains(&input.identities, &config.template_sizes),
     })
 }
 

@@ -421,3 +421,61 @@ fn det_curve_trades_fmr_for_fnmr() {
         assert!(w[0].fmr <= w[1].fmr && w[0].fnmr >= w[1].fnmr);
     }
 }
+
+#[test]
+fn templates_of_two_photos_against_one_by_hand() {
+    // A's three photos in 2-D: a0 = (1,0), a1 = (0.8,0.6), a2 = (0.8,-0.6); B = (0,1) is the
+    // stranger. B has one photo, so only A is measured.
+    let people = [
+        person("A", &[&[1.0, 0.0], &[0.8, 0.6], &[0.8, -0.6]]),
+        person("B", &[&[0.0, 1.0]]),
+    ];
+    let gains = template_gains(&people, &[1, 2]);
+    let [one, two] = gains.as_slice() else {
+        panic!("{gains:?}")
+    };
+    assert_eq!((one.photos, one.identities), (1, 1));
+    // k = 1: each probe against each other photo: a0 0.8, 0.8; a1 0.8, 0.28; a2 0.8, 0.28.
+    assert_eq!(one.genuine.pairs, 6);
+    assert!(close(
+        one.genuine.mean,
+        (4.0 * 0.8 + 2.0 * 0.28) / 6.0,
+        1e-6
+    ));
+    // k = 2: a0 against mean(a1, a2) = (1,0): 1.0 twice (both orders of the run); a1 against
+    // mean(a0, a2) = (1.8,-0.6)/sqrt(3.6): (1.44 - 0.36)/sqrt(3.6) = 0.5692 twice; a2 alike.
+    let a1_score = 1.08 / 3.6f64.sqrt();
+    assert_eq!(two.genuine.pairs, 6);
+    assert!(close(two.genuine.mean, (2.0 + 4.0 * a1_score) / 6.0, 1e-6));
+    assert!(close(two.mean_per_identity, two.genuine.mean, 1e-9));
+    // Impostors: B against a0, a1, a2 (0, 0.6, -0.6); against the runs {a0,a1}, {a1,a2},
+    // {a2,a0}: 0.6/sqrt(3.6) = 0.3162, 0, -0.3162.
+    assert_eq!((one.impostor.pairs, two.impostor.pairs), (3, 3));
+    assert!(close(one.impostor.max, 0.6, 1e-6));
+    assert!(close(two.impostor.max, 0.6 / 3.6f64.sqrt(), 1e-6));
+    let at = |gain: &TemplateGain, t: f64| {
+        *gain
+            .rates
+            .iter()
+            .find(|r| close(r.threshold, t, 1e-9))
+            .unwrap()
+    };
+    // At 0.30: one photo misses a1's and a2's 0.28 (2 of 6), two miss nothing; both let B's
+    // best score through (1 of 3). At 0.40 the template also shuts B out.
+    assert!(close(at(one, 0.30).fnmr, 2.0 / 6.0, 1e-12) && close(at(two, 0.30).fnmr, 0.0, 1e-12));
+    assert!(
+        close(at(one, 0.30).fmr, 1.0 / 3.0, 1e-12) && close(at(two, 0.30).fmr, 1.0 / 3.0, 1e-12)
+    );
+    assert!(close(at(one, 0.40).fmr, 1.0 / 3.0, 1e-12) && close(at(two, 0.40).fmr, 0.0, 1e-12));
+}
+
+#[test]
+fn no_template_gains_without_enough_photos_or_strangers() {
+    assert!(
+        template_gains(&hand_made(), &[1, 2]).is_empty(),
+        "nobody has three photos"
+    );
+    let alone = [person("A", &[&[1.0, 0.0], &[0.8, 0.6], &[0.8, -0.6]])];
+    assert!(template_gains(&alone, &[1, 2]).is_empty(), "no stranger");
+    assert!(template_gains(&alone, &[]).is_empty());
+}
