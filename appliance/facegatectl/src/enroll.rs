@@ -206,6 +206,19 @@ pub struct Outcome {
     /// As asked, with the label it was enrolled under filled in.
     pub request: Request,
     pub result: Result<(), Refusal>,
+    /// Someone else in the gallery the new template matches under the gate's default rule.
+    pub lookalike: Option<Lookalike>,
+}
+
+/// An enrolled person whom a newly enrolled one matches: the same person under a second id,
+/// or a lookalike. The gate would deny both `ambiguous` (or grant the wrong one when the other
+/// is not in view), so the operator is told; the enrolment itself stands.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Lookalike {
+    pub id: String,
+    pub similarity: f32,
+    /// The gate's threshold for the gallery's new size (`crate::standing::threshold_for`).
+    pub threshold: f64,
 }
 
 impl fmt::Display for Outcome {
@@ -213,11 +226,22 @@ impl fmt::Display for Outcome {
         let Request { id, label, .. } = &self.request;
         let photos = self.request.photo_list();
         match &self.result {
-            Ok(()) => write!(
-                f,
-                "enrolled {id} ({}) from {photos}",
-                label.as_deref().unwrap_or(id),
-            ),
+            Ok(()) => {
+                write!(
+                    f,
+                    "enrolled {id} ({}) from {photos}",
+                    label.as_deref().unwrap_or(id),
+                )?;
+                match &self.lookalike {
+                    Some(other) => write!(
+                        f,
+                        "; warning: matches {} (similarity {:.4}, the gate's threshold {:.4}): \
+                         the same person twice, or a lookalike the gate may take for them",
+                        other.id, other.similarity, other.threshold
+                    ),
+                    None => Ok(()),
+                }
+            }
             // The photo at fault leads the reason already.
             Err(refusal @ (Refusal::OnePhotoOfSeveral { .. } | Refusal::NotOnePerson { .. })) => {
                 write!(f, "refused  {id}: {refusal}")
@@ -289,6 +313,8 @@ pub fn enroll_batch(
 
     let mut gallery: Option<Gallery> = None;
     let mut outcomes = Vec::with_capacity(faces.len());
+    // Each staged outcome's template, to look for lookalikes once the whole batch is staged.
+    let mut templates = Vec::with_capacity(faces.len());
     let mut staged = 0;
     for (mut request, face) in faces {
         let face = match face {
@@ -297,7 +323,9 @@ pub fn enroll_batch(
                 outcomes.push(Outcome {
                     request,
                     result: Err(refusal),
+                    lookalike: None,
                 });
+                templates.push(None);
                 continue;
             }
         };
@@ -311,7 +339,15 @@ pub fn enroll_batch(
         };
         let result = stage(gallery, &mut request, &face, replace);
         staged += usize::from(result.is_ok());
-        outcomes.push(Outcome { request, result });
+        templates.push(result.is_ok().then_some(face.embedding));
+        outcomes.push(Outcome {
+            request,
+            result,
+            lookalike: None,
+        });
+    }
+    if let Some(gallery) = &mut gallery {
+        find_lookalikes(gallery, &mut outcomes, &templates)?;
     }
     let (generation, gallery_size) = match &mut gallery {
         Some(gallery) if staged > 0 => (Some(gallery.commit()?), gallery.len()),
@@ -326,6 +362,30 @@ pub fn enroll_batch(
         generation,
         gallery_size,
     })
+}
+
+/// Marks each staged outcome whose template matches somebody else in the gallery (the batch
+/// included) under the gate's default rule at the gallery's new size.
+fn find_lookalikes(
+    gallery: &mut Gallery,
+    outcomes: &mut [Outcome],
+    templates: &[Option<Vec<f32>>],
+) -> Result<(), GalleryError> {
+    let threshold = crate::standing::threshold_for(gallery.model(), gallery.len() as u64);
+    for (outcome, template) in outcomes.iter_mut().zip(templates) {
+        let Some(template) = template else { continue };
+        outcome.lookalike = gallery
+            .search(template, 2)?
+            .into_iter()
+            .find(|other| other.id != outcome.request.id)
+            .filter(|other| f64::from(other.similarity) >= threshold)
+            .map(|other| Lookalike {
+                id: other.id,
+                similarity: other.similarity,
+                threshold,
+            });
+    }
+    Ok(())
 }
 
 /// Stages one face under the lock `gallery` holds; a request without a label keeps the label of

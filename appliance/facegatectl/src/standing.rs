@@ -30,6 +30,15 @@ pub fn format_matching(
     )
 }
 
+/// The threshold the gate's default rule applies to a gallery of `gallery_size` people of
+/// `model`: the calibrated one, or the rule's floor where the model has no calibration here.
+pub fn threshold_for(model: &str, gallery_size: u64) -> f64 {
+    let rule = MatchRule::default();
+    match_rule::find_calibration(&match_rule::calibration_dir(), model)
+        .and_then(|calibration| rule.standing(&calibration, gallery_size))
+        .map_or(rule.min_threshold, |standing| standing.threshold)
+}
+
 /// The `matching:` line of `facegatectl list`: the default rule (as the gate's default
 /// configuration applies it) with the model's calibration from the calibration directory.
 pub fn list_line(model: &str, gallery_size: u64) -> String {

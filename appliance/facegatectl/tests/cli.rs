@@ -288,6 +288,40 @@ fn a_person_enrolled_from_several_photos_gets_one_template_and_mixed_photos_are_
 }
 
 #[test]
+fn enrolling_someone_already_enrolled_under_another_id_warns_and_enrols() {
+    let scratch = tempfile::tempdir().unwrap();
+    let gallery = scratch.path().join("gallery");
+    let g = gallery.to_str().unwrap();
+    let enrol = |id: &str, file: &str| {
+        let output = facegatectl(&[
+            "enroll",
+            "--gallery",
+            g,
+            "--id",
+            id,
+            photo(file).to_str().unwrap(),
+        ]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        stdout(&output)
+    };
+    assert!(!enrol("p-b", "person_b_1.jpg").contains("warning"));
+    assert!(
+        !enrol("p-a", "person_a_1.jpg").contains("warning"),
+        "another person"
+    );
+    // Person B again, from their other photo, under a new id: enrolled, with a warning naming
+    // whom they match (under the rule the gate applies to 3 people).
+    let again = enrol("p-b-again", "person_b_2.jpg");
+    assert!(
+        again.contains("enrolled p-b-again")
+            && again.contains("; warning: matches p-b (similarity 0.")
+            && again.contains("the gate's threshold 0.4500"),
+        "{again}"
+    );
+    assert_eq!(Gallery::open(&gallery).unwrap().len(), 3);
+}
+
+#[test]
 fn identify_prints_a_json_line_per_frame() {
     let output = facegatectl(&[
         "identify",

@@ -1040,21 +1040,29 @@ async fn set_mode_is_published_as_soon_as_it_returns() {
     let bus = start_bus(OPEN_POLICY).await;
     let (gate, _control) = serve_fake(&bus.address, "no-such-group-facegate").await;
     gate.update(running_status()).await;
-    let (_conn, proxy) = client_uncached(&bus.address).await;
-    let (_watching, watcher) = client(&bus.address).await;
-    let mut changes = watcher.receive_mode_changed().await;
+    let (conn, proxy) = client_uncached(&bus.address).await;
+    // The raw signal, subscribed before SetMode: a caching proxy's change stream would race
+    // its own first fetch of the properties (a cache filled after SetMode sees no change).
+    let props = zbus::fdo::PropertiesProxy::builder(&conn)
+        .destination(BUS_NAME)
+        .path(OBJECT_PATH)
+        .build()
+        .await
+        .unwrap();
+    let mut changes = props.receive_properties_changed().await.unwrap();
     // The fake's status never follows: what Mode says comes from SetMode alone.
     proxy.set_mode(Mode::Free).await.unwrap();
     assert_eq!(proxy.mode().await.unwrap(), Mode::Free);
     assert_eq!(proxy.stats().await.unwrap().mode, Mode::Free);
-    // PropertiesChanged went out too (a cached proxy may first yield the value it had).
-    while next(&mut changes, "Mode changed")
-        .await
-        .get()
-        .await
-        .unwrap()
-        != Mode::Free
-    {}
+    // PropertiesChanged went out too.
+    loop {
+        let signal = next(&mut changes, "PropertiesChanged with Mode").await;
+        let args = signal.args().unwrap();
+        if let Some(mode) = args.changed_properties().get("Mode") {
+            assert_eq!(String::try_from(mode.try_clone().unwrap()).unwrap(), "free");
+            break;
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
