@@ -189,12 +189,7 @@ fn half_the_corpus_enrolled_grants_no_stranger_and_decides_as_identify_sees() {
                 .push(passage.identity.unwrap_or_default());
         }
     }
-    for frame in identified_frames(
-        &rig.files.video,
-        &rig.gallery,
-        &rig.files.models(),
-        scratch.path(),
-    ) {
+    for frame in identified_frames(&rig.files.video, &rig.gallery, &models, scratch.path()) {
         if let (Some(index), [face]) = (at(frame.pts_ns), frame.faces.as_slice()) {
             seen[index]
                 .identified

@@ -302,6 +302,19 @@ async fn client_uncached(address: &str) -> (Connection, GateProxy<'static>) {
     (conn, proxy)
 }
 
+/// The gate's raw PropertiesChanged signals, subscribed (the match rule in place) on return.
+async fn properties_changed(conn: &Connection) -> zbus::fdo::PropertiesChangedStream {
+    zbus::fdo::PropertiesProxy::builder(conn)
+        .destination(BUS_NAME)
+        .path(OBJECT_PATH)
+        .build()
+        .await
+        .unwrap()
+        .receive_properties_changed()
+        .await
+        .unwrap()
+}
+
 fn granted_p001() -> LastDecision {
     LastDecision {
         verdict: Some(Verdict::Granted),
@@ -448,13 +461,7 @@ async fn update_emits_properties_changed_for_changed_properties_only() {
     gate.update(running_status()).await;
 
     let (conn, proxy) = client(&bus.address).await;
-    let props = zbus::fdo::PropertiesProxy::builder(&conn)
-        .destination(BUS_NAME)
-        .path(OBJECT_PATH)
-        .build()
-        .await
-        .unwrap();
-    let mut changes = props.receive_properties_changed().await.unwrap();
+    let mut changes = properties_changed(&conn).await;
     assert_eq!(proxy.state().await.unwrap(), State::Running);
     let mut state_changes = proxy.receive_state_changed().await;
 
@@ -1043,13 +1050,7 @@ async fn set_mode_is_published_as_soon_as_it_returns() {
     let (conn, proxy) = client_uncached(&bus.address).await;
     // The raw signal, subscribed before SetMode: a caching proxy's change stream would race
     // its own first fetch of the properties (a cache filled after SetMode sees no change).
-    let props = zbus::fdo::PropertiesProxy::builder(&conn)
-        .destination(BUS_NAME)
-        .path(OBJECT_PATH)
-        .build()
-        .await
-        .unwrap();
-    let mut changes = props.receive_properties_changed().await.unwrap();
+    let mut changes = properties_changed(&conn).await;
     // The fake's status never follows: what Mode says comes from SetMode alone.
     proxy.set_mode(Mode::Free).await.unwrap();
     assert_eq!(proxy.mode().await.unwrap(), Mode::Free);
