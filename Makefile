@@ -11,6 +11,8 @@
 #   make lint    cargo fmt --check, cargo clippy -D warnings
 #   make bench   setup + every benchmark (release build; about 25 min) + plots -> docs/BENCHMARKS.md's numbers
 #   make plots   the PNG plots in docs/ from the benchmarks' JSON in docs/bench/
+#   make models-noncommercial  setup + the opt-in models whose licence forbids a fare-charging gate
+#   make accuracy  the open-set evaluations of docs/ACCURACY.md (fetches the non-commercial model too)
 #
 # Cargo commands get the asset paths below (absolute). facegatectl and the tests link the plugin
 # statically; for gst-launch-1.0, export GST_PLUGIN_PATH=<repo>/target/debug after `make build`.  Assets live in $FACEGATE_ASSETS or
@@ -42,16 +44,30 @@ export CXXFLAGS_x86_64_unknown_linux_gnu := -ffile-prefix-map=$(HOME)/.cargo/reg
 endif
 endif
 
-.PHONY: help setup build test fuzz-smoke fuzz soak demo lint bench plots
+.PHONY: help setup build test fuzz-smoke fuzz soak demo lint bench plots models-noncommercial accuracy
 
 help:
-	@sed -n '3,13s/^# *//p' $(REPO)/Makefile
+	@sed -n '3,15s/^# *//p' $(REPO)/Makefile
 
 setup:
 	bash $(REPO)/scripts/setup.sh
 
 build:
 	cd $(REPO) && $(CARGO) build --workspace
+
+# Evaluation only: never installed on a gate, never the default (docs/MODELS.md).
+models-noncommercial: setup
+	python3 $(REPO)/scripts/fetch-assets.py --non-commercial
+
+# docs/ACCURACY.md's evaluations: each embedder's report, DET plot and shipped calibration.
+CTL := cd $(REPO) && $(CARGO) run --quiet -p facegatectl --
+CORPUS_NAME := FaceGate development corpus (models/corpus.toml)
+accuracy: models-noncommercial
+	$(CTL) evaluate --corpus $(FACEGATE_CORPUS_DIR) --plot docs/det-sface.png \
+	    --write-calibration models/calibration/facegate_sface_2021dec.toml --corpus-name "$(CORPUS_NAME)"
+	$(CTL) --embedder-model $(FACEGATE_MODEL_DIR)/w600k_mbf.onnx evaluate --corpus $(FACEGATE_CORPUS_DIR) \
+	    --plot docs/det-w600k_mbf.png \
+	    --write-calibration models/calibration/w600k_mbf.toml --corpus-name "$(CORPUS_NAME)"
 
 test: setup build
 	cd $(REPO) && $(CARGO) test --workspace

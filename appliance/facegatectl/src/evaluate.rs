@@ -16,11 +16,11 @@ use std::path::{Path, PathBuf};
 use facegate_vision::calibration::{
     CalibratedModel, Calibration, CalibrationError, CorpusProvenance,
 };
+use facegate_vision::model_card::ModelCard;
 use facegate_vision::open_set::{
     self, BootstrapConfig, EvaluationConfig, EvaluationInput, GalleryLimit, IdentityEmbeddings,
     Method, OpenSetError, PairScores, Report, ScoreSummary, det_curve,
 };
-use facegate_vision::runtime;
 use serde::Serialize;
 
 use crate::enroll::{self, Refusal};
@@ -141,16 +141,31 @@ pub fn embed_corpus(
     })
 }
 
-/// What `evaluate --json` prints: the report and the photos it left out.
+/// What `evaluate --json` prints: the report, the model's licence and the photos it left out.
 #[derive(Debug, Serialize)]
 pub struct Evaluation {
     #[serde(flatten)]
     pub report: Report,
+    pub licence: ModelLicence,
     pub skipped_photos: Vec<SkippedPhoto>,
+}
+
+/// The terms of the evaluated model, from its card: a report must not let a non-commercial
+/// model pass for a gate's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ModelLicence {
+    pub terms: String,
+    pub commercial_use: bool,
 }
 
 /// The whole command: embed, evaluate, print, and draw or write what was asked for.
 pub fn command(args: &EvaluateArgs, models: &Models) -> Result<(), EvaluateError> {
+    let card = ModelCard::load(&models.embedder_path())
+        .map_err(|e| EvaluateError::Setup(e.to_string()))?;
+    let licence = ModelLicence {
+        terms: card.model.licence,
+        commercial_use: card.model.commercial_use,
+    };
     let embedded = embed_corpus(&args.corpus, models, |photo, result| {
         if let Err(refusal) = result {
             eprintln!("skipped {photo}: {refusal}");
@@ -197,6 +212,7 @@ pub fn command(args: &EvaluateArgs, models: &Models) -> Result<(), EvaluateError
     }
     let evaluation = Evaluation {
         report,
+        licence,
         skipped_photos: embedded.skipped,
     };
     if args.json {
@@ -217,11 +233,7 @@ fn calibrate(
     report: &Report,
     bootstrap: BootstrapConfig,
 ) -> Result<Calibration, EvaluateError> {
-    let model_path = models
-        .embedder
-        .as_ref()
-        .map_or_else(runtime::default_embedder_path, PathBuf::from);
-    let model = CalibratedModel::of_file(&model_path, &report.model)?;
+    let model = CalibratedModel::of_file(&models.embedder_path(), &report.model)?;
     let digest = corpus::digest(&embedded.used).map_err(|source| EvaluateError::Digest {
         path: args.corpus.clone(),
         source,
@@ -252,6 +264,13 @@ pub fn format_evaluation(evaluation: &Evaluation) -> String {
         "model {}: {} identities, {} images, {} skipped",
         report.model, report.identities, report.images, report.skipped
     );
+    let licence = &evaluation.licence;
+    let use_ = if licence.commercial_use {
+        "commercial use allowed"
+    } else {
+        "NOT for commercial use: evaluation only, never on a gate that charges fares"
+    };
+    let _ = writeln!(out, "licence: {} ({use_})", licence.terms);
     for skipped in &evaluation.skipped_photos {
         let _ = writeln!(out, "  skipped {}: {}", skipped.photo, skipped.reason);
     }

@@ -33,6 +33,22 @@ pub struct Models {
 }
 
 impl Models {
+    /// The detector model file fgdetect loads: the one named, or the default.
+    pub fn detector_path(&self) -> PathBuf {
+        self.detector.as_ref().map_or_else(
+            facegate_vision::runtime::default_detector_path,
+            PathBuf::from,
+        )
+    }
+
+    /// The embedder model file fgembed loads: the one named, or the default.
+    pub fn embedder_path(&self) -> PathBuf {
+        self.embedder.as_ref().map_or_else(
+            facegate_vision::runtime::default_embedder_path,
+            PathBuf::from,
+        )
+    }
+
     /// fgdetect with these models.
     pub fn detector(&self) -> FaceDetect {
         glib::Object::builder()

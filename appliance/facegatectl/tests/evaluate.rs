@@ -224,6 +224,11 @@ fn evaluate_counts_pairs_and_rates_as_by_hand() {
             .unwrap()
             .starts_with("facegate_sface_2021dec@sha256:")
     );
+    assert_eq!(
+        report["licence"],
+        serde_json::json!({"terms": "Apache-2.0", "commercial_use": true}),
+        "from the model card"
+    );
     assert_eq!(report["identities"], 5, "nobody has no usable photo");
     assert_eq!(report["images"], images);
     assert_eq!(report["skipped"], 2);

@@ -1073,6 +1073,21 @@ fn run_pipeline_once(
                 let source = err.src().map(|s| s.name().to_string()).unwrap_or_default();
                 break Outcome::Failed(format!("{source}: {}", describe_error(err)));
             }
+            // What the elements want an operator to hear (a model not licensed for a fare
+            // gate, a camera hiccup) goes to the journal. Not fgmatch's: the service watches
+            // the gallery itself and reports each generation it keeps or refuses, once.
+            gst::MessageView::Warning(warning) => {
+                let from_matcher = warning
+                    .src()
+                    .is_some_and(|s| s.is::<gstfacegate::FaceMatch>());
+                if !from_matcher {
+                    let source = warning
+                        .src()
+                        .map(|s| s.name().to_string())
+                        .unwrap_or_default();
+                    warn!("{source}: {}", warning.error());
+                }
+            }
             _ => {}
         }
     };

@@ -790,6 +790,14 @@ fn rotted_embedder(models: &std::path::Path, into: &std::path::Path) -> PathBuf 
     }
     let embedder = into.join(name);
     std::fs::write(&embedder, bytes).unwrap();
+    // The shipped card would refuse these weights at start (its sha256 is the good file's); a
+    // card that vouches for them leaves the failure to the embeddings, as with a model that was
+    // broken when it was published.
+    let card_name = facegate_vision::model_card::card_path(std::path::Path::new(name));
+    let card = std::fs::read_to_string(models.join(&card_name)).unwrap();
+    let good = facegate_vision::runtime::model_sha256(&models.join(name)).unwrap();
+    let rotted = facegate_vision::runtime::model_sha256(&embedder).unwrap();
+    std::fs::write(into.join(&card_name), card.replace(&good, &rotted)).unwrap();
     let detector = facegate_vision::runtime::DEFAULT_DETECTOR_FILE;
     std::fs::copy(models.join(detector), into.join(detector)).unwrap();
     embedder

@@ -18,7 +18,7 @@ pub fn error_message(error: &ModelError) -> gst::ErrorMessage {
     match error {
         ModelError::Missing { .. } => gst::error_msg!(gst::ResourceError::NotFound, ("{}", error)),
         ModelError::Runtime { .. } => gst::error_msg!(gst::LibraryError::Init, ("{}", error)),
-        ModelError::Corrupt { .. } | ModelError::WrongShape { .. } => {
+        ModelError::Corrupt { .. } | ModelError::WrongShape { .. } | ModelError::Card { .. } => {
             gst::error_msg!(gst::ResourceError::OpenRead, ("{}", error))
         }
     }

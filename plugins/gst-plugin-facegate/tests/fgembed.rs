@@ -206,15 +206,98 @@ fn a_corrupt_model_fails_the_state_change_naming_the_file() {
 }
 
 #[test]
-fn a_model_of_the_wrong_kind_fails_the_state_change_naming_the_file() {
+fn a_model_without_its_card_fails_the_state_change_naming_the_card() {
     common::init_with_models();
     let yunet = common::detector_model();
     let error = start_error_with_model(&yunet);
-    assert!(error.contains(yunet.to_str().unwrap()), "{error}");
-    assert!(error.contains("not the expected kind"), "{error}");
+    let card = yunet.with_extension("card.toml");
+    assert!(error.contains(card.to_str().unwrap()), "{error}");
+    assert!(error.contains("does not exist"), "{error}");
+}
+
+/// The default embedder linked into a directory of its own, beside its card as `edit` rewrites it.
+fn sface_with_card(edit: impl Fn(&str) -> String) -> (tempfile::TempDir, std::path::PathBuf) {
+    common::init_with_models();
+    let model = common::embedder_model();
+    let card = std::fs::read_to_string(model.with_extension("card.toml"))
+        .expect("set-up installs the card beside the model");
+    let dir = tempfile::tempdir().unwrap();
+    let linked = dir.path().join(model.file_name().unwrap());
+    std::os::unix::fs::symlink(&model, &linked).unwrap();
+    let edited = edit(&card);
+    std::fs::write(linked.with_extension("card.toml"), edited).unwrap();
+    (dir, linked)
+}
+
+#[test]
+fn a_card_that_disagrees_with_its_model_fails_the_state_change_naming_both() {
+    let (_dir, model) = sface_with_card(|card| card.replace("dim = 128", "dim = 512"));
+    let error = start_error_with_model(&model);
+    assert!(error.contains(model.to_str().unwrap()), "{error}");
+    assert!(error.contains("[1, 512] as its card says"), "{error}");
+
+    let (_dir, model) =
+        sface_with_card(|card| card.replace("tensor = \"data\"", "tensor = \"input.1\""));
+    let error = start_error_with_model(&model);
+    assert!(error.contains("input `input.1`"), "{error}");
+
+    let (_dir, model) = sface_with_card(|card| {
+        let sha = card.lines().find(|l| l.starts_with("sha256")).unwrap();
+        card.replace(sha, &format!("sha256 = \"{}\"", "0".repeat(64)))
+    });
+    let error = start_error_with_model(&model);
+    assert!(
+        error.contains("card.toml") && error.contains("the file has"),
+        "{error}"
+    );
+}
+
+#[test]
+fn the_card_says_how_the_face_is_fed() {
+    let frame = common::photo_frame(PHOTO, "BGRx", WIDTH, HEIGHT);
+    let embed = |model: &std::path::Path| {
+        let mut h = chain(
+            &format!("fgdetect ! fgembed model={}", model.display()),
+            &frame,
+        );
+        common::only_embedding(&common::push_pull(&mut h, frame.buffer_at(common::pts(0))))
+    };
+    let (_dir, as_shipped) = sface_with_card(str::to_owned);
+    let shipped = embed(&as_shipped);
+    assert!(common::cosine(&shipped.data, &common::photo_embedding(PHOTO).data) > 0.9999);
+
+    let (_dir, bgr) = sface_with_card(|card| card.replace("colour = \"rgb\"", "colour = \"bgr\""));
+    let swapped = common::cosine(&shipped.data, &embed(&bgr).data);
+    assert!(
+        (0.5..0.99).contains(&swapped),
+        "BGR planes should give another embedding of the same face: cosine {swapped}"
+    );
 }
 
 #[test]
 fn pad_templates_offer_exactly_the_camera_formats() {
     common::assert_camera_formats("fgembed");
+}
+
+#[test]
+fn a_model_not_for_commercial_use_says_so_on_the_bus() {
+    let frame = common::photo_frame(PHOTO, "BGRx", WIDTH, HEIGHT);
+    let (_dir, restricted) = sface_with_card(|card| {
+        card.replace("commercial_use = true", "commercial_use = false")
+            .replace("licence = \"Apache-2.0\"", "licence = \"research only\"")
+    });
+    let (_dir2, shipped) = sface_with_card(str::to_owned);
+    for (model, warned) in [(restricted, true), (shipped, false)] {
+        common::init_with_models();
+        // The warning comes at start, which the harness does as it is made: the bus must be there first.
+        let (mut h, _element, bus) =
+            common::harness("fgembed", &[("model", &model.to_str().unwrap())]);
+        h.set_src_caps(frame.caps.clone());
+        common::push_pull(&mut h, frame.buffer_at(common::pts(0)));
+        let warnings = common::message_texts(&bus, gst::MessageType::Warning);
+        let says = warnings
+            .iter()
+            .any(|w| w.contains("non-commercial use only (research only)"));
+        assert_eq!(says, warned, "{}: {warnings:?}", model.display());
+    }
 }

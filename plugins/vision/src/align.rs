@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! Face alignment: a similarity transform from the five landmarks onto the ArcFace template,
-//! then a bilinear warp into the embedder's 112x112 input.
+//! then a bilinear warp into the embedder's 112x112 input, normalised as its model card says.
 
 use crate::frame::Frame;
 use crate::geometry::LANDMARKS;
+use crate::model_card::{ColourOrder, Normalisation};
 
 /// Side of the aligned face crop.
 pub const ALIGNED_SIZE: usize = 112;
@@ -81,11 +82,13 @@ impl Similarity {
     }
 }
 
-/// Warps the face with these landmarks into `tensor` as planar RGB 112x112, raw 0..255, black
-/// outside the frame. Returns false when the landmarks are degenerate.
-pub fn align_rgb_planar(
+/// Warps the face with these landmarks into `tensor`, three planes of
+/// [`ALIGNED_SIZE`]² values each, normalised by `normalisation`; pixels outside the frame are
+/// black (before normalisation).  False if the landmarks are degenerate.
+pub fn align_planar(
     frame: &Frame,
     landmarks: &[[f32; 2]; LANDMARKS],
+    normalisation: &Normalisation,
     tensor: &mut [f32],
 ) -> bool {
     let Some(to_crop) = Similarity::estimate(landmarks, &TEMPLATE) else {
@@ -93,16 +96,25 @@ pub fn align_rgb_planar(
     };
     let to_frame = to_crop.inverse();
     let plane = ALIGNED_SIZE * ALIGNED_SIZE;
-    let (red, rest) = tensor[..3 * plane].split_at_mut(plane);
-    let (green, blue) = rest.split_at_mut(plane);
+    let (first, rest) = tensor[..3 * plane].split_at_mut(plane);
+    let (second, third) = rest.split_at_mut(plane);
+    let Normalisation {
+        colour,
+        mean,
+        inverse_std,
+    } = *normalisation;
     for v in 0..ALIGNED_SIZE {
         for u in 0..ALIGNED_SIZE {
             let [x, y] = to_frame.apply([u as f32, v as f32]);
             let [r, g, b] = frame.sample_rgb(x, y).unwrap_or([0.0; 3]);
+            let pixel = match colour {
+                ColourOrder::Rgb => [r, g, b],
+                ColourOrder::Bgr => [b, g, r],
+            };
             let i = v * ALIGNED_SIZE + u;
-            red[i] = r;
-            green[i] = g;
-            blue[i] = b;
+            first[i] = (pixel[0] - mean[0]) * inverse_std[0];
+            second[i] = (pixel[1] - mean[1]) * inverse_std[1];
+            third[i] = (pixel[2] - mean[2]) * inverse_std[2];
         }
     }
     true
@@ -163,11 +175,30 @@ mod tests {
         )
         .unwrap();
         let mut tensor = vec![0.0; 3 * ALIGNED_SIZE * ALIGNED_SIZE];
-        assert!(align_rgb_planar(&frame, &TEMPLATE, &mut tensor));
+        assert!(align_planar(
+            &frame,
+            &TEMPLATE,
+            &Normalisation::RAW_RGB,
+            &mut tensor
+        ));
         let plane = ALIGNED_SIZE * ALIGNED_SIZE;
         for i in [0, 777, plane - 1] {
             assert!((tensor[i] - data[i * 3] as f32).abs() < 0.01);
             assert!((tensor[2 * plane + i] - 200.0).abs() < 0.01);
+        }
+
+        // InsightFace's way: BGR planes, (pixel - 127.5) / 127.5.
+        let insightface = Normalisation {
+            colour: ColourOrder::Bgr,
+            mean: [127.5; 3],
+            inverse_std: [1.0 / 127.5; 3],
+        };
+        assert!(align_planar(&frame, &TEMPLATE, &insightface, &mut tensor));
+        for i in [0, 777, plane - 1] {
+            let red = (data[i * 3] as f32 - 127.5) / 127.5;
+            assert!((tensor[2 * plane + i] - red).abs() < 1e-4);
+            assert!((tensor[i] - (200.0 - 127.5) / 127.5).abs() < 1e-4);
+            assert!((tensor[plane + i] - (10.0 - 127.5) / 127.5).abs() < 1e-4);
         }
     }
 }

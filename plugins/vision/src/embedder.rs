@@ -1,62 +1,82 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! The SFace face embedder on ONNX Runtime: align, infer, L2-normalise.
+//! The face embedder on ONNX Runtime: align, infer, L2-normalise.  Which model, and how it is
+//! fed, its model card says ([`crate::model_card`]); the default is SFace.
 
 use std::path::{Path, PathBuf};
 
 use ort::session::Session;
 use ort::value::TensorRef;
 
-use crate::align::{ALIGNED_SIZE, align_rgb_planar};
+use crate::align::{ALIGNED_SIZE, align_planar};
 use crate::frame::Frame;
 use crate::geometry::LANDMARKS;
+use crate::model_card::{ModelCard, Normalisation};
 use crate::runtime::{
-    InferenceError, ModelError, expect_io, input_dims, model_identity, open_session,
+    InferenceError, ModelError, expect_io, identity_of, input_dims, model_sha256, open_session,
 };
-
-const INPUT: &str = "data";
-const OUTPUT: &str = "fc1";
 
 pub struct Embedder {
     session: Session,
     path: PathBuf,
     identity: String,
-    dim: usize,
+    card: ModelCard,
+    normalisation: Normalisation,
     input: Vec<f32>,
 }
 
 impl Embedder {
+    /// Loads the model at `path` and its card beside it, and checks that they agree.
     pub fn load(path: &Path, threads: usize) -> Result<Self, ModelError> {
         let session = open_session(path, threads)?;
-        expect_io(&session, path, INPUT, &[OUTPUT])?;
+        let card = ModelCard::load(path)?;
+        let sha256 = model_sha256(path)?;
+        if sha256 != card.model.sha256 {
+            return Err(ModelError::Card {
+                path: crate::model_card::card_path(path),
+                reason: format!(
+                    "describes the build of {} with sha256 {}, the file has {sha256}",
+                    card.model.file, card.model.sha256
+                ),
+            });
+        }
+        let (input, output) = (card.input.tensor.as_str(), card.output.tensor.as_str());
+        expect_io(&session, path, input, &[output])?;
         let wrong = |reason: String| ModelError::WrongShape {
             path: path.to_path_buf(),
             reason,
         };
+        let [width, height] = card.input.size;
         let dims = input_dims(&session);
-        let size = ALIGNED_SIZE as i64;
-        if dims.len() != 4 || dims[1] != 3 || dims[2] != size || dims[3] != size {
+        let fits = |d: i64, want: usize| d < 0 || d == want as i64;
+        let expected = matches!(dims.as_slice(),
+            [n, 3, h, w] if fits(*n, 1) && fits(*h, height) && fits(*w, width));
+        if !expected {
             return Err(wrong(format!(
-                "input `{INPUT}` should be [1, 3, 112, 112], found {dims:?}"
+                "input `{input}` should be [1, 3, {height}, {width}] as its card says, found {dims:?}"
             )));
         }
-        let output_dims: Vec<i64> = session.outputs()[0]
-            .dtype()
-            .tensor_shape()
+        let output_dims: Vec<i64> = session
+            .outputs()
+            .iter()
+            .find(|o| o.name() == output)
+            .and_then(|o| o.dtype().tensor_shape())
             .map(|s| s.iter().copied().collect())
             .unwrap_or_default();
-        let dim = match output_dims.as_slice() {
-            [_, d] if *d > 0 => *d as usize,
+        match output_dims.as_slice() {
+            [_, d] if *d == card.output.dim as i64 => {}
             other => {
                 return Err(wrong(format!(
-                    "output `{OUTPUT}` should be [1, D], found {other:?}"
+                    "output `{output}` should be [1, {}] as its card says, found {other:?}",
+                    card.output.dim
                 )));
             }
-        };
+        }
         Ok(Embedder {
             session,
             path: path.to_path_buf(),
-            identity: model_identity(path)?,
-            dim,
+            identity: identity_of(path, &sha256),
+            normalisation: card.normalisation(),
+            card,
             input: vec![0.0; 3 * ALIGNED_SIZE * ALIGNED_SIZE],
         })
     }
@@ -67,7 +87,12 @@ impl Embedder {
     }
 
     pub fn dim(&self) -> usize {
-        self.dim
+        self.card.output.dim
+    }
+
+    /// The model's card: its licence, and how it is fed.
+    pub fn card(&self) -> &ModelCard {
+        &self.card
     }
 
     pub fn path(&self) -> &Path {
@@ -85,14 +110,14 @@ impl Embedder {
             model: self.path.clone(),
             reason,
         };
-        if embedding.len() != self.dim {
+        let dim = self.dim();
+        if embedding.len() != dim {
             return Err(failure(format!(
-                "embedding buffer holds {} values, model gives {}",
+                "embedding buffer holds {} values, model gives {dim}",
                 embedding.len(),
-                self.dim
             )));
         }
-        if !align_rgb_planar(frame, landmarks, &mut self.input) {
+        if !align_planar(frame, landmarks, &self.normalisation, &mut self.input) {
             return Err(failure(
                 "landmarks are degenerate, the face cannot be aligned".into(),
             ));
@@ -102,16 +127,15 @@ impl Embedder {
                 .map_err(|e| failure(e.to_string()))?;
         let outputs = self
             .session
-            .run(ort::inputs![INPUT => tensor])
+            .run(ort::inputs![self.card.input.tensor.as_str() => tensor])
             .map_err(|e| failure(e.to_string()))?;
-        let (_, raw) = outputs[OUTPUT]
+        let (_, raw) = outputs[self.card.output.tensor.as_str()]
             .try_extract_tensor::<f32>()
             .map_err(|e| failure(e.to_string()))?;
-        if raw.len() != self.dim {
+        if raw.len() != dim {
             return Err(failure(format!(
-                "output has {} values, expected {}",
+                "output has {} values, expected {dim}",
                 raw.len(),
-                self.dim
             )));
         }
         embedding.copy_from_slice(raw);

@@ -15,6 +15,7 @@ pub mod gallery_watch;
 pub mod geometry;
 pub mod letterbox;
 pub mod match_rule;
+pub mod model_card;
 pub mod open_set;
 pub mod runtime;
 pub mod template;

@@ -34,6 +34,8 @@ pub enum ModelError {
     Corrupt { path: PathBuf, reason: String },
     #[error("model file {path} is not the expected kind of model: {reason}")]
     WrongShape { path: PathBuf, reason: String },
+    #[error("model card {path}: {reason}")]
+    Card { path: PathBuf, reason: String },
 }
 
 /// A failure while running a model on one frame or face.
@@ -165,18 +167,29 @@ pub fn input_dims(session: &Session) -> Vec<i64> {
         .unwrap_or_default()
 }
 
-/// A model's identity, "file-stem@sha256:<first 16 hex digits>": names it in metadata and
-/// ties a gallery to the exact weights that made its embeddings.
-pub fn model_identity(path: &Path) -> Result<String, ModelError> {
+/// The sha256 of a model file, in hex.
+pub fn model_sha256(path: &Path) -> Result<String, ModelError> {
     use sha2::{Digest, Sha256};
     let bytes = std::fs::read(path).map_err(|e| ModelError::Corrupt {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
-    let digest = Sha256::digest(&bytes);
-    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    Ok(Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// A model's identity, "file-stem@sha256:<first 16 hex digits>": names it in metadata and
+/// ties a gallery to the exact weights that made its embeddings.
+pub fn model_identity(path: &Path) -> Result<String, ModelError> {
+    Ok(identity_of(path, &model_sha256(path)?))
+}
+
+/// The identity of the model at `path` whose sha256 is `sha256` (hex).
+pub fn identity_of(path: &Path, sha256: &str) -> String {
     let stem = path
         .file_stem()
         .map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned());
-    Ok(format!("{stem}@sha256:{hex}"))
+    format!("{stem}@sha256:{}", &sha256[..16.min(sha256.len())])
 }

@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use facegate_vision::gallery::Gallery;
-use facegate_vision::runtime;
 use gst::prelude::*;
 use serde_json::{Value, json};
 
@@ -161,14 +160,8 @@ fn compare(
         input_size: Some(input_size),
         ..models.clone()
     };
-    let detector = models
-        .detector
-        .as_ref()
-        .map_or_else(runtime::default_detector_path, PathBuf::from);
-    let embedder = models
-        .embedder
-        .as_ref()
-        .map_or_else(runtime::default_embedder_path, PathBuf::from);
+    let detector = models.detector_path();
+    let embedder = models.embedder_path();
     let prelu_embedder = embedder.with_file_name(PRELU_EMBEDDER_FILE);
     for file in [&detector, &embedder, &prelu_embedder] {
         if !file.is_file() {
@@ -593,8 +586,8 @@ fn run_ours(
         "peer": "facegate",
         "variant": format!("{variant:?}"),
         "engine": format!("FaceGate {} (GStreamer {}, ONNX Runtime via ort, FAISS)", env!("CARGO_PKG_VERSION"), gst::version_string()),
-        "detector": models.detector.as_deref().map_or_else(|| runtime::default_detector_path().display().to_string(), str::to_string),
-        "embedder": models.embedder.as_deref().map_or_else(|| runtime::default_embedder_path().display().to_string(), str::to_string),
+        "detector": models.detector_path().display().to_string(),
+        "embedder": models.embedder_path().display().to_string(),
         "threads": threads,
         "input_size": models.input_size,
         "frames": frames.len(),

@@ -10,8 +10,8 @@ use super::{measure, ms};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use facegate_vision::align::{ALIGNED_SIZE, align_rgb_planar};
-use facegate_vision::{Detector, DetectorConfig, Embedder, Face, runtime};
+use facegate_vision::align::{ALIGNED_SIZE, align_planar};
+use facegate_vision::{Detector, DetectorConfig, Embedder, Face};
 use gst::prelude::*;
 
 use facegate_dev_assets::AssetDir;
@@ -55,10 +55,7 @@ fn frame_with_face(
         .downcast::<gst_app::AppSink>()
         .map_err(|_| anyhow::anyhow!("not an appsink"))?;
     pipeline.set_state(gst::State::Playing)?;
-    let detector_path = models
-        .detector
-        .as_ref()
-        .map_or_else(runtime::default_detector_path, PathBuf::from);
+    let detector_path = models.detector_path();
     let mut detector = Detector::load(&detector_path, 0)?;
     let mut faces = Vec::new();
     let mut best: Option<(f32, gst_video::VideoInfo, gst::Buffer)> = None;
@@ -110,10 +107,7 @@ pub fn run(args: &StagesArgs, models: &Models, out: &mut impl Write) -> anyhow::
 
     writeln!(out, "| stage | median ms | p99 ms | OpenCV reference |")?;
     writeln!(out, "|---|---|---|---|")?;
-    let detector_path = models
-        .detector
-        .as_ref()
-        .map_or_else(runtime::default_detector_path, PathBuf::from);
+    let detector_path = models.detector_path();
     let mut detector = Detector::load(&detector_path, args.threads)?;
     let mut faces: Vec<Face> = Vec::new();
     let mut face_at_640 = None;
@@ -147,15 +141,13 @@ pub fn run(args: &StagesArgs, models: &Models, out: &mut impl Write) -> anyhow::
     }
     let face = face_at_640.context("the benchmark frame shows no face at input-size 640")?;
 
-    let embedder_path = models
-        .embedder
-        .as_ref()
-        .map_or_else(runtime::default_embedder_path, PathBuf::from);
+    let embedder_path = models.embedder_path();
     let mut embedder = Embedder::load(&embedder_path, args.threads)?;
+    let normalisation = embedder.card().normalisation();
     let mut aligned = vec![0.0; 3 * ALIGNED_SIZE * ALIGNED_SIZE];
     let stats = measure(args.iterations, || {
         gstfacegate::video::with_frame(&info, &buffer, |frame| {
-            align_rgb_planar(frame, &face.landmarks, &mut aligned)
+            align_planar(frame, &face.landmarks, &normalisation, &mut aligned)
         })
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         Ok(())

@@ -83,7 +83,7 @@ impl ObjectImpl for FaceEmbed {
                 glib::ParamSpecString::builder("model")
                     .nick("Model")
                     .blurb(&format!(
-                        "Path of the SFace ONNX model; unset: ${}/{} (or {}/{})",
+                        "Path of the ONNX face embedder, its model card <stem>.card.toml beside it; unset: ${}/{} (SFace; or {}/{})",
                         runtime::MODEL_DIR_ENV,
                         runtime::DEFAULT_EMBEDDER_FILE,
                         runtime::SYSTEM_MODEL_DIR,
@@ -179,6 +179,19 @@ impl BaseTransformImpl for FaceEmbed {
             embedder.identity(),
             embedder.dim()
         );
+        let card = &embedder.card().model;
+        if !card.commercial_use {
+            // On the bus, not only in the debug log: whoever runs the pipeline must hear it.
+            gst::element_imp_warning!(
+                self,
+                gst::LibraryError::Settings,
+                (
+                    "embedder {} is licensed for non-commercial use only ({}): for evaluation, never on a gate that charges fares",
+                    embedder.identity(),
+                    card.licence
+                )
+            );
+        }
         self.faces_embedded.store(0, Ordering::Relaxed);
         *self.state.lock().unwrap() = Some(State {
             embedder,

@@ -4,7 +4,10 @@
  * @see_also: fgdetect, fgtrack, fgmatch
  *
  * `fgembed` aligns each face region on its five `facegate-detection` landmarks and attaches a
- * unit-length SFace embedding as a `facegate-embedding` param (model, dim, data). A tracked face
+ * unit-length embedding as a `facegate-embedding` param (model, dim, data). The model is SFace by
+ * default; any ONNX face embedder with a model card beside it (`<stem>.card.toml`: tensor names,
+ * input size, colour order, normalisation, output dimension, licence) works the same way, and one
+ * whose licence forbids commercial use posts a warning on the bus when it starts. A tracked face
  * (behind fgtrack) is embedded once and again every `refresh-interval` frames, or sooner when it
  * has grown by 30%; untracked faces are embedded on every frame. `faces-embedded` counts the
  * model's runs.
