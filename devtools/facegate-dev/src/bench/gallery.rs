@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! `facegatectl bench gallery`: galleries of 10k to 1M identities, built as `facegatectl enroll`
 //! builds them and searched as the gate searches them, with the real development faces planted
-//! among synthetic unit vectors. Per size: the index type the gallery chose, build time, memory,
-//! single-query latency and recall@1 against exact search.
+//! among synthetic people drawn from a model fitted to the face corpus
+//! ([`super::distractors`], validated by the KS statistic against real strangers' scores). Per
+//! size: the index type the gallery chose, build time, memory, single-query latency, recall@1
+//! against exact search, and the false grants per stranger passage (FPIR) at the threshold the
+//! gate's rule sets for that size.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,12 +13,16 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use facegate_vision::calibration::Calibration;
 use facegate_vision::gallery::{Gallery, IndexPolicy, Match};
+use facegate_vision::match_rule::{self, Judgement, MatchRule};
 use serde_json::json;
 
+use super::distractors::{DistractorModel, Validation};
 use super::{Stats, measure, ms, synthetic_embedding, write_json};
 use facegate_dev_assets::{AssetDir, DEV_PEOPLE};
 use facegatectl::enroll::embed_photo;
+use facegatectl::evaluate::embed_corpus;
 use facegatectl::pipeline::Models;
 
 #[derive(Args, Debug)]
@@ -26,9 +33,15 @@ pub struct GalleryArgs {
     /// Synthetic queries per size: planted synthetic people seen again at cosine 0.6-0.85
     #[arg(long, default_value_t = 3000)]
     pub queries: usize,
+    /// Stranger passages per size: new synthetic people, enrolled nowhere, judged by the gate's rule
+    #[arg(long, default_value_t = 20_000)]
+    pub strangers: usize,
     /// The development photos (default: $FACEGATE_PHOTO_DIR)
     #[arg(long, value_name = "DIR")]
     pub photos: Option<PathBuf>,
+    /// The face corpus the synthetic people are modelled on (default: $FACEGATE_CORPUS_DIR)
+    #[arg(long, value_name = "DIR")]
+    pub corpus: Option<PathBuf>,
     /// Where to build the galleries (default: a temporary directory, removed afterwards)
     #[arg(long, value_name = "DIR")]
     pub scratch: Option<PathBuf>,
@@ -44,6 +57,10 @@ pub struct GalleryArgs {
 /// Same-person cosine for SFace on real photos (0.60-0.85 on the development photos): what a
 /// synthetic query is given.
 const QUERY_COSINE: (f32, f32) = (0.6, 0.85);
+/// Synthetic people of the validation (per half of the corpus).
+const VALIDATION_PEOPLE: u64 = 2_000;
+/// Where the strangers' seeds start: apart from the enrolled people's (1..=size).
+const STRANGER_SEEDS: u64 = 1 << 62;
 
 /// A query and the person it shows.
 struct Query {
@@ -108,7 +125,13 @@ fn seen_again(enrolled: &[f32], direction: &[f32], cosine: f32) -> Vec<f32> {
         .collect()
 }
 
-fn synthetic_queries(size: usize, count: usize, dim: usize, planted: usize) -> Vec<Query> {
+fn synthetic_queries(
+    people: &DistractorModel,
+    size: usize,
+    count: usize,
+    planted: usize,
+) -> Vec<Query> {
+    let dim = people.dim();
     // Seeded: the benchmark's queries are the same on every run.
     let mut random = fastrand::Rng::with_seed(size as u64);
     let synthetic = (size - planted) as u64;
@@ -119,23 +142,111 @@ fn synthetic_queries(size: usize, count: usize, dim: usize, planted: usize) -> V
             let direction = synthetic_embedding(random.u64(..) | 1 << 63, dim);
             Query {
                 person: synthetic_id(n),
-                embedding: seen_again(&synthetic_embedding(n, dim), &direction, cosine),
+                embedding: seen_again(&people.person(n), &direction, cosine),
             }
         })
         .collect()
 }
 
 /// Everyone: the real faces first, then synthetic people `s-0000001`... up to `size`.
-fn enroll_everyone(gallery: &mut Gallery, real: &RealFaces, size: usize) -> anyhow::Result<()> {
-    let dim = gallery.dim() as usize;
+fn enroll_everyone(
+    gallery: &mut Gallery,
+    real: &RealFaces,
+    people: &DistractorModel,
+    size: usize,
+) -> anyhow::Result<()> {
     for (id, embedding) in &real.enrolled {
         gallery.enroll(id, id, &real.model, embedding, false)?;
     }
     for n in 1..=(size - real.enrolled.len()) as u64 {
         let id = synthetic_id(n);
-        gallery.enroll(&id, "", &real.model, &synthetic_embedding(n, dim), false)?;
+        gallery.enroll(&id, "", &real.model, &people.person(n), false)?;
     }
     Ok(())
+}
+
+/// What the corpus gives the benchmark: the model of its people, and its faces as strangers.
+struct Distractors {
+    people: DistractorModel,
+    validation: Validation,
+    /// How many people's templates the model was fitted to.
+    people_fitted: usize,
+    /// Every usable corpus face: none is of a synthetic person.
+    corpus_faces: Vec<Vec<f32>>,
+}
+
+fn model_distractors(corpus: &Path, models: &Models, model: &str) -> anyhow::Result<Distractors> {
+    let embedded = embed_corpus(corpus, models, |_, _| {})?;
+    if embedded.input.model != model {
+        bail!(
+            "the corpus was embedded by {}, the development photos by {model}",
+            embedded.input.model
+        );
+    }
+    let identities = &embedded.input.identities;
+    let corpus_faces: Vec<Vec<f32>> = identities
+        .iter()
+        .flat_map(|identity| identity.embeddings.iter().cloned())
+        .collect();
+    let people = super::distractors::templates(identities)?;
+    let people: Vec<&[f32]> = people.iter().map(Vec::as_slice).collect();
+    Ok(Distractors {
+        people: DistractorModel::fit(&people)?,
+        validation: super::distractors::validate(identities, VALIDATION_PEOPLE)?,
+        people_fitted: people.len(),
+        corpus_faces,
+    })
+}
+
+/// False grants among stranger passages, judged as the gate judges them.
+#[derive(Default)]
+struct StrangerGrants {
+    passages: usize,
+    granted: usize,
+    ambiguous: usize,
+}
+
+impl StrangerGrants {
+    fn rate(&self) -> f64 {
+        self.granted as f64 / self.passages.max(1) as f64
+    }
+
+    fn json(&self) -> serde_json::Value {
+        json!({ "passages": self.passages, "granted": self.granted, "ambiguous": self.ambiguous, "fpir": self.rate() })
+    }
+}
+
+/// Searches `gallery` for each stranger and judges the result at `threshold` with the default
+/// margin; a grant to anyone is false, since no stranger is enrolled.  Faces of a planted real
+/// person may truly be that person (the corpus shares photos with the development set), so only
+/// grants to synthetic people count for `count_synthetic_only`.
+fn stranger_grants(
+    gallery: &mut Gallery,
+    strangers: &[Vec<f32>],
+    threshold: f64,
+    count_synthetic_only: bool,
+) -> anyhow::Result<StrangerGrants> {
+    let mut grants = StrangerGrants::default();
+    for stranger in strangers {
+        let found = gallery.search(stranger, 2)?;
+        let best = found.first();
+        if count_synthetic_only && best.is_some_and(|m| !m.id.starts_with("s-")) {
+            continue;
+        }
+        grants.passages += 1;
+        let judgement = match_rule::judge(
+            best.map(|m| f64::from(m.similarity)),
+            found.get(1).map(|m| f64::from(m.similarity)),
+            threshold,
+            match_rule::DEFAULT_MIN_MARGIN,
+        );
+        match judgement {
+            Judgement::Matched => grants.granted += 1,
+            Judgement::Ambiguous => grants.ambiguous += 1,
+            Judgement::NoMatch => {}
+        }
+    }
+    Ok(grants)
 }
 
 /// The process's resident memory in bytes.
@@ -241,11 +352,19 @@ struct SizeResult {
     latency: Stats,
     synthetic: Agreement,
     real: Agreement,
+    /// The gate's threshold for this size, and the FPIR the calibration expects there.
+    threshold: f64,
+    expected_fpir: Option<f64>,
+    /// New synthetic people passing, and the corpus's real faces (grants to distractors only).
+    strangers: StrangerGrants,
+    corpus_strangers: StrangerGrants,
 }
 
 fn bench_size(
     size: usize,
     real: &RealFaces,
+    distractors: &Distractors,
+    calibration: &Calibration,
     args: &GalleryArgs,
     scratch: &Path,
     out: &mut impl Write,
@@ -258,7 +377,7 @@ fn bench_size(
     writeln!(out, "size {size}: enrolling...")?;
     let start = Instant::now();
     let mut gallery = Gallery::create(&dir, &real.model, dim as u32)?;
-    enroll_everyone(&mut gallery, real, size)?;
+    enroll_everyone(&mut gallery, real, &distractors.people, size)?;
     let enrol_s = start.elapsed().as_secs_f64();
     let committed = Instant::now();
     gallery.commit()?;
@@ -288,9 +407,9 @@ fn bench_size(
         ..IndexPolicy::default()
     });
     // Staged, never committed: searched in memory only.
-    enroll_everyone(&mut exact, real, size)?;
+    enroll_everyone(&mut exact, real, &distractors.people, size)?;
 
-    let queries = synthetic_queries(size, args.queries, dim, real.enrolled.len());
+    let queries = synthetic_queries(&distractors.people, size, args.queries, real.enrolled.len());
     let mut next = 0;
     let latency = measure(queries.len(), || {
         let query = &queries[next % queries.len()];
@@ -325,8 +444,23 @@ fn bench_size(
             show(best.first())
         )?;
     }
+    let standing = MatchRule::default().standing(calibration, size as u64)?;
+    let strangers: Vec<Vec<f32>> = (0..args.strangers as u64)
+        .map(|n| distractors.people.person(STRANGER_SEEDS + n))
+        .collect();
+    let stranger_result = stranger_grants(&mut gallery, &strangers, standing.threshold, false)?;
+    let corpus_result = stranger_grants(
+        &mut gallery,
+        &distractors.corpus_faces,
+        standing.threshold,
+        true,
+    )?;
     let result = SizeResult {
         size,
+        threshold: standing.threshold,
+        expected_fpir: standing.expected_false_grant_rate,
+        strangers: stranger_result,
+        corpus_strangers: corpus_result,
         index_type: gallery.index_type().to_owned(),
         build_s,
         enrol_s,
@@ -367,6 +501,12 @@ pub fn run(args: &GalleryArgs, models: &Models, out: &mut impl Write) -> anyhow:
         .clone()
         .unwrap_or_else(|| AssetDir::Photos.path());
     let real = embed_real_faces(&photos, models)?;
+    let corpus = args
+        .corpus
+        .clone()
+        .unwrap_or_else(|| AssetDir::Corpus.path());
+    let distractors = model_distractors(&corpus, models, &real.model)?;
+    let calibration = match_rule::find_calibration(&match_rule::calibration_dir(), &real.model)?;
     let temporary = tempfile::tempdir()?;
     let scratch = args.scratch.as_deref().unwrap_or(temporary.path());
     std::fs::create_dir_all(scratch)
@@ -383,18 +523,51 @@ pub fn run(args: &GalleryArgs, models: &Models, out: &mut impl Write) -> anyhow:
         QUERY_COSINE.0,
         QUERY_COSINE.1
     )?;
+    let v = &distractors.validation;
+    writeln!(
+        out,
+        "synthetic people: a Gaussian fitted to the templates of the {} people of {} (Ledoit-Wolf shrinkage {:.3}); out of sample (fitted on half the identities, scored against the other half), real strangers score mean {:.4} sd {:.4} p99 {:.4} max {:.4} ({:.2} % >= 0.30, {} pairs), model people mean {:.4} sd {:.4} p99 {:.4} max {:.4} ({:.2} % >= 0.30): KS D = {:.4} (p {:.2e}); model people among themselves mean {:.4} sd {:.4} p99 {:.4} max {:.4} ({:.2} % >= 0.30): KS D = {:.4}; random unit vectors mean {:.4} sd {:.4}: KS D = {:.4}\n",
+        distractors.people_fitted,
+        corpus.display(),
+        distractors.people.shrinkage,
+        v.real.mean,
+        v.real.sd,
+        v.real.p99,
+        v.real.max,
+        100.0 * v.real.at_least_030,
+        v.real.pairs,
+        v.model.mean,
+        v.model.sd,
+        v.model.p99,
+        v.model.max,
+        100.0 * v.model.at_least_030,
+        v.model_ks.statistic,
+        v.model_ks.p_value,
+        v.model_pairs.mean,
+        v.model_pairs.sd,
+        v.model_pairs.p99,
+        v.model_pairs.max,
+        100.0 * v.model_pairs.at_least_030,
+        v.model_pairs_ks.statistic,
+        v.random.mean,
+        v.random.sd,
+        v.random_ks.statistic,
+    )?;
 
     let mut results = Vec::new();
     for &size in &args.sizes {
-        let result = bench_size(size, &real, args, scratch, out)?;
+        let result = bench_size(size, &real, &distractors, &calibration, args, scratch, out)?;
         writeln!(
             out,
-            "size {size}: {} built in {:.1} s, {:.0} B a person in memory, p99 {:.3} ms, recall@1 {:.4}",
+            "size {size}: {} built in {:.1} s, {:.0} B a person in memory, p99 {:.3} ms, recall@1 {:.4}; threshold {:.4}: {} of {} strangers granted",
             result.index_type,
             result.build_s,
             result.rss_per_person,
             ms(result.latency.p99),
-            result.synthetic.recall()
+            result.synthetic.recall(),
+            result.threshold,
+            result.strangers.granted,
+            result.strangers.passages,
         )?;
         results.push(result);
     }
@@ -429,6 +602,27 @@ pub fn run(args: &GalleryArgs, models: &Models, out: &mut impl Write) -> anyhow:
         )?;
     }
 
+    writeln!(
+        out,
+        "\n| people | threshold (the gate's rule) | expected FPIR (calibration) | synthetic strangers granted | FPIR | ambiguous | corpus faces granted to a distractor |"
+    )?;
+    writeln!(out, "|---|---|---|---|---|---|---|")?;
+    for r in &results {
+        writeln!(
+            out,
+            "| {} | {:.4} | {} | {} / {} | {:.1e} | {} | {} / {} |",
+            r.size,
+            r.threshold,
+            r.expected_fpir.map_or("-".into(), |f| format!("{f:.1e}")),
+            r.strangers.granted,
+            r.strangers.passages,
+            r.strangers.rate(),
+            r.strangers.ambiguous,
+            r.corpus_strangers.granted,
+            r.corpus_strangers.passages,
+        )?;
+    }
+
     let json = json!({
         "benchmark": "gallery",
         "cores": cores,
@@ -436,6 +630,12 @@ pub fn run(args: &GalleryArgs, models: &Models, out: &mut impl Write) -> anyhow:
         "faiss_threads_build": threads,
         "query_cosine": [QUERY_COSINE.0, QUERY_COSINE.1],
         "real_people": real.enrolled.len(),
+        "distractors": {
+            "model": "gaussian-ledoit-wolf",
+            "fitted_people": distractors.people_fitted,
+            "shrinkage": distractors.people.shrinkage,
+            "validation": distractors.validation,
+        },
         "results": results.iter().map(|r| json!({
             "people": r.size,
             "index_type": r.index_type,
@@ -449,6 +649,10 @@ pub fn run(args: &GalleryArgs, models: &Models, out: &mut impl Write) -> anyhow:
             "query_ms": { "median": ms(r.latency.median), "p99": ms(r.latency.p99) },
             "synthetic": r.synthetic.json(),
             "real": r.real.json(),
+            "threshold": r.threshold,
+            "expected_fpir": r.expected_fpir,
+            "strangers": r.strangers.json(),
+            "corpus_strangers": r.corpus_strangers.json(),
         })).collect::<Vec<_>>(),
     });
     write_json(&args.json, &json)?;
@@ -472,14 +676,19 @@ mod tests {
 
     #[test]
     fn queries_pick_synthetic_people_only_and_cosines_in_range() {
-        let queries = synthetic_queries(1000, 200, 16, 6);
+        let faces: Vec<Vec<f32>> = (100..140)
+            .map(|seed| synthetic_embedding(seed, 16))
+            .collect();
+        let refs: Vec<&[f32]> = faces.iter().map(Vec::as_slice).collect();
+        let people = DistractorModel::fit(&refs).unwrap();
+        let queries = synthetic_queries(&people, 1000, 200, 6);
         for query in &queries {
             let n: u64 = query.person.trim_start_matches("s-").parse().unwrap();
             assert!((1..=994).contains(&n), "{}", query.person);
             let cosine: f32 = query
                 .embedding
                 .iter()
-                .zip(&synthetic_embedding(n, 16))
+                .zip(&people.person(n))
                 .map(|(q, e)| q * e)
                 .sum();
             assert!((0.6 - 1e-4..=0.85 + 1e-4).contains(&cosine), "{cosine}");

@@ -2,6 +2,7 @@
 //! `facegate-dev bench` (also `facegatectl bench`): the measurements behind docs/BENCHMARKS.md. Each benchmark is its own
 //! subcommand; tests never assert timings, these commands record them.
 
+pub mod distractors;
 pub mod gallery;
 pub mod latency;
 pub mod peers;
