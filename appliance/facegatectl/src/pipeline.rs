@@ -30,6 +30,7 @@ pub struct Models {
     pub detector: Option<String>,
     pub embedder: Option<String>,
     pub input_size: Option<u32>,
+    pub refine_landmarks: Option<bool>,
 }
 
 impl Models {
@@ -54,6 +55,7 @@ impl Models {
         glib::Object::builder()
             .property_if_some("model", self.detector.as_deref())
             .property_if_some("input-size", self.input_size)
+            .property_if_some("refine-landmarks", self.refine_landmarks)
             .build()
     }
 
@@ -91,6 +93,9 @@ pub struct ModelArgs {
     /// Detector input size (longer side, pixels); enrolment defaults to 640, identification to fgdetect's default
     #[arg(long, global = true, value_name = "PIXELS", value_parser = clap::value_parser!(u32).range(32..=4096))]
     pub input_size: Option<u32>,
+    /// Detect each face again at up to full resolution for its landmarks when input-size scaled it down (fgdetect refine-landmarks)
+    #[arg(long, global = true)]
+    pub refine_landmarks: bool,
 }
 
 impl ModelArgs {
@@ -100,6 +105,7 @@ impl ModelArgs {
             detector: path(&self.detector_model),
             embedder: path(&self.embedder_model),
             input_size: self.input_size,
+            refine_landmarks: self.refine_landmarks.then_some(true),
         }
     }
 
@@ -116,6 +122,9 @@ impl ModelArgs {
         }
         if let Some(size) = self.input_size {
             args.extend(["--input-size".into(), size.to_string().into()]);
+        }
+        if self.refine_landmarks {
+            args.push("--refine-landmarks".into());
         }
         args
     }

@@ -78,7 +78,7 @@ impl RigFiles {
         Models {
             detector: file(facegate_vision::runtime::DEFAULT_DETECTOR_FILE),
             embedder: file(facegate_vision::runtime::DEFAULT_EMBEDDER_FILE),
-            input_size: None,
+            ..Models::default()
         }
     }
 

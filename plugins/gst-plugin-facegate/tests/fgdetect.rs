@@ -131,7 +131,12 @@ fn properties_have_the_documented_defaults_and_ranges() {
     assert_eq!(common::uint_spec(&element, "max-faces"), (1, 1024, 16));
     assert_eq!(common::uint_spec(&element, "interval"), (1, 1000, 1));
     assert_eq!(common::uint_spec(&element, "threads"), (0, 256, 0));
+    assert!(
+        !element.property::<bool>("refine-landmarks"),
+        "off by default"
+    );
     for name in [
+        "refine-landmarks",
         "score-threshold",
         "nms-threshold",
         "input-size",
@@ -275,6 +280,35 @@ fn every_input_size_finds_the_face() {
             face.bbox
         );
     }
+}
+
+#[test]
+fn refine_landmarks_finds_them_again_where_input_size_scaled_the_face_down() {
+    let frame = common::photo_frame(PHOTO, "BGR", WIDTH, HEIGHT);
+    let landmarks = |size: u32, refine: bool| {
+        let out = detect(
+            &frame,
+            &[("input-size", &size), ("refine-landmarks", &refine)],
+        );
+        let face = one_face(&out, &format!("input-size {size}, refine {refine}"));
+        (face.bbox, face.detection.unwrap().landmarks)
+    };
+    let (_, full) = landmarks(640, false);
+    // At 160 the 640x480 frame is scaled by a quarter: refinement runs, and lands near what the
+    // full-resolution pass found.
+    let (bbox, coarse) = landmarks(160, false);
+    let (_, refined) = landmarks(160, true);
+    assert_ne!(coarse, refined, "refinement ran");
+    let tolerance = 0.08 * bbox.2 as f32;
+    for (i, (r, f)) in refined.iter().zip(&full).enumerate() {
+        let distance = ((r[0] - f[0]).powi(2) + (r[1] - f[1]).powi(2)).sqrt();
+        assert!(
+            distance < tolerance,
+            "landmark {i}: {r:?} vs {f:?} at full resolution"
+        );
+    }
+    // At 640 the frame is seen whole: nothing to refine, the same faces.
+    assert_eq!(landmarks(640, true), landmarks(640, false));
 }
 
 #[test]

@@ -31,15 +31,6 @@ impl Rect {
         if union > 0.0 { inter / union } else { 0.0 }
     }
 
-    pub fn scaled(&self, factor: f32) -> Rect {
-        Rect {
-            x: self.x * factor,
-            y: self.y * factor,
-            w: self.w * factor,
-            h: self.h * factor,
-        }
-    }
-
     /// The part of the box inside a `width` x `height` frame.
     pub fn clamped(&self, width: f32, height: f32) -> Rect {
         let x0 = self.x.clamp(0.0, width);
@@ -70,11 +61,20 @@ pub struct Face {
 }
 
 impl Face {
-    pub fn scaled(&self, factor: f32) -> Face {
+    /// The face with every point (box corners, landmarks) moved by `to`, a map that scales and
+    /// translates (as between network and frame pixels).
+    pub fn mapped(&self, to: impl Fn([f32; 2]) -> [f32; 2]) -> Face {
+        let [x0, y0] = to([self.bbox.x, self.bbox.y]);
+        let [x1, y1] = to([self.bbox.x + self.bbox.w, self.bbox.y + self.bbox.h]);
         Face {
-            bbox: self.bbox.scaled(factor),
+            bbox: Rect {
+                x: x0,
+                y: y0,
+                w: x1 - x0,
+                h: y1 - y0,
+            },
             score: self.score,
-            landmarks: self.landmarks.map(|[x, y]| [x * factor, y * factor]),
+            landmarks: self.landmarks.map(&to),
         }
     }
 
@@ -191,15 +191,17 @@ mod tests {
                 h: 8.0
             }
         );
-        let f = face(2.0, 4.0, 6.0, 1.0).scaled(0.5);
+        // Network to frame pixels: scaled by 2, then moved by the crop's origin (10, 20).
+        let f = face(2.0, 4.0, 6.0, 1.0).mapped(|[x, y]| [10.0 + 2.0 * x, 20.0 + 2.0 * y]);
         assert_eq!(
             f.bbox,
             Rect {
-                x: 1.0,
-                y: 2.0,
-                w: 3.0,
-                h: 3.0
+                x: 14.0,
+                y: 28.0,
+                w: 12.0,
+                h: 12.0
             }
         );
+        assert_eq!(f.landmarks[0], [10.0, 20.0], "landmarks move with the box");
     }
 }

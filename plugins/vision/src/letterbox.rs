@@ -29,6 +29,8 @@ pub struct Letterbox {
     frame_width: usize,
     frame_height: usize,
     input_size: usize,
+    /// The top-left corner of the part of the frame the plan scales (0, 0 for a whole frame).
+    origin: (usize, usize),
     scaled_width: usize,
     net_width: usize,
     net_height: usize,
@@ -80,12 +82,40 @@ impl Letterbox {
             frame_width,
             frame_height,
             input_size,
+            origin: (0, 0),
             scaled_width,
             net_width: net.0,
             net_height: net.1,
             columns: taps(frame_width, scaled_width),
             rows: taps(frame_height, scaled_height),
         }
+    }
+
+    /// A plan for the `width` x `height` part of a frame whose top-left corner is at `origin`,
+    /// scaled by `scale` (the network input follows that part's aspect).  The part must lie
+    /// inside the frame.
+    pub fn region(origin: (usize, usize), width: usize, height: usize, scale: f64) -> Self {
+        let align = |v: f64| ((v.round() as usize).max(1)).div_ceil(STRIDE_ALIGN) * STRIDE_ALIGN;
+        let net = (align(width as f64 * scale), align(height as f64 * scale));
+        let mut plan = Self::with_scale(width, height, net.0.max(net.1), scale, net);
+        let offset = |taps: &mut Vec<Tap>, by: usize| {
+            for tap in taps.iter_mut() {
+                *tap = Tap::new(tap.first + by, tap.second + by, tap.weight);
+            }
+        };
+        offset(&mut plan.columns, origin.0);
+        offset(&mut plan.rows, origin.1);
+        plan.origin = origin;
+        plan
+    }
+
+    /// Where a point of the network input lies in the frame.
+    pub fn to_frame(&self, [x, y]: [f32; 2]) -> [f32; 2] {
+        let back = self.inverse_scale();
+        [
+            self.origin.0 as f32 + x * back,
+            self.origin.1 as f32 + y * back,
+        ]
     }
 
     pub fn fits(&self, frame_width: usize, frame_height: usize, input_size: usize) -> bool {
@@ -133,6 +163,47 @@ mod tests {
     use super::*;
     use crate::frame::tests::gradient_rgb;
     use crate::frame::{PixelFormat, YuvMatrix};
+
+    #[test]
+    fn a_region_plan_reads_its_part_of_the_frame_and_maps_back_into_it() {
+        let (width, height) = (400, 300);
+        let data = gradient_rgb(width, height);
+        let frame = Frame::new(
+            width,
+            height,
+            PixelFormat::Rgb,
+            &[&data],
+            &[width * 3],
+            YuvMatrix::BT601_FULL,
+        )
+        .unwrap();
+        // At scale 1 the network sees the region's pixels as they are.
+        let plan = Letterbox::region((100, 50), 200, 100, 1.0);
+        assert_eq!(plan.net_size(), (224, 128));
+        let mut tensor = vec![0.0; plan.tensor_len()];
+        plan.fill_bgr_planar(&frame, &mut tensor);
+        let plane = 224 * 128;
+        for (x, y) in [(0, 0), (37, 11), (199, 99)] {
+            let pixel = ((50 + y) * width + 100 + x) * 3;
+            let at = y * 224 + x;
+            assert_eq!(
+                tensor[2 * plane + at],
+                f32::from(data[pixel]),
+                "red at {x},{y}"
+            );
+            assert_eq!(
+                tensor[plane + at],
+                f32::from(data[pixel + 1]),
+                "green at {x},{y}"
+            );
+        }
+        assert_eq!(tensor[200], 0.0, "padding right of the region stays zero");
+        assert_eq!(plan.to_frame([0.0, 0.0]), [100.0, 50.0]);
+        // Scaled by a half, network pixel (50, 25) is 100 frame pixels into the region.
+        let half = Letterbox::region((100, 50), 200, 100, 0.5);
+        assert_eq!(half.net_size(), (128, 64));
+        assert_eq!(half.to_frame([50.0, 25.0]), [200.0, 100.0]);
+    }
 
     #[test]
     fn plan_keeps_aspect_and_aligns() {

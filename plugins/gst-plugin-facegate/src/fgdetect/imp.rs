@@ -26,6 +26,7 @@ const DEFAULT_INPUT_SIZE: u32 = detector::DEFAULT_INPUT_SIZE as u32;
 const DEFAULT_MAX_FACES: u32 = detector::DEFAULT_MAX_FACES as u32;
 const DEFAULT_INTERVAL: u32 = 1;
 const DEFAULT_THREADS: u32 = 0;
+const DEFAULT_REFINE_LANDMARKS: bool = detector::DEFAULT_REFINE_LANDMARKS;
 
 #[derive(Clone, Debug)]
 struct Settings {
@@ -36,6 +37,7 @@ struct Settings {
     max_faces: u32,
     interval: u32,
     threads: u32,
+    refine_landmarks: bool,
 }
 
 impl Default for Settings {
@@ -48,6 +50,7 @@ impl Default for Settings {
             max_faces: DEFAULT_MAX_FACES,
             interval: DEFAULT_INTERVAL,
             threads: DEFAULT_THREADS,
+            refine_landmarks: DEFAULT_REFINE_LANDMARKS,
         }
     }
 }
@@ -59,6 +62,7 @@ impl Settings {
             nms_threshold: self.nms_threshold as f32,
             input_size: self.input_size as usize,
             max_faces: self.max_faces as usize,
+            refine_landmarks: self.refine_landmarks,
         }
     }
 }
@@ -146,6 +150,12 @@ impl ObjectImpl for FaceDetect {
                     .default_value(DEFAULT_INTERVAL)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecBoolean::builder("refine-landmarks")
+                    .nick("Refine landmarks")
+                    .blurb("When input-size scaled a face down, detect it again in a crop around it at up to full resolution and take its landmarks from there (one more, small, inference per such face); embeddings follow the landmarks' precision")
+                    .default_value(DEFAULT_REFINE_LANDMARKS)
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecUInt::builder("threads")
                     .nick("Threads")
                     .blurb("Inference threads (0: ONNX Runtime's choice, one per core)")
@@ -170,6 +180,9 @@ impl ObjectImpl for FaceDetect {
             "max-faces" => settings.max_faces = value.get().expect("type checked upstream"),
             "interval" => settings.interval = value.get().expect("type checked upstream"),
             "threads" => settings.threads = value.get().expect("type checked upstream"),
+            "refine-landmarks" => {
+                settings.refine_landmarks = value.get().expect("type checked upstream")
+            }
             name => unreachable!("unknown property {name}"),
         }
         gst::debug!(CAT, imp = self, "{} set to {:?}", pspec.name(), value);
@@ -185,6 +198,7 @@ impl ObjectImpl for FaceDetect {
             "max-faces" => settings.max_faces.to_value(),
             "interval" => settings.interval.to_value(),
             "threads" => settings.threads.to_value(),
+            "refine-landmarks" => settings.refine_landmarks.to_value(),
             name => unreachable!("unknown property {name}"),
         }
     }

@@ -10,9 +10,12 @@
  * changes the pixels.
  *
  * The frame is scaled to `input-size` on its longer side (aspect kept) for the network; smaller
- * is faster, larger finds smaller faces. With `interval` above 1 the detector runs on every Nth
- * frame and the frames between carry its last faces. A missing, corrupt or wrongly shaped model
- * fails the state change with an error naming the file.
+ * is faster, larger finds smaller faces. `refine-landmarks` detects each face that scaling made
+ * smaller again in a crop around it, at up to full resolution, for its landmarks (off by default:
+ * it did not lift same-person similarity on FaceGate's corpus, docs/ACCURACY.md). With
+ * `interval` above 1 the detector runs on every Nth frame and the frames between carry its last
+ * faces. A missing, corrupt or wrongly shaped model fails the state change with an error naming
+ * the file.
  *
  * ## Example launch line
  *
