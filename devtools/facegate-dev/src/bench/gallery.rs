@@ -103,8 +103,11 @@ fn embed_real_faces(photos: &Path, models: &Models) -> anyhow::Result<RealFaces>
     })
 }
 
+/// What every synthetic person's id starts with.
+const SYNTHETIC_PREFIX: &str = "s-";
+
 fn synthetic_id(n: u64) -> String {
-    format!("s-{n:07}")
+    format!("{SYNTHETIC_PREFIX}{n:07}")
 }
 
 /// `enrolled` seen again at cosine `cosine`: the enrolled vector plus an orthogonal unit
@@ -230,7 +233,7 @@ fn stranger_grants(
     for stranger in strangers {
         let found = gallery.search(stranger, 2)?;
         let best = found.first();
-        if count_synthetic_only && best.is_some_and(|m| !m.id.starts_with("s-")) {
+        if count_synthetic_only && best.is_some_and(|m| !m.id.starts_with(SYNTHETIC_PREFIX)) {
             continue;
         }
         grants.passages += 1;
@@ -683,7 +686,11 @@ mod tests {
         let people = DistractorModel::fit(&refs).unwrap();
         let queries = synthetic_queries(&people, 1000, 200, 6);
         for query in &queries {
-            let n: u64 = query.person.trim_start_matches("s-").parse().unwrap();
+            let n: u64 = query
+                .person
+                .trim_start_matches(SYNTHETIC_PREFIX)
+                .parse()
+                .unwrap();
             assert!((1..=994).contains(&n), "{}", query.person);
             let cosine: f32 = query
                 .embedding
