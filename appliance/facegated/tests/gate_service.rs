@@ -950,6 +950,55 @@ fn an_embedder_that_embeds_nothing_degrades_the_gate() {
 }
 
 #[test]
+fn an_embedder_not_licensed_for_commercial_use_is_named_in_the_log() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = tempfile::tempdir().unwrap();
+    let mut rig = rig(&scratch);
+    // The gate's own models, beside a card that withholds commercial use: same weights, so the
+    // gallery and the calibration still fit.
+    let models = scratch.path().join("models");
+    std::fs::create_dir(&models).unwrap();
+    let embedder = facegate_vision::runtime::DEFAULT_EMBEDDER_FILE;
+    for file in [facegate_vision::runtime::DEFAULT_DETECTOR_FILE, embedder] {
+        std::os::unix::fs::symlink(rig.files.models.join(file), models.join(file)).unwrap();
+    }
+    let card = facegate_vision::model_card::card_path(Path::new(embedder));
+    let text = std::fs::read_to_string(rig.files.models.join(&card)).unwrap();
+    assert!(text.contains("commercial_use = true"), "{text}");
+    std::fs::write(
+        models.join(&card),
+        text.replace("commercial_use = true", "commercial_use = false"),
+    )
+    .unwrap();
+    rig.extra_env.extend([
+        (
+            "FACEGATE_MODELS__DIR".into(),
+            models.to_string_lossy().into(),
+        ),
+        (
+            "FACEGATE_PIPELINE__VARIABLES__VIDEO".into(),
+            video("walkup_person_b.avi").to_string_lossy().into(),
+        ),
+    ]);
+    let mut child = rig.spawn().unwrap();
+    // The video ends (exit_on_eos) a few seconds in.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "facegated did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = log(&rig);
+    let warning = log
+        .lines()
+        .find(|l| l.contains("licensed for non-commercial use only"))
+        .unwrap_or_else(|| panic!("no licence warning in the log: {log}"));
+    assert!(
+        warning.contains("WARN") && warning.contains("fgembed"),
+        "{warning}"
+    );
+}
+
+#[test]
 fn a_missing_video_is_logged_with_its_path() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let scratch = tempfile::tempdir().unwrap();
