@@ -774,10 +774,33 @@ fn a_relay_left_energised_by_kill_9_is_released_by_a_failing_start_and_by_safe_s
     assert!(actions.iter().rev().take(3).all(|a| a.level == Level::Off));
 }
 
+/// The rig's models in a directory of their own: the detector linked, the embedder linked or,
+/// with `weights`, written anew, and the embedder's card as `edit` rewrites it (it is handed the
+/// card and the embedder's path there). Returns that path.
+fn models_with_card(
+    models: &Path,
+    into: &Path,
+    weights: Option<&[u8]>,
+    edit: impl FnOnce(&str, &Path) -> String,
+) -> PathBuf {
+    std::fs::create_dir_all(into).unwrap();
+    let name = facegate_vision::runtime::DEFAULT_EMBEDDER_FILE;
+    let embedder = into.join(name);
+    match weights {
+        Some(bytes) => std::fs::write(&embedder, bytes).unwrap(),
+        None => std::os::unix::fs::symlink(models.join(name), &embedder).unwrap(),
+    }
+    let detector = facegate_vision::runtime::DEFAULT_DETECTOR_FILE;
+    std::os::unix::fs::symlink(models.join(detector), into.join(detector)).unwrap();
+    let card = facegate_vision::model_card::card_path(Path::new(name));
+    let text = std::fs::read_to_string(models.join(&card)).unwrap();
+    std::fs::write(into.join(&card), edit(&text, &embedder)).unwrap();
+    embedder
+}
+
 /// The demo's embedder with its largest weight tensor overwritten by NaNs: same size, still a
 /// valid model that loads, but no face embeds any more.
-fn rotted_embedder(models: &std::path::Path, into: &std::path::Path) -> PathBuf {
-    std::fs::create_dir_all(into).unwrap();
+fn rotted_embedder(models: &Path, into: &Path) -> PathBuf {
     let name = facegate_vision::runtime::DEFAULT_EMBEDDER_FILE;
     let mut bytes = std::fs::read(models.join(name)).unwrap();
     let (start, len) = largest_weights(&bytes);
@@ -788,19 +811,14 @@ fn rotted_embedder(models: &std::path::Path, into: &std::path::Path) -> PathBuf 
     for chunk in bytes[start..start + len].chunks_exact_mut(4) {
         chunk.copy_from_slice(&f32::NAN.to_le_bytes());
     }
-    let embedder = into.join(name);
-    std::fs::write(&embedder, bytes).unwrap();
     // The shipped card would refuse these weights at start (its sha256 is the good file's); a
     // card that vouches for them leaves the failure to the embeddings, as with a model that was
     // broken when it was published.
-    let card_name = facegate_vision::model_card::card_path(std::path::Path::new(name));
-    let card = std::fs::read_to_string(models.join(&card_name)).unwrap();
     let good = facegate_vision::runtime::model_sha256(&models.join(name)).unwrap();
-    let rotted = facegate_vision::runtime::model_sha256(&embedder).unwrap();
-    std::fs::write(into.join(&card_name), card.replace(&good, &rotted)).unwrap();
-    let detector = facegate_vision::runtime::DEFAULT_DETECTOR_FILE;
-    std::fs::copy(models.join(detector), into.join(detector)).unwrap();
-    embedder
+    models_with_card(models, into, Some(&bytes), |card, embedder| {
+        let rotted = facegate_vision::runtime::model_sha256(embedder).unwrap();
+        card.replace(&good, &rotted)
+    })
 }
 
 /// Where the largest initializer's weights lie in an ONNX file (ModelProto.graph = 7,
@@ -957,19 +975,10 @@ fn an_embedder_not_licensed_for_commercial_use_is_named_in_the_log() {
     // The gate's own models, beside a card that withholds commercial use: same weights, so the
     // gallery and the calibration still fit.
     let models = scratch.path().join("models");
-    std::fs::create_dir(&models).unwrap();
-    let embedder = facegate_vision::runtime::DEFAULT_EMBEDDER_FILE;
-    for file in [facegate_vision::runtime::DEFAULT_DETECTOR_FILE, embedder] {
-        std::os::unix::fs::symlink(rig.files.models.join(file), models.join(file)).unwrap();
-    }
-    let card = facegate_vision::model_card::card_path(Path::new(embedder));
-    let text = std::fs::read_to_string(rig.files.models.join(&card)).unwrap();
-    assert!(text.contains("commercial_use = true"), "{text}");
-    std::fs::write(
-        models.join(&card),
-        text.replace("commercial_use = true", "commercial_use = false"),
-    )
-    .unwrap();
+    models_with_card(&rig.files.models, &models, None, |card, _| {
+        assert!(card.contains("commercial_use = true"), "{card}");
+        card.replace("commercial_use = true", "commercial_use = false")
+    });
     rig.extra_env.extend([
         (
             "FACEGATE_MODELS__DIR".into(),
