@@ -15,7 +15,7 @@ mod values;
 pub use address::{BadBusAddress, BusAddress, DbusError, connect, read_stats};
 pub use object::{ControlError, Gate, GateBus, GateControl, GateProxy, GateSignals, serve};
 pub use values::{
-    DenyReason, LastDecision, Mode, OPEN_REASON_MAX_CHARS, State, Stats, Verdict,
+    DenyReason, LastDecision, Mode, OPEN_REASON_MAX_CHARS, PassageOutcome, State, Stats, Verdict,
     check_open_reason, one_of, parse_name,
 };
 

@@ -26,9 +26,9 @@ pub trait GateControl: Send + Sync + 'static {
     /// Whether the caller with this uid may call the acting methods; a refusal says who may
     /// ("root and members of group facegate-staff").
     fn authorize(&self, uid: u32) -> Result<(), String>;
-    /// A staff opening: recorded like a passage; returns the passage id. The reason has passed
-    /// [`check_open_reason`](crate::check_open_reason).
-    fn open(&self, reason: &str) -> Result<String, ControlError>;
+    /// A staff opening by the caller `uid`: recorded like a passage; returns the passage id. The
+    /// reason has passed [`check_open_reason`](crate::check_open_reason).
+    fn open(&self, reason: &str, uid: u32) -> Result<String, ControlError>;
     /// Switches the mode; once this returns `Ok` the `Mode` property reads `mode`.
     fn set_mode(&self, mode: Mode) -> Result<(), ControlError>;
     /// Reloads the gallery; returns its generation.
@@ -83,13 +83,13 @@ impl Gate {
         lock(&self.published)
     }
 
-    /// Refuses the call unless [`GateControl::authorize`] accepts the sender's uid.
+    /// Refuses the call unless [`GateControl::authorize`] accepts the sender's uid; returns it.
     async fn authorize(
         &self,
         method: &str,
         header: &Header<'_>,
         connection: &Connection,
-    ) -> fdo::Result<()> {
+    ) -> fdo::Result<u32> {
         let Some(sender) = header.sender() else {
             tracing::warn!(method, "refused a D-Bus call without a sender");
             return Err(fdo::Error::AccessDenied(format!(
@@ -111,7 +111,7 @@ impl Gate {
         match allowed {
             Ok(()) => {
                 tracing::info!(method, uid, %sender, "privileged D-Bus call allowed");
-                Ok(())
+                Ok(uid)
             }
             Err(who) => {
                 tracing::warn!(method, uid, %sender, "refused D-Bus call: the caller is not {who}");
@@ -141,25 +141,34 @@ impl Gate {
     )
 )]
 impl Gate {
-    /// Opens the gate for a staff passage, recorded like a passage. Privileged. The reason is
-    /// 1 to 200 characters without control characters (InvalidArgs otherwise).
+    /// Opens the gate for a staff passage, recorded like a passage, and emits StaffOpened.
+    /// Privileged. The reason is 1 to 200 characters without control characters (InvalidArgs
+    /// otherwise).
     #[zbus(out_args("passage_id"))]
     async fn open(
         &self,
         reason: &str,
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] connection: &Connection,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> fdo::Result<String> {
-        self.authorize("Open", &header, connection).await?;
+        let uid = self.authorize("Open", &header, connection).await?;
         crate::check_open_reason(reason).map_err(|rule| {
             tracing::warn!("refused Open: {rule}");
             fdo::Error::InvalidArgs(format!("Open: {rule}"))
         })?;
-        let reason = reason.to_owned();
-        self.control(move |control| control.open(&reason)).await
+        let owned = reason.to_owned();
+        let passage_id = self
+            .control(move |control| control.open(&owned, uid))
+            .await?;
+        if let Err(e) = Self::staff_opened(&emitter, &passage_id, reason, uid).await {
+            tracing::warn!(passage_id, uid, "cannot emit StaffOpened: {e}");
+        }
+        Ok(passage_id)
     }
 
-    /// Sets the mode: "normal", "locked" or "free". Privileged. The change is journalled first:
+    /// Sets the mode: "normal", "locked" or "free" ("emergency" follows the emergency input
+    /// only, and while it is active every SetMode fails). Privileged. The change is journalled first:
     /// when that fails, the mode stays as it was and the call fails. Mode reads the new value as
     /// soon as this returns.
     async fn set_mode(
@@ -297,6 +306,25 @@ impl Gate {
     /// "disabled" or "stale-frame".
     #[zbus(signal)]
     async fn passage_denied(emitter: &SignalEmitter<'_>, reason: DenyReason) -> zbus::Result<()>;
+
+    /// Staff opened the gate with Open: its passage id, reason and the caller's uid.
+    #[zbus(signal)]
+    async fn staff_opened(
+        emitter: &SignalEmitter<'_>,
+        passage_id: &str,
+        reason: &str,
+        uid: u32,
+    ) -> zbus::Result<()>;
+
+    /// The passage sensor saw someone go through with no grant of their own: the passage id of
+    /// the grant they followed ("" when no grant passed lately), and the id of the row
+    /// journalled `tailgating` in passage_outcomes. The red lamp lights.
+    #[zbus(signal)]
+    async fn tailgating(
+        emitter: &SignalEmitter<'_>,
+        passage_id: &str,
+        outcome_id: &str,
+    ) -> zbus::Result<()>;
 
     /// A journal write failed (the detail says why, e.g. the disk is full): the decision it was
     /// for did not open the gate. State is "journal-failed" until a row is written again.
@@ -450,6 +478,13 @@ impl GateBus {
     pub async fn passage_denied(&self, reason: DenyReason) {
         if let Err(e) = self.gate.passage_denied(reason).await {
             tracing::warn!(%reason, "cannot emit PassageDenied: {e}");
+        }
+    }
+
+    /// Emits `Tailgating(passage_id, outcome_id)`. Bus failures are logged.
+    pub async fn tailgating(&self, passage_id: &str, outcome_id: &str) {
+        if let Err(e) = self.gate.tailgating(passage_id, outcome_id).await {
+            tracing::warn!(passage_id, outcome_id, "cannot emit Tailgating: {e}");
         }
     }
 

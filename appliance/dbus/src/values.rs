@@ -42,7 +42,7 @@ wire_name_enum! {
 }
 
 wire_name_enum! {
-    /// Operating mode of the gate, set by staff with `SetMode`.
+    /// Operating mode of the gate, set by staff with `SetMode` (all but `emergency`).
     #[derive(Default)]
     pub enum Mode {
         /// Grant recognised, entitled passengers.
@@ -52,6 +52,16 @@ wire_name_enum! {
         Locked,
         /// Free passage: the gate is held open, nothing is charged.
         Free,
+        /// The emergency (fire-alarm) input is active: the gate is held open, nothing is
+        /// charged, and `SetMode` is refused until the input is released. Set by the input only.
+        Emergency,
+    }
+}
+
+impl Mode {
+    /// Whether the gate is held open and nobody is charged (free or emergency).
+    pub fn is_free_passage(self) -> bool {
+        matches!(self, Mode::Free | Mode::Emergency)
     }
 }
 
@@ -72,6 +82,20 @@ wire_name_enum! {
         StaleFrame,
         /// Two enrolled people fit the face about equally well (within `policy.min_margin`).
         Ambiguous,
+    }
+}
+
+wire_name_enum! {
+    /// What the passage sensor made of a passage (the journal's `passage_outcomes`).
+    pub enum PassageOutcome {
+        /// The granted passenger went through.
+        Passed,
+        /// Nobody went through on the grant within `gate.pass_timeout_ms`: not charged.
+        NotPassed,
+        /// Someone went through with no grant of their own.
+        Tailgating,
+        /// Someone went through during an emergency release.
+        Free,
     }
 }
 
@@ -225,10 +249,11 @@ mod tests {
         assert_eq!("several-faces".parse(), Ok(DenyReason::SeveralFaces));
         assert_eq!(round_trip(&State::Degraded), State::Degraded);
         assert_eq!(State::JournalFailed.to_string(), "journal-failed");
+        assert_eq!(PassageOutcome::NotPassed.to_string(), "not-passed");
         let e = parse_name::<Mode>("mode", "open").unwrap_err();
         assert_eq!(
             e,
-            r#"unknown mode "open" (expected "normal", "locked" or "free")"#
+            r#"unknown mode "open" (expected "normal", "locked", "free" or "emergency")"#
         );
     }
 

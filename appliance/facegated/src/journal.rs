@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! The journal: every gate decision, recorded durably in SQLite before the gate moves.
 //!
-//! Two tables: `passages`, one row per decision, and `mode_changes`, one row per `SetMode` (free
-//! mode holds the gate open, so it is journalled before the relay moves, like a grant). Rows
+//! Three tables: `passages`, one row per decision; `mode_changes`, one row per `SetMode` (free
+//! mode holds the gate open, so it is journalled before the relay moves, like a grant) and per
+//! emergency release and its end; `passage_outcomes`, one row per thing the passage sensor
+//! judged (a grant passed or not passed, a tailgating, a free passage in an emergency). Rows
 //! have a UUID v7 id (time-ordered) and the time as RFC 3339 UTC text with microseconds (fixed
 //! width, so text order is time order and operators can read it with `sqlite3`). The schema is
 //! versioned with `PRAGMA user_version` and marked with `PRAGMA application_id` so a foreign
@@ -12,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Local, NaiveDate, SecondsFormat, TimeZone, Utc};
-use facegate_dbus::Mode;
+use facegate_dbus::{Mode, PassageOutcome};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
@@ -94,6 +96,18 @@ pub struct ModeChange {
     pub mode: Mode,
 }
 
+/// One recorded passage outcome.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutcomeRecord {
+    /// UUID v7, hyphenated lower case.
+    pub id: String,
+    pub time: DateTime<Utc>,
+    pub outcome: PassageOutcome,
+    /// The grant (a `passages` id) it is about: the one passed or not passed, or the one a
+    /// tailgater followed; None when there is none.
+    pub passage: Option<String>,
+}
+
 /// Everything that can go wrong with the journal; one line each, naming the file.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -114,8 +128,9 @@ pub enum JournalError {
     Invalid { path: PathBuf, detail: String },
 }
 
-/// `PRAGMA user_version` of the schema below (1 had no `mode_changes`).
-const SCHEMA_VERSION: i64 = 2;
+/// `PRAGMA user_version` of the schema below (1 had no `mode_changes`, 2 no `passage_outcomes`
+/// and no mode `emergency`).
+const SCHEMA_VERSION: i64 = 3;
 /// `PRAGMA application_id`: "FGJ1".
 const APPLICATION_ID: i64 = 0x4647_4a31;
 
@@ -137,15 +152,37 @@ CREATE INDEX passages_time ON passages (time);
 CREATE INDEX passages_grants ON passages (identity, time) WHERE granted = 1;
 ";
 
-/// What version 2 added to version 1.
+/// What version 2 added to version 1 (version 3 allows mode `emergency`).
 const MODE_CHANGES: &str = "
 CREATE TABLE mode_changes (
     seq   INTEGER PRIMARY KEY,   -- insertion order
     id    TEXT NOT NULL UNIQUE,  -- UUID v7
     time  TEXT NOT NULL,         -- as in passages
-    mode  TEXT NOT NULL CHECK (mode IN ('normal', 'locked', 'free'))
+    mode  TEXT NOT NULL CHECK (mode IN ('normal', 'locked', 'free', 'emergency'))
 );
 CREATE INDEX mode_changes_time ON mode_changes (time);
+";
+
+/// Version 2's `mode_changes` rebuilt with version 3's CHECK (SQLite cannot alter one).
+const MODE_CHANGES_FROM_2: &str = "
+DROP INDEX mode_changes_time;
+ALTER TABLE mode_changes RENAME TO mode_changes_2;
+";
+const MODE_CHANGES_COPY: &str = "
+INSERT INTO mode_changes (seq, id, time, mode) SELECT seq, id, time, mode FROM mode_changes_2;
+DROP TABLE mode_changes_2;
+";
+
+/// What version 3 added.
+const PASSAGE_OUTCOMES: &str = "
+CREATE TABLE passage_outcomes (
+    seq      INTEGER PRIMARY KEY,   -- insertion order
+    id       TEXT NOT NULL UNIQUE,  -- UUID v7
+    time     TEXT NOT NULL,         -- as in passages
+    outcome  TEXT NOT NULL CHECK (outcome IN ('passed', 'not-passed', 'tailgating', 'free')),
+    passage  TEXT                   -- the grant (passages.id) it is about, if any
+);
+CREATE INDEX passage_outcomes_time ON passage_outcomes (time);
 ";
 
 const COLUMNS: &str =
@@ -269,6 +306,7 @@ impl Journal {
                 }
                 tx.execute_batch(SCHEMA).map_err(sql)?;
                 tx.execute_batch(MODE_CHANGES).map_err(sql)?;
+                tx.execute_batch(PASSAGE_OUTCOMES).map_err(sql)?;
                 tx.pragma_update(None, "application_id", APPLICATION_ID)
                     .map_err(sql)?;
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)
@@ -276,13 +314,20 @@ impl Journal {
                 tracing::info!(path = %path.display(), "journal created");
             }
             SCHEMA_VERSION if app_id == APPLICATION_ID => {}
-            1 if app_id == APPLICATION_ID => {
+            old @ (1 | 2) if app_id == APPLICATION_ID => {
+                if old == 2 {
+                    tx.execute_batch(MODE_CHANGES_FROM_2).map_err(sql)?;
+                }
                 tx.execute_batch(MODE_CHANGES).map_err(sql)?;
+                if old == 2 {
+                    tx.execute_batch(MODE_CHANGES_COPY).map_err(sql)?;
+                }
+                tx.execute_batch(PASSAGE_OUTCOMES).map_err(sql)?;
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                     .map_err(sql)?;
-                tracing::info!(path = %path.display(), "journal schema upgraded to version {SCHEMA_VERSION}");
+                tracing::info!(path = %path.display(), "journal schema upgraded from version {old} to {SCHEMA_VERSION}");
             }
-            1 | SCHEMA_VERSION => {
+            1..=SCHEMA_VERSION => {
                 return Err(invalid(format!(
                     "not a FaceGate journal (application_id {app_id:#x})"
                 )));
@@ -397,6 +442,46 @@ impl Journal {
         Ok(ModeChange { id, time, mode })
     }
 
+    /// Durably records what the passage sensor made of a passage.
+    pub fn record_outcome(
+        &mut self,
+        outcome: PassageOutcome,
+        passage: Option<&str>,
+    ) -> Result<OutcomeRecord, JournalError> {
+        let time = truncate_micros(Utc::now());
+        let id = uuid::Uuid::now_v7().hyphenated().to_string();
+        self.conn
+            .prepare_cached(
+                "INSERT INTO passage_outcomes (id, time, outcome, passage) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut s| s.execute(params![id, time_text(time), outcome.to_string(), passage]))
+            .map_err(|e| self.sql_err(e))?;
+        Ok(OutcomeRecord {
+            id,
+            time,
+            outcome,
+            passage: passage.map(str::to_string),
+        })
+    }
+
+    /// Every passage outcome, oldest first.
+    pub fn outcomes(&self) -> Result<Vec<OutcomeRecord>, JournalError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, time, outcome, passage FROM passage_outcomes ORDER BY seq")
+            .map_err(|e| self.sql_err(e))?;
+        stmt.query_map([], |r| {
+            Ok(OutcomeRecord {
+                id: r.get(0)?,
+                time: parse_time(r, 1)?,
+                outcome: parse_name_column(r, 2)?,
+                passage: r.get(3)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(|e| self.sql_err(e))
+    }
+
     /// Every mode change, oldest first.
     pub fn mode_changes(&self) -> Result<Vec<ModeChange>, JournalError> {
         let mut stmt = self
@@ -404,14 +489,10 @@ impl Journal {
             .prepare_cached("SELECT id, time, mode FROM mode_changes ORDER BY seq")
             .map_err(|e| self.sql_err(e))?;
         stmt.query_map([], |r| {
-            let mode: String = r.get(2)?;
-            let mode = mode.parse().map_err(|e: strum::ParseError| {
-                rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, e.into())
-            })?;
             Ok(ModeChange {
                 id: r.get(0)?,
                 time: parse_time(r, 1)?,
-                mode,
+                mode: parse_name_column(r, 2)?,
             })
         })
         .and_then(|rows| rows.collect())
@@ -478,12 +559,14 @@ impl Journal {
                 params![time_text(cutoff)],
             )
             .map_err(|e| self.sql_err(e))?;
-        self.conn
-            .execute(
-                "DELETE FROM mode_changes WHERE time < ?1",
-                params![time_text(cutoff)],
-            )
-            .map_err(|e| self.sql_err(e))?;
+        for table in ["mode_changes", "passage_outcomes"] {
+            self.conn
+                .execute(
+                    &format!("DELETE FROM {table} WHERE time < ?1"),
+                    params![time_text(cutoff)],
+                )
+                .map_err(|e| self.sql_err(e))?;
+        }
         if n > 0 {
             tracing::info!(
                 deleted = n,
@@ -536,6 +619,17 @@ fn truncate_micros(t: DateTime<Utc>) -> DateTime<Utc> {
 /// Fixed-width RFC 3339 UTC with microseconds: text order is time order.
 fn time_text(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// A column holding a wire name (a mode, an outcome).
+fn parse_name_column<T>(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<T>
+where
+    T: std::str::FromStr<Err = strum::ParseError>,
+{
+    let name: String = r.get(i)?;
+    name.parse().map_err(|e: strum::ParseError| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+    })
 }
 
 fn parse_time(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<DateTime<Utc>> {
@@ -821,10 +915,10 @@ mod tests {
         let cfg = config(dir.path());
         drop(Journal::open(&cfg).unwrap());
         let other = Connection::open(&cfg.path).unwrap();
-        other.pragma_update(None, "user_version", 3).unwrap();
+        other.pragma_update(None, "user_version", 4).unwrap();
         drop(other);
         let msg = Journal::open(&cfg).unwrap_err().to_string();
-        assert!(msg.contains("schema version 3"), "{msg}");
+        assert!(msg.contains("schema version 4"), "{msg}");
     }
 
     #[test]
@@ -850,7 +944,9 @@ mod tests {
         assert_eq!(j.mode_changes().unwrap(), vec![free]);
         // Back to what version 1 was.
         j.conn
-            .execute_batch("DROP TABLE mode_changes; PRAGMA user_version = 1;")
+            .execute_batch(
+                "DROP TABLE mode_changes; DROP TABLE passage_outcomes; PRAGMA user_version = 1;",
+            )
             .unwrap();
         drop(j);
         let mut j = Journal::open(&cfg).unwrap();
@@ -858,6 +954,65 @@ mod tests {
         assert_eq!(j.mode_changes().unwrap(), vec![]);
         let locked = j.record_mode(Mode::Locked).unwrap();
         assert_eq!(j.mode_changes().unwrap(), vec![locked]);
+        assert_eq!(j.outcomes().unwrap(), vec![]);
+    }
+
+    #[test]
+    fn a_version_2_journal_keeps_its_mode_changes_and_learns_emergency_and_outcomes() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        {
+            // Version 2 exactly as it was created.
+            let conn = Connection::open(&cfg.path).unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE mode_changes (
+                    seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, time TEXT NOT NULL,
+                    mode TEXT NOT NULL CHECK (mode IN ('normal', 'locked', 'free')));
+                 CREATE INDEX mode_changes_time ON mode_changes (time);
+                 INSERT INTO mode_changes (id, time, mode)
+                     VALUES ('0193-a', '2026-11-30T08:00:00.000000Z', 'free');",
+            )
+            .unwrap();
+            conn.pragma_update(None, "application_id", APPLICATION_ID)
+                .unwrap();
+            conn.pragma_update(None, "user_version", 2).unwrap();
+        }
+        let mut j = Journal::open(&cfg).unwrap();
+        let kept = j.mode_changes().unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!((kept[0].id.as_str(), kept[0].mode), ("0193-a", Mode::Free));
+        let emergency = j.record_mode(Mode::Emergency).unwrap();
+        assert_eq!(j.mode_changes().unwrap()[1], emergency);
+        let passed = j
+            .record_outcome(PassageOutcome::Passed, Some("0193-b"))
+            .unwrap();
+        assert_eq!(j.outcomes().unwrap(), vec![passed]);
+        let version: i64 = j
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn passage_outcomes_are_recorded_in_order_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let mut j = Journal::open(&cfg).unwrap();
+        let grant = j.record(&grant("alice")).unwrap();
+        let written = vec![
+            j.record_outcome(PassageOutcome::Passed, Some(&grant.id))
+                .unwrap(),
+            j.record_outcome(PassageOutcome::Tailgating, Some(&grant.id))
+                .unwrap(),
+            j.record_outcome(PassageOutcome::Tailgating, None).unwrap(),
+            j.record_outcome(PassageOutcome::Free, None).unwrap(),
+        ];
+        drop(j);
+        let j = Journal::open(&cfg).unwrap();
+        assert_eq!(j.outcomes().unwrap(), written);
+        assert_eq!(written[1].passage.as_deref(), Some(grant.id.as_str()));
     }
 
     #[test]

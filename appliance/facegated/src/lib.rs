@@ -15,3 +15,4 @@ pub mod memory;
 mod observation;
 mod policy;
 pub mod service;
+mod turnstile;

@@ -34,8 +34,8 @@
 //!   identity; the count restarts when the identity changes and drops to zero on a
 //!   frame with no match. When it reaches `agree_frames`:
 //!   - mode [`Mode::Locked`] → deny `disabled`;
-//!   - mode [`Mode::Free`] → no decision, but the track is marked decided (free passage, nothing
-//!     charged, nothing recorded for anti-passback);
+//!   - mode [`Mode::Free`] or [`Mode::Emergency`] → no decision, but the track is marked
+//!     decided (free passage, nothing charged, nothing recorded for anti-passback);
 //!   - identity listed in `disabled` → deny `disabled`;
 //!   - the same identity granted less than `passback_window_s` seconds from `now` → deny
 //!     `passback` (the distance is taken both ways, so a wall clock stepped backwards cannot
@@ -507,7 +507,7 @@ impl Policy {
     }
 
     fn observe_group(&mut self, group: BTreeSet<u64>, running_time: Duration) -> Option<Decision> {
-        if self.mode == Mode::Free
+        if self.mode.is_free_passage()
             || group.is_subset(&self.denied_group)
             || group.iter().all(|&track| self.is_decided(track))
         {
@@ -578,7 +578,7 @@ impl Policy {
         }
         if state.frames_at_gate >= config.decide_after_frames {
             state.decided = true;
-            if self.mode == Mode::Free {
+            if self.mode.is_free_passage() {
                 return None;
             }
             let best = state.best_seen.as_ref();
@@ -630,7 +630,7 @@ impl Policy {
         };
         match self.mode {
             Mode::Locked => return Some(deny(DenyReason::Disabled, matched)),
-            Mode::Free => return None,
+            Mode::Free | Mode::Emergency => return None,
             Mode::Normal => {}
         }
         if self.config.disabled.contains(&matched.id) {

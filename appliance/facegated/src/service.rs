@@ -6,6 +6,9 @@
 //!   observations;
 //! - the **decider** thread owns the policy, the journal and the gate: every decision is committed
 //!   to the journal before the gate moves;
+//! - the **input watcher** thread reads the gate's inputs every control cycle: it puts the
+//!   outputs in emergency release at once, and hands every reading to the decider, which
+//!   journals what the passage sensor and the emergency contact mean ([`crate::turnstile`]);
 //! - the async side serves D-Bus and relays decisions and status to it.
 
 use std::collections::VecDeque;
@@ -22,17 +25,19 @@ use tokio::sync::mpsc::UnboundedSender;
 use tracing::{error, info, warn};
 
 use facegate_dbus::{
-    ControlError, DenyReason, GateBus, GateControl, LastDecision, Mode, State, Stats, Verdict,
+    ControlError, DenyReason, GateBus, GateControl, LastDecision, Mode, PassageOutcome, State,
+    Stats, Verdict,
 };
 
 use crate::bus::{self, BusConfig};
 use crate::config::ServiceConfig;
 use crate::description;
 use crate::gallery::FollowedGallery;
-use crate::gate::{Gate, SafeStateHandle};
+use crate::gate::{Gate, Inputs, SafeStateHandle};
 use crate::journal::{Journal, NewPassage, Passage};
 use crate::observation::{self, SearchedGallery};
 use crate::policy::{Decision, FrameObservation, Judgement, Policy};
+use crate::turnstile::{Happening, Turnstile};
 
 /// The gate, shared with the panic hook so a crash still leaves the outputs safe.
 pub type SharedGate = Arc<Mutex<Box<dyn Gate>>>;
@@ -144,8 +149,11 @@ enum Input {
     Frames,
     Open {
         reason: String,
+        uid: u32,
         reply: Sender<Result<String, ControlError>>,
     },
+    /// One reading of the gate's inputs (every control cycle).
+    GateInputs(Inputs),
     SetMode {
         mode: Mode,
         reply: Sender<Result<(), ControlError>>,
@@ -167,6 +175,12 @@ pub enum Event {
     Fatal(String),
     /// A journal write failed; what the decision it was for did instead (nothing opened).
     JournalFailed(String),
+    /// Someone passed with no grant of their own: the grant they followed, if one passed lately,
+    /// and the journal row.
+    Tailgating {
+        following: Option<String>,
+        outcome: String,
+    },
 }
 
 /// Everything checked before the service reports ready: a bad configuration, pipeline, gallery,
@@ -336,6 +350,7 @@ impl StatusCell {
 pub struct Running {
     stop: Arc<std::sync::atomic::AtomicBool>,
     supervisor: Option<JoinHandle<()>>,
+    input_watcher: Option<JoinHandle<()>>,
     decider: Option<JoinHandle<()>>,
     inputs: Sender<Input>,
     gallery: Arc<FollowedGallery>,
@@ -346,7 +361,10 @@ impl Running {
     /// Stops the pipeline and the decider; the gate goes to its safe state.
     pub fn shutdown(mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        if let Some(thread) = self.supervisor.take() {
+        for thread in [self.supervisor.take(), self.input_watcher.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = thread.join();
         }
         let _ = self.inputs.send(Input::Stop);
@@ -403,6 +421,10 @@ pub fn start(
             size: gallery_size,
         };
         let followed = Arc::clone(&gallery);
+        let turnstile = Turnstile::new(
+            config.gate.passage_sensor,
+            Duration::from_millis(config.gate.pass_timeout_ms),
+        );
         std::thread::Builder::new()
             .name("fg-decider".into())
             .spawn(move || {
@@ -411,6 +433,7 @@ pub fn start(
                     frames: &frames,
                     liveness: &liveness,
                     gallery: &followed,
+                    turnstile,
                 };
                 decide(inputs, policy, journal, gate, searched, status, events)
             })?
@@ -434,9 +457,17 @@ pub fn start(
                 supervise(&config, &gallery, &status, &stop, &feed, &events)
             })?
     };
+    let input_watcher = {
+        let (gate, stop, inputs) = (Arc::clone(&gate), Arc::clone(&stop), inputs.clone());
+        let every = Duration::from_millis(config.gate.input_poll_ms);
+        std::thread::Builder::new()
+            .name("fg-inputs".into())
+            .spawn(move || watch_inputs(&gate, every, &stop, &inputs))?
+    };
     Ok(Running {
         stop,
         supervisor: Some(supervisor),
+        input_watcher: Some(input_watcher),
         decider: Some(decider),
         inputs,
         gallery,
@@ -445,12 +476,55 @@ pub fn start(
 }
 
 /// What the decider reads: its inputs, the frames they announce, where it reports keeping up,
-/// and the gallery whose size sets the threshold.
+/// the gallery whose size sets the threshold, and what the turnstile's inputs have said so far.
 struct DeciderInputs<'a> {
     inputs: Receiver<Input>,
     frames: &'a FrameQueue,
     liveness: &'a Liveness,
     gallery: &'a FollowedGallery,
+    turnstile: Turnstile,
+}
+
+/// Reads the gate's inputs every control cycle until `stop`. The emergency input moves the
+/// outputs from here, at once, whatever the decider is doing; every reading then goes to the
+/// decider. A reading that fails is said once and the last good levels stand in for it.
+fn watch_inputs(
+    gate: &SharedGate,
+    every: Duration,
+    stop: &std::sync::atomic::AtomicBool,
+    decider: &Sender<Input>,
+) {
+    let mut levels = Inputs::default();
+    let mut failing = false;
+    // None: not yet written by this thread (the gate was opened following the input already).
+    let mut emergency_written = None;
+    while !stop.load(Ordering::SeqCst) {
+        match gate.lock().map(|mut g| g.inputs()) {
+            Ok(Ok(read)) => {
+                if std::mem::take(&mut failing) {
+                    info!("the gate inputs read again");
+                }
+                levels = read;
+            }
+            Ok(Err(e)) if !failing => {
+                error!("{e}; the last good input levels stand");
+                failing = true;
+            }
+            Ok(Err(_)) | Err(_) => {}
+        }
+        if emergency_written != Some(levels.emergency) {
+            match gate.lock().map(|mut g| g.set_emergency(levels.emergency)) {
+                Ok(Ok(())) => emergency_written = Some(levels.emergency),
+                // Tried again next cycle.
+                Ok(Err(e)) => error!("the gate did not follow the emergency input: {e}"),
+                Err(_) => {}
+            }
+        }
+        if decider.send(Input::GateInputs(levels)).is_err() {
+            return;
+        }
+        std::thread::sleep(every);
+    }
 }
 
 /// What the supervisor feeds: the decider's inputs and frame queue, and its own liveness.
@@ -607,7 +681,10 @@ fn decide(
         frames,
         liveness,
         gallery,
+        mut turnstile,
     } = inputs;
+    // The mode to return to when the emergency input is released.
+    let mut before_emergency = Mode::Normal;
     let follow_gallery_size = |policy: &mut Policy, size: u64| {
         match gallery.standing(size) {
             Ok(standing) => policy.set_threshold(standing.threshold),
@@ -698,6 +775,9 @@ fn decide(
                         if let Ok(Err(e)) = moved {
                             error!("gate did not move for passage {}: {e}", recorded.id);
                         }
+                        if matches!(decision, Decision::Grant { .. }) {
+                            turnstile.granted(&recorded.id, Instant::now());
+                        }
                         log_decision(&decision, &recorded);
                         status.update(|s| s.last_decision = last_decision(&decision, &recorded));
                         refresh_counts(&journal);
@@ -715,7 +795,7 @@ fn decide(
                     );
                 }
             }
-            Input::Open { reason, reply } => {
+            Input::Open { reason, uid, reply } => {
                 let passage = NewPassage {
                     track: None,
                     identity: None,
@@ -733,11 +813,25 @@ fn decide(
                                 .map_err(|_| ControlError::Failed("gate unavailable".into()))?
                                 .grant()
                                 .map_err(|e| ControlError::Failed(e.to_string()))?;
-                            info!(passage = %recorded.id, "staff opening: {reason}");
+                            info!(passage = %recorded.id, uid, "staff opening: {reason}");
+                            turnstile.granted(&recorded.id, Instant::now());
                             Ok(recorded.id)
                         });
                 refresh_counts(&journal);
                 let _ = reply.send(result);
+            }
+            Input::GateInputs(levels) => {
+                for happening in turnstile.read(levels, Instant::now()) {
+                    let mut turnout = Turnout {
+                        journal: &mut journal,
+                        gate: &gate,
+                        policy: &mut policy,
+                        status: &status,
+                        events: &events,
+                        before_emergency: &mut before_emergency,
+                    };
+                    turnout.carry_out(happening);
+                }
             }
             Input::Stop => break,
             Input::Pipeline(running) => {
@@ -756,6 +850,13 @@ fn decide(
                 if let Ok(Err(e)) = moved {
                     error!("gate did not follow the pipeline state: {e}");
                 }
+            }
+            Input::SetMode { mode, reply } if turnstile.emergency() => {
+                warn!("refused SetMode {mode}: the emergency input is active");
+                let _ = reply.send(Err(ControlError::Failed(
+                    "the emergency input is active: the gate stays free until it is released"
+                        .into(),
+                )));
             }
             Input::SetMode { mode, reply } => {
                 // Free mode unlocks: journalled before the relay moves, and no row, no change.
@@ -778,6 +879,98 @@ fn decide(
             if let Err(e) = journal.prune() {
                 warn!("journal pruning failed: {e}");
             }
+        }
+    }
+}
+
+/// What the decider needs to carry out what the turnstile's inputs meant.
+struct Turnout<'a> {
+    journal: &'a mut Journal,
+    gate: &'a SharedGate,
+    policy: &'a mut Policy,
+    status: &'a StatusCell,
+    events: &'a UnboundedSender<Event>,
+    before_emergency: &'a mut Mode,
+}
+
+impl Turnout<'_> {
+    fn carry_out(&mut self, happening: Happening) {
+        match happening {
+            Happening::EmergencyStarted => {
+                // The outputs are already held open (the input watcher); no journal failure may
+                // hold them back, so the row comes after.
+                warn!("the emergency input is active: the gate is held open, nothing is charged");
+                *self.before_emergency = self.policy.mode();
+                self.enter_mode(Mode::Emergency);
+            }
+            Happening::EmergencyEnded => {
+                let mode = *self.before_emergency;
+                info!("the emergency input is released: back to mode {mode}");
+                self.enter_mode(mode);
+                self.move_gate("return to the mode before the emergency", |g| {
+                    g.hold_open(mode == Mode::Free)
+                });
+            }
+            Happening::Passed { grant, relock } => {
+                if relock {
+                    self.move_gate("relock after a passage", |g| g.end_grant());
+                }
+                info!(passage = %grant, "passed");
+                self.record(PassageOutcome::Passed, Some(&grant));
+            }
+            Happening::NotPassed { grant } => {
+                info!(passage = %grant, "not passed: nobody went through on the grant");
+                self.record(PassageOutcome::NotPassed, Some(&grant));
+            }
+            Happening::Tailgating { following } => {
+                self.move_gate("light red for a tailgating", |g| g.deny());
+                warn!(
+                    following = following.as_deref().unwrap_or("none"),
+                    "tailgating: someone went through with no grant of their own"
+                );
+                if let Some(row) = self.record(PassageOutcome::Tailgating, following.as_deref()) {
+                    let _ = self.events.send(Event::Tailgating {
+                        following,
+                        outcome: row,
+                    });
+                }
+            }
+            Happening::Free => {
+                self.record(PassageOutcome::Free, None);
+            }
+        }
+    }
+
+    fn enter_mode(&mut self, mode: Mode) {
+        self.policy.set_mode(mode);
+        self.status.update(|s| s.mode = mode);
+        if let Err(e) = record_or_report(self.journal, self.status, self.events, |j| {
+            j.record_mode(mode)
+        }) {
+            error!("mode {mode} is not journalled: {e}");
+        }
+    }
+
+    /// Journals an outcome; returns its row id.
+    fn record(&mut self, outcome: PassageOutcome, grant: Option<&str>) -> Option<String> {
+        match record_or_report(self.journal, self.status, self.events, |j| {
+            j.record_outcome(outcome, grant)
+        }) {
+            Ok(row) => Some(row.id),
+            Err(e) => {
+                error!("passage outcome {outcome} is not journalled: {e}");
+                None
+            }
+        }
+    }
+
+    fn move_gate(
+        &self,
+        what: &str,
+        change: impl FnOnce(&mut Box<dyn Gate>) -> Result<(), crate::gate::GateError>,
+    ) {
+        if let Ok(Err(e)) = self.gate.lock().map(|mut g| change(&mut g)) {
+            error!("the gate did not {what}: {e}");
         }
     }
 }
@@ -1232,14 +1425,20 @@ impl GateControl for Control {
         bus::authorize(uid, &self.privileged_group)
     }
 
-    fn open(&self, reason: &str) -> Result<String, ControlError> {
+    fn open(&self, reason: &str, uid: u32) -> Result<String, ControlError> {
         self.ask(|reply| Input::Open {
             reason: reason.to_owned(),
+            uid,
             reply,
         })
     }
 
     fn set_mode(&self, mode: Mode) -> Result<(), ControlError> {
+        if mode == Mode::Emergency {
+            return Err(ControlError::InvalidArgs(
+                "mode \"emergency\" follows the emergency input only".into(),
+            ));
+        }
         self.ask(|reply| Input::SetMode { mode, reply })
     }
 
@@ -1286,6 +1485,9 @@ pub async fn serve_until(
                 Some(Event::JournalFailed(detail)) => {
                     bus.update_from(|| status.published()).await;
                     bus.journal_failed(&detail).await;
+                }
+                Some(Event::Tailgating { following, outcome }) => {
+                    bus.tailgating(following.as_deref().unwrap_or(""), &outcome).await;
                 }
             },
         }

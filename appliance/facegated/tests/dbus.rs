@@ -239,7 +239,7 @@ impl GateControl for FakeControl {
     fn authorize(&self, uid: u32) -> Result<(), String> {
         authorize(uid, &self.privileged_group)
     }
-    fn open(&self, reason: &str) -> Result<String, ControlError> {
+    fn open(&self, reason: &str, _uid: u32) -> Result<String, ControlError> {
         let mut calls = self.calls.lock().unwrap();
         calls.push(format!("open:{reason}"));
         if reason == "fail" {
@@ -538,6 +538,7 @@ async fn passage_signals_reach_zbus_subscribers_and_gdbus_monitor() {
     let (_conn, proxy) = client(&bus.address).await;
     let mut granted = proxy.receive_passage_granted().await.unwrap();
     let mut denied = proxy.receive_passage_denied().await.unwrap();
+    let mut tailgating = proxy.receive_tailgating().await.unwrap();
 
     let mut monitor = Command::new(&gdbus)
         .args([
@@ -573,6 +574,10 @@ async fn passage_signals_reach_zbus_subscribers_and_gdbus_monitor() {
     );
     let d = next(&mut denied, "PassageDenied").await;
     assert_eq!(*d.args().unwrap().reason(), DenyReason::Passback);
+    gate.tailgating("p-0001", "o-0002").await;
+    let t = next(&mut tailgating, "Tailgating").await;
+    let a = t.args().unwrap();
+    assert_eq!((*a.passage_id(), *a.outcome_id()), ("p-0001", "o-0002"));
 
     // gdbus subscribes asynchronously after its banner: emit until it has seen both signals.
     let want_granted = "org.facegate.Gate1.PassageGranted ('p-0001', 'ada', 0.75)";
@@ -657,9 +662,16 @@ async fn acting_methods_need_root_or_the_privileged_group() {
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "s \"p-0001\"");
     let (_conn, proxy) = client(&bus.address).await;
+    let mut staff_opened = proxy.receive_staff_opened().await.unwrap();
     proxy.set_mode(Mode::Locked).await.unwrap();
     assert_eq!(proxy.reload_gallery().await.unwrap(), 42);
     assert_eq!(proxy.open("maintenance").await.unwrap(), "p-0004");
+    let opened = next(&mut staff_opened, "StaffOpened").await;
+    let a = opened.args().unwrap();
+    assert_eq!(
+        (*a.passage_id(), *a.reason(), *a.uid()),
+        ("p-0004", "maintenance", 0)
+    );
     assert_eq!(
         control.calls(),
         [
@@ -680,6 +692,12 @@ async fn acting_methods_need_root_or_the_privileged_group() {
         text(&out)
     );
     let e = proxy.open("fail").await.unwrap_err();
+    let no_signal = tokio::time::timeout(
+        Duration::from_millis(300),
+        futures_util::StreamExt::next(&mut staff_opened),
+    )
+    .await;
+    assert!(no_signal.is_err(), "a failed Open emits no StaffOpened");
     assert_eq!(
         zbus::DBusError::name(&e),
         "org.freedesktop.DBus.Error.Failed"
@@ -1000,6 +1018,8 @@ async fn shipped_introspection_xml_matches_the_live_service() {
         "<method name=\"Stats\">",
         "<signal name=\"PassageGranted\">",
         "<signal name=\"PassageDenied\">",
+        "<signal name=\"StaffOpened\">",
+        "<signal name=\"Tailgating\">",
         "<property name=\"State\" type=\"s\" access=\"read\"",
         "<property name=\"Mode\" type=\"s\" access=\"read\"",
         "<property name=\"GalleryGeneration\" type=\"t\" access=\"read\"",

@@ -16,8 +16,8 @@ use facegate_dbus::{DenyReason, GateProxy};
 use facegate_dev_assets::{AssetDir, DEMO_ENROLLED};
 use facegatectl::enroll::{self, Request};
 use facegatectl::pipeline::Models;
-use facegated::gate::{self, Action};
-use facegated::journal::{Journal, JournalConfig, Passage};
+use facegated::gate::{self, Action, Inputs};
+use facegated::journal::{Journal, JournalConfig, ModeChange, OutcomeRecord, Passage};
 
 use crate::private_bus::PrivateBus;
 
@@ -111,6 +111,8 @@ pub struct GateRig {
     pub gallery: PathBuf,
     pub journal: PathBuf,
     pub actions: PathBuf,
+    /// The simulated gate's inputs file ([`GateRig::set_inputs`]).
+    pub inputs: PathBuf,
     pub log: PathBuf,
     pub bus: PrivateBus,
     /// Overrides on top of the rig's own, for tests that change one thing.
@@ -157,6 +159,7 @@ impl GateRig {
             gallery,
             journal: dir.join("journal.sqlite"),
             actions: dir.join("gate-actions.jsonl"),
+            inputs: dir.join("gate-inputs.json"),
             log: dir.join("facegated.log"),
             dir: dir.to_path_buf(),
             bus: PrivateBus::start()?,
@@ -186,6 +189,7 @@ impl GateRig {
             ("FACEGATE_GALLERY__DIR".into(), path(&self.gallery)),
             ("FACEGATE_JOURNAL__PATH".into(), path(&self.journal)),
             ("FACEGATE_GATE__ACTIONS_LOG".into(), path(&self.actions)),
+            ("FACEGATE_GATE__SIMULATED_INPUTS".into(), path(&self.inputs)),
             ("FACEGATE_DBUS__BUS".into(), self.bus.address().to_owned()),
         ];
         env.extend(self.extra_env.iter().cloned());
@@ -262,15 +266,34 @@ impl GateRig {
     }
 
     pub fn passages(&self) -> anyhow::Result<Vec<Passage>> {
-        let journal = Journal::open(&JournalConfig {
-            path: self.journal.clone(),
-            ..JournalConfig::default()
-        })?;
-        Ok(journal.passages()?)
+        Ok(self.journal()?.passages()?)
     }
 
     pub fn actions(&self) -> anyhow::Result<Vec<Action>> {
         Ok(gate::read_actions(&self.actions)?)
+    }
+
+    /// Sets the simulated gate's inputs (replacing the file at once, as the gate expects).
+    pub fn set_inputs(&self, inputs: Inputs) -> anyhow::Result<()> {
+        let partial = self.inputs.with_extension("partial");
+        std::fs::write(&partial, serde_json::to_vec(&inputs)?)?;
+        std::fs::rename(&partial, &self.inputs)?;
+        Ok(())
+    }
+
+    fn journal(&self) -> anyhow::Result<Journal> {
+        Ok(Journal::open(&JournalConfig {
+            path: self.journal.clone(),
+            ..JournalConfig::default()
+        })?)
+    }
+
+    pub fn outcomes(&self) -> anyhow::Result<Vec<OutcomeRecord>> {
+        Ok(self.journal()?.outcomes()?)
+    }
+
+    pub fn mode_changes(&self) -> anyhow::Result<Vec<ModeChange>> {
+        Ok(self.journal()?.mode_changes()?)
     }
 }
 

@@ -10,14 +10,20 @@
 //!
 //! Output rules (shared by both backends):
 //! - relay level = a grant pulse is running OR the relay is held (by [`Gate::hold_open`], or by a
-//!   safe state of `"open"`); green = a grant pulse is running; red = a refusal lamp is running.
-//! - [`Gate::grant`]: relay and green on now, off after `pulse_ms`; a grant during a pulse moves
-//!   the end to `now + pulse_ms` (the relay stays on throughout, nothing is re-written). A grant
-//!   puts the red lamp out.
+//!   safe state of `"open"`) OR the emergency input is active; green = a grant pulse is running
+//!   (or the emergency input is active, with `emergency_lamp = "green"`); red = a refusal lamp is
+//!   running.
+//! - [`Gate::grant`]: relay and green on now, off after `pulse_ms` (with `passage_sensor`: after
+//!   `pass_timeout_ms`, or at [`Gate::end_grant`] when the passage went through); a grant during a
+//!   pulse moves the end to `now + pulse_ms` (the relay stays on throughout, nothing is
+//!   re-written). A grant puts the red lamp out.
+//! - [`Gate::set_emergency`]: while active, nothing releases the relay, the safe state, a stop and
+//!   a panic included; [`open`] reads the input first, so the unit's `ExecStopPost=` and a start
+//!   during an emergency never lock the gate either.
 //! - [`Gate::deny`]: red on for `deny_ms` (a deny during the red lamp extends it; `deny_ms = 0`
 //!   means no red lamp). A deny does not cut a running grant pulse.
 //! - [`Gate::safe_state`]: cancels every timer and the hold; relay released (`locked`) or held
-//!   (`open`), lamps off. All three outputs are written even if unchanged. With `safe_state =
+//!   (`open`), lamps off (but for the emergency release above). All three outputs are written even if unchanged. With `safe_state =
 //!   "open"` the relay stays held until `hold_open(false)` (the service's "back to normal").
 //! - Drop: the same as `safe_state`, recorded with cause `shutdown`, then the timer stops.
 //!
@@ -55,6 +61,21 @@ pub struct GateConfig {
     pub actions_log: PathBuf,
     /// `[gate.pins]`: BCM numbers for the rppal backend.
     pub pins: Pins,
+    /// The turnstile reports each passage on the passage sensor input: a grant then holds the
+    /// relay until its passage (or `pass_timeout_ms`) instead of for `pulse_ms`, and is
+    /// journalled `passed` or `not-passed`; a passage nobody was granted is `tailgating`.
+    pub passage_sensor: bool,
+    /// With `passage_sensor`: how long a grant waits for its passage, milliseconds.
+    pub pass_timeout_ms: u64,
+    /// How often the inputs are read, milliseconds: the control cycle within which the gate
+    /// follows the emergency input.
+    pub input_poll_ms: u64,
+    /// What the green lamp shows while the emergency input holds the gate open: `"green"` | `"off"`.
+    pub emergency_lamp: EmergencyLamp,
+    /// Simulated backend: the inputs' levels, a JSON object such as
+    /// `{"passage_sensor": true, "emergency": false}` read every control cycle (replace it
+    /// atomically); a missing file or key reads as inactive, like an unconnected input.
+    pub simulated_inputs: PathBuf,
 }
 
 impl Default for GateConfig {
@@ -66,6 +87,11 @@ impl Default for GateConfig {
             safe_state: SafeState::Locked,
             actions_log: PathBuf::from("/var/lib/facegate/gate-actions.jsonl"),
             pins: Pins::default(),
+            passage_sensor: false,
+            pass_timeout_ms: 6000,
+            input_poll_ms: 20,
+            emergency_lamp: EmergencyLamp::Green,
+            simulated_inputs: PathBuf::from("/var/lib/facegate/gate-inputs.json"),
         }
     }
 }
@@ -125,6 +151,16 @@ pub enum SafeState {
     Open,
 }
 
+/// The green lamp during an emergency release.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmergencyLamp {
+    /// Lit for as long as the gate is held open: passengers see that they may pass.
+    Green,
+    /// Dark: for turnstiles whose own controller lights the emergency signal.
+    Off,
+}
+
 /// Highest BCM GPIO number on the 40-pin header.
 const MAX_BCM_PIN: u8 = 27;
 
@@ -137,10 +173,27 @@ impl GateConfig {
         if self.deny_ms > 10_000 {
             return Err(GateError::Config("gate.deny_ms: must be 0..10000".into()));
         }
-        if self.backend == Backend::Simulated && self.actions_log.as_os_str().is_empty() {
+        if !(500..=60_000).contains(&self.pass_timeout_ms) {
             return Err(GateError::Config(
-                "gate.actions_log: must not be empty with backend \"simulated\"".into(),
+                "gate.pass_timeout_ms: must be 500..60000".into(),
             ));
+        }
+        if !(5..=500).contains(&self.input_poll_ms) {
+            return Err(GateError::Config(
+                "gate.input_poll_ms: must be 5..500".into(),
+            ));
+        }
+        if self.backend == Backend::Simulated {
+            for (key, path) in [
+                ("actions_log", &self.actions_log),
+                ("simulated_inputs", &self.simulated_inputs),
+            ] {
+                if path.as_os_str().is_empty() {
+                    return Err(GateError::Config(format!(
+                        "gate.{key}: must not be empty with backend \"simulated\""
+                    )));
+                }
+            }
         }
         let named = self.pins.named();
         for (i, &(key, pin)) in named.iter().enumerate() {
@@ -183,6 +236,9 @@ pub enum GateError {
         #[source]
         source: std::io::Error,
     },
+    /// The simulated backend's inputs file could not be read or is not an inputs object.
+    #[error("gate inputs file {}: {reason}", path.display())]
+    InputsFile { path: PathBuf, reason: String },
     /// A line of an action log that is not an action.
     #[error("gate actions log {} line {line}: {reason}", path.display())]
     ActionsLogFormat {
@@ -207,13 +263,28 @@ pub trait Gate: Send {
     fn deny(&mut self) -> Result<(), GateError>;
     /// Free passage (mode "free"): relay held open until set back; false returns to normal (locked).
     fn hold_open(&mut self, open: bool) -> Result<(), GateError>;
-    /// The passage sensor where the hardware has one (simulated: None).
-    fn passage_sensor(&self) -> Option<bool>;
-    /// The emergency input where the hardware has one (simulated: false).
-    fn emergency(&self) -> bool;
+    /// The inputs' levels now. The service reads them every `gate.input_poll_ms`.
+    fn inputs(&mut self) -> Result<Inputs, GateError>;
+    /// Follows the emergency input: while active the relay is held open (and the green lamp lit
+    /// if `gate.emergency_lamp = "green"`), and nothing releases it, not a safe state, a stop or
+    /// a crash: FaceGate never fights the fire-alarm release.
+    fn set_emergency(&mut self, active: bool) -> Result<(), GateError>;
+    /// The granted passage went through: the grant's pulse ends now (relay relocked, green
+    /// off) instead of at its deadline.
+    fn end_grant(&mut self) -> Result<(), GateError>;
     /// A handle that puts the outputs in their safe state without going through whoever holds
     /// the gate: for the panic hook, which may run on the thread that holds it.
     fn safe_state_handle(&self) -> SafeStateHandle;
+}
+
+/// The levels of the gate's two inputs ("active" whatever the pin polarity).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Inputs {
+    /// The turnstile reports a passage (read only with `gate.passage_sensor`).
+    pub passage_sensor: bool,
+    /// The fire-alarm (emergency release) contact.
+    pub emergency: bool,
 }
 
 /// Puts a gate's outputs in their safe state from anywhere, even while the [`Gate`] itself is
@@ -252,13 +323,19 @@ impl SafeStateHandle {
     }
 }
 
-/// Picks the backend from `config.backend`, and puts it in its safe state before returning.
+/// Picks the backend from `config.backend`, and puts it in its safe state before returning. An
+/// active emergency input is followed from the first write: a start (or the unit's
+/// ExecStopPost=) during a fire-alarm release never locks the gate, not even for a moment.
 pub fn open(config: &GateConfig) -> Result<Box<dyn Gate>, GateError> {
     config.validate()?;
     let mut gate: Box<dyn Gate> = match config.backend {
         Backend::Simulated => Box::new(SimulatedGate::open(config)?),
         Backend::Rppal => Box::new(RppalGate::open(config)?),
     };
+    if gate.inputs()?.emergency {
+        tracing::warn!("the emergency input is active: the gate is held open");
+        gate.set_emergency(true)?;
+    }
     gate.safe_state()?;
     Ok(gate)
 }
@@ -315,6 +392,10 @@ pub enum Cause {
     /// A grant pulse or a red lamp reached its end.
     PulseEnd,
     HoldOpen,
+    /// The passage sensor saw the granted passage through.
+    Passed,
+    /// The emergency input became active or was released.
+    Emergency,
     /// The gate was dropped (service stop).
     Shutdown,
 }
@@ -399,6 +480,9 @@ struct Outputs {
     deny_until: Option<Instant>,
     /// Relay held (hold_open(true), or safe state "open").
     held: bool,
+    /// The emergency input is active: relay held whatever else says.
+    emergency: bool,
+    emergency_lamp: EmergencyLamp,
     /// Last level written per output; None = unknown (never written, or the write failed).
     written: [Option<Level>; 3],
     /// A write error from the timer thread, reported by the next call.
@@ -431,7 +515,19 @@ impl Outputs {
         }
     }
 
-    /// Relay released or held per the safe state, lamps off; every output written even if one fails.
+    /// Relay on during a grant pulse, while held, and while the emergency input is active.
+    fn relay_level(&self) -> Level {
+        Level::from_bool(self.pulse_until.is_some() || self.held || self.emergency)
+    }
+
+    /// Green on during a grant pulse, and during an emergency if so configured.
+    fn green_level(&self) -> Level {
+        let emergency_green = self.emergency && self.emergency_lamp == EmergencyLamp::Green;
+        Level::from_bool(self.pulse_until.is_some() || emergency_green)
+    }
+
+    /// Relay released or held per the safe state (held during an emergency), red off; every
+    /// output written even if one fails.
     fn apply_safe_state(&mut self, cause: Cause) -> Result<(), GateError> {
         self.pulse_until = None;
         self.deny_until = None;
@@ -440,8 +536,9 @@ impl Outputs {
         let mut first_err = None;
         for output in Output::ALL {
             let level = match output {
-                Output::Relay => Level::from_bool(self.held),
-                Output::Green | Output::Red => Level::Off,
+                Output::Relay => self.relay_level(),
+                Output::Green => self.green_level(),
+                Output::Red => Level::Off,
             };
             if let Err(e) = self.set(output, level, cause, true) {
                 tracing::error!("gate: could not put {output} in its safe state: {e}");
@@ -479,13 +576,25 @@ impl Outputs {
     fn hold_open(&mut self, open: bool) -> Result<(), GateError> {
         self.take_fault()?;
         self.held = open;
-        let relay = open || self.pulse_until.is_some();
-        self.set(
-            Output::Relay,
-            Level::from_bool(relay),
-            Cause::HoldOpen,
-            false,
-        )
+        self.set(Output::Relay, self.relay_level(), Cause::HoldOpen, false)
+    }
+
+    /// Not behind [`Outputs::take_fault`]: an earlier failed write must not keep the gate shut
+    /// in a fire.
+    fn set_emergency(&mut self, active: bool) -> Result<(), GateError> {
+        self.emergency = active;
+        let relay = self.set(Output::Relay, self.relay_level(), Cause::Emergency, false);
+        let green = self.set(Output::Green, self.green_level(), Cause::Emergency, false);
+        relay.and(green)
+    }
+
+    fn end_grant(&mut self) -> Result<(), GateError> {
+        self.take_fault()?;
+        if self.pulse_until.take().is_none() {
+            return Ok(());
+        }
+        self.set(Output::Relay, self.relay_level(), Cause::Passed, false)?;
+        self.set(Output::Green, self.green_level(), Cause::Passed, false)
     }
 
     /// Ends every timer that is due at `now`.
@@ -493,10 +602,9 @@ impl Outputs {
         let mut result = Ok(());
         if self.pulse_until.is_some_and(|t| t <= now) {
             self.pulse_until = None;
-            let relay = Level::from_bool(self.held);
             result = self
-                .set(Output::Relay, relay, Cause::PulseEnd, false)
-                .and(self.set(Output::Green, Level::Off, Cause::PulseEnd, false));
+                .set(Output::Relay, self.relay_level(), Cause::PulseEnd, false)
+                .and(self.set(Output::Green, self.green_level(), Cause::PulseEnd, false));
         }
         if self.deny_until.is_some_and(|t| t <= now) {
             self.deny_until = None;
@@ -545,11 +653,18 @@ impl Driver {
             outputs: Mutex::new(Outputs {
                 writer,
                 safe: config.safe_state,
-                pulse: Duration::from_millis(config.pulse_ms),
+                // With a passage sensor the grant waits for its passage, which ends it early.
+                pulse: Duration::from_millis(if config.passage_sensor {
+                    config.pass_timeout_ms
+                } else {
+                    config.pulse_ms
+                }),
                 deny: Duration::from_millis(config.deny_ms),
                 pulse_until: None,
                 deny_until: None,
                 held: config.safe_state == SafeState::Open,
+                emergency: false,
+                emergency_lamp: config.emergency_lamp,
                 written: [None; 3],
                 fault: None,
                 shutdown: false,
@@ -587,6 +702,16 @@ impl Driver {
 
     pub(crate) fn hold_open(&mut self, open: bool) -> Result<(), GateError> {
         self.shared.lock().hold_open(open)
+    }
+
+    pub(crate) fn set_emergency(&mut self, active: bool) -> Result<(), GateError> {
+        self.shared.lock().set_emergency(active)
+    }
+
+    pub(crate) fn end_grant(&mut self) -> Result<(), GateError> {
+        let r = self.shared.lock().end_grant();
+        self.shared.wake.notify_all();
+        r
     }
 
     pub(crate) fn safe_state_handle(&self) -> SafeStateHandle {
@@ -643,8 +768,23 @@ mod tests {
             deny_ms,
             safe_state: safe,
             actions_log: dir.join("actions.jsonl"),
-            pins: Pins::default(),
+            simulated_inputs: dir.join("inputs.json"),
+            ..GateConfig::default()
         }
+    }
+
+    /// Replaces the simulated inputs file atomically, as tests are told to.
+    fn set_inputs(config: &GateConfig, inputs: &str) {
+        let partial = config.simulated_inputs.with_extension("partial");
+        std::fs::write(&partial, inputs).unwrap();
+        std::fs::rename(&partial, &config.simulated_inputs).unwrap();
+    }
+
+    fn levels(actions: &[Action]) -> Vec<(Output, Level, Cause)> {
+        actions
+            .iter()
+            .map(|a| (a.output, a.level, a.cause))
+            .collect()
     }
 
     fn now_ns() -> u64 {
@@ -688,9 +828,8 @@ mod tests {
     fn open_writes_safe_state_locked() {
         let dir = tempfile::tempdir().unwrap();
         let config = sim_config(dir.path(), 60, 100, SafeState::Locked);
-        let gate = open(&config).unwrap();
-        assert_eq!(gate.passage_sensor(), None);
-        assert!(!gate.emergency());
+        let mut gate = open(&config).unwrap();
+        assert_eq!(gate.inputs().unwrap(), Inputs::default());
         let actions = read_actions(&config.actions_log).unwrap();
         let got: Vec<_> = actions
             .iter()
@@ -927,6 +1066,137 @@ mod tests {
     }
 
     #[test]
+    fn the_simulated_inputs_file_is_read_as_levels_and_a_bad_one_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = sim_config(dir.path(), 60, 100, SafeState::Locked);
+        let mut gate = open(&config).unwrap();
+        // No file: both inputs unconnected, inactive.
+        assert_eq!(gate.inputs().unwrap(), Inputs::default());
+        set_inputs(&config, r#"{"passage_sensor": true}"#);
+        let expected = Inputs {
+            passage_sensor: true,
+            emergency: false,
+        };
+        assert_eq!(gate.inputs().unwrap(), expected);
+        set_inputs(&config, r#"{"emergency": true, "passage_sensor": false}"#);
+        assert!(gate.inputs().unwrap().emergency);
+        for (bad, says) in [
+            (r#"{"emergency": 1}"#, "invalid type"),
+            (r#"{"fire": true}"#, "unknown field `fire`"),
+            ("{", "EOF"),
+        ] {
+            set_inputs(&config, bad);
+            let e = gate.inputs().unwrap_err().to_string();
+            assert!(e.starts_with("gate inputs file "), "{e}");
+            assert!(e.contains("inputs.json") && e.contains(says), "{bad}: {e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_emergency_input_holds_the_relay_through_safe_state_hold_and_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = sim_config(dir.path(), 60, 100, SafeState::Locked);
+        let mut gate = open(&config).unwrap();
+        gate.set_emergency(true).unwrap();
+        gate.safe_state().unwrap();
+        gate.hold_open(false).unwrap();
+        gate.grant().unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+        gate.set_emergency(false).unwrap();
+        gate.set_emergency(true).unwrap();
+        drop(gate);
+        let actions = read_actions(&config.actions_log).unwrap();
+        let rest = after_open(&actions);
+        // The relay is never released while the input is active: once on, it goes off only at
+        // the release, and is on again after.
+        let relay: Vec<_> = find(&rest, Output::Relay, Level::Off)
+            .iter()
+            .map(|a| a.cause)
+            .collect();
+        assert_eq!(relay, vec![Cause::Emergency], "{rest:#?}");
+        assert_eq!(
+            levels(&rest[..2]),
+            vec![
+                (Output::Relay, Level::On, Cause::Emergency),
+                (Output::Green, Level::On, Cause::Emergency),
+            ]
+        );
+        assert_eq!(
+            levels(&rest[rest.len() - 3..]),
+            vec![
+                (Output::Relay, Level::On, Cause::Shutdown),
+                (Output::Green, Level::On, Cause::Shutdown),
+                (Output::Red, Level::Off, Cause::Shutdown),
+            ]
+        );
+    }
+
+    #[test]
+    fn opening_during_an_emergency_never_writes_the_relay_off_and_the_lamp_can_stay_dark() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = GateConfig {
+            emergency_lamp: EmergencyLamp::Off,
+            ..sim_config(dir.path(), 60, 100, SafeState::Locked)
+        };
+        set_inputs(&config, r#"{"emergency": true}"#);
+        // What the unit's ExecStopPost= does: open (safe state) and drop.
+        drop(open(&config).unwrap());
+        let actions = read_actions(&config.actions_log).unwrap();
+        assert!(
+            find(&actions, Output::Relay, Level::Off).is_empty(),
+            "{actions:#?}"
+        );
+        assert!(
+            find(&actions, Output::Green, Level::On).is_empty(),
+            "{actions:#?}"
+        );
+        assert_eq!(
+            levels(&actions[..1]),
+            vec![(Output::Relay, Level::On, Cause::Emergency)]
+        );
+    }
+
+    #[test]
+    fn with_a_passage_sensor_a_grant_waits_for_its_passage_and_end_grant_relocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = GateConfig {
+            passage_sensor: true,
+            pass_timeout_ms: 600,
+            ..sim_config(dir.path(), 60, 100, SafeState::Locked)
+        };
+        let mut gate = open(&config).unwrap();
+        gate.grant().unwrap();
+        // Well past pulse_ms: the grant waits for pass_timeout_ms.
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(read_actions(&config.actions_log).unwrap().len(), 5);
+        gate.end_grant().unwrap();
+        // A second end is nothing to do.
+        gate.end_grant().unwrap();
+        gate.grant().unwrap();
+        let rest = after_open(&wait_for(&config.actions_log, 11));
+        assert_eq!(
+            levels(&rest),
+            vec![
+                (Output::Relay, Level::On, Cause::Grant),
+                (Output::Green, Level::On, Cause::Grant),
+                (Output::Relay, Level::Off, Cause::Passed),
+                (Output::Green, Level::Off, Cause::Passed),
+                (Output::Relay, Level::On, Cause::Grant),
+                (Output::Green, Level::On, Cause::Grant),
+                (Output::Relay, Level::Off, Cause::PulseEnd),
+                (Output::Green, Level::Off, Cause::PulseEnd),
+            ]
+        );
+        let waited = rest[6].unix_ns - rest[4].unix_ns;
+        assert!(
+            (600 * MS..600 * MS + SLACK).contains(&waited),
+            "waited {} ms",
+            waited as f64 / 1e6
+        );
+    }
+
+    #[test]
     fn drop_goes_to_safe_state() {
         for safe in [SafeState::Locked, SafeState::Open] {
             let dir = tempfile::tempdir().unwrap();
@@ -1031,6 +1301,8 @@ mod tests {
         assert_eq!(config.pulse_ms, 800);
         assert_eq!(config.deny_ms, 1500);
         assert_eq!(config.pins.relay, 17);
+        assert!(!config.passage_sensor);
+        assert_eq!(config.emergency_lamp, EmergencyLamp::Green);
         config.validate().unwrap();
         let config: GateConfig = serde_json::from_value(serde_json::json!({
             "backend": "rppal", "pulse_ms": 500, "deny_ms": 0, "safe_state": "open",
@@ -1080,6 +1352,18 @@ mod tests {
         assert_eq!(
             check(&|c| c.actions_log = PathBuf::new()),
             "gate.actions_log: must not be empty with backend \"simulated\""
+        );
+        assert_eq!(
+            check(&|c| c.simulated_inputs = PathBuf::new()),
+            "gate.simulated_inputs: must not be empty with backend \"simulated\""
+        );
+        assert_eq!(
+            check(&|c| c.pass_timeout_ms = 100),
+            "gate.pass_timeout_ms: must be 500..60000"
+        );
+        assert_eq!(
+            check(&|c| c.input_poll_ms = 0),
+            "gate.input_poll_ms: must be 5..500"
         );
         let mut ok = GateConfig {
             pulse_ms: 50,

@@ -7,7 +7,7 @@
 use rppal::gpio::{Gpio, InputPin, OutputPin};
 
 use super::{
-    Cause, Driver, Gate, GateConfig, GateError, Level, Output, OutputWriter, SafeState,
+    Cause, Driver, Gate, GateConfig, GateError, Inputs, Level, Output, OutputWriter, SafeState,
     SafeStateHandle,
 };
 
@@ -87,14 +87,21 @@ impl Gate for RppalGate {
     fn hold_open(&mut self, open: bool) -> Result<(), GateError> {
         self.driver.hold_open(open)
     }
-    fn passage_sensor(&self) -> Option<bool> {
-        Some(self.active(&self.passage_sensor))
+    fn inputs(&mut self) -> Result<Inputs, GateError> {
+        // Reading a memory-mapped GPIO level cannot fail.
+        Ok(Inputs {
+            passage_sensor: self.active(&self.passage_sensor),
+            emergency: self.active(&self.emergency),
+        })
+    }
+    fn set_emergency(&mut self, active: bool) -> Result<(), GateError> {
+        self.driver.set_emergency(active)
+    }
+    fn end_grant(&mut self) -> Result<(), GateError> {
+        self.driver.end_grant()
     }
     fn safe_state_handle(&self) -> SafeStateHandle {
         self.driver.safe_state_handle()
-    }
-    fn emergency(&self) -> bool {
-        self.active(&self.emergency)
     }
 }
 

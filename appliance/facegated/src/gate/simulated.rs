@@ -1,19 +1,22 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! The simulated gate: the shared timing core, writing each output change as one JSON line
-//! (flushed and fsync'd) to `gate.actions_log` instead of driving pins.
+//! (flushed and fsync'd) to `gate.actions_log` instead of driving pins, and reading its inputs
+//! from `gate.simulated_inputs` instead of pins (tests script the passage sensor and the
+//! emergency contact by replacing that file).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::{
-    Action, Cause, Driver, Gate, GateConfig, GateError, Level, Output, OutputWriter,
+    Action, Cause, Driver, Gate, GateConfig, GateError, Inputs, Level, Output, OutputWriter,
     SafeStateHandle,
 };
 
 /// A gate without hardware; see [`super::read_actions`] for its log.
 pub struct SimulatedGate {
     driver: Driver,
+    inputs: PathBuf,
 }
 
 impl SimulatedGate {
@@ -23,7 +26,25 @@ impl SimulatedGate {
         let writer = LogWriter::open(&config.actions_log)?;
         Ok(SimulatedGate {
             driver: Driver::new(config, Box::new(writer))?,
+            inputs: config.simulated_inputs.clone(),
         })
+    }
+}
+
+/// The inputs file's levels; no file is an unconnected (inactive) pair of inputs.
+fn read_inputs(path: &Path) -> Result<Inputs, GateError> {
+    let error = |reason: String| GateError::InputsFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+            error(format!(
+                "{e} (expected {{\"passage_sensor\": bool, \"emergency\": bool}})"
+            ))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Inputs::default()),
+        Err(e) => Err(error(e.to_string())),
     }
 }
 
@@ -40,14 +61,17 @@ impl Gate for SimulatedGate {
     fn hold_open(&mut self, open: bool) -> Result<(), GateError> {
         self.driver.hold_open(open)
     }
-    fn passage_sensor(&self) -> Option<bool> {
-        None
+    fn inputs(&mut self) -> Result<Inputs, GateError> {
+        read_inputs(&self.inputs)
+    }
+    fn set_emergency(&mut self, active: bool) -> Result<(), GateError> {
+        self.driver.set_emergency(active)
+    }
+    fn end_grant(&mut self) -> Result<(), GateError> {
+        self.driver.end_grant()
     }
     fn safe_state_handle(&self) -> SafeStateHandle {
         self.driver.safe_state_handle()
-    }
-    fn emergency(&self) -> bool {
-        false
     }
 }
 
