@@ -192,7 +192,10 @@ impl Gate {
         Ok(())
     }
 
-    /// Reloads the gallery from disk and returns its generation. Privileged.
+    /// Reloads the gallery from disk and returns its generation: a generation that fails the
+    /// gallery's checks is refused (Failed, with the reason) and the one in use stays; a sound
+    /// one is searched from the next frame on (the call waits for the switch, up to 5 s).
+    /// Privileged.
     #[zbus(out_args("generation"))]
     async fn reload_gallery(
         &self,

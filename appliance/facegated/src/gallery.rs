@@ -12,6 +12,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use facegate_vision::calibration::{Calibration, CalibrationError};
 use facegate_vision::gallery::{Gallery, GalleryError};
@@ -65,6 +66,9 @@ pub struct FollowedGallery {
     /// The last problem logged (a refused generation, an unreadable manifest), so that each is
     /// logged once rather than once a poll.
     reported: Mutex<Option<String>>,
+    /// The fgmatch elements of the running pipeline (none while it is being restarted), which
+    /// [`FollowedGallery::reload`] asks to switch now.
+    matchers: Mutex<Vec<gstfacegate::FaceMatch>>,
 }
 
 impl FollowedGallery {
@@ -105,6 +109,7 @@ impl FollowedGallery {
             calibration,
             rule,
             reported: Mutex::new(None),
+            matchers: Mutex::new(Vec::new()),
         };
         let standing = followed.standing(gallery.len() as u64)?;
         if !standing.is_safe() {
@@ -157,6 +162,57 @@ impl FollowedGallery {
     /// passes every file check.
     pub fn open_current(&self) -> Result<Gallery, GalleryError> {
         Gallery::open_matching(&self.dir, &self.model, self.dim)
+    }
+
+    /// The pipeline whose fgmatch elements [`FollowedGallery::reload`] drives from now on (None:
+    /// it stopped).
+    pub fn attach(&self, pipeline: Option<&gst::Pipeline>) {
+        let matchers = pipeline.map_or_else(Vec::new, |pipeline| {
+            pipeline
+                .iterate_recurse()
+                .into_iter()
+                .flatten()
+                .filter_map(|element| element.downcast::<gstfacegate::FaceMatch>().ok())
+                .collect()
+        });
+        *self.matchers.lock().unwrap_or_else(|e| e.into_inner()) = matchers;
+    }
+
+    /// Staff's `ReloadGallery`: the generation on disk is checked as fgmatch checks it (a refusal
+    /// is the error, and the generation in use stays), then every fgmatch of the running pipeline
+    /// is told to look now, and this waits up to `patience` for them to switch (they do between
+    /// frames). Returns the generation on disk; with no frames flowing the switch happens at the
+    /// first frame, which is logged.
+    pub fn reload(&self, patience: Duration) -> Result<u64, GalleryError> {
+        let generation = self.open_current()?.generation();
+        let matchers = self
+            .matchers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for matcher in &matchers {
+            matcher.emit_by_name::<()>("reload", &[]);
+        }
+        let deadline = Instant::now() + patience;
+        let behind = || {
+            matchers
+                .iter()
+                .filter(|m| m.property::<u64>("generation") != generation)
+                .count()
+        };
+        while behind() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        match behind() {
+            0 if !matchers.is_empty() => info!("ReloadGallery: searching generation {generation}"),
+            0 => info!(
+                "ReloadGallery: generation {generation} is sound; no pipeline runs: it is searched when one starts"
+            ),
+            n => info!(
+                "ReloadGallery: generation {generation} is sound; {n} fgmatch have not switched yet (no frames?): they do at their next frame"
+            ),
+        }
+        Ok(generation)
     }
 
     /// Takes a new generation into the status once it is checked (the supervisor calls this every

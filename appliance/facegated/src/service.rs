@@ -1177,7 +1177,11 @@ fn run_pipeline_once(
     };
     let embeddings = Arc::new(EmbeddingWatch::default());
     embeddings.watch(&pipeline);
+    // Before fgmatch starts: a ReloadGallery from now on reaches it, whether it comes before
+    // fgmatch opens the gallery (it then opens the new generation) or after.
+    gallery.attach(Some(&pipeline));
     if pipeline.set_state(gst::State::Playing).is_err() {
+        gallery.attach(None);
         let message = bus
             .pop_filtered(&[gst::MessageType::Error])
             .and_then(|m| match m.view() {
@@ -1284,6 +1288,7 @@ fn run_pipeline_once(
             _ => {}
         }
     };
+    gallery.attach(None);
     let _ = pipeline.set_state(gst::State::Null);
     outcome
 }
@@ -1390,6 +1395,10 @@ fn stream_start_unix_ns(pipeline: &gst::Pipeline) -> u64 {
         .as_nanos() as u64
 }
 
+/// How long `ReloadGallery` waits for fgmatch to switch (a few frames, and a large gallery's
+/// load), within the bus client's usual 25 s.
+const RELOAD_PATIENCE: Duration = Duration::from_secs(5);
+
 /// D-Bus methods that act, forwarded to the decider, which owns the gate and the journal.
 struct Control {
     inputs: Mutex<Sender<Input>>,
@@ -1444,12 +1453,10 @@ impl GateControl for Control {
 
     /// fgmatch follows the gallery's generation by itself (within its poll interval) and keeps
     /// the last good one if a new one is broken or of another model; this checks the generation
-    /// on disk as fgmatch does and answers with it, or with why it is refused, so staff learn at
-    /// once whether a change will be taken.
+    /// on disk as fgmatch does, refuses it with the reason, or makes fgmatch switch to it now.
     fn reload_gallery(&self) -> Result<u64, ControlError> {
         self.gallery
-            .open_current()
-            .map(|gallery| gallery.generation())
+            .reload(RELOAD_PATIENCE)
             .map_err(|e| ControlError::Failed(e.to_string()))
     }
 }

@@ -2,7 +2,7 @@
 //! facegated and a gallery it must not take: a crafted generation (index bytes changed, the
 //! manifest's checksums rewritten to match) or one enrolled with another embedder, at start and
 //! committed under a running gate; a pipeline property out of its range; and a gallery beyond the
-//! size its model serves safely.
+//! size its model serves safely. And a removal staff reload, taken at once.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -250,6 +250,56 @@ fn a_running_gate_keeps_its_generation_when_a_crafted_or_foreign_one_is_committe
         "a refusal is logged once: {log}"
     );
     assert!(!log.contains("panicked"), "{log}");
+}
+
+#[test]
+fn a_removal_reloaded_by_staff_is_searched_at_once_though_fgmatch_polls_hourly() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = tempfile::tempdir().unwrap();
+    let mut rig = rig(&scratch);
+    rig.set_fgmatch_properties("hourly", "poll-interval=3600000")
+        .unwrap();
+    let mut child = rig.spawn().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let removed_in = runtime.block_on(async {
+        let (_connection, gate) = rig.gate(Duration::from_secs(60)).await.unwrap();
+        // Person B walks up 7 s into the video, long before fgmatch's next poll.
+        let mut writer = Gallery::open(&rig.gallery).unwrap();
+        assert!(writer.remove("person-b").unwrap());
+        let generation = writer.commit().unwrap();
+        drop(writer);
+        assert_eq!(gate.reload_gallery().await.unwrap(), generation);
+        generation
+    });
+    assert!(
+        child.wait().unwrap().success(),
+        "{}",
+        std::fs::read_to_string(&rig.log).unwrap_or_default()
+    );
+    let passages = rig.passages().unwrap();
+    let granted: Vec<_> = passages
+        .iter()
+        .filter(|p| p.granted)
+        .filter_map(|p| p.identity.as_deref())
+        .collect();
+    assert!(!granted.contains(&"person-b"), "{passages:#?}");
+    assert!(
+        granted.contains(&"obama"),
+        "the others still pass: {passages:#?}"
+    );
+    let last = passages.last().expect("decisions were made");
+    assert_eq!(
+        last.generation, removed_in,
+        "decided with the reloaded generation"
+    );
+    let log = std::fs::read_to_string(&rig.log).unwrap();
+    assert!(
+        log.contains(&format!("ReloadGallery: searching generation {removed_in}")),
+        "{log}"
+    );
 }
 
 #[test]

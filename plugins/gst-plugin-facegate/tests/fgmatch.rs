@@ -160,6 +160,41 @@ fn the_threshold_follows_the_gallery_size_at_every_generation() {
 }
 
 #[test]
+fn the_reload_action_takes_a_new_generation_without_waiting_for_the_poll() {
+    let dir = tempfile::tempdir().unwrap();
+    let PersonBMatched {
+        model,
+        mut writer,
+        mut h,
+        frame,
+        ..
+    } = person_b_matched(dir.path(), "poll-interval=3600000");
+    for (id, embedding) in distractors(&model, 3) {
+        writer
+            .enroll(&id, "Distractor", &embedding.model, &embedding.data, false)
+            .unwrap();
+    }
+    assert_eq!(writer.commit().unwrap(), 2);
+    // An hour's poll: frames alone do not see it.
+    for n in 1..4 {
+        push_and_match(&mut h, &frame, n);
+    }
+    assert_eq!(generation(&mut h), 1);
+    h.find_element("fgmatch")
+        .unwrap()
+        .emit_by_name::<()>("reload", &[]);
+    let start = Instant::now();
+    let mut n = 4;
+    while generation(&mut h) != 2 {
+        assert!(start.elapsed() < common::PATIENCE, "generation 2 not taken");
+        push_and_match(&mut h, &frame, n);
+        n += 1;
+    }
+    let matched = push_and_match(&mut h, &frame, n).expect("person B still matched");
+    assert_eq!(matched.generation, 2);
+}
+
+#[test]
 fn min_threshold_and_max_false_grant_rate_set_the_rule() {
     let dir = tempfile::tempdir().unwrap();
     let b = common::photo_embedding("person_b_1.jpg");

@@ -10,7 +10,15 @@ use std::time::Duration;
 
 use crate::gallery::{Gallery, GalleryError};
 
-type StopFlag = Arc<(Mutex<bool>, Condvar)>;
+/// What the watcher thread is asked between two polls.
+#[derive(Debug, Default)]
+struct Asked {
+    stop: bool,
+    /// Look at the directory now rather than at the end of the poll interval.
+    check: bool,
+}
+
+type StopFlag = Arc<(Mutex<Asked>, Condvar)>;
 
 /// Polls a gallery's generation and loads each new one off the caller's thread.
 pub struct GalleryWatcher {
@@ -57,7 +65,7 @@ impl GalleryWatcher {
         poll: Duration,
         requirement: Option<Requirement>,
     ) -> std::io::Result<Self> {
-        let stop: StopFlag = Arc::new((Mutex::new(false), Condvar::new()));
+        let stop: StopFlag = Arc::new((Mutex::new(Asked::default()), Condvar::new()));
         // One pending update at most: a newer one is loaded again once the caller has taken it.
         let (sender, updates) = sync_channel(1);
         let thread_stop = Arc::clone(&stop);
@@ -84,12 +92,20 @@ impl GalleryWatcher {
     pub fn try_update(&self) -> Option<Result<Gallery, GalleryError>> {
         self.updates.try_recv().ok()
     }
+
+    /// Looks at the directory now instead of at the end of the current poll interval (staff
+    /// who just committed a generation); what it finds arrives through [`Self::try_update`].
+    pub fn check_now(&self) {
+        let (asked, wake) = &*self.stop;
+        asked.lock().unwrap_or_else(|e| e.into_inner()).check = true;
+        wake.notify_all();
+    }
 }
 
 impl Drop for GalleryWatcher {
     fn drop(&mut self) {
-        let (stopped, wake) = &*self.stop;
-        *stopped.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        let (asked, wake) = &*self.stop;
+        asked.lock().unwrap_or_else(|e| e.into_inner()).stop = true;
         wake.notify_all();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -106,16 +122,20 @@ fn watch(
     sender: &SyncSender<Result<Gallery, GalleryError>>,
 ) {
     let mut reported_failure: Option<u64> = None;
+    // The first look is at once: a generation committed between the caller's open and this
+    // thread's start is not left for a whole interval.
+    let mut first = true;
     loop {
-        {
-            let (stopped, wake) = &**stop;
-            let guard = stopped.lock().unwrap_or_else(|e| e.into_inner());
-            let (guard, _) = wake
-                .wait_timeout_while(guard, poll, |stopped| !*stopped)
+        if !std::mem::take(&mut first) {
+            let (asked, wake) = &**stop;
+            let guard = asked.lock().unwrap_or_else(|e| e.into_inner());
+            let (mut guard, _) = wake
+                .wait_timeout_while(guard, poll, |asked| !asked.stop && !asked.check)
                 .unwrap_or_else(|e| e.into_inner());
-            if *guard {
+            if guard.stop {
                 return;
             }
+            guard.check = false;
         }
         let (generation, update) = match Gallery::read_generation(dir) {
             Ok(generation) if generation == current => continue,
@@ -176,6 +196,23 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    #[test]
+    fn check_now_looks_at_once_instead_of_at_the_end_of_the_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut gallery = Gallery::create(dir.path(), "m", 8).unwrap();
+        let watcher =
+            GalleryWatcher::spawn(dir.path().to_path_buf(), 0, Duration::from_secs(3600)).unwrap();
+        gallery
+            .enroll("p-1", "One", "m", &unit(1, 8), false)
+            .unwrap();
+        let generation = gallery.commit().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(watcher.try_update().is_none(), "not before the hour is up");
+        watcher.check_now();
+        let loaded = wait_for_update(&watcher).unwrap();
+        assert_eq!(loaded.generation(), generation);
     }
 
     #[test]

@@ -141,6 +141,25 @@ impl ObjectSubclass for FaceMatch {
 }
 
 impl ObjectImpl for FaceMatch {
+    fn signals() -> &'static [glib::subclass::Signal] {
+        static SIGNALS: LazyLock<Vec<glib::subclass::Signal>> = LazyLock::new(|| {
+            vec![
+                // "reload": look for a new gallery generation now instead of at the next poll.
+                glib::subclass::Signal::builder("reload")
+                    .action()
+                    .class_handler(|args| {
+                        let element = args[0]
+                            .get::<super::FaceMatch>()
+                            .expect("the signal's instance is an fgmatch");
+                        element.imp().reload();
+                        None
+                    })
+                    .build(),
+            ]
+        });
+        SIGNALS.as_ref()
+    }
+
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
             vec![
@@ -485,6 +504,26 @@ impl VideoFilterImpl for FaceMatch {
 }
 
 impl FaceMatch {
+    /// The `reload` action: the watcher looks at the gallery now; a new generation is switched
+    /// to between frames once loaded, as after a poll. Without a watcher (`poll-interval=0`, or
+    /// not started) there is nothing to reload.
+    fn reload(&self) {
+        match self.state.lock().unwrap().as_ref() {
+            Some(State {
+                watcher: Some(watcher),
+                ..
+            }) => {
+                gst::debug!(CAT, imp = self, "reload: checking the gallery now");
+                watcher.check_now();
+            }
+            _ => gst::info!(
+                CAT,
+                imp = self,
+                "reload: the gallery is not followed (not started, or poll-interval=0)"
+            ),
+        }
+    }
+
     /// Switches to a generation the watcher has loaded; a broken one is reported and the last
     /// good gallery stays in use.
     fn take_new_generation(&self, state: &mut State) {

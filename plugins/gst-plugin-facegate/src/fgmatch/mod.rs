@@ -20,9 +20,9 @@
  * `facegatectl evaluate --write-calibration`; a gallery whose model has none is refused at start
  * unless `threshold` is set, which overrides the calibration.
  *
- * A new gallery generation is loaded in the background (checked every `poll-interval` ms) and
- * switched to between frames; a broken one is reported as a warning and the last good one stays
- * in use. Embeddings of another model or dimension than the gallery's are a stream error.
+ * A new gallery generation is loaded in the background (checked every `poll-interval` ms, or at
+ * once when the `reload` action signal is emitted) and switched to between frames; a broken one is
+ * reported as a warning and the last good one stays in use. Embeddings of another model or dimension than the gallery's are a stream error.
  *
  * ## Example launch line
  *
