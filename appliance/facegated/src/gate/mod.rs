@@ -29,9 +29,11 @@
 //!
 //! Only changes are written otherwise (one action line per change in the simulated log).
 
+mod gpiochip;
 mod rpi;
 mod simulated;
 
+pub use gpiochip::GpiochipGate;
 pub use rpi::RppalGate;
 pub use simulated::SimulatedGate;
 
@@ -49,7 +51,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GateConfig {
-    /// `"simulated"` | `"rppal"`.
+    /// `"simulated"` | `"rppal"` | `"gpiochip"`.
     pub backend: Backend,
     /// Unlock relay pulse (and green lamp), milliseconds.
     pub pulse_ms: u64,
@@ -59,8 +61,10 @@ pub struct GateConfig {
     pub safe_state: SafeState,
     /// Simulated backend: one JSON line per output change.
     pub actions_log: PathBuf,
-    /// `[gate.pins]`: BCM numbers for the rppal backend.
+    /// `[gate.pins]`: BCM numbers for the rppal backend, line offsets on `chip` for gpiochip.
     pub pins: Pins,
+    /// The gpiochip backend's GPIO character device.
+    pub chip: PathBuf,
     /// The turnstile reports each passage on the passage sensor input: a grant then holds the
     /// relay until its passage (or `pass_timeout_ms`) instead of for `pulse_ms`, and is
     /// journalled `passed` or `not-passed`; a passage nobody was granted is `tailgating`.
@@ -87,6 +91,7 @@ impl Default for GateConfig {
             safe_state: SafeState::Locked,
             actions_log: PathBuf::from("/var/lib/facegate/gate-actions.jsonl"),
             pins: Pins::default(),
+            chip: PathBuf::from("/dev/gpiochip0"),
             passage_sensor: false,
             pass_timeout_ms: 6000,
             input_poll_ms: 20,
@@ -139,7 +144,10 @@ impl Pins {
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
     Simulated,
+    /// Raspberry Pi OS's `/dev/gpiomem` (rppal).
     Rppal,
+    /// Any kernel's GPIO character device (`gate.chip`).
+    Gpiochip,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -228,6 +236,14 @@ pub enum GateError {
         pin: u8,
         #[source]
         source: rppal::gpio::Error,
+    },
+    /// The GPIO character device refused (missing chip, a line out of range or held by another
+    /// process, a failed write).
+    #[error("gate backend gpiochip: {}: {what}: {reason}", chip.display())]
+    Gpiochip {
+        chip: PathBuf,
+        what: String,
+        reason: String,
     },
     /// The simulated backend's action log could not be opened or written.
     #[error("gate actions log {}: {source}", path.display())]
@@ -331,6 +347,7 @@ pub fn open(config: &GateConfig) -> Result<Box<dyn Gate>, GateError> {
     let mut gate: Box<dyn Gate> = match config.backend {
         Backend::Simulated => Box::new(SimulatedGate::open(config)?),
         Backend::Rppal => Box::new(RppalGate::open(config)?),
+        Backend::Gpiochip => Box::new(GpiochipGate::open(config)?),
     };
     if gate.inputs()?.emergency {
         tracing::warn!("the emergency input is active: the gate is held open");
@@ -1268,6 +1285,29 @@ mod tests {
         assert!(msg.contains("rppal"), "{msg}");
         assert!(!msg.contains('\n'), "{msg}");
         eprintln!("{msg}");
+    }
+
+    #[test]
+    fn gpiochip_without_the_chip_or_on_a_file_that_is_not_one_is_one_line_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_a_chip = dir.path().join("not-a-chip");
+        std::fs::write(&not_a_chip, b"").unwrap();
+        for chip in [dir.path().join("gpiochip9"), not_a_chip] {
+            let config = GateConfig {
+                backend: Backend::Gpiochip,
+                chip: chip.clone(),
+                ..GateConfig::default()
+            };
+            let e = open(&config).err().expect("no such chip").to_string();
+            assert!(
+                e.starts_with(&format!(
+                    "gate backend gpiochip: {}: gate.pins.relay",
+                    chip.display()
+                )),
+                "{e}"
+            );
+            assert!(!e.contains('\n'), "{e}");
+        }
     }
 
     #[test]

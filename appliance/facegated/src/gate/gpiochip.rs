@@ -1,0 +1,171 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The gate on any Linux kernel's GPIO character device (`gate.chip`, uAPI v2 through crate
+//! gpiocdev): the shared timing core driving three output lines, and two input lines read every
+//! control cycle. Unlike rppal it needs no `/dev/gpiomem`, which only Raspberry Pi OS's kernel
+//! has: on a Raspberry Pi 4 under Debian's kernel, `/dev/gpiochip0` is the SoC's pin controller
+//! and its line offsets are the BCM numbers of `[gate.pins]`.
+//!
+//! Polarity is the kernel's: with `pins.active_low` every line is requested active-low, so the
+//! values written and read here are logical ("on", "active") on any wiring. Outputs are requested
+//! at their safe levels, so claiming them never glitches the relay; inputs are biased towards
+//! inactive (pull-down, or pull-up when active-low) so an unconnected input reads as not
+//! triggered. When the process ends the kernel releases the lines; the pin controllers of the
+//! Raspberry Pi keep the last level driven, as with rppal, and the unit's `ExecStopPost=` writes
+//! the safe state again.
+
+use std::path::{Path, PathBuf};
+
+use gpiocdev::Request;
+use gpiocdev::line::{Bias, Offset, Value};
+
+use super::{
+    Cause, Driver, Gate, GateConfig, GateError, Inputs, Level, Output, OutputWriter, SafeState,
+    SafeStateHandle,
+};
+
+/// What facegated's lines are labelled with in `gpioinfo`.
+const CONSUMER: &str = "facegated";
+
+/// A gate on a GPIO character device.
+pub struct GpiochipGate {
+    driver: Driver,
+    inputs: Request,
+    passage_sensor: Offset,
+    emergency: Offset,
+    chip: PathBuf,
+}
+
+fn chip_error(chip: &Path, what: &str) -> impl Fn(gpiocdev::Error) -> GateError {
+    let (chip, what) = (chip.to_path_buf(), what.to_string());
+    move |source| GateError::Gpiochip {
+        chip: chip.clone(),
+        what: what.clone(),
+        reason: source.to_string(),
+    }
+}
+
+fn value(on: bool) -> Value {
+    if on { Value::Active } else { Value::Inactive }
+}
+
+impl GpiochipGate {
+    /// Claims the lines on `gate.chip`. A missing chip, a line out of its range or one another
+    /// process holds is one line naming the chip and the lines.
+    pub fn open(config: &GateConfig) -> Result<GpiochipGate, GateError> {
+        let pins = &config.pins;
+        let chip = config.chip.as_path();
+        // In [`Output`] order, at their safe levels.
+        let outputs = [
+            (pins.relay, config.safe_state == SafeState::Open),
+            (pins.green, false),
+            (pins.red, false),
+        ];
+        let mut request = Request::builder();
+        request.on_chip(chip).with_consumer(CONSUMER);
+        for (pin, on) in outputs {
+            // Each setting applies to the line just selected.
+            request.with_line(Offset::from(pin)).as_output(value(on));
+            if pins.active_low {
+                request.as_active_low();
+            }
+        }
+        let lines = request.request().map_err(chip_error(
+            chip,
+            &format!(
+                "gate.pins.relay, green, red (lines {}, {}, {})",
+                pins.relay, pins.green, pins.red
+            ),
+        ))?;
+        let writer = LineWriter {
+            lines,
+            offsets: outputs.map(|(pin, _)| Offset::from(pin)),
+        };
+
+        let (passage_sensor, emergency) = (
+            Offset::from(pins.passage_sensor),
+            Offset::from(pins.emergency),
+        );
+        let mut request = Request::builder();
+        request
+            .on_chip(chip)
+            .with_consumer(CONSUMER)
+            .with_lines(&[passage_sensor, emergency])
+            .as_input();
+        if pins.active_low {
+            request.as_active_low().with_bias(Bias::PullUp);
+        } else {
+            request.with_bias(Bias::PullDown);
+        }
+        let inputs = request.request().map_err(chip_error(
+            chip,
+            &format!(
+                "gate.pins.passage_sensor, emergency (lines {}, {})",
+                pins.passage_sensor, pins.emergency
+            ),
+        ))?;
+        Ok(GpiochipGate {
+            driver: Driver::new(config, Box::new(writer))?,
+            inputs,
+            passage_sensor,
+            emergency,
+            chip: chip.to_path_buf(),
+        })
+    }
+
+    fn active(&self, offset: Offset, key: &str) -> Result<bool, GateError> {
+        self.inputs
+            .value(offset)
+            .map(|v| v == Value::Active)
+            .map_err(chip_error(&self.chip, &format!("reading gate.pins.{key}")))
+    }
+}
+
+impl Gate for GpiochipGate {
+    fn safe_state(&mut self) -> Result<(), GateError> {
+        self.driver.safe_state()
+    }
+    fn grant(&mut self) -> Result<(), GateError> {
+        self.driver.grant()
+    }
+    fn deny(&mut self) -> Result<(), GateError> {
+        self.driver.deny()
+    }
+    fn hold_open(&mut self, open: bool) -> Result<(), GateError> {
+        self.driver.hold_open(open)
+    }
+    fn inputs(&mut self) -> Result<Inputs, GateError> {
+        Ok(Inputs {
+            passage_sensor: self.active(self.passage_sensor, "passage_sensor")?,
+            emergency: self.active(self.emergency, "emergency")?,
+        })
+    }
+    fn set_emergency(&mut self, active: bool) -> Result<(), GateError> {
+        self.driver.set_emergency(active)
+    }
+    fn end_grant(&mut self) -> Result<(), GateError> {
+        self.driver.end_grant()
+    }
+    fn safe_state_handle(&self) -> SafeStateHandle {
+        self.driver.safe_state_handle()
+    }
+}
+
+/// The three output lines, in [`Output`] order.
+struct LineWriter {
+    lines: Request,
+    offsets: [Offset; 3],
+}
+
+impl OutputWriter for LineWriter {
+    fn write(&mut self, output: Output, level: Level, cause: Cause) -> Result<(), GateError> {
+        let offset = self.offsets[output.index()];
+        self.lines
+            .set_value(offset, value(level == Level::On))
+            .map_err(chip_error(
+                &self.lines.chip_path(),
+                &format!("writing {output} (line {offset})"),
+            ))?;
+        tracing::debug!(%output, ?level, ?cause, "gate output");
+        Ok(())
+    }
+}
