@@ -753,18 +753,7 @@ fn a_relay_left_energised_by_kill_9_is_released_by_a_failing_start_and_by_safe_s
 
     std::fs::write(&manifest, good).unwrap();
     killed_during_a_pulse(&rig);
-    let output = Command::new(&rig.files.facegated)
-        .arg("--config")
-        .arg(&rig.files.config)
-        .arg("safe-state")
-        .envs(rig.env())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    rig.safe_state().unwrap();
     let actions = rig.actions().unwrap();
     assert_eq!(
         last_relay(&actions).level,

@@ -6,7 +6,6 @@
 //! passed or not passed and a second passage on one grant as tailgating.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use facegate_dbus::{GateProxy, Mode, PassageOutcome, State};
@@ -130,21 +129,6 @@ fn outcomes(rig: &GateRig) -> Vec<OutcomeRecord> {
     rig.outcomes().unwrap()
 }
 
-fn safe_state_command(rig: &GateRig) {
-    let output = Command::new(&rig.files.facegated)
-        .arg("--config")
-        .arg(&rig.files.config)
-        .arg("safe-state")
-        .envs(rig.env())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 #[test]
 fn the_emergency_input_frees_the_gate_at_once_and_nothing_locks_it_until_released() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -221,7 +205,7 @@ fn the_emergency_input_frees_the_gate_at_once_and_nothing_locks_it_until_release
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
     assert!(child.wait().unwrap().success(), "log: {}", log(&rig));
     // The unit's ExecStopPost= runs next: it too leaves the gate open while the contact is closed.
-    safe_state_command(&rig);
+    rig.safe_state().unwrap();
     let actions = rig.actions().unwrap();
     assert!(
         relay_released_after(&actions, before_stop).is_empty(),
@@ -237,7 +221,7 @@ fn the_emergency_input_frees_the_gate_at_once_and_nothing_locks_it_until_release
     // Released with the service down: the next safe state locks.
     rig.set_inputs(QUIET).unwrap();
     let released = unix_now_ns();
-    safe_state_command(&rig);
+    rig.safe_state().unwrap();
     let actions = rig.actions().unwrap();
     assert!(relay_after(&actions, released, Level::Off, Cause::SafeState).is_some());
     let last = actions

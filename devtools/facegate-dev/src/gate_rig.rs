@@ -242,6 +242,24 @@ impl GateRig {
             .with_context(|| format!("starting {}", self.files.facegated.display()))
     }
 
+    /// Runs `facegated safe-state` (what the unit's `ExecStopPost=` runs) on the rig's gate.
+    pub fn safe_state(&self) -> anyhow::Result<()> {
+        let output = Command::new(&self.files.facegated)
+            .arg("--config")
+            .arg(&self.files.config)
+            .arg("safe-state")
+            .envs(self.env())
+            .output()
+            .with_context(|| format!("starting {}", self.files.facegated.display()))?;
+        if !output.status.success() {
+            bail!(
+                "facegated safe-state failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(())
+    }
+
     /// A connection to the rig's bus and a proxy of the gate, once facegated owns its name.
     pub async fn gate(
         &self,

@@ -85,6 +85,20 @@ fn generation(h: &mut Harness) -> u64 {
         .property::<u64>("generation")
 }
 
+/// Pushes `frame` (numbered from `n`) until fgmatch searches `wanted`; returns the next number.
+fn push_until_generation(h: &mut Harness, frame: &common::Frame, mut n: u64, wanted: u64) -> u64 {
+    let start = Instant::now();
+    while generation(h) != wanted {
+        assert!(
+            start.elapsed() < common::PATIENCE,
+            "generation {wanted} not taken"
+        );
+        push_and_match(h, frame, n);
+        n += 1;
+    }
+    n
+}
+
 fn effective_threshold(h: &mut Harness) -> f64 {
     h.find_element("fgmatch")
         .unwrap()
@@ -145,13 +159,7 @@ fn the_threshold_follows_the_gallery_size_at_every_generation() {
             .unwrap();
     }
     assert_eq!(writer.commit().unwrap(), 2);
-    let start = Instant::now();
-    let mut n = 1;
-    while generation(&mut h) != 2 {
-        assert!(start.elapsed() < common::PATIENCE, "generation 2 not taken");
-        push_and_match(&mut h, &frame, n);
-        n += 1;
-    }
+    let n = push_until_generation(&mut h, &frame, 1, 2);
     let larger = effective_threshold(&mut h);
     assert_eq!(larger, calibrated_threshold(&model, 1_001));
     assert!(larger > match_rule::DEFAULT_MIN_THRESHOLD, "{larger}");
@@ -183,13 +191,7 @@ fn the_reload_action_takes_a_new_generation_without_waiting_for_the_poll() {
     h.find_element("fgmatch")
         .unwrap()
         .emit_by_name::<()>("reload", &[]);
-    let start = Instant::now();
-    let mut n = 4;
-    while generation(&mut h) != 2 {
-        assert!(start.elapsed() < common::PATIENCE, "generation 2 not taken");
-        push_and_match(&mut h, &frame, n);
-        n += 1;
-    }
+    let n = push_until_generation(&mut h, &frame, 4, 2);
     let matched = push_and_match(&mut h, &frame, n).expect("person B still matched");
     assert_eq!(matched.generation, 2);
 }

@@ -19,17 +19,16 @@ use gpiocdev::Request;
 use gpiocdev::line::{Bias, Offset, Value};
 
 use super::{
-    Cause, Driver, Gate, GateConfig, GateError, Inputs, Level, Output, OutputWriter, SafeState,
-    SafeStateHandle,
+    Cause, GateConfig, GateError, InputReader, Inputs, Level, Opened, Output, OutputWriter,
+    SafeState,
 };
 
 /// What facegated's lines are labelled with in `gpioinfo`.
 const CONSUMER: &str = "facegated";
 
-/// A gate on a GPIO character device.
-pub struct GpiochipGate {
-    driver: Driver,
-    inputs: Request,
+/// The two input lines.
+struct LineReader {
+    lines: Request,
     passage_sensor: Offset,
     emergency: Offset,
     chip: PathBuf,
@@ -48,105 +47,84 @@ fn value(on: bool) -> Value {
     if on { Value::Active } else { Value::Inactive }
 }
 
-impl GpiochipGate {
-    /// Claims the lines on `gate.chip`. A missing chip, a line out of its range or one another
-    /// process holds is one line naming the chip and the lines.
-    pub fn open(config: &GateConfig) -> Result<GpiochipGate, GateError> {
-        let pins = &config.pins;
-        let chip = config.chip.as_path();
-        // In [`Output`] order, at their safe levels.
-        let outputs = [
-            (pins.relay, config.safe_state == SafeState::Open),
-            (pins.green, false),
-            (pins.red, false),
-        ];
-        let mut request = Request::builder();
-        request.on_chip(chip).with_consumer(CONSUMER);
-        for (pin, on) in outputs {
-            // Each setting applies to the line just selected.
-            request.with_line(Offset::from(pin)).as_output(value(on));
-            if pins.active_low {
-                request.as_active_low();
-            }
-        }
-        let lines = request.request().map_err(chip_error(
-            chip,
-            &format!(
-                "gate.pins.relay, green, red (lines {}, {}, {})",
-                pins.relay, pins.green, pins.red
-            ),
-        ))?;
-        let writer = LineWriter {
-            lines,
-            offsets: outputs.map(|(pin, _)| Offset::from(pin)),
-        };
-
-        let (passage_sensor, emergency) = (
-            Offset::from(pins.passage_sensor),
-            Offset::from(pins.emergency),
-        );
-        let mut request = Request::builder();
-        request
-            .on_chip(chip)
-            .with_consumer(CONSUMER)
-            .with_lines(&[passage_sensor, emergency])
-            .as_input();
+/// Claims the lines on `gate.chip`. A missing chip, a line out of its range or one another
+/// process holds is one line naming the chip and the lines.
+pub(super) fn open(config: &GateConfig) -> Result<Opened, GateError> {
+    let pins = &config.pins;
+    let chip = config.chip.as_path();
+    // In [`Output`] order, at their safe levels.
+    let outputs = [
+        (pins.relay, config.safe_state == SafeState::Open),
+        (pins.green, false),
+        (pins.red, false),
+    ];
+    let mut request = Request::builder();
+    request.on_chip(chip).with_consumer(CONSUMER);
+    for (pin, on) in outputs {
+        // Each setting applies to the line just selected.
+        request.with_line(Offset::from(pin)).as_output(value(on));
         if pins.active_low {
-            request.as_active_low().with_bias(Bias::PullUp);
-        } else {
-            request.with_bias(Bias::PullDown);
+            request.as_active_low();
         }
-        let inputs = request.request().map_err(chip_error(
-            chip,
-            &format!(
-                "gate.pins.passage_sensor, emergency (lines {}, {})",
-                pins.passage_sensor, pins.emergency
-            ),
-        ))?;
-        Ok(GpiochipGate {
-            driver: Driver::new(config, Box::new(writer))?,
-            inputs,
-            passage_sensor,
-            emergency,
-            chip: chip.to_path_buf(),
-        })
     }
+    let lines = request.request().map_err(chip_error(
+        chip,
+        &format!(
+            "gate.pins.relay, green, red (lines {}, {}, {})",
+            pins.relay, pins.green, pins.red
+        ),
+    ))?;
+    let writer = LineWriter {
+        lines,
+        offsets: outputs.map(|(pin, _)| Offset::from(pin)),
+    };
 
+    let (passage_sensor, emergency) = (
+        Offset::from(pins.passage_sensor),
+        Offset::from(pins.emergency),
+    );
+    let mut request = Request::builder();
+    request
+        .on_chip(chip)
+        .with_consumer(CONSUMER)
+        .with_lines(&[passage_sensor, emergency])
+        .as_input();
+    if pins.active_low {
+        request.as_active_low().with_bias(Bias::PullUp);
+    } else {
+        request.with_bias(Bias::PullDown);
+    }
+    let inputs = request.request().map_err(chip_error(
+        chip,
+        &format!(
+            "gate.pins.passage_sensor, emergency (lines {}, {})",
+            pins.passage_sensor, pins.emergency
+        ),
+    ))?;
+    let inputs = LineReader {
+        lines: inputs,
+        passage_sensor,
+        emergency,
+        chip: chip.to_path_buf(),
+    };
+    Ok((Box::new(writer), Box::new(inputs)))
+}
+
+impl LineReader {
     fn active(&self, offset: Offset, key: &str) -> Result<bool, GateError> {
-        self.inputs
+        self.lines
             .value(offset)
             .map(|v| v == Value::Active)
             .map_err(chip_error(&self.chip, &format!("reading gate.pins.{key}")))
     }
 }
 
-impl Gate for GpiochipGate {
-    fn safe_state(&mut self) -> Result<(), GateError> {
-        self.driver.safe_state()
-    }
-    fn grant(&mut self) -> Result<(), GateError> {
-        self.driver.grant()
-    }
-    fn deny(&mut self) -> Result<(), GateError> {
-        self.driver.deny()
-    }
-    fn hold_open(&mut self, open: bool) -> Result<(), GateError> {
-        self.driver.hold_open(open)
-    }
-    fn inputs(&mut self) -> Result<Inputs, GateError> {
+impl InputReader for LineReader {
+    fn read(&mut self) -> Result<Inputs, GateError> {
         Ok(Inputs {
             passage_sensor: self.active(self.passage_sensor, "passage_sensor")?,
             emergency: self.active(self.emergency, "emergency")?,
         })
-    }
-    fn set_emergency(&mut self, active: bool) -> Result<(), GateError> {
-        self.driver.set_emergency(active)
-    }
-    fn end_grant(&mut self) -> Result<(), GateError> {
-        self.driver.end_grant()
-    }
-    fn safe_state_handle(&self) -> SafeStateHandle {
-        self.driver.safe_state_handle()
     }
 }
 

@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! The gate: unlock relay, green and red lamps, passage sensor and emergency inputs.
 //!
-//! [`Gate`] is what the service drives. Two backends implement it, `simulated` (every output
-//! change appended to a JSON-lines file) and `rppal` (Raspberry Pi GPIO). Both run on the same
-//! timing core ([`Driver`]): one state machine over the three outputs and one timer thread that
-//! switches them off at their deadlines, so the simulated gate pulses, extends and falls back to
-//! its safe state exactly like the real one. A backend only says how one output level is written
-//! ([`OutputWriter`]).
+//! [`Gate`] is what the service drives. Three backends: `simulated` (every output change
+//! appended to a JSON-lines file, inputs read from a file), `rppal` (Raspberry Pi OS's GPIO) and
+//! `gpiochip` (any kernel's GPIO character device). All run on the same timing core ([`Driver`]):
+//! one state machine over the three outputs and one timer thread that switches them off at their
+//! deadlines, so the simulated gate pulses, extends and falls back to its safe state exactly like
+//! the real one. A backend only says how one output level is written ([`OutputWriter`]) and how
+//! its two inputs are read ([`InputReader`]).
 //!
 //! Output rules (shared by both backends):
 //! - relay level = a grant pulse is running OR the relay is held (by [`Gate::hold_open`], or by a
@@ -32,10 +33,6 @@
 mod gpiochip;
 mod rpi;
 mod simulated;
-
-pub use gpiochip::GpiochipGate;
-pub use rpi::RppalGate;
-pub use simulated::SimulatedGate;
 
 use std::fmt;
 use std::io::{BufRead, BufReader};
@@ -344,11 +341,15 @@ impl SafeStateHandle {
 /// ExecStopPost=) during a fire-alarm release never locks the gate, not even for a moment.
 pub fn open(config: &GateConfig) -> Result<Box<dyn Gate>, GateError> {
     config.validate()?;
-    let mut gate: Box<dyn Gate> = match config.backend {
-        Backend::Simulated => Box::new(SimulatedGate::open(config)?),
-        Backend::Rppal => Box::new(RppalGate::open(config)?),
-        Backend::Gpiochip => Box::new(GpiochipGate::open(config)?),
+    let (writer, inputs) = match config.backend {
+        Backend::Simulated => simulated::open(config)?,
+        Backend::Rppal => rpi::open(config)?,
+        Backend::Gpiochip => gpiochip::open(config)?,
     };
+    let mut gate: Box<dyn Gate> = Box::new(BackedGate {
+        driver: Driver::new(config, writer)?,
+        inputs,
+    });
     if gate.inputs()?.emergency {
         tracing::warn!("the emergency input is active: the gate is held open");
         gate.set_emergency(true)?;
@@ -483,6 +484,47 @@ pub fn read_actions(path: impl AsRef<Path>) -> Result<Vec<Action>, GateError> {
 /// How a backend sets one output. Called with the core's lock held, never concurrently.
 pub(crate) trait OutputWriter: Send + 'static {
     fn write(&mut self, output: Output, level: Level, cause: Cause) -> Result<(), GateError>;
+}
+
+/// How a backend reads its two inputs.
+pub(crate) trait InputReader: Send + 'static {
+    fn read(&mut self) -> Result<Inputs, GateError>;
+}
+
+/// What a backend's `open` hands the core: its outputs, at their safe levels, and its inputs.
+type Opened = (Box<dyn OutputWriter>, Box<dyn InputReader>);
+
+/// A backend on the timing core: the one implementation of [`Gate`].
+struct BackedGate {
+    driver: Driver,
+    inputs: Box<dyn InputReader>,
+}
+
+impl Gate for BackedGate {
+    fn safe_state(&mut self) -> Result<(), GateError> {
+        self.driver.safe_state()
+    }
+    fn grant(&mut self) -> Result<(), GateError> {
+        self.driver.grant()
+    }
+    fn deny(&mut self) -> Result<(), GateError> {
+        self.driver.deny()
+    }
+    fn hold_open(&mut self, open: bool) -> Result<(), GateError> {
+        self.driver.hold_open(open)
+    }
+    fn inputs(&mut self) -> Result<Inputs, GateError> {
+        self.inputs.read()
+    }
+    fn set_emergency(&mut self, active: bool) -> Result<(), GateError> {
+        self.driver.set_emergency(active)
+    }
+    fn end_grant(&mut self) -> Result<(), GateError> {
+        self.driver.end_grant()
+    }
+    fn safe_state_handle(&self) -> SafeStateHandle {
+        self.driver.safe_state_handle()
+    }
 }
 
 /// Output state: what each output should be, the running timers, and what was last written.

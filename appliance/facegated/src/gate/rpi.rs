@@ -1,107 +1,78 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! The Raspberry Pi gate: the shared timing core driving BCM GPIO pins through rppal.
+//! The Raspberry Pi gate: BCM GPIO pins through rppal, which maps Raspberry Pi OS's
+//! `/dev/gpiomem`.
 //!
 //! rppal is retired upstream (works up to the Pi 5); everything rppal-specific is in this file
-//! behind [`OutputWriter`], so a gpio-cdev backend can be added beside it.
+//! behind [`OutputWriter`] and [`InputReader`]. On other kernels (Debian's) use `gpiochip`.
 
 use rppal::gpio::{Gpio, InputPin, OutputPin};
 
 use super::{
-    Cause, Driver, Gate, GateConfig, GateError, Inputs, Level, Output, OutputWriter, SafeState,
-    SafeStateHandle,
+    Cause, GateConfig, GateError, InputReader, Inputs, Level, Opened, Output, OutputWriter,
+    SafeState,
 };
 
-/// A gate on Raspberry Pi GPIO (`[gate.pins]`).
-pub struct RppalGate {
-    driver: Driver,
+/// Claims the pins of `[gate.pins]`. Off a Raspberry Pi this fails with rppal's own reason
+/// ("gate backend rppal: Unknown Raspberry Pi model"). The outputs start at their safe levels;
+/// [`super::open`] then writes the safe state through the core as well.
+pub(super) fn open(config: &GateConfig) -> Result<Opened, GateError> {
+    let pins = &config.pins;
+    let gpio = Gpio::new().map_err(GateError::Rppal)?;
+    let get = |key: &'static str, pin: u8| {
+        gpio.get(pin)
+            .map_err(|source| GateError::RppalPin { key, pin, source })
+    };
+    let active_low = pins.active_low;
+    let output = |key, pin, on: bool| -> Result<OutputPin, GateError> {
+        let pin = get(key, pin)?;
+        // Set the level before switching to output mode: no glitch on the relay.
+        let mut out = if on != active_low {
+            pin.into_output_high()
+        } else {
+            pin.into_output_low()
+        };
+        // Keep the last (safe) level when the process ends instead of falling back to an
+        // input, which would let the relay driver float.
+        out.set_reset_on_drop(false);
+        Ok(out)
+    };
+    let input = |key, pin| -> Result<InputPin, GateError> {
+        let pin = get(key, pin)?;
+        // Bias towards "inactive" so an unconnected input reads as not triggered.
+        Ok(if active_low {
+            pin.into_input_pullup()
+        } else {
+            pin.into_input_pulldown()
+        })
+    };
+    let writer = PinWriter {
+        relay: output("relay", pins.relay, config.safe_state == SafeState::Open)?,
+        green: output("green", pins.green, false)?,
+        red: output("red", pins.red, false)?,
+        active_low,
+    };
+    let inputs = PinReader {
+        passage_sensor: input("passage_sensor", pins.passage_sensor)?,
+        emergency: input("emergency", pins.emergency)?,
+        active_low,
+    };
+    Ok((Box::new(writer), Box::new(inputs)))
+}
+
+struct PinReader {
     passage_sensor: InputPin,
     emergency: InputPin,
     active_low: bool,
 }
 
-impl RppalGate {
-    /// Claims the pins. Off a Raspberry Pi this fails with rppal's own reason
-    /// ("gate backend rppal: Unknown Raspberry Pi model"). The outputs start at their safe
-    /// levels; [`super::open`] then writes the safe state through the core as well.
-    pub fn open(config: &GateConfig) -> Result<RppalGate, GateError> {
-        let pins = &config.pins;
-        let gpio = Gpio::new().map_err(GateError::Rppal)?;
-        let get = |key: &'static str, pin: u8| {
-            gpio.get(pin)
-                .map_err(|source| GateError::RppalPin { key, pin, source })
-        };
-        let active_low = pins.active_low;
-        let output = |key, pin, on: bool| -> Result<OutputPin, GateError> {
-            let pin = get(key, pin)?;
-            // Set the level before switching to output mode: no glitch on the relay.
-            let mut out = if on != active_low {
-                pin.into_output_high()
-            } else {
-                pin.into_output_low()
-            };
-            // Keep the last (safe) level when the process ends instead of falling back to an
-            // input, which would let the relay driver float.
-            out.set_reset_on_drop(false);
-            Ok(out)
-        };
-        let input = |key, pin| -> Result<InputPin, GateError> {
-            let pin = get(key, pin)?;
-            // Bias towards "inactive" so an unconnected input reads as not triggered.
-            Ok(if active_low {
-                pin.into_input_pullup()
-            } else {
-                pin.into_input_pulldown()
-            })
-        };
-        let writer = PinWriter {
-            relay: output("relay", pins.relay, config.safe_state == SafeState::Open)?,
-            green: output("green", pins.green, false)?,
-            red: output("red", pins.red, false)?,
-            active_low,
-        };
-        let passage_sensor = input("passage_sensor", pins.passage_sensor)?;
-        let emergency = input("emergency", pins.emergency)?;
-        Ok(RppalGate {
-            driver: Driver::new(config, Box::new(writer))?,
-            passage_sensor,
-            emergency,
-            active_low,
-        })
-    }
-
-    fn active(&self, pin: &InputPin) -> bool {
-        pin.is_high() != self.active_low
-    }
-}
-
-impl Gate for RppalGate {
-    fn safe_state(&mut self) -> Result<(), GateError> {
-        self.driver.safe_state()
-    }
-    fn grant(&mut self) -> Result<(), GateError> {
-        self.driver.grant()
-    }
-    fn deny(&mut self) -> Result<(), GateError> {
-        self.driver.deny()
-    }
-    fn hold_open(&mut self, open: bool) -> Result<(), GateError> {
-        self.driver.hold_open(open)
-    }
-    fn inputs(&mut self) -> Result<Inputs, GateError> {
+impl InputReader for PinReader {
+    fn read(&mut self) -> Result<Inputs, GateError> {
+        let active = |pin: &InputPin| pin.is_high() != self.active_low;
         // Reading a memory-mapped GPIO level cannot fail.
         Ok(Inputs {
-            passage_sensor: self.active(&self.passage_sensor),
-            emergency: self.active(&self.emergency),
+            passage_sensor: active(&self.passage_sensor),
+            emergency: active(&self.emergency),
         })
-    }
-    fn set_emergency(&mut self, active: bool) -> Result<(), GateError> {
-        self.driver.set_emergency(active)
-    }
-    fn end_grant(&mut self) -> Result<(), GateError> {
-        self.driver.end_grant()
-    }
-    fn safe_state_handle(&self) -> SafeStateHandle {
-        self.driver.safe_state_handle()
     }
 }
 

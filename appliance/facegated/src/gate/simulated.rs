@@ -9,29 +9,31 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::{
-    Action, Cause, Driver, Gate, GateConfig, GateError, Inputs, Level, Output, OutputWriter,
-    SafeStateHandle,
+    Action, Cause, GateConfig, GateError, InputReader, Inputs, Level, Opened, Output, OutputWriter,
 };
 
-/// A gate without hardware; see [`super::read_actions`] for its log.
-pub struct SimulatedGate {
-    driver: Driver,
-    inputs: PathBuf,
+/// A gate without hardware: opens (creates or appends to) the action log; outputs are not
+/// written yet ([`super::open`] puts the gate in its safe state). See [`super::read_actions`]
+/// for its log.
+pub(super) fn open(config: &GateConfig) -> Result<Opened, GateError> {
+    let writer = LogWriter::open(&config.actions_log)?;
+    let inputs = InputsFile {
+        path: config.simulated_inputs.clone(),
+    };
+    Ok((Box::new(writer), Box::new(inputs)))
 }
 
-impl SimulatedGate {
-    /// Opens (creates or appends to) the action log; outputs are not written yet
-    /// ([`super::open`] puts the gate in its safe state).
-    pub fn open(config: &GateConfig) -> Result<SimulatedGate, GateError> {
-        let writer = LogWriter::open(&config.actions_log)?;
-        Ok(SimulatedGate {
-            driver: Driver::new(config, Box::new(writer))?,
-            inputs: config.simulated_inputs.clone(),
-        })
+/// The inputs file; no file is an unconnected (inactive) pair of inputs.
+struct InputsFile {
+    path: PathBuf,
+}
+
+impl InputReader for InputsFile {
+    fn read(&mut self) -> Result<Inputs, GateError> {
+        read_inputs(&self.path)
     }
 }
 
-/// The inputs file's levels; no file is an unconnected (inactive) pair of inputs.
 fn read_inputs(path: &Path) -> Result<Inputs, GateError> {
     let error = |reason: String| GateError::InputsFile {
         path: path.to_path_buf(),
@@ -45,33 +47,6 @@ fn read_inputs(path: &Path) -> Result<Inputs, GateError> {
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Inputs::default()),
         Err(e) => Err(error(e.to_string())),
-    }
-}
-
-impl Gate for SimulatedGate {
-    fn safe_state(&mut self) -> Result<(), GateError> {
-        self.driver.safe_state()
-    }
-    fn grant(&mut self) -> Result<(), GateError> {
-        self.driver.grant()
-    }
-    fn deny(&mut self) -> Result<(), GateError> {
-        self.driver.deny()
-    }
-    fn hold_open(&mut self, open: bool) -> Result<(), GateError> {
-        self.driver.hold_open(open)
-    }
-    fn inputs(&mut self) -> Result<Inputs, GateError> {
-        read_inputs(&self.inputs)
-    }
-    fn set_emergency(&mut self, active: bool) -> Result<(), GateError> {
-        self.driver.set_emergency(active)
-    }
-    fn end_grant(&mut self) -> Result<(), GateError> {
-        self.driver.end_grant()
-    }
-    fn safe_state_handle(&self) -> SafeStateHandle {
-        self.driver.safe_state_handle()
     }
 }
 
