@@ -164,7 +164,7 @@ fn an_out_of_range_property_of_our_elements_stops_the_start_in_one_line() {
 fn wait_for_log(rig: &GateRig, parts: &[&str]) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let log = std::fs::read_to_string(&rig.log).unwrap_or_default();
+        let log = rig.log_text();
         if let Some(line) = log
             .lines()
             .find(|line| parts.iter().all(|part| line.contains(part)))
@@ -241,7 +241,7 @@ fn a_running_gate_keeps_its_generation_when_a_crafted_or_foreign_one_is_committe
     assert!(
         child.try_wait().unwrap().is_none(),
         "facegated still runs: {}",
-        std::fs::read_to_string(&rig.log).unwrap_or_default()
+        rig.log_text()
     );
     let log = std::fs::read_to_string(&rig.log).unwrap();
     assert_eq!(
@@ -274,11 +274,7 @@ fn a_removal_reloaded_by_staff_is_searched_at_once_though_fgmatch_polls_hourly()
         assert_eq!(gate.reload_gallery().await.unwrap(), generation);
         generation
     });
-    assert!(
-        child.wait().unwrap().success(),
-        "{}",
-        std::fs::read_to_string(&rig.log).unwrap_or_default()
-    );
+    assert!(child.wait().unwrap().success(), "{}", rig.log_text());
     let passages = rig.passages().unwrap();
     let granted: Vec<_> = passages
         .iter()
@@ -368,6 +364,6 @@ fn a_gallery_beyond_the_models_safe_size_stops_the_start_in_one_line_unless_allo
     assert!(
         child.try_wait().unwrap().is_none(),
         "facegated runs: {}",
-        std::fs::read_to_string(&rig.log).unwrap_or_default()
+        rig.log_text()
     );
 }

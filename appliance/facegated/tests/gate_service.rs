@@ -92,13 +92,9 @@ fn listen(rig: &GateRig, child: &mut Service, stop_after: Option<usize>) -> Hear
         tokio::time::timeout(Duration::from_secs(180), run).await
     });
     let followed =
-        followed.unwrap_or_else(|_| panic!("facegated ran for 3 minutes; log: {}", log(rig)));
-    followed.unwrap_or_else(|e| panic!("{e:#}; log: {}", log(rig)));
+        followed.unwrap_or_else(|_| panic!("facegated ran for 3 minutes; log: {}", rig.log_text()));
+    followed.unwrap_or_else(|e| panic!("{e:#}; log: {}", rig.log_text()));
     heard
-}
-
-fn log(rig: &GateRig) -> String {
-    std::fs::read_to_string(&rig.log).unwrap_or_default()
 }
 
 #[test]
@@ -123,11 +119,11 @@ fn the_demo_video_grants_each_enrolled_passenger_once_and_denies_the_rest() {
     assert!(
         child.wait().unwrap().success(),
         "facegated exits 0 at the end of the video; log: {}",
-        log(&rig)
+        rig.log_text()
     );
 
     // fgmatch and the gate's policy judged every face of the video alike (the same rule).
-    assert!(!log(&rig).contains("disagree"), "{}", log(&rig));
+    assert!(!rig.log_text().contains("disagree"), "{}", rig.log_text());
 
     // Person A, Person B and Obama walk up once each before anyone returns.
     assert_eq!(
@@ -206,7 +202,7 @@ fn a_passenger_two_enrolled_ids_fit_equally_is_denied_ambiguous_not_charged() {
     let rig = GateRig::new(files(), scratch.path(), &people).expect("rig starts");
     let mut child = rig.spawn().unwrap();
     let heard = listen(&rig, &mut child, None);
-    assert!(child.wait().unwrap().success(), "{}", log(&rig));
+    assert!(child.wait().unwrap().success(), "{}", rig.log_text());
 
     assert_eq!(heard.granted(), ["person-a", "obama"], "{heard:?}");
     assert_eq!(
@@ -244,9 +240,9 @@ fn the_gate_decides_by_its_rule_and_says_when_fgmatch_is_set_to_another() {
     ));
     let mut child = rig.spawn().unwrap();
     let heard = listen(&rig, &mut child, None);
-    assert!(child.wait().unwrap().success(), "{}", log(&rig));
+    assert!(child.wait().unwrap().success(), "{}", rig.log_text());
     assert_eq!(heard.granted(), ["person-b"], "{heard:?}");
-    let log = log(&rig);
+    let log = rig.log_text();
     assert!(
         log.contains("fgmatch and the gate disagree on track")
             && log.contains("fgmatch says not matched"),
@@ -284,7 +280,7 @@ fn a_killed_service_keeps_every_acknowledged_decision_and_restarts_safe() {
     ));
     let mut child = rig.spawn().unwrap();
     let heard_after = listen(&rig, &mut child, None);
-    assert!(child.wait().unwrap().success(), "log: {}", log(&rig));
+    assert!(child.wait().unwrap().success(), "log: {}", rig.log_text());
     assert_eq!(heard_after.denied(), ["passback"], "{heard_after:?}");
     let actions = rig.actions().unwrap();
     let first_after_restart = &actions[actions_before..];
@@ -407,8 +403,13 @@ fn a_camera_that_goes_away_degrades_the_gate_until_it_is_back() {
             }
         })
         .await
-        .unwrap_or_else(|_| panic!("no decision after recovery; log: {}", log(&rig)));
-        assert_eq!(again.as_deref(), Some("passback"), "log: {}", log(&rig));
+        .unwrap_or_else(|_| panic!("no decision after recovery; log: {}", rig.log_text()));
+        assert_eq!(
+            again.as_deref(),
+            Some("passback"),
+            "log: {}",
+            rig.log_text()
+        );
         assert!(
             tokio::time::timeout(Duration::from_millis(200), granted.next())
                 .await
@@ -429,7 +430,7 @@ fn a_camera_that_goes_away_degrades_the_gate_until_it_is_back() {
     assert!(
         child.wait().unwrap().success(),
         "SIGTERM is a clean stop; log: {}",
-        log(&rig)
+        rig.log_text()
     );
     let actions = rig.actions().unwrap();
     let relay = actions
@@ -508,7 +509,7 @@ fn privileged_callers_may_open_the_gate_and_others_are_refused() {
         "{}",
         String::from_utf8_lossy(&opened.stderr)
     );
-    assert!(child.wait().unwrap().success(), "log: {}", log(&rig));
+    assert!(child.wait().unwrap().success(), "log: {}", rig.log_text());
 
     let passages = rig.passages().unwrap();
     let staff: Vec<_> = passages
@@ -651,7 +652,7 @@ fn a_stalled_service_never_grants_on_a_stale_frame_and_journals_the_dropped_deci
     assert!(
         child.wait().unwrap().success(),
         "facegated runs to the end of the video; log: {}",
-        log(&rig)
+        rig.log_text()
     );
 
     let passages = rig.passages().unwrap();
@@ -676,7 +677,7 @@ fn a_stalled_service_never_grants_on_a_stale_frame_and_journals_the_dropped_deci
     assert!(
         !dropped.is_empty(),
         "the decisions taken on stale frames are journalled as dropped: {passages:#?}; log: {}",
-        log(&rig)
+        rig.log_text()
     );
     assert!(dropped.iter().all(|p| !p.granted));
     // Once frames are on time again the gate decides as before: Obama's walk-up is granted.
@@ -946,12 +947,12 @@ fn an_embedder_that_embeds_nothing_degrades_the_gate() {
     assert!(
         states.contains(&State::Degraded),
         "the gate said {states:?}; log: {}",
-        log(&rig)
+        rig.log_text()
     );
     assert!(
-        log(&rig).contains("none embedded"),
+        rig.log_text().contains("none embedded"),
         "the reason is logged: {}",
-        log(&rig)
+        rig.log_text()
     );
     assert!(rig.passages().unwrap().is_empty());
 }
@@ -985,7 +986,7 @@ fn an_embedder_not_licensed_for_commercial_use_is_named_in_the_log() {
         assert!(Instant::now() < deadline, "facegated did not stop");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let log = log(&rig);
+    let log = rig.log_text();
     let warning = log
         .lines()
         .find(|l| l.contains("licensed for non-commercial use only"))
@@ -1009,7 +1010,8 @@ fn a_missing_video_is_logged_with_its_path() {
     let child = rig.spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let line = loop {
-        if let Some(line) = log(&rig)
+        if let Some(line) = rig
+            .log_text()
             .lines()
             .find(|line| line.contains("pipeline failed"))
         {
@@ -1018,7 +1020,7 @@ fn a_missing_video_is_logged_with_its_path() {
         assert!(
             Instant::now() < deadline,
             "no failure logged: {}",
-            log(&rig)
+            rig.log_text()
         );
         std::thread::sleep(Duration::from_millis(100));
     };

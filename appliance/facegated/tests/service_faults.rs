@@ -45,10 +45,6 @@ fn pattern_rig(scratch: &tempfile::TempDir) -> GateRig {
     rig
 }
 
-fn log(rig: &GateRig) -> String {
-    std::fs::read_to_string(&rig.log).unwrap_or_default()
-}
-
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -66,7 +62,7 @@ async fn wait_for_state(gate: &GateProxy<'_>, what: State, rig: &GateRig) {
         assert!(
             Instant::now() < deadline,
             "State stayed {state}, never {what}; log: {}",
-            log(rig)
+            rig.log_text()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -81,7 +77,7 @@ fn stop(service: &mut facegate_devtools::gate_rig::Service, rig: &GateRig) {
     assert!(
         service.wait().unwrap().success(),
         "SIGTERM is a clean stop; log: {}",
-        log(rig)
+        rig.log_text()
     );
 }
 
@@ -173,7 +169,7 @@ fn a_full_journal_disk_refuses_the_passenger_with_the_red_lamp_and_says_so_on_db
     runtime.block_on(async {
         let signal = tokio::time::timeout(Duration::from_secs(60), failures.next())
             .await
-            .unwrap_or_else(|_| panic!("no JournalFailed signal; log: {}", log(&rig)))
+            .unwrap_or_else(|_| panic!("no JournalFailed signal; log: {}", rig.log_text()))
             .unwrap()
             .unwrap();
         let detail: String = signal.body().deserialize().unwrap();
@@ -210,7 +206,7 @@ fn a_full_journal_disk_refuses_the_passenger_with_the_red_lamp_and_says_so_on_db
     );
     assert!(held.passages().unwrap().is_empty());
     assert!(held.mode_changes().unwrap().is_empty());
-    let log = log(&rig);
+    let log = rig.log_text();
     assert!(
         log.contains("the journal cannot be written"),
         "logged: {log}"
@@ -334,7 +330,7 @@ fn open_refuses_an_empty_overlong_or_multiline_reason_naming_the_rule() {
         ["staff: lift out of order"],
         "only the good one journalled"
     );
-    assert!(!log(&rig).contains("\nERROR forged"), "no forged line");
+    assert!(!rig.log_text().contains("\nERROR forged"), "no forged line");
 }
 
 #[test]
@@ -351,7 +347,7 @@ fn a_gallery_deleted_under_the_running_gate_is_logged_once() {
         tokio::time::sleep(Duration::from_millis(3500)).await;
     });
     stop(&mut service, &rig);
-    let log = log(&rig);
+    let log = rig.log_text();
     let warnings: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("keeping gallery generation"))

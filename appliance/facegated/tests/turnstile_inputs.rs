@@ -42,10 +42,6 @@ fn rig(scratch: &tempfile::TempDir, pass_timeout_ms: u64) -> GateRig {
     rig
 }
 
-fn log(rig: &GateRig) -> String {
-    std::fs::read_to_string(&rig.log).unwrap_or_default()
-}
-
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -70,7 +66,7 @@ async fn eventually<T>(what: &str, rig: &GateRig, mut check: impl FnMut() -> Opt
         assert!(
             Instant::now() < deadline,
             "{what} never happened; log:\n{}",
-            log(rig)
+            rig.log_text()
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -82,7 +78,7 @@ async fn wait_for_mode(gate: &GateProxy<'_>, rig: &GateRig, mode: Mode) {
         assert!(
             Instant::now() < deadline,
             "Mode never became {mode}; log:\n{}",
-            log(rig)
+            rig.log_text()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -139,7 +135,11 @@ fn the_emergency_input_frees_the_gate_at_once_and_nothing_locks_it_until_release
         let (_connection, gate) = rig.gate(Duration::from_secs(60)).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         while gate.state().await.unwrap() != State::Running {
-            assert!(Instant::now() < deadline, "never running: {}", log(&rig));
+            assert!(
+                Instant::now() < deadline,
+                "never running: {}",
+                rig.log_text()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
 
@@ -203,7 +203,7 @@ fn the_emergency_input_frees_the_gate_at_once_and_nothing_locks_it_until_release
     });
     let before_stop = unix_now_ns();
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
-    assert!(child.wait().unwrap().success(), "log: {}", log(&rig));
+    assert!(child.wait().unwrap().success(), "log: {}", rig.log_text());
     // The unit's ExecStopPost= runs next: it too leaves the gate open while the contact is closed.
     rig.safe_state().unwrap();
     let actions = rig.actions().unwrap();
@@ -291,7 +291,7 @@ fn the_passage_sensor_journals_passed_not_passed_and_tailgating_once_each() {
         (first, second, tailgated)
     });
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
-    assert!(child.wait().unwrap().success(), "log: {}", log(&rig));
+    assert!(child.wait().unwrap().success(), "log: {}", rig.log_text());
 
     let about = |grant: &str| -> Vec<PassageOutcome> {
         outcomes(&rig)

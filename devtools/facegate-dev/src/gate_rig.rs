@@ -242,6 +242,11 @@ impl GateRig {
             .with_context(|| format!("starting {}", self.files.facegated.display()))
     }
 
+    /// What facegated has logged so far (empty before it first ran).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// Runs `facegated safe-state` (what the unit's `ExecStopPost=` runs) on the rig's gate.
     pub fn safe_state(&self) -> anyhow::Result<()> {
         let output = Command::new(&self.files.facegated)

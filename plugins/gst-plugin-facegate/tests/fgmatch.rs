@@ -130,6 +130,16 @@ fn distractors(model: &str, count: usize) -> Vec<(String, Embedding)> {
         .collect()
 }
 
+/// Enrols `count` [`distractors`] and commits; returns the new generation.
+fn commit_distractors(writer: &mut Gallery, model: &str, count: usize) -> u64 {
+    for (id, embedding) in distractors(model, count) {
+        writer
+            .enroll(&id, "Distractor", &embedding.model, &embedding.data, false)
+            .unwrap();
+    }
+    writer.commit().unwrap()
+}
+
 /// What the shipped calibration of the default embedder gives for `size` people.
 fn calibrated_threshold(model: &str, size: u64) -> f64 {
     let calibration = match_rule::find_calibration(&match_rule::calibration_dir(), model)
@@ -153,12 +163,7 @@ fn the_threshold_follows_the_gallery_size_at_every_generation() {
     assert_eq!(effective_threshold(&mut h), calibrated_threshold(&model, 1));
 
     // A thousand more people: the threshold a stranger must not reach rises.
-    for (id, embedding) in distractors(&model, 1_000) {
-        writer
-            .enroll(&id, "Distractor", &embedding.model, &embedding.data, false)
-            .unwrap();
-    }
-    assert_eq!(writer.commit().unwrap(), 2);
+    assert_eq!(commit_distractors(&mut writer, &model, 1_000), 2);
     let n = push_until_generation(&mut h, &frame, 1, 2);
     let larger = effective_threshold(&mut h);
     assert_eq!(larger, calibrated_threshold(&model, 1_001));
@@ -177,12 +182,7 @@ fn the_reload_action_takes_a_new_generation_without_waiting_for_the_poll() {
         frame,
         ..
     } = person_b_matched(dir.path(), "poll-interval=3600000");
-    for (id, embedding) in distractors(&model, 3) {
-        writer
-            .enroll(&id, "Distractor", &embedding.model, &embedding.data, false)
-            .unwrap();
-    }
-    assert_eq!(writer.commit().unwrap(), 2);
+    assert_eq!(commit_distractors(&mut writer, &model, 3), 2);
     // An hour's poll: frames alone do not see it.
     for n in 1..4 {
         push_and_match(&mut h, &frame, n);
