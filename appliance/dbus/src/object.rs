@@ -321,7 +321,8 @@ impl Gate {
 
     /// The passage sensor saw someone go through with no grant of their own: the passage id of
     /// the grant they followed ("" when no grant passed lately), and the id of the row
-    /// journalled `tailgating` in passage_outcomes. The red lamp lights.
+    /// journalled `tailgating` in passage_outcomes ("" when the journal write failed). The red
+    /// lamp lights.
     #[zbus(signal)]
     async fn tailgating(
         emitter: &SignalEmitter<'_>,

@@ -176,7 +176,7 @@ pub enum Event {
     /// A journal write failed; what the decision it was for did instead (nothing opened).
     JournalFailed(String),
     /// Someone passed with no grant of their own: the grant they followed, if one passed lately,
-    /// and the journal row.
+    /// and the journal row ("" when it could not be written).
     Tailgating {
         following: Option<String>,
         outcome: String,
@@ -928,12 +928,12 @@ impl Turnout<'_> {
                     following = following.as_deref().unwrap_or("none"),
                     "tailgating: someone went through with no grant of their own"
                 );
-                if let Some(row) = self.record(PassageOutcome::Tailgating, following.as_deref()) {
-                    let _ = self.events.send(Event::Tailgating {
-                        following,
-                        outcome: row,
-                    });
-                }
+                // Signalled even when its row could not be written (then with no row id).
+                let row = self.record(PassageOutcome::Tailgating, following.as_deref());
+                let _ = self.events.send(Event::Tailgating {
+                    following,
+                    outcome: row.unwrap_or_default(),
+                });
             }
             Happening::Free => {
                 self.record(PassageOutcome::Free, None);
