@@ -11,6 +11,7 @@ pub mod output;
 pub mod pipeline;
 pub mod standing;
 pub mod status;
+pub mod token;
 
 use output::OutputError;
 

@@ -65,6 +65,9 @@ enum Command {
         #[arg(long, default_value = "system")]
         bus: BusAddress,
     },
+    /// Passenger tokens: the passenger carries a signed template and shows it as a QR code
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// The gate demo (a development tool: runs `facegate-dev demo`, see its --help)
     #[command(disable_help_flag = true)]
     Demo {
@@ -77,6 +80,84 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
+}
+
+#[derive(clap::Subcommand)]
+enum TokenCommand {
+    /// Make the enrolment office's Ed25519 key pair: NAME.key.pem (secret, mode 0600; keep it off
+    /// the gates) and NAME.pub.pem (for each gate's /etc/facegate/trusted-keys/)
+    Keygen {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        #[arg(long, default_value = "facegate-token")]
+        name: String,
+    },
+    /// Enrol one photo (exactly one good face) and write the signed token as a QR code PNG and,
+    /// beside it, as text (OUT with the extension .txt)
+    Issue {
+        /// The office's signing key (NAME.key.pem from keygen)
+        #[arg(long, value_name = "KEY")]
+        key: PathBuf,
+        /// The passenger's id at the office (opaque to the gate, 1 to 64 bytes; not a name)
+        #[arg(long)]
+        id: String,
+        #[arg(long, value_name = "PHOTO")]
+        photo: PathBuf,
+        /// Days until it expires (1 to 3650)
+        #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3650))]
+        valid_days: u32,
+        /// The PNG to write
+        #[arg(long, value_name = "PNG")]
+        out: PathBuf,
+    },
+    /// Verify a token (its PNG, or the text a QR reader returns) and print it as JSON, the
+    /// template left out
+    Show {
+        file: PathBuf,
+        /// The public keys to trust (*.pem)
+        #[arg(long, value_name = "DIR", default_value = "/etc/facegate/trusted-keys")]
+        trusted: PathBuf,
+    },
+}
+
+fn token_command(command: TokenCommand, models: &Models, out: &mut Output) -> anyhow::Result<()> {
+    use facegatectl::token;
+    match command {
+        TokenCommand::Keygen { out: dir, name } => {
+            let (secret, public, id) = facegate_token::generate_key(&dir, &name)?;
+            out.line(format_args!(
+                "key {id}: secret {} (keep it at the office), public {} (for the gates)",
+                secret.display(),
+                public.display()
+            ))?;
+        }
+        TokenCommand::Issue {
+            key,
+            id,
+            photo,
+            valid_days,
+            out: png,
+        } => {
+            let issued = token::issue(&key, &id, &photo, valid_days, &png, models)?;
+            out.line(format_args!(
+                "token {} for {id}: {} ({} payload bytes, {} characters, QR version {}, {}x{} modules) and {}; the int8 template costs {:.1e} of cosine similarity to the photo's embedding",
+                issued.token_id,
+                issued.png.display(),
+                issued.payload_bytes,
+                issued.text_chars,
+                issued.qr_version,
+                issued.qr_modules,
+                issued.qr_modules,
+                issued.text.display(),
+                1.0 - issued.template_cosine
+            ))?;
+        }
+        TokenCommand::Show { file, trusted } => {
+            let shown = token::show(&file, &trusted)?;
+            out.line(serde_json::to_string(&shown)?)?;
+        }
+    }
+    Ok(())
 }
 
 #[derive(Args)]
@@ -250,6 +331,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             out.text(&facegatectl::status::format_status(&stats))?;
             Ok(())
         }
+        Command::Token(command) => token_command(command, &models, &mut out),
         Command::Demo { args } => development_tool("demo", &cli.models, args),
         Command::Bench { args } => development_tool("bench", &cli.models, args),
     }
