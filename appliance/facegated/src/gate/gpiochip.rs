@@ -6,8 +6,9 @@
 //! and its line offsets are the BCM numbers of `[gate.pins]`.
 //!
 //! Polarity is the kernel's: with `pins.active_low` every line is requested active-low, so the
-//! values written and read here are logical ("on", "active") on any wiring. Outputs are requested
-//! at their safe levels, so claiming them never glitches the relay; inputs are biased towards
+//! values written and read here are logical ("on", "active") on any wiring. The inputs are
+//! claimed first and the outputs then at their safe levels (held open while the emergency input
+//! is active), so claiming them never glitches the relay; inputs are biased towards
 //! inactive (pull-down, or pull-up when active-low) so an unconnected input reads as not
 //! triggered. When the process ends the kernel releases the lines; the pin controllers of the
 //! Raspberry Pi keep the last level driven, as with rppal, and the unit's `ExecStopPost=` writes
@@ -20,7 +21,7 @@ use gpiocdev::line::{Bias, Offset, Value};
 
 use super::{
     Cause, GateConfig, GateError, InputReader, Inputs, Level, Opened, Output, OutputWriter,
-    SafeState,
+    claim_levels,
 };
 
 /// What facegated's lines are labelled with in `gpioinfo`.
@@ -52,33 +53,7 @@ fn value(on: bool) -> Value {
 pub(super) fn open(config: &GateConfig) -> Result<Opened, GateError> {
     let pins = &config.pins;
     let chip = config.chip.as_path();
-    // In [`Output`] order, at their safe levels.
-    let outputs = [
-        (pins.relay, config.safe_state == SafeState::Open),
-        (pins.green, false),
-        (pins.red, false),
-    ];
-    let mut request = Request::builder();
-    request.on_chip(chip).with_consumer(CONSUMER);
-    for (pin, on) in outputs {
-        // Each setting applies to the line just selected.
-        request.with_line(Offset::from(pin)).as_output(value(on));
-        if pins.active_low {
-            request.as_active_low();
-        }
-    }
-    let lines = request.request().map_err(chip_error(
-        chip,
-        &format!(
-            "gate.pins.relay, green, red (lines {}, {}, {})",
-            pins.relay, pins.green, pins.red
-        ),
-    ))?;
-    let writer = LineWriter {
-        lines,
-        offsets: outputs.map(|(pin, _)| Offset::from(pin)),
-    };
-
+    // The inputs first: the outputs are claimed at levels that follow the emergency input.
     let (passage_sensor, emergency) = (
         Offset::from(pins.passage_sensor),
         Offset::from(pins.emergency),
@@ -94,20 +69,39 @@ pub(super) fn open(config: &GateConfig) -> Result<Opened, GateError> {
     } else {
         request.with_bias(Bias::PullDown);
     }
-    let inputs = request.request().map_err(chip_error(
+    let lines = request.request().map_err(chip_error(
         chip,
         &format!(
             "gate.pins.passage_sensor, emergency (lines {}, {})",
             pins.passage_sensor, pins.emergency
         ),
     ))?;
-    let inputs = LineReader {
-        lines: inputs,
+    let mut inputs = LineReader {
+        lines,
         passage_sensor,
         emergency,
         chip: chip.to_path_buf(),
     };
-    Ok((Box::new(writer), Box::new(inputs)))
+
+    let offsets = [pins.relay, pins.green, pins.red].map(Offset::from);
+    let levels = claim_levels(config, inputs.read()?.emergency);
+    let mut request = Request::builder();
+    request.on_chip(chip).with_consumer(CONSUMER);
+    for (offset, on) in offsets.into_iter().zip(levels) {
+        // Each setting applies to the line just selected.
+        request.with_line(offset).as_output(value(on));
+        if pins.active_low {
+            request.as_active_low();
+        }
+    }
+    let lines = request.request().map_err(chip_error(
+        chip,
+        &format!(
+            "gate.pins.relay, green, red (lines {}, {}, {})",
+            pins.relay, pins.green, pins.red
+        ),
+    ))?;
+    Ok((Box::new(LineWriter { lines, offsets }), Box::new(inputs)))
 }
 
 impl LineReader {

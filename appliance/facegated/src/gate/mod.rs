@@ -24,7 +24,8 @@
 //! - [`Gate::deny`]: red on for `deny_ms` (a deny during the red lamp extends it; `deny_ms = 0`
 //!   means no red lamp). A deny does not cut a running grant pulse.
 //! - [`Gate::safe_state`]: cancels every timer and the hold; relay released (`locked`) or held
-//!   (`open`), lamps off (but for the emergency release above). All three outputs are written even if unchanged. With `safe_state =
+//!   (`open`), lamps off (but for the emergency release above). All three outputs are written
+//!   even if unchanged. With `safe_state =
 //!   "open"` the relay stays held until `hold_open(false)` (the service's "back to normal").
 //! - Drop: the same as `safe_state`, recorded with cause `shutdown`, then the timer stops.
 //!
@@ -489,6 +490,17 @@ pub(crate) trait OutputWriter: Send + 'static {
 /// How a backend reads its two inputs.
 pub(crate) trait InputReader: Send + 'static {
     fn read(&mut self) -> Result<Inputs, GateError>;
+}
+
+/// The levels a backend claims its outputs at, in [`Output`] order: the safe state, or the
+/// emergency release when its input is active. Hardware backends read the inputs before they
+/// claim the outputs, so that claiming never drops a relay held for an emergency.
+fn claim_levels(config: &GateConfig, emergency: bool) -> [bool; 3] {
+    [
+        config.safe_state == SafeState::Open || emergency,
+        emergency && config.emergency_lamp == EmergencyLamp::Green,
+        false,
+    ]
 }
 
 /// What a backend's `open` hands the core: its outputs, at their safe levels, and its inputs.
@@ -1343,13 +1355,27 @@ mod tests {
             let e = open(&config).err().expect("no such chip").to_string();
             assert!(
                 e.starts_with(&format!(
-                    "gate backend gpiochip: {}: gate.pins.relay",
+                    "gate backend gpiochip: {}: gate.pins.passage_sensor, emergency",
                     chip.display()
                 )),
                 "{e}"
             );
             assert!(!e.contains('\n'), "{e}");
         }
+    }
+
+    #[test]
+    fn hardware_claims_its_outputs_held_open_during_an_emergency() {
+        let locked = GateConfig::default();
+        assert_eq!(claim_levels(&locked, false), [false, false, false]);
+        assert_eq!(claim_levels(&locked, true), [true, true, false]);
+        let open_dark = GateConfig {
+            safe_state: SafeState::Open,
+            emergency_lamp: EmergencyLamp::Off,
+            ..GateConfig::default()
+        };
+        assert_eq!(claim_levels(&open_dark, false), [true, false, false]);
+        assert_eq!(claim_levels(&open_dark, true), [true, false, false]);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use rppal::gpio::{Gpio, InputPin, OutputPin};
 
 use super::{
     Cause, GateConfig, GateError, InputReader, Inputs, Level, Opened, Output, OutputWriter,
-    SafeState,
+    claim_levels,
 };
 
 /// Claims the pins of `[gate.pins]`. Off a Raspberry Pi this fails with rppal's own reason
@@ -45,15 +45,16 @@ pub(super) fn open(config: &GateConfig) -> Result<Opened, GateError> {
             pin.into_input_pulldown()
         })
     };
-    let writer = PinWriter {
-        relay: output("relay", pins.relay, config.safe_state == SafeState::Open)?,
-        green: output("green", pins.green, false)?,
-        red: output("red", pins.red, false)?,
-        active_low,
-    };
-    let inputs = PinReader {
+    let mut inputs = PinReader {
         passage_sensor: input("passage_sensor", pins.passage_sensor)?,
         emergency: input("emergency", pins.emergency)?,
+        active_low,
+    };
+    let [relay, green, red] = claim_levels(config, inputs.read()?.emergency);
+    let writer = PinWriter {
+        relay: output("relay", pins.relay, relay)?,
+        green: output("green", pins.green, green)?,
+        red: output("red", pins.red, red)?,
         active_low,
     };
     Ok((Box::new(writer), Box::new(inputs)))
