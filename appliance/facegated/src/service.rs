@@ -821,15 +821,15 @@ fn decide(
                 let _ = reply.send(result);
             }
             Input::GateInputs(levels) => {
+                let mut turnout = Turnout {
+                    journal: &mut journal,
+                    gate: &gate,
+                    policy: &mut policy,
+                    status: &status,
+                    events: &events,
+                    before_emergency: &mut before_emergency,
+                };
                 for happening in turnstile.read(levels, Instant::now()) {
-                    let mut turnout = Turnout {
-                        journal: &mut journal,
-                        gate: &gate,
-                        policy: &mut policy,
-                        status: &status,
-                        events: &events,
-                        before_emergency: &mut before_emergency,
-                    };
                     turnout.carry_out(happening);
                 }
             }
