@@ -47,11 +47,13 @@ crate_of() {
     esac
 }
 
-# FACEGATE_FUZZ_PROFILE=dev builds without optimisation: a fraction of the build time for fewer
-# executions a second, which suits the short smoke run in `make test`; long runs use release.
+# FACEGATE_FUZZ_PROFILE=dev builds without optimisation and without debug information (FAISS's
+# C++ too: cc adds -g only when cargo asks for it): a fraction of the build time for fewer
+# executions a second, which suits the short smoke run in `make test`. A crash it finds is named
+# by function; `make fuzz` (release, with line tables) replays it with lines. Long runs use release.
 case ${FACEGATE_FUZZ_PROFILE:-release} in
     release) PROFILE_ARGS=(); PROFILE_DIR=release ;;
-    dev) PROFILE_ARGS=(--dev); PROFILE_DIR=debug ;;
+    dev) PROFILE_ARGS=(--dev); PROFILE_DIR=debug; export CARGO_PROFILE_DEV_DEBUG=0 ;;
     *) fail "FACEGATE_FUZZ_PROFILE must be release or dev (got ${FACEGATE_FUZZ_PROFILE})" ;;
 esac
 
