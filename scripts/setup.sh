@@ -31,6 +31,9 @@ PKGS=(
     libpango1.0-dev libcairo2-dev fonts-dejavu-core fonts-wqy-microhei
     dbus-daemon
     systemd libglib2.0-bin util-linux
+    # The fleet's servers, which its tests start on loopback (docs/FLEET.md): the broker, and the
+    # back office's ledger database.
+    nats-server postgresql
 )
 
 installed() { [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = installed ]; }

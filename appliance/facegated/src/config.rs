@@ -17,6 +17,7 @@ use thiserror::Error;
 use toml::{Table, Value};
 
 use crate::bus::BusConfig;
+use crate::fleet::FleetConfig;
 use crate::gate::GateConfig;
 use crate::journal::JournalConfig;
 use crate::policy::PolicyConfig;
@@ -115,6 +116,7 @@ pub struct ServiceConfig {
     pub gate: GateConfig,
     pub journal: JournalConfig,
     pub dbus: BusConfig,
+    pub fleet: FleetConfig,
 }
 
 /// One `FACEGATE_SECTION__KEY` variable: the key path it names and its typed value.
@@ -180,6 +182,7 @@ impl ServiceConfig {
         self.policy.validate()?;
         self.gate.validate().map_err(|e| e.to_string())?;
         self.journal.validate().map_err(|e| e.to_string())?;
+        self.fleet.validate()?;
         Ok(())
     }
 

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! The journal: every gate decision, recorded durably in SQLite before the gate moves.
 //!
-//! Three tables: `passages`, one row per decision; `mode_changes`, one row per `SetMode` (free
+//! Three tables: `passages`, one row per decision (numbered for the fleet: see [`outbox`]); `mode_changes`, one row per `SetMode` (free
 //! mode holds the gate open, so it is journalled before the relay moves, like a grant) and per
 //! emergency release and its end; `passage_outcomes`, one row per thing the passage sensor
 //! judged (a grant passed or not passed, a tailgating, a free passage in an emergency). Rows
@@ -9,6 +9,8 @@
 //! width, so text order is time order and operators can read it with `sqlite3`). The schema is
 //! versioned with `PRAGMA user_version` and marked with `PRAGMA application_id` so a foreign
 //! database is refused, before anything is written to it, instead of written into.
+
+pub mod outbox;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -129,8 +131,8 @@ pub enum JournalError {
 }
 
 /// `PRAGMA user_version` of the schema below (1 had no `mode_changes`, 2 no `passage_outcomes`
-/// and no mode `emergency`).
-const SCHEMA_VERSION: i64 = 3;
+/// and no mode `emergency`, 3 no fleet sequence and no `outbox`).
+const SCHEMA_VERSION: i64 = 4;
 /// `PRAGMA application_id`: "FGJ1".
 const APPLICATION_ID: i64 = 0x4647_4a31;
 
@@ -185,6 +187,22 @@ CREATE TABLE passage_outcomes (
 CREATE INDEX passage_outcomes_time ON passage_outcomes (time);
 ";
 
+/// Version 4: every passage gets the gate's fleet sequence, counted in `outbox` so that a number
+/// is never given twice, not even after the table was emptied; rows of an older journal keep
+/// their order. `confirmed` is the highest sequence the back office holds with none missing.
+const OUTBOX: &str = "
+ALTER TABLE passages ADD COLUMN sequence INTEGER;
+UPDATE passages SET sequence = seq;
+CREATE UNIQUE INDEX passages_sequence ON passages (sequence);
+CREATE TABLE outbox (
+    singleton     INTEGER PRIMARY KEY CHECK (singleton = 1),
+    last_sequence INTEGER NOT NULL,
+    confirmed     INTEGER NOT NULL CHECK (confirmed <= last_sequence)
+);
+INSERT INTO outbox (singleton, last_sequence, confirmed)
+    VALUES (1, (SELECT coalesce(max(seq), 0) FROM passages), 0);
+";
+
 const COLUMNS: &str =
     "id, time, track, identity, label, similarity, granted, reason, generation, video_time_ns";
 
@@ -193,6 +211,17 @@ pub struct Journal {
     conn: Connection,
     path: PathBuf,
     retention_days: u32,
+    retention: Retention,
+}
+
+/// What the daily pruning may delete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retention {
+    /// Rows older than `retention_days`.
+    Age,
+    /// Passages older than `retention_days` that the back office has confirmed: the journal is
+    /// the fleet's outbox, and a gate offline for longer than its retention keeps its backlog.
+    AgeOnceConfirmed,
 }
 
 impl std::fmt::Debug for Journal {
@@ -200,6 +229,7 @@ impl std::fmt::Debug for Journal {
         f.debug_struct("Journal")
             .field("path", &self.path)
             .field("retention_days", &self.retention_days)
+            .field("retention", &self.retention)
             .finish_non_exhaustive()
     }
 }
@@ -208,6 +238,14 @@ impl Journal {
     /// Opens or creates the journal. The directory must exist; a file that is not a sound
     /// FaceGate journal is an error naming the path. Prunes old passages.
     pub fn open(config: &JournalConfig) -> Result<Journal, JournalError> {
+        Journal::open_with(config, Retention::Age)
+    }
+
+    /// As [`Journal::open`], pruning as `retention` says.
+    pub fn open_with(
+        config: &JournalConfig,
+        retention: Retention,
+    ) -> Result<Journal, JournalError> {
         config.validate()?;
         let path = config.path.clone();
         let dir = match path.parent() {
@@ -238,6 +276,7 @@ impl Journal {
             conn,
             path,
             retention_days: config.retention_days,
+            retention,
         };
         // Before any setting is changed: a foreign database is refused as it was found (switching
         // it to WAL first would rewrite its header).
@@ -307,6 +346,7 @@ impl Journal {
                 tx.execute_batch(SCHEMA).map_err(sql)?;
                 tx.execute_batch(MODE_CHANGES).map_err(sql)?;
                 tx.execute_batch(PASSAGE_OUTCOMES).map_err(sql)?;
+                tx.execute_batch(OUTBOX).map_err(sql)?;
                 tx.pragma_update(None, "application_id", APPLICATION_ID)
                     .map_err(sql)?;
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)
@@ -314,15 +354,18 @@ impl Journal {
                 tracing::info!(path = %path.display(), "journal created");
             }
             SCHEMA_VERSION if app_id == APPLICATION_ID => {}
-            old @ (1 | 2) if app_id == APPLICATION_ID => {
-                if old == 2 {
-                    tx.execute_batch(MODE_CHANGES_FROM_2).map_err(sql)?;
+            old @ 1..=3 if app_id == APPLICATION_ID => {
+                if old < 3 {
+                    if old == 2 {
+                        tx.execute_batch(MODE_CHANGES_FROM_2).map_err(sql)?;
+                    }
+                    tx.execute_batch(MODE_CHANGES).map_err(sql)?;
+                    if old == 2 {
+                        tx.execute_batch(MODE_CHANGES_COPY).map_err(sql)?;
+                    }
+                    tx.execute_batch(PASSAGE_OUTCOMES).map_err(sql)?;
                 }
-                tx.execute_batch(MODE_CHANGES).map_err(sql)?;
-                if old == 2 {
-                    tx.execute_batch(MODE_CHANGES_COPY).map_err(sql)?;
-                }
-                tx.execute_batch(PASSAGE_OUTCOMES).map_err(sql)?;
+                tx.execute_batch(OUTBOX).map_err(sql)?;
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                     .map_err(sql)?;
                 tracing::info!(path = %path.display(), "journal schema upgraded from version {old} to {SCHEMA_VERSION}");
@@ -385,27 +428,44 @@ impl Journal {
     ) -> Result<Passage, JournalError> {
         let time = truncate_micros(time);
         let id = uuid::Uuid::now_v7().hyphenated().to_string();
-        // A single autocommitted INSERT: when execute() returns, the commit (and its fsync of
-        // the WAL) is done.
-        let mut stmt = self
+        // The sequence and the row in one transaction: when commit() returns, both are durable
+        // (one fsync of the WAL). Immediate: the outbox's own connection also writes.
+        let path = self.path.clone();
+        let sql = |error| JournalError::Sqlite {
+            path: path.clone(),
+            error,
+        };
+        let tx = self
             .conn
-            .prepare_cached(&format!(
-                "INSERT INTO passages ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
-            ))
-            .map_err(|e| self.sql_err(e))?;
-        stmt.execute(params![
-            id,
-            time_text(time),
-            passage.track.map(|t| t as i64),
-            passage.identity,
-            passage.label,
-            passage.similarity,
-            passage.granted,
-            passage.reason,
-            passage.generation as i64,
-            passage.video_time_ns.map(|t| t as i64),
-        ])
-        .map_err(|e| self.sql_err(e))?;
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        let sequence: i64 = tx
+            .prepare_cached(
+                "UPDATE outbox SET last_sequence = last_sequence + 1 RETURNING last_sequence",
+            )
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(sql)?;
+        tx.prepare_cached(&format!(
+            "INSERT INTO passages ({COLUMNS}, sequence)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+        ))
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                id,
+                time_text(time),
+                passage.track.map(|t| t as i64),
+                passage.identity,
+                passage.label,
+                passage.similarity,
+                passage.granted,
+                passage.reason,
+                passage.generation as i64,
+                passage.video_time_ns.map(|t| t as i64),
+                sequence,
+            ])
+        })
+        .map_err(sql)?;
+        tx.commit().map_err(sql)?;
         Ok(Passage {
             id,
             time,
@@ -552,13 +612,18 @@ impl Journal {
     /// Deletes passages older than `retention_days`; returns how many.
     pub fn prune(&mut self) -> Result<usize, JournalError> {
         let cutoff = Utc::now() - chrono::Duration::days(i64::from(self.retention_days));
-        let n = self
-            .conn
-            .execute(
+        let n = match self.retention {
+            Retention::Age => self.conn.execute(
                 "DELETE FROM passages WHERE time < ?1",
                 params![time_text(cutoff)],
-            )
-            .map_err(|e| self.sql_err(e))?;
+            ),
+            Retention::AgeOnceConfirmed => self.conn.execute(
+                "DELETE FROM passages
+                 WHERE time < ?1 AND sequence <= (SELECT confirmed FROM outbox)",
+                params![time_text(cutoff)],
+            ),
+        }
+        .map_err(|e| self.sql_err(e))?;
         for table in ["mode_changes", "passage_outcomes"] {
             self.conn
                 .execute(
@@ -915,10 +980,48 @@ mod tests {
         let cfg = config(dir.path());
         drop(Journal::open(&cfg).unwrap());
         let other = Connection::open(&cfg.path).unwrap();
-        other.pragma_update(None, "user_version", 4).unwrap();
+        other
+            .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
         drop(other);
         let msg = Journal::open(&cfg).unwrap_err().to_string();
-        assert!(msg.contains("schema version 4"), "{msg}");
+        assert!(
+            msg.contains(&format!("schema version {}", SCHEMA_VERSION + 1)),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_version_3_journal_numbers_its_passages_in_order_for_the_fleet() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        {
+            let conn = Connection::open(&cfg.path).unwrap();
+            for part in [SCHEMA, MODE_CHANGES, PASSAGE_OUTCOMES] {
+                conn.execute_batch(part).unwrap();
+            }
+            conn.execute_batch(&format!(
+                "INSERT INTO passages ({COLUMNS}) VALUES
+                   ('0193-a', '2026-11-30T08:00:00.000000Z', 1, 'p-1', 'A', 0.8, 1, NULL, 3, NULL),
+                   ('0193-b', '2026-11-30T08:00:01.000000Z', 2, NULL, NULL, NULL, 0, 'unknown', 3, NULL);"
+            ))
+            .unwrap();
+            conn.pragma_update(None, "application_id", APPLICATION_ID)
+                .unwrap();
+            conn.pragma_update(None, "user_version", 3).unwrap();
+        }
+        let mut j = Journal::open(&cfg).unwrap();
+        let newest = j.record(&grant("alice")).unwrap();
+        let outbox = outbox::Outbox::open(&cfg).unwrap();
+        let rows = outbox.after(0, 10).unwrap();
+        let numbered: Vec<(u64, &str)> = rows
+            .iter()
+            .map(|r| (r.sequence, r.passage.id.as_str()))
+            .collect();
+        assert_eq!(
+            numbered,
+            [(1, "0193-a"), (2, "0193-b"), (3, newest.id.as_str())]
+        );
     }
 
     #[test]
@@ -945,7 +1048,9 @@ mod tests {
         // Back to what version 1 was.
         j.conn
             .execute_batch(
-                "DROP TABLE mode_changes; DROP TABLE passage_outcomes; PRAGMA user_version = 1;",
+                "DROP TABLE mode_changes; DROP TABLE passage_outcomes; DROP TABLE outbox;
+                 DROP INDEX passages_sequence; ALTER TABLE passages DROP COLUMN sequence;
+                 PRAGMA user_version = 1;",
             )
             .unwrap();
         drop(j);

@@ -8,6 +8,7 @@
 pub mod bus;
 pub mod config;
 mod description;
+pub mod fleet;
 pub mod gallery;
 pub mod gate;
 pub mod journal;

@@ -16,6 +16,9 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracing::info;
 
 const DEFAULT_CONFIG: &str = "/etc/facegate/facegate.toml";
+/// How long a stopping service goes on publishing the journal's last passages (well inside
+/// systemd's stop timeout).
+const PUBLISH_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 #[derive(Parser)]
 #[command(name = "facegated", version, about = "The FaceGate gate service")]
@@ -41,7 +44,9 @@ fn init_logging() {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FACEGATE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                // async-nats says every failed reconnection attempt at info; the fleet module
+                // says an outage once, and its end.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,async_nats=warn")),
         )
         .with_writer(std::io::stderr)
         .with_ansi(false)
@@ -92,6 +97,12 @@ fn run(args: Args) -> anyhow::Result<()> {
     gstfacegate::plugin_register_static().context("registering the facegate elements")?;
     let prepared = service::prepare(config, Arc::clone(&gate))?;
     let bus_config = prepared.config.dbus.clone();
+    let fleet = (prepared.config.fleet.enabled).then(|| {
+        (
+            prepared.config.fleet.clone(),
+            prepared.config.journal.clone(),
+        )
+    });
     let (events, received) = tokio::sync::mpsc::unbounded_channel();
     let running = service::start(prepared, status.clone(), events)?;
 
@@ -99,6 +110,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
+    // The journal to the back office, for as long as the service runs.
+    let (stop_publishing, stopping) = tokio::sync::watch::channel(false);
+    let publisher = fleet.map(|(fleet, journal)| {
+        runtime.spawn(facegated::fleet::publish_journal(fleet, journal, stopping))
+    });
     let served = runtime.block_on(async {
         let liveness = Arc::clone(&running.liveness);
         let watchdog = tokio::spawn(async move {
@@ -128,6 +144,16 @@ fn run(args: Args) -> anyhow::Result<()> {
     });
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     running.shutdown();
+    if let Some(publisher) = publisher {
+        // No passage comes after the decider's stop: what the broker takes within the grace is
+        // in the back office now, the rest waits in the journal for the next start.
+        let _ = stop_publishing.send(true);
+        let flushed =
+            runtime.block_on(async { tokio::time::timeout(PUBLISH_GRACE, publisher).await });
+        if flushed.is_err() {
+            info!("fleet: stopping with passages not yet acknowledged: they wait in the journal");
+        }
+    }
     if let Ok(mut gate) = gate.lock() {
         gate.safe_state()
             .context("putting the gate in its safe state")?;

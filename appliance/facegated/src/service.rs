@@ -225,7 +225,7 @@ pub fn prepare(config: ServiceConfig, gate: SharedGate) -> anyhow::Result<Prepar
     .context("gallery")?;
     // Models are loaded when the pipeline starts: try it once so a missing model is reported now.
     check_pipeline_starts(&pipeline, pipeline_file)?;
-    let journal = Journal::open(&config.journal)?;
+    let journal = Journal::open_with(&config.journal, config.fleet.retention())?;
     Ok(Prepared {
         gallery_generation: gallery.generation(),
         gallery_size: gallery.len() as u64,

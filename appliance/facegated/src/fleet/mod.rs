@@ -1,0 +1,166 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! `[fleet]` in facegate.toml, and the gate's side of the fleet (docs/FLEET.md): the journal's
+//! passages published to the back office's JetStream stream, each kept until the ledger
+//! confirms it. The wire itself is facegate-fleet's.
+
+mod publisher;
+
+use std::path::PathBuf;
+
+pub use facegate_fleet::GateId;
+pub use publisher::publish_journal;
+use serde::{Deserialize, Serialize};
+
+use crate::journal::Retention;
+
+/// `[fleet]` in facegate.toml.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FleetConfig {
+    /// Publish the journal to the back office. Off, the gate is an island, and retention goes by
+    /// age alone.
+    pub enabled: bool,
+    /// This gate's name in the fleet: its subject and its key. Required when enabled.
+    pub gate_id: Option<GateId>,
+    /// The brokers, `nats://host:port` or `tls://host:port`; the client moves between them.
+    pub servers: Vec<String>,
+    /// The gate's own NATS user (each gate has one, allowed to publish only its passages).
+    pub user: Option<String>,
+    /// The file holding that user's password (readable by the service alone, unlike this file).
+    pub password_file: Option<PathBuf>,
+    /// The CA certificate the brokers' certificates are checked against; set, TLS is required.
+    pub tls_ca_file: Option<PathBuf>,
+    /// Passages published before waiting for the broker's acknowledgements.
+    pub window: u32,
+    /// The broker acknowledges before it fsyncs, so a crash of it can lose acknowledged
+    /// passages: when passages wait and the ledger has confirmed nothing new for this long, the
+    /// gate publishes again from the last confirmed one (the interval doubles, up to an hour,
+    /// while nothing moves).
+    pub resend_after_s: u32,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        FleetConfig {
+            enabled: false,
+            gate_id: None,
+            servers: vec!["nats://127.0.0.1:4222".into()],
+            user: None,
+            password_file: None,
+            tls_ca_file: None,
+            window: 64,
+            resend_after_s: 60,
+        }
+    }
+}
+
+impl FleetConfig {
+    /// Checks every value; the message names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.enabled && self.gate_id.is_none() {
+            return Err("fleet.gate_id: must be set when fleet.enabled is true".into());
+        }
+        if self.enabled && self.servers.is_empty() {
+            return Err("fleet.servers: must name at least one broker".into());
+        }
+        if let Some(bad) = self.servers.iter().find(|server| {
+            !(server.starts_with("nats://") || server.starts_with("tls://"))
+                || server.parse::<async_nats::ServerAddr>().is_err()
+        }) {
+            return Err(format!(
+                "fleet.servers: {bad:?} is not a nats://host:port or tls://host:port address"
+            ));
+        }
+        if self.password_file.is_some() && self.user.is_none() {
+            return Err("fleet.password_file: needs fleet.user".into());
+        }
+        if !(1..=1024).contains(&self.window) {
+            return Err("fleet.window: must be 1 to 1024 passages".into());
+        }
+        if !(1..=3600).contains(&self.resend_after_s) {
+            return Err("fleet.resend_after_s: must be 1 to 3600".into());
+        }
+        Ok(())
+    }
+
+    /// How the journal may be pruned: with a fleet, never past what the ledger holds.
+    pub fn retention(&self) -> Retention {
+        match self.enabled {
+            true => Retention::AgeOnceConfirmed,
+            false => Retention::Age,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enabled() -> FleetConfig {
+        FleetConfig {
+            enabled: true,
+            gate_id: Some("north-3".parse().unwrap()),
+            ..FleetConfig::default()
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid_and_an_island() {
+        let config = FleetConfig::default();
+        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(config.retention(), Retention::Age);
+        assert_eq!(enabled().validate(), Ok(()));
+        assert_eq!(enabled().retention(), Retention::AgeOnceConfirmed);
+    }
+
+    #[test]
+    fn each_wrong_value_is_named() {
+        let cases: [(FleetConfig, &str); 5] = [
+            (
+                FleetConfig {
+                    gate_id: None,
+                    ..enabled()
+                },
+                "fleet.gate_id",
+            ),
+            (
+                FleetConfig {
+                    servers: vec!["http://office:4222".into()],
+                    ..enabled()
+                },
+                "fleet.servers",
+            ),
+            (
+                FleetConfig {
+                    password_file: Some("/etc/facegate/nats.password".into()),
+                    ..enabled()
+                },
+                "fleet.password_file",
+            ),
+            (
+                FleetConfig {
+                    window: 0,
+                    ..enabled()
+                },
+                "fleet.window",
+            ),
+            (
+                FleetConfig {
+                    resend_after_s: 0,
+                    ..enabled()
+                },
+                "fleet.resend_after_s",
+            ),
+        ];
+        for (config, key) in cases {
+            let error = config.validate().unwrap_err();
+            assert!(error.starts_with(key), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_gate_id_that_is_not_a_subject_token_is_refused_when_read() {
+        let error = toml::from_str::<FleetConfig>("gate_id = \"north.3\"").unwrap_err();
+        assert!(error.to_string().contains("north.3"), "{error}");
+    }
+}
