@@ -21,20 +21,27 @@ struct Cli {
     command: Command,
 }
 
+/// Where the broker is, and as whom the ledger logs in.
+#[derive(clap::Args)]
+struct Broker {
+    /// The broker, nats://host:port (comma-separated for several).
+    #[arg(long, value_name = "URL")]
+    nats: String,
+    /// The ledger's NATS user.
+    #[arg(long, requires = "password_file")]
+    user: Option<String>,
+    /// A file holding that user's password (its first line), so it is not in `ps`.
+    #[arg(long, value_name = "FILE", requires = "user")]
+    password_file: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Consume every gate's passages into PostgreSQL and confirm them to the gates, until
     /// SIGINT or SIGTERM.
     Ledger {
-        /// The broker, nats://host:port (comma-separated for several).
-        #[arg(long, value_name = "URL")]
-        nats: String,
-        /// The ledger's NATS user.
-        #[arg(long, requires = "password_file")]
-        user: Option<String>,
-        /// A file holding that user's password (its first line), so it is not in `ps`.
-        #[arg(long, value_name = "FILE", requires = "user")]
-        password_file: Option<PathBuf>,
+        #[command(flatten)]
+        broker: Broker,
         /// The ledger database: a libpq connection string ("host=... dbname=ledger").
         #[arg(long, value_name = "CONNSTR")]
         postgres: String,
@@ -44,12 +51,8 @@ enum Command {
     },
     /// Create (or check) the passages stream and the confirmations bucket, then exit.
     Prepare {
-        #[arg(long, value_name = "URL")]
-        nats: String,
-        #[arg(long, requires = "password_file")]
-        user: Option<String>,
-        #[arg(long, value_name = "FILE", requires = "user")]
-        password_file: Option<PathBuf>,
+        #[command(flatten)]
+        broker: Broker,
     },
     /// Print one line per gate: `gate contiguous highest missing=a-b,c`.
     Gaps {
@@ -89,9 +92,12 @@ fn main() -> ExitCode {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Ledger {
-            nats,
-            user,
-            password_file,
+            broker:
+                Broker {
+                    nats,
+                    user,
+                    password_file,
+                },
             postgres,
             batch,
         } => {
@@ -113,9 +119,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
             facegate_backoffice::run(config, shutdown).await?;
         }
         Command::Prepare {
-            nats,
-            user,
-            password_file,
+            broker:
+                Broker {
+                    nats,
+                    user,
+                    password_file,
+                },
         } => {
             let mut options = async_nats_options(user, password_file.as_deref())?;
             options = options.name("facegate-backoffice prepare");
