@@ -144,19 +144,20 @@ fn run(args: Args) -> anyhow::Result<()> {
     });
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     running.shutdown();
+    if let Ok(mut gate) = gate.lock() {
+        gate.safe_state()
+            .context("putting the gate in its safe state")?;
+    }
     if let Some(publisher) = publisher {
-        // No passage comes after the decider's stop: what the broker takes within the grace is
-        // in the back office now, the rest waits in the journal for the next start.
+        // No passage comes after the decider's stop, and the gate is safe already: what the
+        // broker takes within the grace is in the back office now, the rest waits in the
+        // journal for the next start.
         let _ = stop_publishing.send(true);
         let flushed =
             runtime.block_on(async { tokio::time::timeout(PUBLISH_GRACE, publisher).await });
         if flushed.is_err() {
             info!("fleet: stopping with passages not yet acknowledged: they wait in the journal");
         }
-    }
-    if let Ok(mut gate) = gate.lock() {
-        gate.safe_state()
-            .context("putting the gate in its safe state")?;
     }
     let bus = served?;
     let mut final_status = status.snapshot();
