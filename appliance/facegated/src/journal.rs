@@ -1,14 +1,15 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! The journal: every gate decision, recorded durably in SQLite before the gate moves.
 //!
-//! Three tables: `passages`, one row per decision (numbered for the fleet: see [`outbox`]); `mode_changes`, one row per `SetMode` (free
-//! mode holds the gate open, so it is journalled before the relay moves, like a grant) and per
-//! emergency release and its end; `passage_outcomes`, one row per thing the passage sensor
-//! judged (a grant passed or not passed, a tailgating, a free passage in an emergency). Rows
-//! have a UUID v7 id (time-ordered) and the time as RFC 3339 UTC text with microseconds (fixed
-//! width, so text order is time order and operators can read it with `sqlite3`). The schema is
-//! versioned with `PRAGMA user_version` and marked with `PRAGMA application_id` so a foreign
-//! database is refused, before anything is written to it, instead of written into.
+//! Four tables: `outbox`, the fleet's count of passages (see [`outbox`]); `passages`, one row per
+//! decision; `mode_changes`, one row per `SetMode` (free mode holds the gate open, so it is
+//! journalled before the relay moves, like a grant) and per emergency release and its end;
+//! `passage_outcomes`, one row per thing the passage sensor judged (a grant passed or not passed, a
+//! tailgating, a free passage in an emergency). Rows have a UUID v7 id (time-ordered) and the time
+//! as RFC 3339 UTC text with microseconds (fixed width, so text order is time order and operators
+//! can read it with `sqlite3`). The schema is versioned with `PRAGMA user_version` and marked with
+//! `PRAGMA application_id` so a foreign database is refused, before anything is written to it,
+//! instead of written into.
 
 pub mod outbox;
 
