@@ -306,7 +306,7 @@ impl Gate {
     ) -> zbus::Result<()>;
 
     /// A person was refused: "unknown", "low-confidence", "ambiguous", "several-faces", "passback",
-    /// "disabled" or "stale-frame".
+    /// "disabled", "stale-frame" or "gallery-stale".
     #[zbus(signal)]
     async fn passage_denied(emitter: &SignalEmitter<'_>, reason: DenyReason) -> zbus::Result<()>;
 

@@ -82,6 +82,9 @@ wire_name_enum! {
         StaleFrame,
         /// Two enrolled people fit the face about equally well (within `policy.min_margin`).
         Ambiguous,
+        /// The gate follows the fleet's gallery and the office's lease is not in force (run
+        /// out, or naming a generation the gate does not hold yet): nobody is matched.
+        GalleryStale,
     }
 }
 

@@ -103,6 +103,14 @@ fn run(args: Args) -> anyhow::Result<()> {
             prepared.config.journal.clone(),
         )
     });
+    let fleet_gallery = prepared.office_keys.clone().map(|keys| {
+        (
+            prepared.config.fleet.clone(),
+            keys,
+            prepared.config.gallery.dir.clone(),
+            prepared.lease.clone(),
+        )
+    });
     let (events, received) = tokio::sync::mpsc::unbounded_channel();
     let running = service::start(prepared, status.clone(), events)?;
 
@@ -112,6 +120,16 @@ fn run(args: Args) -> anyhow::Result<()> {
         .build()?;
     // The journal to the back office, for as long as the service runs.
     let (stop_publishing, stopping) = tokio::sync::watch::channel(false);
+    // The office's gallery and lease, until the service stops.
+    let _follower = fleet_gallery.map(|(fleet, keys, dir, lease)| {
+        runtime.spawn(facegated::fleet::follow_gallery(
+            fleet,
+            keys,
+            dir,
+            lease,
+            stopping.clone(),
+        ))
+    });
     let publisher = fleet.map(|(fleet, journal)| {
         runtime.spawn(facegated::fleet::publish_journal(fleet, journal, stopping))
     });

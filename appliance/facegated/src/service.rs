@@ -32,12 +32,14 @@ use facegate_dbus::{
 use crate::bus::{self, BusConfig};
 use crate::config::ServiceConfig;
 use crate::description;
+use crate::fleet::GalleryLease;
 use crate::gallery::FollowedGallery;
 use crate::gate::{Gate, Inputs, SafeStateHandle};
 use crate::journal::{Journal, NewPassage, Passage};
 use crate::observation::{self, SearchedGallery};
 use crate::policy::{Decision, FrameObservation, Judgement, Policy};
 use crate::turnstile::{Happening, Turnstile};
+use facegate_fleet::gallery::TrustedKeys;
 
 /// The gate, shared with the panic hook so a crash still leaves the outputs safe.
 pub type SharedGate = Arc<Mutex<Box<dyn Gate>>>;
@@ -192,6 +194,10 @@ pub struct Prepared {
     pub gallery: Arc<FollowedGallery>,
     pub gallery_generation: u64,
     pub gallery_size: u64,
+    /// Whether the gate may match now (always, unless it follows the fleet's gallery).
+    pub lease: GalleryLease,
+    /// The office's keys, when the gate follows the fleet's gallery.
+    pub office_keys: Option<TrustedKeys>,
 }
 
 /// `gate` is already open and in its safe state: nothing here may fail with the relay left as a
@@ -226,9 +232,15 @@ pub fn prepare(config: ServiceConfig, gate: SharedGate) -> anyhow::Result<Prepar
     // Models are loaded when the pipeline starts: try it once so a missing model is reported now.
     check_pipeline_starts(&pipeline, pipeline_file)?;
     let journal = Journal::open_with(&config.journal, config.fleet.retention())?;
+    let office_keys = config
+        .fleet
+        .trusted_office_keys()
+        .map_err(anyhow::Error::msg)?;
     Ok(Prepared {
         gallery_generation: gallery.generation(),
         gallery_size: gallery.len() as u64,
+        lease: config.fleet.lease(),
+        office_keys,
         config,
         journal,
         gate,
@@ -291,6 +303,8 @@ pub struct StatusCell {
     stats: Arc<Mutex<Stats>>,
     /// Why the last journal write failed, until one succeeds again.
     journal_failure: Arc<Mutex<Option<String>>>,
+    /// The fleet's lease, once the service has started: without one in force, not running.
+    lease: Arc<std::sync::OnceLock<GalleryLease>>,
     started: Instant,
 }
 
@@ -300,6 +314,7 @@ impl StatusCell {
         StatusCell {
             stats: Arc::new(Mutex::new(status)),
             journal_failure: Arc::new(Mutex::new(None)),
+            lease: Arc::default(),
             started: Instant::now(),
         }
     }
@@ -318,7 +333,8 @@ impl StatusCell {
     }
 
     /// The status as D-Bus shows it: a failing journal overrides the pipeline's State, since
-    /// nobody can be let through whatever the pipeline does.
+    /// nobody can be let through whatever the pipeline does; so, less strongly, does a fleet
+    /// lease that is not in force (nobody is matched): a running gate is then degraded.
     pub fn published(&self) -> Stats {
         let mut stats = self.snapshot();
         let failing = self
@@ -328,6 +344,13 @@ impl StatusCell {
             .unwrap_or(true);
         if failing && stats.state != State::Stopped {
             stats.state = State::JournalFailed;
+        }
+        let unleased = self
+            .lease
+            .get()
+            .is_some_and(|lease| lease.refusal(chrono::Utc::now()).is_some());
+        if unleased && stats.state == State::Running {
+            stats.state = State::Degraded;
         }
         stats
     }
@@ -395,7 +418,10 @@ pub fn start(
         gallery,
         gallery_generation,
         gallery_size,
+        lease,
+        office_keys: _,
     } = prepared;
+    let _ = status.lease.set(lease.clone());
     status.update(|s| {
         s.state = State::Starting;
         s.mode = Mode::Normal;
@@ -430,6 +456,7 @@ pub fn start(
             .spawn(move || {
                 let inputs = DeciderInputs {
                     inputs: received,
+                    lease,
                     frames: &frames,
                     liveness: &liveness,
                     gallery: &followed,
@@ -479,6 +506,7 @@ pub fn start(
 /// the gallery whose size sets the threshold, and what the turnstile's inputs have said so far.
 struct DeciderInputs<'a> {
     inputs: Receiver<Input>,
+    lease: GalleryLease,
     frames: &'a FrameQueue,
     liveness: &'a Liveness,
     gallery: &'a FollowedGallery,
@@ -651,6 +679,44 @@ fn dropped_as_stale(decision: Decision) -> Decision {
     }
 }
 
+/// A decision taken while the fleet's lease is not in force, as it is journalled instead: a
+/// `gallery-stale` denial of whoever was matched (the gallery may hold someone the office has
+/// removed since). Denials that need no gallery (several faces, a stale frame) stand.
+fn unleased(decision: Decision) -> Decision {
+    match decision {
+        Decision::Deny {
+            reason: DenyReason::SeveralFaces | DenyReason::StaleFrame,
+            ..
+        } => decision,
+        Decision::Grant {
+            track,
+            id,
+            similarity,
+            running_time,
+            ..
+        } => Decision::Deny {
+            track: Some(track),
+            reason: DenyReason::GalleryStale,
+            id: Some(id),
+            similarity: Some(similarity),
+            running_time,
+        },
+        Decision::Deny {
+            track,
+            id,
+            similarity,
+            running_time,
+            ..
+        } => Decision::Deny {
+            track,
+            reason: DenyReason::GalleryStale,
+            id,
+            similarity,
+            running_time,
+        },
+    }
+}
+
 fn decide(
     inputs: DeciderInputs<'_>,
     mut policy: Policy,
@@ -678,6 +744,7 @@ fn decide(
     };
     let DeciderInputs {
         inputs,
+        lease,
         frames,
         liveness,
         gallery,
@@ -739,6 +806,15 @@ fn decide(
                             dropped_as_stale(decision)
                         } else {
                             decision
+                        };
+                        let decision = match lease.refusal(chrono::Utc::now()) {
+                            Some(_) => {
+                                if let Decision::Grant { id, .. } = &decision {
+                                    policy.withdraw_grant(id);
+                                }
+                                unleased(decision)
+                            }
+                            None => decision,
                         };
                         let passage = passage_for(&decision, generation);
                         // The journal first: a gate that opened must have its passage on disk.
@@ -1576,6 +1652,50 @@ mod tests {
         assert_eq!(reason, DenyReason::StaleFrame);
     }
 
+    #[test]
+    fn without_the_fleets_lease_every_match_is_a_gallery_stale_denial() {
+        let grant = Decision::Grant {
+            track: 4,
+            id: "p-ada".into(),
+            label: "Ada".into(),
+            similarity: 0.8,
+            running_time: Duration::from_secs(3),
+        };
+        assert_eq!(
+            unleased(grant),
+            Decision::Deny {
+                track: Some(4),
+                reason: DenyReason::GalleryStale,
+                id: Some("p-ada".into()),
+                similarity: Some(0.8),
+                running_time: Duration::from_secs(3),
+            }
+        );
+        let deny = |reason| Decision::Deny {
+            track: Some(5),
+            reason,
+            id: None,
+            similarity: None,
+            running_time: Duration::from_secs(4),
+        };
+        let reason_of = |decision| match decision {
+            Decision::Deny { reason, .. } => reason,
+            Decision::Grant { .. } => panic!("a denial stays a denial"),
+        };
+        for matched in [
+            DenyReason::Unknown,
+            DenyReason::LowConfidence,
+            DenyReason::Ambiguous,
+            DenyReason::Passback,
+            DenyReason::Disabled,
+        ] {
+            assert_eq!(reason_of(unleased(deny(matched))), DenyReason::GalleryStale);
+        }
+        // What needs no gallery stands.
+        for standing in [DenyReason::SeveralFaces, DenyReason::StaleFrame] {
+            assert_eq!(reason_of(unleased(deny(standing))), standing);
+        }
+    }
     #[test]
     fn tracks_are_forgotten_when_frames_turn_stale_or_fresh_or_after_a_gap() {
         let mut freshness = Freshness {

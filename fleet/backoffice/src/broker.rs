@@ -14,6 +14,7 @@ use async_nats::jetstream::consumer::{self, PullConsumer};
 use async_nats::jetstream::context::GetStreamErrorKind;
 use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
 use async_nats::jetstream::{self, ErrorCode, Message, kv};
+use facegate_fleet::gallery::{GALLERY_STREAM, GALLERY_SUBJECT, LEASE_BUCKET, SNAPSHOT_BUCKET};
 use facegate_fleet::{
     CONFIRMED_BUCKET, GateId, PASSAGES_STREAM, PASSAGES_SUBJECTS, encode_confirmation,
 };
@@ -58,13 +59,37 @@ fn passages_stream() -> stream::Config {
     }
 }
 
-/// The confirmations bucket's stream, as async-nats's `create_key_value` lays out a bucket with
-/// history 1 on file storage.
 fn confirmations_stream() -> stream::Config {
+    bucket_stream(
+        CONFIRMED_BUCKET,
+        "FaceGate: the ledger's confirmation to each gate",
+    )
+}
+
+/// The gallery's changes: kept until a snapshot covers them (the office purges them then, so a
+/// removed person's embedding leaves the broker with the next snapshot); a retried publish
+/// within the window is dropped by its message id.
+fn gallery_stream() -> stream::Config {
     stream::Config {
-        name: format!("KV_{CONFIRMED_BUCKET}"),
-        description: Some("FaceGate: the ledger's confirmation to each gate".into()),
-        subjects: vec![format!("$KV.{CONFIRMED_BUCKET}.>")],
+        name: GALLERY_STREAM.into(),
+        description: Some(
+            "FaceGate: the office's signed gallery changes, in generation order".into(),
+        ),
+        subjects: vec![GALLERY_SUBJECT.into()],
+        storage: StorageType::File,
+        retention: RetentionPolicy::Limits,
+        duplicate_window: DUPLICATE_WINDOW,
+        ..Default::default()
+    }
+}
+
+/// A key-value bucket's stream with history 1 on file storage, as async-nats's
+/// `create_key_value` lays it out.
+fn bucket_stream(bucket: &str, description: &str) -> stream::Config {
+    stream::Config {
+        name: format!("KV_{bucket}"),
+        description: Some(description.into()),
+        subjects: vec![format!("$KV.{bucket}.>")],
         max_messages_per_subject: 1,
         storage: StorageType::File,
         allow_rollup: true,
@@ -75,9 +100,28 @@ fn confirmations_stream() -> stream::Config {
     }
 }
 
+/// The snapshots' object store, as async-nats's `create_object_store` lays it out.
+fn snapshot_stream() -> stream::Config {
+    stream::Config {
+        name: format!("OBJ_{SNAPSHOT_BUCKET}"),
+        description: Some("FaceGate: the office's latest signed gallery snapshot".into()),
+        subjects: vec![
+            format!("$O.{SNAPSHOT_BUCKET}.C.>"),
+            format!("$O.{SNAPSHOT_BUCKET}.M.>"),
+        ],
+        storage: StorageType::File,
+        discard: DiscardPolicy::New,
+        allow_rollup: true,
+        allow_direct: true,
+        ..Default::default()
+    }
+}
+
 /// Creates the stream [`PASSAGES_STREAM`] (subjects [`PASSAGES_SUBJECTS`], file storage, limits
 /// retention for 30 days, a 2-minute duplicate window) and the key-value bucket
-/// [`CONFIRMED_BUCKET`] (history 1, file storage), or checks the ones there. Idempotent.
+/// [`CONFIRMED_BUCKET`] (history 1, file storage); and the office's: the gallery's changes
+/// stream, the lease bucket and the snapshots' object store. Or checks the ones there.
+/// Idempotent.
 ///
 /// An existing stream that would lose passages (other subjects, memory storage) is an error;
 /// other differences (an operator's longer max age…) are logged and kept.
@@ -85,6 +129,13 @@ pub async fn prepare_broker(client: &async_nats::Client) -> Result<(), LedgerErr
     let js = jetstream::new(client.clone());
     ensure_stream(&js, passages_stream()).await?;
     ensure_stream(&js, confirmations_stream()).await?;
+    ensure_stream(&js, gallery_stream()).await?;
+    ensure_stream(
+        &js,
+        bucket_stream(LEASE_BUCKET, "FaceGate: the office's signed lease"),
+    )
+    .await?;
+    ensure_stream(&js, snapshot_stream()).await?;
     Ok(())
 }
 

@@ -13,6 +13,7 @@
 
 mod broker;
 mod ledger;
+pub mod office;
 mod store;
 
 use std::fmt;

@@ -6,7 +6,11 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use std::time::Duration;
+
+use facegate_backoffice::office::Office;
 use facegate_backoffice::{CancellationToken, LedgerConfig};
+use facegate_fleet::gallery::{Embedding, Person};
 use tracing::info;
 use tracing_subscriber::EnvFilter;
 
@@ -14,7 +18,7 @@ use tracing_subscriber::EnvFilter;
 #[command(
     name = "facegate-backoffice",
     version,
-    about = "FaceGate's back office: the passages ledger"
+    about = "FaceGate's back office: the passages ledger and the enrolment office"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -49,10 +53,35 @@ enum Command {
         #[arg(long, default_value_t = LedgerConfig::default().batch)]
         batch: usize,
     },
-    /// Create (or check) the passages stream and the confirmations bucket, then exit.
+    /// Create (or check) the passages stream, the confirmations bucket and the office's gallery
+    /// stream, lease bucket and snapshot store, then exit.
     Prepare {
         #[command(flatten)]
         broker: Broker,
+    },
+    /// The enrolment office's daemon: renew the gates' lease every third of --lease-s and
+    /// snapshot the gallery every --snapshot-every-s, until SIGINT or SIGTERM.
+    Office {
+        #[command(flatten)]
+        broker: Broker,
+        /// The office's Ed25519 signing key (PKCS#8 PEM, `facegatectl token keygen` makes one).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// How long a lease lets a gate match without hearing from the office.
+        #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(3..=86_400))]
+        lease_s: u64,
+        #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+        snapshot_every_s: u64,
+    },
+    /// Change the fleet's gallery: every gate applies the change, in order.
+    Gallery {
+        #[command(flatten)]
+        broker: Broker,
+        /// The office's Ed25519 signing key (PKCS#8 PEM).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        #[command(subcommand)]
+        change: GalleryCommand,
     },
     /// Print one line per gate: `gate contiguous highest missing=a-b,c`.
     Gaps {
@@ -62,6 +91,40 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum GalleryCommand {
+    /// Enrol someone from their photos (one face each), embedded with the gates' own elements.
+    Enrol {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        label: Option<String>,
+        #[arg(long = "photo", value_name = "PHOTO", required = true)]
+        photos: Vec<PathBuf>,
+        #[command(flatten)]
+        models: facegatectl::pipeline::ModelArgs,
+    },
+    /// Remove someone from every gate for good.
+    Remove {
+        #[arg(long)]
+        id: String,
+    },
+    /// Stop every gate recognising someone; the office keeps their embedding for `enable`.
+    Disable {
+        #[arg(long)]
+        id: String,
+    },
+    /// Let every gate recognise a disabled person again.
+    Enable {
+        #[arg(long)]
+        id: String,
+    },
+    /// Write a snapshot now and purge the changes it covers.
+    Snapshot,
+    /// Print the gallery (generation, then `id label [disabled]` per person).
+    List,
 }
 
 fn main() -> ExitCode {
@@ -134,10 +197,84 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .with_context(|| format!("NATS at {nats}"))?;
             facegate_backoffice::prepare_broker(&client).await?;
             println!(
-                "{} and bucket {} are ready",
+                "{} and bucket {}, and the office's {}, {} and {}, are ready",
                 facegate_backoffice::PASSAGES_STREAM,
-                facegate_backoffice::CONFIRMED_BUCKET
+                facegate_backoffice::CONFIRMED_BUCKET,
+                facegate_fleet::gallery::GALLERY_STREAM,
+                facegate_fleet::gallery::LEASE_BUCKET,
+                facegate_fleet::gallery::SNAPSHOT_BUCKET,
             );
+        }
+        Command::Office {
+            broker,
+            key,
+            lease_s,
+            snapshot_every_s,
+        } => {
+            let office = Office::new(connect(&broker, "office").await?, load_key(&key)?);
+            let shutdown = CancellationToken::new();
+            let signal = wait_for_signal().await?;
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                signal.await;
+                info!("stopping: signal received");
+                stop.cancel();
+            });
+            office
+                .run(
+                    Duration::from_secs(lease_s),
+                    Duration::from_secs(snapshot_every_s),
+                    shutdown,
+                )
+                .await;
+        }
+        Command::Gallery {
+            broker,
+            key,
+            change,
+        } => {
+            let office = Office::new(connect(&broker, "gallery").await?, load_key(&key)?);
+            let generation = match change {
+                GalleryCommand::Enrol {
+                    id,
+                    label,
+                    photos,
+                    models,
+                } => {
+                    facegatectl::init().context("GStreamer failed to initialise")?;
+                    let models = models.models();
+                    let face = tokio::task::spawn_blocking(move || {
+                        facegatectl::enroll::embed_person(&photos, &models)
+                    })
+                    .await?
+                    .map_err(|refusal| anyhow::anyhow!("{id}: {refusal}"))?;
+                    office
+                        .enrol(Person {
+                            label: label.unwrap_or_else(|| id.clone()),
+                            id,
+                            model: face.model,
+                            embedding: Embedding(face.embedding),
+                        })
+                        .await?
+                }
+                GalleryCommand::Remove { id } => office.remove(&id).await?,
+                GalleryCommand::Disable { id } => office.disable(&id).await?,
+                GalleryCommand::Enable { id } => office.enable(&id).await?,
+                GalleryCommand::Snapshot => office.snapshot().await?,
+                GalleryCommand::List => {
+                    let folded = office.gallery().await?;
+                    println!("generation {}", folded.gallery.generation());
+                    for person in folded.gallery.people() {
+                        let disabled = if person.disabled { " disabled" } else { "" };
+                        println!("{} {}{disabled}", person.person.id, person.person.label);
+                    }
+                    for (generation, why) in folded.unreadable {
+                        println!("unreadable generation {generation}: {why}");
+                    }
+                    return Ok(());
+                }
+            };
+            println!("gallery generation {generation}");
         }
         Command::Gaps { postgres, json } => {
             let gaps = facegate_backoffice::gaps(&postgres).await?;
@@ -148,6 +285,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+async fn connect(broker: &Broker, what: &str) -> anyhow::Result<async_nats::Client> {
+    async_nats_options(broker.user.clone(), broker.password_file.as_deref())?
+        .name(format!("facegate-backoffice {what}"))
+        .connect(broker.nats.as_str())
+        .await
+        .with_context(|| format!("NATS at {}", broker.nats))
+}
+
+fn load_key(path: &Path) -> anyhow::Result<ed25519_dalek::SigningKey> {
+    Ok(facegate_token::load_signing_key(path)?)
 }
 
 fn async_nats_options(

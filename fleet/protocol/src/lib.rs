@@ -10,7 +10,11 @@
 //!   journal row only once it is confirmed, so the journal is the outbox and nothing the broker
 //!   loses (it acknowledges before it fsyncs) is lost for good.
 //!
+//! - The gallery flows office → gates: signed changes, snapshots and a lease ([`gallery`]).
+//!
 //! No names cross the wire: a passage carries the enrolment id the fare is charged to.
+
+pub mod gallery;
 
 use std::fmt;
 use std::str::FromStr;

@@ -1,13 +1,20 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! `[fleet]` in facegate.toml, and the gate's side of the fleet (docs/FLEET.md): the journal's
 //! passages published to the back office's JetStream stream, each kept until the ledger
-//! confirms it. The wire itself is facegate-fleet's.
+//! confirms it; and, with `gallery_keys`, the office's gallery followed under its lease. The
+//! wire itself is facegate-fleet's.
 
+pub mod gallery;
+mod lease;
 mod publisher;
 
 use std::path::PathBuf;
 
+use async_nats::ServerAddr;
 pub use facegate_fleet::GateId;
+use facegate_fleet::gallery::TrustedKeys;
+pub use gallery::follow_gallery;
+pub use lease::GalleryLease;
 pub use publisher::publish_journal;
 use serde::{Deserialize, Serialize};
 
@@ -37,6 +44,10 @@ pub struct FleetConfig {
     /// gate publishes again from the last confirmed one (the interval doubles, up to an hour,
     /// while nothing moves).
     pub resend_after_s: u32,
+    /// The enrolment office's public keys (a directory of SPKI PEM files). Set, the gate's
+    /// gallery is the fleet's: it follows the office's signed changes, and matches only under
+    /// the office's lease. Unset, the gallery is the gate's own.
+    pub gallery_keys: Option<PathBuf>,
 }
 
 impl Default for FleetConfig {
@@ -50,6 +61,7 @@ impl Default for FleetConfig {
             tls_ca_file: None,
             window: 64,
             resend_after_s: 60,
+            gallery_keys: None,
         }
     }
 }
@@ -83,6 +95,35 @@ impl FleetConfig {
         Ok(())
     }
 
+    /// Whether the gate follows the office's gallery (and needs its lease to match).
+    pub fn follows_gallery(&self) -> bool {
+        self.enabled && self.gallery_keys.is_some()
+    }
+
+    /// The lease the decider asks before matching.
+    pub fn lease(&self) -> GalleryLease {
+        match self.follows_gallery() {
+            true => GalleryLease::required(),
+            false => GalleryLease::island(),
+        }
+    }
+
+    /// The office's keys, when the gate follows its gallery: a directory without one is an
+    /// error, since the gate could then never apply a change nor match under a lease.
+    pub fn trusted_office_keys(&self) -> Result<Option<TrustedKeys>, String> {
+        let Some(dir) = self.gallery_keys.as_ref().filter(|_| self.enabled) else {
+            return Ok(None);
+        };
+        let keys = TrustedKeys::load(dir).map_err(|e| format!("fleet.gallery_keys: {e}"))?;
+        if keys.ids().next().is_none() {
+            return Err(format!(
+                "fleet.gallery_keys: {} holds no public key (*.pem)",
+                dir.display()
+            ));
+        }
+        Ok(Some(keys))
+    }
+
     /// How the journal may be pruned: with a fleet, never past what the ledger holds.
     pub fn retention(&self) -> Retention {
         match self.enabled {
@@ -90,6 +131,44 @@ impl FleetConfig {
             false => Retention::Age,
         }
     }
+}
+
+/// Connects to the fleet's brokers as this gate's user. The gate starts whether or not the
+/// office is reachable: the client keeps trying, and reconnects by itself.
+pub(crate) async fn connect(
+    config: &FleetConfig,
+    gate: &GateId,
+) -> Result<async_nats::Client, String> {
+    let servers: Vec<ServerAddr> = config
+        .servers
+        .iter()
+        .map(|server| {
+            server
+                .parse()
+                .map_err(|e| format!("fleet.servers {server:?}: {e}"))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut options = async_nats::ConnectOptions::new()
+        .name(format!("facegated {gate}"))
+        .retry_on_initial_connect()
+        .max_reconnects(None);
+    if let Some(user) = &config.user {
+        let password = match &config.password_file {
+            Some(file) => std::fs::read_to_string(file)
+                .map_err(|e| format!("fleet.password_file {}: {e}", file.display()))?
+                .trim_end_matches(['\r', '\n'])
+                .to_owned(),
+            None => String::new(),
+        };
+        options = options.user_and_password(user.clone(), password);
+    }
+    if let Some(ca) = &config.tls_ca_file {
+        options = options.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    options
+        .connect(servers)
+        .await
+        .map_err(|e| format!("connecting to {}: {e}", config.servers.join(", ")))
 }
 
 #[cfg(test)]

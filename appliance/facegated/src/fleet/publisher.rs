@@ -11,8 +11,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_nats::HeaderMap;
 use async_nats::jetstream::{self, kv};
-use async_nats::{HeaderMap, ServerAddr};
 use facegate_fleet::{
     CONFIRMED_BUCKET, Decision, DenyReason, GateId, PASSAGE_SCHEMA_VERSION, PassageData,
     PassageEvent, decode_confirmation,
@@ -53,7 +53,7 @@ pub async fn publish_journal(
             return;
         }
     };
-    let client = match connect(&config, &gate).await {
+    let client = match super::connect(&config, &gate).await {
         Ok(client) => client,
         Err(e) => {
             error!("fleet: {e}: passages stay in the journal");
@@ -68,40 +68,6 @@ pub async fn publish_journal(
     ));
     publish_in_order(&config, &gate, &stream, &outbox, stopping).await;
     confirmations.abort();
-}
-
-async fn connect(config: &FleetConfig, gate: &GateId) -> Result<async_nats::Client, String> {
-    let servers: Vec<ServerAddr> = config
-        .servers
-        .iter()
-        .map(|server| {
-            server
-                .parse()
-                .map_err(|e| format!("fleet.servers {server:?}: {e}"))
-        })
-        .collect::<Result<_, _>>()?;
-    let mut options = async_nats::ConnectOptions::new()
-        .name(format!("facegated {gate}"))
-        // The gate starts whether or not the office is reachable; the client keeps trying.
-        .retry_on_initial_connect()
-        .max_reconnects(None);
-    if let Some(user) = &config.user {
-        let password = match &config.password_file {
-            Some(file) => std::fs::read_to_string(file)
-                .map_err(|e| format!("fleet.password_file {}: {e}", file.display()))?
-                .trim_end_matches(['\r', '\n'])
-                .to_owned(),
-            None => String::new(),
-        };
-        options = options.user_and_password(user.clone(), password);
-    }
-    if let Some(ca) = &config.tls_ca_file {
-        options = options.add_root_certificates(ca.clone()).require_tls(true);
-    }
-    options
-        .connect(servers)
-        .await
-        .map_err(|e| format!("connecting to {}: {e}", config.servers.join(", ")))
 }
 
 /// The outbox, used from the runtime's blocking pool: SQLite calls block, for an fsync at most.

@@ -199,6 +199,7 @@ impl Gallery {
                 .and_then(|trained| trained.nprobe)
                 .map(|nprobe| SearchParams { nprobe }),
             next_faiss_id: self.next_faiss_id,
+            upstream_generation: self.upstream_generation,
             files,
             written_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         }

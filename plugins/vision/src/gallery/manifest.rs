@@ -33,6 +33,10 @@ pub(super) struct Manifest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub search: Option<SearchParams>,
     pub next_faiss_id: i64,
+    /// For a gallery that mirrors another (a gate's copy of the fleet's gallery): the
+    /// generation of the source that this generation holds, written in the same switch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_generation: Option<u64>,
     pub files: ManifestFiles,
     pub written_at: String,
 }

@@ -96,6 +96,8 @@ pub struct Gallery {
     trained: Option<Trained>,
     policy: IndexPolicy,
     next_faiss_id: i64,
+    /// See `upstream_generation()`; staged like an enrolment.
+    upstream_generation: Option<u64>,
     /// Holds the staged state: enrolments and removals are applied at once, written at commit.
     index: IndexImpl,
     /// A compressed index's rescoring stage: position `i` holds the code of the roster's
@@ -149,6 +151,14 @@ impl Gallery {
 
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// For a gallery kept as a copy of another (a gate following the fleet's gallery): which
+    /// generation of the source it holds, staged changes included. `None` for a gallery of its
+    /// own. The number is written in the same manifest switch as the changes that brought it, so
+    /// a crash never leaves one without the other.
+    pub fn upstream_generation(&self) -> Option<u64> {
+        self.upstream_generation
     }
 
     pub fn model(&self) -> &str {

@@ -85,6 +85,19 @@ impl Gallery {
         Ok(true)
     }
 
+    /// Stages the source generation that the staged changes bring this copy to (see
+    /// `upstream_generation`); a change of its own, so that a source generation that changed
+    /// nobody here (a removal of someone never enrolled) is still committed. Takes the writer's
+    /// lock as `enroll` does.
+    pub fn set_upstream_generation(&mut self, generation: u64) -> Result<(), GalleryError> {
+        self.begin_change()?;
+        if self.upstream_generation != Some(generation) {
+            self.upstream_generation = Some(generation);
+            self.staged();
+        }
+        Ok(())
+    }
+
     /// Takes the writer's lock, waiting up to `lock_wait` for another writer's commit, unless it
     /// is held already. If another writer committed since this gallery was read, it is read
     /// again first, so that the change is made to the generation the commit will replace: a
