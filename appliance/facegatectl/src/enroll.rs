@@ -8,9 +8,11 @@ use facegate_vision::gallery::{Gallery, GalleryError};
 use facegate_vision::template::{self, TemplateError};
 use thiserror::Error;
 
-use gst::prelude::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 
-use crate::pipeline::{self, Models};
+use crate::photo_embedder::PhotoEmbedder;
+use crate::pipeline::Models;
 
 /// Faces with the eyes closer than this (in photo pixels) are too small to embed reliably:
 /// the aligned crop would be upscaled well beyond the 35 px eye distance SFace was trained on.
@@ -124,30 +126,17 @@ fn check_photo_path(photo: &Path) -> Result<(), Refusal> {
     }
 }
 
-/// Detects and embeds the one face of `photo` with fgdetect ! fgembed.
+/// Detects and embeds the one face of `photo` with fgdetect ! fgembed, loading the models for
+/// it alone (a batch keeps them loaded: [`PhotoEmbedder`]).
 pub fn embed_photo(photo: &Path, models: &Models) -> Result<PhotoFace, Refusal> {
-    let models = Models {
-        input_size: models.input_size.or(Some(ENROL_INPUT_SIZE)),
-        ..models.clone()
-    };
     check_photo_path(photo)?;
-    let ours = vec![
-        models.detector().upcast(),
-        models.embedder(Some(0)).upcast(),
-    ];
-    let (sink, frames) = pipeline::frame_sink(1);
-    let pipeline = pipeline::FilePipeline::new(photo, ours, sink)
-        .map_err(|e| Refusal::Setup(e.to_string()))?;
-    pipeline.run(|_| {}).map_err(|e| match e {
-        pipeline::PipelineError::Failed { message, .. } => Refusal::Unreadable(message),
-        pipeline::PipelineError::Setup { message, .. } => Refusal::Setup(message),
-        element @ pipeline::PipelineError::Element(..) => Refusal::Setup(element.to_string()),
-    })?;
-    let frames = std::mem::take(&mut *frames.lock().unwrap_or_else(|e| e.into_inner()));
-    let faces = frames
-        .into_iter()
-        .next()
-        .ok_or_else(|| Refusal::Unreadable("no picture in the file".into()))?;
+    embed_photo_with(&mut PhotoEmbedder::new(models, 0)?, photo)
+}
+
+/// `embed_photo` with models already loaded.
+pub fn embed_photo_with(embedder: &mut PhotoEmbedder, photo: &Path) -> Result<PhotoFace, Refusal> {
+    check_photo_path(photo)?;
+    let faces = embedder.faces(photo)?;
     let face = match faces.len() {
         0 => return Err(Refusal::NoFace),
         1 => faces.into_iter().next().ok_or(Refusal::NoFace)?,
@@ -171,13 +160,23 @@ pub fn embed_photo(photo: &Path, models: &Models) -> Result<PhotoFace, Refusal> 
 /// A person's template from their photos: one photo's embedding, or the checked mean of
 /// several (each photo refused as `embed_photo` would, and all of them found to be one person).
 pub fn embed_person(photos: &[PathBuf], models: &Models) -> Result<PhotoFace, Refusal> {
+    let first = photos.first().ok_or(Refusal::NoPhoto)?;
+    check_photo_path(first)?;
+    embed_person_with(&mut PhotoEmbedder::new(models, 0)?, photos)
+}
+
+/// `embed_person` with models already loaded.
+pub fn embed_person_with(
+    embedder: &mut PhotoEmbedder,
+    photos: &[PathBuf],
+) -> Result<PhotoFace, Refusal> {
     let (first, rest) = photos.split_first().ok_or(Refusal::NoPhoto)?;
     if rest.is_empty() {
-        return embed_photo(first, models);
+        return embed_photo_with(embedder, first);
     }
     let mut faces = Vec::with_capacity(photos.len());
     for photo in photos {
-        match embed_photo(photo, models) {
+        match embed_photo_with(embedder, photo) {
             Ok(face) => faces.push(face),
             Err(Refusal::Setup(message)) => return Err(Refusal::Setup(message)),
             Err(refusal) => {
@@ -198,6 +197,77 @@ pub fn embed_person(photos: &[PathBuf], models: &Models) -> Result<PhotoFace, Re
     })?;
     let first = faces.swap_remove(0);
     Ok(PhotoFace { embedding, ..first })
+}
+
+/// A request's template, or why there is none.
+type Embedded = Result<PhotoFace, Refusal>;
+
+/// Every request's template, the photos shared out among one [`PhotoEmbedder`] per core (each
+/// loads the models once); `embedded` is called as each request is done, in the order they
+/// finish. The first failure of the models stops the batch.
+fn embed_requests(
+    requests: Vec<Request>,
+    models: &Models,
+    embedded: &mut impl FnMut(&Request),
+) -> Result<Vec<(Request, Embedded)>, EnrollError> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(requests.len())
+        .max(1);
+    // One core per worker: ONNX Runtime's own threads would only contend with the other worker.
+    let threads = if workers > 1 { 1 } else { 0 };
+    let next = AtomicUsize::new(0);
+    let mut faces: Vec<Option<Embedded>> = std::iter::repeat_with(|| None)
+        .take(requests.len())
+        .collect();
+    let mut setup_failure = None;
+    std::thread::scope(|scope| {
+        let (done, finished) = mpsc::channel();
+        for _ in 0..workers {
+            let (done, next, requests) = (done.clone(), &next, &requests);
+            scope.spawn(move || {
+                let mut embedder: Option<Result<PhotoEmbedder, String>> = None;
+                loop {
+                    let index = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(request) = requests.get(index) else {
+                        return;
+                    };
+                    let face = if request.label.as_deref() == Some("") {
+                        Err(Refusal::EmptyLabel)
+                    } else {
+                        match embedder.get_or_insert_with(|| {
+                            PhotoEmbedder::new(models, threads).map_err(|e| e.to_string())
+                        }) {
+                            Ok(embedder) => embed_person_with(embedder, &request.photos),
+                            Err(message) => Err(Refusal::Setup(message.clone())),
+                        }
+                    };
+                    if done.send((index, face)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(done);
+        for (index, face) in finished {
+            if let Err(Refusal::Setup(message)) = &face {
+                // The other workers stop at their next request.
+                next.store(requests.len(), Ordering::SeqCst);
+                setup_failure.get_or_insert_with(|| message.clone());
+                continue;
+            }
+            embedded(&requests[index]);
+            faces[index] = Some(face);
+        }
+    });
+    if let Some(message) = setup_failure {
+        return Err(EnrollError::Setup(message));
+    }
+    Ok(requests
+        .into_iter()
+        .zip(faces)
+        .map(|(request, face)| (request, face.expect("every request is embedded")))
+        .collect())
 }
 
 /// What happened to one request.
@@ -297,19 +367,7 @@ pub fn enroll_batch(
         Ok(_) | Err(GalleryError::NotFound { .. }) => {}
         Err(error) => return Err(error.into()),
     }
-    let mut faces = Vec::with_capacity(requests.len());
-    for request in requests {
-        let face = if request.label.as_deref() == Some("") {
-            Err(Refusal::EmptyLabel)
-        } else {
-            embed_person(&request.photos, models)
-        };
-        if let Err(Refusal::Setup(message)) = face {
-            return Err(EnrollError::Setup(message));
-        }
-        embedded(&request);
-        faces.push((request, face));
-    }
+    let faces = embed_requests(requests, models, &mut embedded)?;
 
     let mut gallery: Option<Gallery> = None;
     let mut outcomes = Vec::with_capacity(faces.len());

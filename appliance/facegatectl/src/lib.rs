@@ -8,6 +8,7 @@ pub mod evaluate;
 pub mod identify;
 mod jpeg;
 pub mod output;
+pub mod photo_embedder;
 pub mod pipeline;
 pub mod standing;
 pub mod status;
