@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use facegate_backoffice::users::{self, BrokerUser, Role};
 use facegate_backoffice::{LedgerConfig, ledger_rows};
 use facegate_devtools::gate_rig::{GateRig, RigFiles, Service, enrolled};
 use facegate_fleet_servers::{NatsServer, Postgres};
@@ -24,35 +25,20 @@ fn password(gate: &str) -> String {
     format!("{gate}-secret")
 }
 
-/// Each gate's user may publish its own passages and read the confirmation bucket (through the
-/// JetStream API calls a key watch makes), nothing else; the ledger's user may do anything.
+/// The ledger's user may do anything; each gate's only what `facegate_backoffice::users` allows
+/// a gate (its own passages, reading its confirmations and the office's gallery and lease).
 fn authorization() -> String {
-    let bucket = format!("KV_{}", facegate_fleet::CONFIRMED_BUCKET);
-    let mut users = vec![format!(
-        "{{user: \"{LEDGER_USER}\", password: \"{LEDGER_PASSWORD}\"}}"
-    )];
-    for gate in GATES {
-        let allowed = [
-            format!("facegate.passages.{gate}"),
-            "$JS.API.INFO".into(),
-            format!("$JS.API.STREAM.INFO.{bucket}"),
-            format!("$JS.API.CONSUMER.CREATE.{bucket}"),
-            format!("$JS.API.CONSUMER.CREATE.{bucket}.>"),
-            format!("$JS.API.CONSUMER.DELETE.{bucket}.>"),
-            format!("$JS.API.DIRECT.GET.{bucket}.>"),
-            format!("$JS.FC.{bucket}.>"),
-        ]
-        .map(|subject| format!("\"{subject}\""))
-        .join(", ");
-        users.push(format!(
-            "{{user: \"{gate}\", password: \"{}\", permissions: {{publish: {{allow: [{allowed}]}}, subscribe: {{allow: [\"_INBOX.>\"]}}}}}}",
-            password(gate)
-        ));
-    }
-    format!(
-        "authorization {{\n  users = [\n    {}\n  ]\n}}",
-        users.join("\n    ")
-    )
+    let mut users = vec![BrokerUser {
+        name: LEDGER_USER.into(),
+        password: LEDGER_PASSWORD.into(),
+        role: Role::BackOffice,
+    }];
+    users.extend(GATES.iter().map(|gate| BrokerUser {
+        name: (*gate).into(),
+        password: password(gate),
+        role: Role::Gate(gate.parse().unwrap()),
+    }));
+    users::authorization(&users)
 }
 
 struct Gate {

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! The fleet's gallery with real parts: a nats-server with JetStream where each gate has its own
-//! user (allowed to read the gallery, the lease and the snapshot, and nothing else of the
+//! The fleet's gallery with real parts: a nats-server with JetStream, TLS required as shipped,
+//! where each gate has its own user (allowed to read the gallery, the lease and the snapshot, and nothing else of the
 //! office's), the enrolment office in-process, and three facegated on the demo video, each on
 //! its own private bus with a simulated gate and a gallery it only ever gets from the office.
 //! gate-3 reaches the broker through a link the test cuts for a while.
@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use facegate_backoffice::office::Office;
+use facegate_backoffice::users::{self, BrokerUser, Role};
 use facegate_devtools::gate_rig::{GateRig, RigFiles, Service, enrolled};
-use facegate_fleet::gallery::{Embedding, GALLERY_STREAM, LEASE_BUCKET, Person, SNAPSHOT_BUCKET};
+use facegate_fleet::gallery::{Embedding, Person};
 use facegate_fleet_servers::NatsServer;
 use facegate_vision::gallery::Gallery;
 use facegated::fleet::gallery::held_generation;
@@ -38,53 +39,20 @@ fn password(gate: &str) -> String {
     format!("{gate}-secret")
 }
 
-/// What a gate's user may do: publish its own passages, and the JetStream API calls that reading
-/// the confirmations, the lease, the gallery's changes and its snapshot make. Nothing else: it
-/// can neither write the gallery nor read another gate's passages.
-fn gate_permissions(gate: &str) -> String {
-    let streams = [
-        format!("KV_{}", facegate_fleet::CONFIRMED_BUCKET),
-        format!("KV_{LEASE_BUCKET}"),
-        GALLERY_STREAM.to_owned(),
-        format!("OBJ_{SNAPSHOT_BUCKET}"),
-    ];
-    let mut allowed = vec![
-        format!("facegate.passages.{gate}"),
-        "$JS.API.INFO".to_owned(),
-    ];
-    for stream in &streams {
-        allowed.extend([
-            format!("$JS.API.STREAM.INFO.{stream}"),
-            format!("$JS.API.CONSUMER.CREATE.{stream}"),
-            format!("$JS.API.CONSUMER.CREATE.{stream}.>"),
-            format!("$JS.API.CONSUMER.DELETE.{stream}.>"),
-            format!("$JS.API.CONSUMER.INFO.{stream}.>"),
-            format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.>"),
-            format!("$JS.API.DIRECT.GET.{stream}"),
-            format!("$JS.API.DIRECT.GET.{stream}.>"),
-            format!("$JS.FC.{stream}.>"),
-        ]);
-    }
-    let allowed = allowed
-        .iter()
-        .map(|subject| format!("\"{subject}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "{{user: \"{gate}\", password: \"{}\", permissions: {{publish: {{allow: [{allowed}]}}, subscribe: {{allow: [\"_INBOX.>\"]}}}}}}",
-        password(gate)
-    )
-}
-
+/// The office's user may do anything; each gate's only what `facegate_backoffice::users`
+/// allows a gate (its own passages, reading the gallery, the lease and the confirmations).
 fn authorization(gates: &[&str]) -> String {
-    let mut users = vec![format!(
-        "{{user: \"{OFFICE_USER}\", password: \"{OFFICE_PASSWORD}\"}}"
-    )];
-    users.extend(gates.iter().map(|gate| gate_permissions(gate)));
-    format!(
-        "authorization {{\n  users = [\n    {}\n  ]\n}}",
-        users.join("\n    ")
-    )
+    let mut users = vec![BrokerUser {
+        name: OFFICE_USER.into(),
+        password: OFFICE_PASSWORD.into(),
+        role: Role::BackOffice,
+    }];
+    users.extend(gates.iter().map(|gate| BrokerUser {
+        name: (*gate).into(),
+        password: password(gate),
+        role: Role::Gate(gate.parse().unwrap()),
+    }));
+    users::authorization(&users)
 }
 
 /// A TCP link to the broker that the test can cut (every connection dropped, new ones closed at
@@ -132,8 +100,9 @@ impl Link {
         }
     }
 
+    /// TLS end to end: the link only carries the bytes.
     fn url(&self) -> String {
-        format!("nats://{}", self.address)
+        format!("tls://{}", self.address)
     }
 
     fn cut(&self) {
@@ -152,7 +121,14 @@ struct Gate {
 }
 
 impl Gate {
-    fn new(id: &'static str, files: &RigFiles, scratch: &Path, server: &str, keys: &Path) -> Gate {
+    fn new(
+        id: &'static str,
+        files: &RigFiles,
+        scratch: &Path,
+        server: &str,
+        ca: &Path,
+        keys: &Path,
+    ) -> Gate {
         let dir = scratch.join(id);
         std::fs::create_dir_all(&dir).unwrap();
         let password_file = dir.join("fleet.password");
@@ -166,6 +142,10 @@ impl Gate {
             (
                 "FACEGATE_FLEET__PASSWORD_FILE".into(),
                 password_file.to_string_lossy().into_owned(),
+            ),
+            (
+                "FACEGATE_FLEET__TLS_CA_FILE".into(),
+                ca.to_string_lossy().into_owned(),
             ),
             (
                 "FACEGATE_FLEET__GALLERY_KEYS".into(),
@@ -256,7 +236,9 @@ fn the_offices_enrolments_and_removals_reach_every_gate_and_a_gate_cut_off_stops
     let files =
         RigFiles::for_facegated(Path::new(env!("CARGO_BIN_EXE_facegated"))).expect("assets");
     let gate_ids = ["gate-1", "gate-2", "gate-3"];
-    let nats = NatsServer::start(&authorization(&gate_ids)).expect("nats-server starts");
+    // The broker as shipped: TLS required, one user per gate.
+    let nats = NatsServer::start_tls(&authorization(&gate_ids)).expect("nats-server starts");
+    let ca = nats.ca_file().expect("a TLS broker has a CA");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let _guard = runtime.enter();
     let link = runtime.block_on(Link::to(
@@ -276,6 +258,8 @@ fn the_offices_enrolments_and_removals_reach_every_gate_and_a_gate_cut_off_stops
     let office = runtime.block_on(async {
         let client = async_nats::ConnectOptions::new()
             .user_and_password(OFFICE_USER.into(), OFFICE_PASSWORD.into())
+            .add_root_certificates(ca.clone())
+            .require_tls(true)
             .connect(nats.url())
             .await
             .expect("the office connects");
@@ -308,7 +292,7 @@ fn the_offices_enrolments_and_removals_reach_every_gate_and_a_gate_cut_off_stops
                 "gate-3" => link.url(),
                 _ => nats.url(),
             };
-            let gate = Gate::new(id, &files, scratch.path(), &server, &keys);
+            let gate = Gate::new(id, &files, scratch.path(), &server, &ca, &keys);
             // A gate's gallery starts empty, of the model the office enrols with.
             let dim = passengers[0].embedding.0.len() as u32;
             Gallery::create(&gate.rig.gallery, &passengers[0].model, dim).unwrap();

@@ -10,6 +10,7 @@
 
 mod nats;
 mod postgres;
+mod tls;
 
 use std::fs;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};

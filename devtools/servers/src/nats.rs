@@ -31,6 +31,17 @@ impl NatsServer {
     /// config text, e.g. an `authorization { users = [...] }` block), and waits until it
     /// accepts connections.
     pub fn start(extra_config: &str) -> anyhow::Result<NatsServer> {
+        NatsServer::start_with(extra_config, false)
+    }
+
+    /// [`start`](NatsServer::start), with TLS required of every client, as the shipped broker
+    /// configuration runs: the server's certificate (for 127.0.0.1 and localhost) is signed
+    /// by a CA made for this server alone, whose certificate is [`ca_file`](NatsServer::ca_file).
+    pub fn start_tls(extra_config: &str) -> anyhow::Result<NatsServer> {
+        NatsServer::start_with(extra_config, true)
+    }
+
+    fn start_with(extra_config: &str, tls: bool) -> anyhow::Result<NatsServer> {
         if !Path::new(NATS_SERVER).is_file() {
             bail!("nats-server not found: run `make setup` (Debian package nats-server)");
         }
@@ -41,12 +52,22 @@ impl NatsServer {
         let port = free_port()?;
         let store = dir.path().join("jetstream");
         let config = dir.path().join("nats-server.conf");
+        let tls_config = match tls {
+            true => {
+                let files = crate::tls::write_test_pki(dir.path())?;
+                format!(
+                    "tls {{\n  cert_file: {:?}\n  key_file: {:?}\n}}\n",
+                    files.cert, files.key
+                )
+            }
+            false => String::new(),
+        };
         // The store path is quoted: nats-server's config syntax takes a quoted string as is.
         let text = format!(
             "# Written by facegate-fleet-servers for one test.\n\
              listen: \"127.0.0.1:{port}\"\n\
              jetstream {{\n  store_dir: {store:?}\n  max_memory_store: 64MB\n  max_file_store: 1GB\n}}\n\
-             {extra_config}\n"
+             {tls_config}{extra_config}\n"
         );
         fs::write(&config, text).with_context(|| format!("writing {}", config.display()))?;
         let mut server = NatsServer {
@@ -60,13 +81,28 @@ impl NatsServer {
         Ok(server)
     }
 
-    /// `nats://127.0.0.1:PORT`.
+    /// `nats://127.0.0.1:PORT`, or `tls://` for a server started with TLS.
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        let scheme = if self.ca_file().is_some() {
+            "tls"
+        } else {
+            "nats"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The CA certificate a client checks a TLS server against (`None` without TLS).
+    pub fn ca_file(&self) -> Option<PathBuf> {
+        Some(self.dir.path().join(crate::tls::CA_FILE)).filter(|ca| ca.is_file())
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The running server's process id (for its CPU time and memory).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// The server's temporary directory (config, `jetstream` store, log).

@@ -107,6 +107,17 @@ impl Postgres {
         )
     }
 
+    /// The postmaster's process id, from its `postmaster.pid` (the backends are its children).
+    pub fn pid(&self) -> anyhow::Result<u32> {
+        let file = self.data.join("postmaster.pid");
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("{}: the server is not running", file.display()))?;
+        text.lines()
+            .next()
+            .and_then(|line| line.trim().parse().ok())
+            .with_context(|| format!("{}: no process id on its first line", file.display()))
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }

@@ -15,6 +15,7 @@ mod broker;
 mod ledger;
 pub mod office;
 mod store;
+pub mod users;
 
 use std::fmt;
 

@@ -83,6 +83,18 @@ enum Command {
         #[command(subcommand)]
         change: GalleryCommand,
     },
+    /// Print the broker's users as nats-server's `authorization` block (for its
+    /// configuration's `include`): the back office's users, allowed everything, and one user
+    /// per gate, allowed only its own passages and reading the gallery, the lease and its
+    /// confirmations.
+    BrokerUsers {
+        /// A back-office user (the ledger, the office) and the file holding its password.
+        #[arg(long = "back-office", value_name = "NAME=FILE", required = true)]
+        back_office: Vec<String>,
+        /// A directory of `<gate id>.password` files, one per gate.
+        #[arg(long, value_name = "DIR")]
+        gates: PathBuf,
+    },
     /// Print one line per gate: `gate contiguous highest missing=a-b,c`.
     Gaps {
         #[arg(long, value_name = "CONNSTR")]
@@ -276,6 +288,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             };
             println!("gallery generation {generation}");
         }
+        Command::BrokerUsers { back_office, gates } => {
+            print!("{}", broker_users(&back_office, &gates)?);
+        }
         Command::Gaps { postgres, json } => {
             let gaps = facegate_backoffice::gaps(&postgres).await?;
             match json {
@@ -285,6 +300,42 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn broker_users(back_office: &[String], gates: &Path) -> anyhow::Result<String> {
+    use facegate_backoffice::users::{BrokerUser, Role};
+    let mut users = Vec::new();
+    for entry in back_office {
+        let Some((name, file)) = entry.split_once('=') else {
+            bail!("--back-office {entry:?}: expected NAME=FILE");
+        };
+        users.push(BrokerUser {
+            name: name.to_owned(),
+            password: read_password(Path::new(file))?,
+            role: Role::BackOffice,
+        });
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(gates)
+        .with_context(|| format!("--gates {}", gates.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|x| x == "password"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        bail!("--gates {}: no <gate id>.password file", gates.display());
+    }
+    for file in files {
+        let stem = file.file_stem().unwrap_or_default().to_string_lossy();
+        let gate: facegate_fleet::GateId = stem
+            .parse()
+            .with_context(|| format!("{}: the file name is not a gate id", file.display()))?;
+        users.push(BrokerUser {
+            name: gate.to_string(),
+            password: read_password(&file)?,
+            role: Role::Gate(gate),
+        });
+    }
+    Ok(facegate_backoffice::users::authorization(&users))
 }
 
 async fn connect(broker: &Broker, what: &str) -> anyhow::Result<async_nats::Client> {
