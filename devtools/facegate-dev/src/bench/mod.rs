@@ -3,6 +3,8 @@
 //! subcommand; tests never assert timings, these commands record them.
 
 pub mod distractors;
+pub mod enrol;
+pub mod fleet;
 pub mod gallery;
 pub mod latency;
 pub mod peers;
@@ -26,6 +28,10 @@ pub enum BenchCommand {
     Gallery(gallery::GalleryArgs),
     /// Decision latency at the gate, face fully visible to unlock, on the demo and soak videos
     Latency(latency::LatencyArgs),
+    /// Central enrolment's photos per second: one by one against the batch, on the corpus
+    Enrol(enrol::EnrolArgs),
+    /// The fleet on loopback servers: a gate's backlog into the ledger, gallery changes to every gate
+    Fleet(fleet::FleetArgs),
 }
 
 pub fn run(
@@ -38,6 +44,8 @@ pub fn run(
         BenchCommand::Peers(args) => peers::run(args, models, out),
         BenchCommand::Gallery(args) => gallery::run(args, models, out),
         BenchCommand::Latency(args) => latency::run(args, models, out),
+        BenchCommand::Fleet(args) => fleet::run(args, out),
+        BenchCommand::Enrol(args) => enrol::run(args, models, out),
     }
 }
 
