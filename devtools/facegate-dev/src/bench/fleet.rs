@@ -112,6 +112,7 @@ fn backlog_journal(path: &Path, passages: u64) -> anyhow::Result<JournalConfig> 
 struct Backlog {
     publish: Duration,
     absorb: Duration,
+    /// From the ledger holding the last passage to the journal knowing it.
     confirm: Duration,
     nats_cpu: Duration,
     nats_rss_kib: u64,
@@ -328,7 +329,7 @@ pub fn run(args: &FleetArgs, out: &mut impl Write) -> anyhow::Result<()> {
         "  published {:.0} passages/s, absorbed {:.0} passages/s, confirmed back {:.1} s after",
         rate(backlog.publish),
         rate(backlog.absorb),
-        backlog.confirm.saturating_sub(backlog.absorb).as_secs_f64()
+        backlog.confirm.as_secs_f64()
     )?;
     writeln!(
         out,
