@@ -646,9 +646,8 @@ impl Agreement {
     }
 }
 
-/// A decision on a frame older than the bound, as it is journalled instead: a `stale-frame`
-/// denial keeping who it was about. Never a grant.
-fn dropped_as_stale(decision: Decision) -> Decision {
+/// `decision` as a denial for `reason`, keeping whom and which track it was about.
+fn denied_for(decision: Decision, reason: DenyReason) -> Decision {
     match decision {
         Decision::Grant {
             track,
@@ -658,7 +657,7 @@ fn dropped_as_stale(decision: Decision) -> Decision {
             ..
         } => Decision::Deny {
             track: Some(track),
-            reason: DenyReason::StaleFrame,
+            reason,
             id: Some(id),
             similarity: Some(similarity),
             running_time,
@@ -671,12 +670,18 @@ fn dropped_as_stale(decision: Decision) -> Decision {
             ..
         } => Decision::Deny {
             track,
-            reason: DenyReason::StaleFrame,
+            reason,
             id,
             similarity,
             running_time,
         },
     }
+}
+
+/// A decision on a frame older than the bound, as it is journalled instead: a `stale-frame`
+/// denial keeping who it was about. Never a grant.
+fn dropped_as_stale(decision: Decision) -> Decision {
+    denied_for(decision, DenyReason::StaleFrame)
 }
 
 /// A decision taken while the fleet's lease is not in force, as it is journalled instead: a
@@ -688,32 +693,7 @@ fn unleased(decision: Decision) -> Decision {
             reason: DenyReason::SeveralFaces | DenyReason::StaleFrame,
             ..
         } => decision,
-        Decision::Grant {
-            track,
-            id,
-            similarity,
-            running_time,
-            ..
-        } => Decision::Deny {
-            track: Some(track),
-            reason: DenyReason::GalleryStale,
-            id: Some(id),
-            similarity: Some(similarity),
-            running_time,
-        },
-        Decision::Deny {
-            track,
-            id,
-            similarity,
-            running_time,
-            ..
-        } => Decision::Deny {
-            track,
-            reason: DenyReason::GalleryStale,
-            id,
-            similarity,
-            running_time,
-        },
+        other => denied_for(other, DenyReason::GalleryStale),
     }
 }
 

@@ -133,28 +133,6 @@ impl Ledger {
     }
 }
 
-fn wait_for_exit(service: &mut Service, gate: &Gate, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = service.try_wait().unwrap() {
-            assert!(
-                status.success(),
-                "{} exited with {status}; log:\n{}",
-                gate.id,
-                gate.rig.log_text()
-            );
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} did not finish its video within {within:?}; log:\n{}",
-            gate.id,
-            gate.rig.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn kill9(service: &mut Service) {
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(service.id() as i32),
@@ -193,7 +171,9 @@ fn every_journal_row_of_three_gates_is_in_the_ledger_once_through_crashes_and_ou
     let ledger = Ledger::start(&nats, &postgres);
 
     for (service, gate) in services.iter_mut().zip(&gates) {
-        wait_for_exit(service, gate, Duration::from_secs(120));
+        gate.rig
+            .wait_for_exit(service, Duration::from_secs(120))
+            .unwrap_or_else(|e| panic!("{}: {e}", gate.id));
     }
     // Each gate publishes its last passages as it stops (and gate-2's second run those its first
     // had not got acknowledged): once the ledger has caught up, every journal is confirmed to its

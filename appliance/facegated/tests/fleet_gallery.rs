@@ -197,28 +197,6 @@ fn until_held(gates: &[&Gate], generation: u64, within: Duration) -> Vec<Duratio
     took.into_iter().map(Option::unwrap).collect()
 }
 
-fn wait_for_exit(service: &mut Service, gate: &Gate, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = service.try_wait().unwrap() {
-            assert!(
-                status.success(),
-                "{} exited with {status}; log:\n{}",
-                gate.id,
-                gate.rig.log_text()
-            );
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} did not finish its video within {within:?}; log:\n{}",
-            gate.id,
-            gate.rig.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn embed(files: &RigFiles, photo: &str, id: &str, label: &str) -> Person {
     let face = facegatectl::enroll::embed_person(&[files.photos.join(photo)], &files.models())
         .unwrap_or_else(|refusal| panic!("{photo}: {refusal}"));
@@ -345,7 +323,9 @@ fn the_offices_enrolments_and_removals_reach_every_gate_and_a_gate_cut_off_stops
     );
 
     for (service, gate) in services.iter_mut().zip(&gates) {
-        wait_for_exit(service, gate, Duration::from_secs(120));
+        gate.rig
+            .wait_for_exit(service, Duration::from_secs(120))
+            .unwrap_or_else(|e| panic!("{}: {e}", gate.id));
     }
     stop_office.cancel();
     runtime.block_on(lease_task).unwrap();

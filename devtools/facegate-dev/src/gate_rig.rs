@@ -247,6 +247,27 @@ impl GateRig {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Waits up to `within` for `service` to end (the demo configuration stops at the video's
+    /// end); an exit that is not a success, or none in time, is an error carrying the log.
+    pub fn wait_for_exit(&self, service: &mut Service, within: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = service.try_wait()? {
+                if !status.success() {
+                    bail!("facegated exited with {status}; log:\n{}", self.log_text());
+                }
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "facegated did not finish its video within {within:?}; log:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Runs `facegated safe-state` (what the unit's `ExecStopPost=` runs) on the rig's gate.
     pub fn safe_state(&self) -> anyhow::Result<()> {
         let output = Command::new(&self.files.facegated)

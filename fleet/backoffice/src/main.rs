@@ -183,14 +183,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 postgres,
                 batch,
             };
-            let shutdown = CancellationToken::new();
-            let signal = wait_for_signal().await?;
-            let stop = shutdown.clone();
-            tokio::spawn(async move {
-                signal.await;
-                info!("stopping: signal received");
-                stop.cancel();
-            });
+            let shutdown = cancelled_on_signal().await?;
             facegate_backoffice::run(config, shutdown).await?;
         }
         Command::Prepare {
@@ -224,14 +217,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             snapshot_every_s,
         } => {
             let office = Office::new(connect(&broker, "office").await?, load_key(&key)?);
-            let shutdown = CancellationToken::new();
-            let signal = wait_for_signal().await?;
-            let stop = shutdown.clone();
-            tokio::spawn(async move {
-                signal.await;
-                info!("stopping: signal received");
-                stop.cancel();
-            });
+            let shutdown = cancelled_on_signal().await?;
             office
                 .run(
                     Duration::from_secs(lease_s),
@@ -373,16 +359,21 @@ fn read_password(path: &Path) -> anyhow::Result<String> {
 }
 
 /// Installs the SIGINT and SIGTERM handlers now (so a signal during start-up is not lost) and
-/// returns what resolves at the first of them.
-async fn wait_for_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+/// returns a token cancelled at the first of them.
+async fn cancelled_on_signal() -> anyhow::Result<CancellationToken> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut terminate =
         signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    Ok(async move {
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
         tokio::select! {
             _ = interrupt.recv() => {}
             _ = terminate.recv() => {}
         }
-    })
+        info!("stopping: signal received");
+        stop.cancel();
+    });
+    Ok(shutdown)
 }

@@ -397,6 +397,11 @@ mod tests {
         }
     }
 
+    fn enrol(generation: u64, id: &str, direction: usize) -> GalleryChange {
+        let person = person(id, direction);
+        change(generation, Change::Enrol { person })
+    }
+
     fn gallery() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         Gallery::create(dir.path(), MODEL, 4).unwrap();
@@ -414,14 +419,6 @@ mod tests {
     #[test]
     fn changes_apply_in_order_each_as_one_generation_with_the_fleet_generation_in_it() {
         let dir = gallery();
-        let enrol = |g, id, d| {
-            change(
-                g,
-                Change::Enrol {
-                    person: person(id, d),
-                },
-            )
-        };
         assert_eq!(apply_change(dir.path(), &enrol(1, "p-1", 0)).unwrap(), 1);
         assert_eq!(apply_change(dir.path(), &enrol(2, "p-2", 1)).unwrap(), 2);
         apply_change(dir.path(), &change(3, Change::Disable { id: "p-1".into() })).unwrap();
@@ -435,14 +432,6 @@ mod tests {
     #[test]
     fn a_replayed_change_a_gap_and_another_model_are_refused_and_the_gallery_is_unchanged() {
         let dir = gallery();
-        let enrol = |g, id, d| {
-            change(
-                g,
-                Change::Enrol {
-                    person: person(id, d),
-                },
-            )
-        };
         apply_change(dir.path(), &enrol(1, "p-1", 0)).unwrap();
         let local = Gallery::open(dir.path()).unwrap().generation();
 
@@ -473,14 +462,6 @@ mod tests {
     #[test]
     fn a_snapshot_replaces_the_gallery_and_an_old_one_is_refused() {
         let dir = gallery();
-        let enrol = |g, id, d| {
-            change(
-                g,
-                Change::Enrol {
-                    person: person(id, d),
-                },
-            )
-        };
         apply_change(dir.path(), &enrol(1, "p-1", 0)).unwrap();
         apply_change(dir.path(), &enrol(2, "p-2", 1)).unwrap();
         let snapshot = GallerySnapshot {
