@@ -229,7 +229,23 @@ fn requests(args: &EnrollArgs) -> anyhow::Result<Vec<Request>> {
     Ok(requests)
 }
 
+/// A gallery that follows the enrolment office (a fleet gate's) is changed at the office only:
+/// a change made here would be the gate's alone, and undone by the office's next snapshot.
+fn refuse_a_fleet_gallery(dir: &std::path::Path) -> anyhow::Result<()> {
+    if let Some(generation) = Gallery::open(dir)
+        .ok()
+        .and_then(|g| g.upstream_generation())
+    {
+        bail!(
+            "{}: this gallery follows the enrolment office (fleet generation {generation}): enrol and remove there (facegate-backoffice gallery), so that every gate does the same",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 fn enroll_command(args: &EnrollArgs, models: &Models, out: &mut Output) -> anyhow::Result<()> {
+    refuse_a_fleet_gallery(&args.gallery)?;
     let requests = requests(args)?;
     let total = requests.len();
     let bar = if total > 1 && std::io::stderr().is_terminal() {
@@ -280,6 +296,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Enroll(args) => enroll_command(&args, &models, &mut out),
         Command::Remove { gallery, id } => {
+            refuse_a_fleet_gallery(&gallery)?;
             let mut opened = Gallery::open(&gallery)?;
             if !opened.remove(&id)? {
                 bail!("no person with id {id} in gallery {}", gallery.display());

@@ -446,3 +446,45 @@ fn bad_input_gets_one_clear_line_and_changes_nothing() {
         "{said}"
     );
 }
+
+#[test]
+fn a_gallery_that_follows_the_enrolment_office_is_not_changed_here() {
+    let scratch = tempfile::tempdir().unwrap();
+    let gallery = scratch.path().join("gallery");
+    let g = gallery.to_str().unwrap();
+    let enrolled = facegatectl(&[
+        "enroll",
+        "--gallery",
+        g,
+        "--id",
+        "p-1",
+        photo("person_a_1.jpg").to_str().unwrap(),
+    ]);
+    assert!(enrolled.status.success(), "{}", stderr(&enrolled));
+    // What a fleet gate's follower leaves: the office's generation in the manifest.
+    let mut followed = Gallery::open_for_write(&gallery).unwrap();
+    followed.set_upstream_generation(7).unwrap();
+    let local = followed.commit().unwrap();
+
+    let removal = facegatectl(&["remove", "--gallery", g, "--id", "p-1"]);
+    let enrolment = facegatectl(&[
+        "enroll",
+        "--gallery",
+        g,
+        "--id",
+        "p-2",
+        photo("person_b_1.jpg").to_str().unwrap(),
+    ]);
+    for refused in [&removal, &enrolment] {
+        assert!(!refused.status.success());
+        let text = stderr(refused);
+        assert!(
+            text.contains("follows the enrolment office (fleet generation 7)"),
+            "{text}"
+        );
+        assert_eq!(text.trim_end().lines().count(), 1, "{text}");
+    }
+    let after = Gallery::open(&gallery).unwrap();
+    assert_eq!(after.generation(), local);
+    assert!(after.contains("p-1") && !after.contains("p-2"));
+}

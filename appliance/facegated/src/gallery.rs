@@ -178,13 +178,9 @@ impl FollowedGallery {
         *self.matchers.lock().unwrap_or_else(|e| e.into_inner()) = matchers;
     }
 
-    /// Staff's `ReloadGallery`: the generation on disk is checked as fgmatch checks it (a refusal
-    /// is the error, and the generation in use stays), then every fgmatch of the running pipeline
-    /// is told to look now, and this waits up to `patience` for them to switch (they do between
-    /// frames). Returns the generation on disk; with no frames flowing the switch happens at the
-    /// first frame, which is logged.
-    pub fn reload(&self, patience: Duration) -> Result<u64, GalleryError> {
-        let generation = self.open_current()?.generation();
+    /// Tells every fgmatch of the running pipeline to look at the gallery now rather than at
+    /// its next poll (they switch between frames, after their own checks); returns them.
+    pub fn nudge(&self) -> Vec<gstfacegate::FaceMatch> {
         let matchers = self
             .matchers
             .lock()
@@ -193,6 +189,17 @@ impl FollowedGallery {
         for matcher in &matchers {
             matcher.emit_by_name::<()>("reload", &[]);
         }
+        matchers
+    }
+
+    /// Staff's `ReloadGallery`: the generation on disk is checked as fgmatch checks it (a refusal
+    /// is the error, and the generation in use stays), then every fgmatch of the running pipeline
+    /// is told to look now, and this waits up to `patience` for them to switch (they do between
+    /// frames). Returns the generation on disk; with no frames flowing the switch happens at the
+    /// first frame, which is logged.
+    pub fn reload(&self, patience: Duration) -> Result<u64, GalleryError> {
+        let generation = self.open_current()?.generation();
+        let matchers = self.nudge();
         let deadline = Instant::now() + patience;
         let behind = || {
             matchers

@@ -109,6 +109,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             keys,
             prepared.config.gallery.dir.clone(),
             prepared.lease.clone(),
+            Arc::clone(&prepared.gallery),
         )
     });
     let (events, received) = tokio::sync::mpsc::unbounded_channel();
@@ -121,12 +122,13 @@ fn run(args: Args) -> anyhow::Result<()> {
     // The journal to the back office, for as long as the service runs.
     let (stop_publishing, stopping) = tokio::sync::watch::channel(false);
     // The office's gallery and lease, until the service stops.
-    let _follower = fleet_gallery.map(|(fleet, keys, dir, lease)| {
+    let _follower = fleet_gallery.map(|(fleet, keys, dir, lease, matching)| {
         runtime.spawn(facegated::fleet::follow_gallery(
             fleet,
             keys,
             dir,
             lease,
+            Some(matching),
             stopping.clone(),
         ))
     });

@@ -11,6 +11,7 @@
 //! than match with a gallery the office has moved on from.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
@@ -27,6 +28,7 @@ use tracing::{error, info, warn};
 
 use super::FleetConfig;
 use super::lease::GalleryLease;
+use crate::gallery::FollowedGallery;
 
 /// Back-off while the broker, the stream or a snapshot is not there.
 const RETRY: Duration = Duration::from_secs(2);
@@ -123,6 +125,7 @@ pub async fn follow_gallery(
     trusted: TrustedKeys,
     dir: PathBuf,
     lease: GalleryLease,
+    matching: Option<Arc<FollowedGallery>>,
     mut stopping: watch::Receiver<bool>,
 ) {
     let Some(gate) = config.gate_id.clone() else {
@@ -141,6 +144,7 @@ pub async fn follow_gallery(
         trusted: trusted.clone(),
         dir,
         lease: lease.clone(),
+        matching,
     };
     let leases = tokio::spawn(follow_lease(js, trusted, lease));
     tokio::select! {
@@ -155,9 +159,20 @@ struct Follower {
     trusted: TrustedKeys,
     dir: PathBuf,
     lease: GalleryLease,
+    /// The running pipeline's gallery, whose fgmatch are told of each new generation at once
+    /// (a removal takes effect now, not at their next poll).
+    matching: Option<Arc<FollowedGallery>>,
 }
 
 impl Follower {
+    /// The local gallery now holds fleet generation `generation`.
+    fn applied(&self, generation: u64) {
+        if let Some(matching) = &self.matching {
+            matching.nudge();
+        }
+        self.lease.holds(generation);
+    }
+
     async fn run(self) {
         let mut held = match self.blocking(|dir| held_generation(&dir)).await {
             Ok(held) => held,
@@ -198,7 +213,7 @@ impl Follower {
                 Some(generation) => {
                     *held = generation;
                     *stuck = false;
-                    self.lease.holds(generation);
+                    self.applied(generation);
                 }
                 None if behind_the_stream => {
                     return Err(format!(
@@ -252,7 +267,7 @@ impl Follower {
             match applied {
                 Ok(generation) => {
                     *held = generation;
-                    self.lease.holds(generation);
+                    self.applied(generation);
                     info!("fleet: gallery generation {generation} applied");
                 }
                 Err(e) => {

@@ -268,6 +268,7 @@ fn measure_propagation(
             trusted.clone(),
             dir.clone(),
             GalleryLease::required(),
+            None,
             stopping.clone(),
         ));
         galleries.push(dir);
