@@ -67,8 +67,8 @@ fn confirmations_stream() -> stream::Config {
 }
 
 /// The gallery's changes: kept until a snapshot covers them (the office purges them then, so a
-/// removed person's embedding leaves the broker with the next snapshot); a retried publish
-/// within the window is dropped by its message id.
+/// removed person's embedding leaves the broker with the next snapshot). The same signed change
+/// published twice within the window is dropped by its message id (the hash of its bytes).
 fn gallery_stream() -> stream::Config {
     stream::Config {
         name: GALLERY_STREAM.into(),

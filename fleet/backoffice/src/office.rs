@@ -20,12 +20,16 @@ use facegate_fleet::gallery::{
     GallerySnapshot, LEASE_BUCKET, LEASE_KEY, Lease, Person, SNAPSHOT_BUCKET, SNAPSHOT_OBJECT,
     TrustedKeys, sign, verify,
 };
+use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-/// Attempts at a change while other offices keep taking the next generation first.
-const PUBLISH_ATTEMPTS: usize = 8;
+/// Attempts at a change while other offices keep taking the next generation first; between
+/// them a pause of up to `attempt` × [`PUBLISH_BACKOFF`], varied by the change's hash, so that
+/// two offices racing do not stay in step.
+const PUBLISH_ATTEMPTS: u32 = 32;
+const PUBLISH_BACKOFF: Duration = Duration::from_millis(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum OfficeError {
@@ -154,7 +158,7 @@ impl Office {
 
     /// Publishes `change` as the next generation; returns it.
     async fn publish(&self, change: Change) -> Result<u64, OfficeError> {
-        for _ in 0..PUBLISH_ATTEMPTS {
+        for attempt in 0..PUBLISH_ATTEMPTS {
             let (_, last) = self.last_generation().await?;
             let generation = last + 1;
             let signed = sign(
@@ -166,10 +170,15 @@ impl Office {
                 },
                 &self.key,
             );
+            // The id names this message's bytes, not its generation: the broker checks for a
+            // duplicate before it checks the last sequence, so a generation-named id would have
+            // another office's change acknowledged as this one's.
+            let digest = Sha256::digest(&signed);
+            let id: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
             let message = PublishMessage::build()
                 .payload(signed.into())
                 .expected_last_sequence(last)
-                .message_id(format!("gallery-{generation}"));
+                .message_id(id);
             let acked = match self.js.send_publish(GALLERY_SUBJECT, message).await {
                 Ok(ack) => ack.await,
                 Err(e) => return Err(broker(GALLERY_SUBJECT)(&e)),
@@ -190,7 +199,10 @@ impl Office {
                     )));
                 }
                 // Another office took this generation first: build on its change.
-                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => continue,
+                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                    let pause = PUBLISH_BACKOFF * (attempt + 1) * u32::from(digest[16]) / 255;
+                    tokio::time::sleep(pause).await;
+                }
                 Err(e) => return Err(broker(GALLERY_SUBJECT)(&e)),
             }
         }
