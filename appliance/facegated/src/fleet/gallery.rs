@@ -185,11 +185,9 @@ impl Follower {
         info!("fleet: following the office's gallery from generation {held}");
         // Set when a change was refused: only a snapshot past it moves the gate on.
         let mut stuck = false;
+        let mut outage = Outage::default();
         loop {
-            match self.follow_once(&mut held, &mut stuck).await {
-                Ok(()) => {}
-                Err(e) => warn!("fleet: gallery: {e}; trying again"),
-            }
+            outage.report("gallery", self.follow_once(&mut held, &mut stuck).await);
             tokio::time::sleep(RETRY).await;
         }
     }
@@ -347,11 +345,33 @@ impl Follower {
 
 /// The office's lease, verified, into `lease` as it is renewed.
 async fn follow_lease(js: jetstream::Context, trusted: TrustedKeys, lease: GalleryLease) {
+    let mut outage = Outage::default();
     loop {
-        if let Err(e) = watch_lease(&js, &trusted, &lease).await {
-            warn!("fleet: lease: {e}; trying again");
-        }
+        outage.report("lease", watch_lease(&js, &trusted, &lease).await);
         tokio::time::sleep(RETRY).await;
+    }
+}
+
+/// A broker that does not answer is said once when it stops and once when it answers again,
+/// not at every retry.
+#[derive(Default)]
+struct Outage {
+    since: Option<String>,
+}
+
+impl Outage {
+    fn report(&mut self, what: &str, pass: Result<(), String>) {
+        match (pass, self.since.is_some()) {
+            (Err(e), false) => {
+                warn!("fleet: {what}: {e}; trying again every {RETRY:?}");
+                self.since = Some(e);
+            }
+            (Ok(()), true) => {
+                info!("fleet: {what}: the broker answers again");
+                self.since = None;
+            }
+            _ => {}
+        }
     }
 }
 
