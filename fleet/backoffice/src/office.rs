@@ -18,10 +18,9 @@ use ed25519_dalek::SigningKey;
 use facegate_fleet::gallery::{
     Change, FleetGallery, GALLERY_SCHEMA_VERSION, GALLERY_STREAM, GALLERY_SUBJECT, GalleryChange,
     GallerySnapshot, LEASE_BUCKET, LEASE_KEY, Lease, Person, SNAPSHOT_BUCKET, SNAPSHOT_OBJECT,
-    TrustedKeys, sign, verify,
+    TrustedKeys, fetch_snapshot, sign, verify,
 };
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -70,38 +69,27 @@ impl Office {
         }
     }
 
-    async fn last_generation(&self) -> Result<(u64, u64), OfficeError> {
-        let mut stream = self
+    /// The changes stream, with its first and last sequence as the broker answered for it
+    /// (`get_stream` is one STREAM.INFO request, and its answer is the state).
+    async fn changes(&self) -> Result<(jetstream::stream::Stream, u64, u64), OfficeError> {
+        let stream = self
             .js
             .get_stream(GALLERY_STREAM)
             .await
             .map_err(|e| broker(GALLERY_STREAM)(&e))?;
-        let info = stream
-            .info()
-            .await
-            .map_err(|e| broker(GALLERY_STREAM)(&e))?;
-        Ok((info.state.first_sequence, info.state.last_sequence))
+        let state = &stream.cached_info().state;
+        let (first, last) = (state.first_sequence, state.last_sequence);
+        Ok((stream, first, last))
     }
 
     /// The latest snapshot, if there is one.
     pub async fn latest_snapshot(&self) -> Result<Option<GallerySnapshot>, OfficeError> {
-        let store = self
-            .js
-            .get_object_store(SNAPSHOT_BUCKET)
+        let Some(bytes) = fetch_snapshot(&self.js)
             .await
-            .map_err(|e| broker(SNAPSHOT_BUCKET)(&e))?;
-        let mut object = match store.get(SNAPSHOT_OBJECT).await {
-            Ok(object) => object,
-            Err(e) if e.kind() == async_nats::jetstream::object_store::GetErrorKind::NotFound => {
-                return Ok(None);
-            }
-            Err(e) => return Err(broker(SNAPSHOT_BUCKET)(&e)),
+            .map_err(OfficeError::Broker)?
+        else {
+            return Ok(None);
         };
-        let mut bytes = Vec::new();
-        object
-            .read_to_end(&mut bytes)
-            .await
-            .map_err(|e| broker(SNAPSHOT_BUCKET)(&e))?;
         verify::<GallerySnapshot>(&bytes, &self.own)
             .map(Some)
             .map_err(|e| OfficeError::Refused(format!("the latest snapshot: {e}")))
@@ -114,12 +102,7 @@ impl Office {
             .await?
             .map(FleetGallery::from_snapshot)
             .unwrap_or_default();
-        let (_, last) = self.last_generation().await?;
-        let stream = self
-            .js
-            .get_stream(GALLERY_STREAM)
-            .await
-            .map_err(|e| broker(GALLERY_STREAM)(&e))?;
+        let (stream, _, last) = self.changes().await?;
         let mut unreadable = Vec::new();
         for generation in gallery.generation() + 1..=last {
             let read = match stream.get_raw_message(generation).await {
@@ -159,7 +142,7 @@ impl Office {
     /// Publishes `change` as the next generation; returns it.
     async fn publish(&self, change: Change) -> Result<u64, OfficeError> {
         for attempt in 0..PUBLISH_ATTEMPTS {
-            let (_, last) = self.last_generation().await?;
+            let (_, _, last) = self.changes().await?;
             let generation = last + 1;
             let signed = sign(
                 &GalleryChange {
@@ -277,7 +260,7 @@ impl Office {
         }
         // Only what the snapshot holds is purged: a removed person's embedding, in an old
         // enrolment, leaves the broker here.
-        let (first, _) = self.last_generation().await?;
+        let (_, first, _) = self.changes().await?;
         if first <= generation {
             self.js
                 .get_stream(GALLERY_STREAM)
@@ -293,7 +276,7 @@ impl Office {
 
     /// Signs a lease of `valid_for` at the stream's last generation.
     pub async fn renew_lease(&self, valid_for: Duration) -> Result<Lease, OfficeError> {
-        let (_, generation) = self.last_generation().await?;
+        let (_, _, generation) = self.changes().await?;
         let issued_at = Utc::now();
         let lease = Lease {
             schema_version: GALLERY_SCHEMA_VERSION,

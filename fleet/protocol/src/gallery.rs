@@ -352,6 +352,30 @@ fn parse_key_id(text: &str) -> Option<KeyId> {
     Some(KeyId(id))
 }
 
+/// The latest snapshot's signed bytes from [`SNAPSHOT_BUCKET`] (`None` before the first), as the
+/// office and every gate read it; [`verify`] them.
+pub async fn fetch_snapshot(
+    js: &async_nats::jetstream::Context,
+) -> Result<Option<Vec<u8>>, String> {
+    use async_nats::jetstream::object_store::GetErrorKind;
+    use tokio::io::AsyncReadExt;
+    let store = js
+        .get_object_store(SNAPSHOT_BUCKET)
+        .await
+        .map_err(|e| format!("object store {SNAPSHOT_BUCKET}: {e}"))?;
+    let mut object = match store.get(SNAPSHOT_OBJECT).await {
+        Ok(object) => object,
+        Err(e) if e.kind() == GetErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("snapshot in {SNAPSHOT_BUCKET}: {e}")),
+    };
+    let mut bytes = Vec::new();
+    object
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|e| format!("snapshot in {SNAPSHOT_BUCKET}: {e}"))?;
+    Ok(Some(bytes))
+}
+
 /// Whether a change to `found` comes right after `held`: changes apply strictly in order.
 pub fn check_order(held: u64, found: u64) -> Result<(), GalleryWireError> {
     match found.checked_sub(held) {

@@ -18,11 +18,10 @@ use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
 use async_nats::jetstream::{self, kv};
 use facegate_fleet::gallery::{
     Change, GALLERY_STREAM, GalleryChange, GallerySnapshot, GalleryWireError, LEASE_BUCKET,
-    LEASE_KEY, Lease, SNAPSHOT_BUCKET, SNAPSHOT_OBJECT, TrustedKeys, check_order, verify,
+    LEASE_KEY, Lease, TrustedKeys, check_order, fetch_snapshot, verify,
 };
 use facegate_vision::gallery::{Gallery, GalleryError};
 use futures_util::StreamExt;
-use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
@@ -194,17 +193,13 @@ impl Follower {
 
     /// One pass: a snapshot if needed, then the changes after it until the consumer ends.
     async fn follow_once(&self, held: &mut u64, stuck: &mut bool) -> Result<(), String> {
+        // get_stream's answer is the stream's state: one request.
         let mut stream = self
             .js
             .get_stream(GALLERY_STREAM)
             .await
             .map_err(|e| format!("stream {GALLERY_STREAM}: {e}"))?;
-        let state = stream
-            .info()
-            .await
-            .map_err(|e| format!("stream {GALLERY_STREAM}: {e}"))?
-            .state
-            .clone();
+        let state = stream.cached_info().state.clone();
         let behind_the_stream = state.last_sequence > *held && *held + 1 < state.first_sequence;
         if *stuck || behind_the_stream {
             match self.catch_up(*held).await? {
@@ -282,23 +277,9 @@ impl Follower {
 
     /// The office's snapshot, applied if it is past `held`; `None` if there is none past it.
     async fn catch_up(&self, held: u64) -> Result<Option<u64>, String> {
-        let store = self
-            .js
-            .get_object_store(SNAPSHOT_BUCKET)
-            .await
-            .map_err(|e| format!("object store {SNAPSHOT_BUCKET}: {e}"))?;
-        let mut object = match store.get(SNAPSHOT_OBJECT).await {
-            Ok(object) => object,
-            Err(e) if e.kind() == async_nats::jetstream::object_store::GetErrorKind::NotFound => {
-                return Ok(None);
-            }
-            Err(e) => return Err(format!("snapshot in {SNAPSHOT_BUCKET}: {e}")),
+        let Some(bytes) = fetch_snapshot(&self.js).await? else {
+            return Ok(None);
         };
-        let mut bytes = Vec::new();
-        object
-            .read_to_end(&mut bytes)
-            .await
-            .map_err(|e| format!("snapshot in {SNAPSHOT_BUCKET}: {e}"))?;
         let snapshot = match verify::<GallerySnapshot>(&bytes, &self.trusted) {
             Ok(snapshot) => snapshot,
             Err(e) => {

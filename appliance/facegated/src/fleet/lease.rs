@@ -43,10 +43,6 @@ impl GalleryLease {
         }))))
     }
 
-    pub fn is_required(&self) -> bool {
-        self.0.is_some()
-    }
-
     /// Why the gate may not match at `now`, or `None` if it may; a change of answer is logged.
     pub fn refusal(&self, now: DateTime<Utc>) -> Option<String> {
         let held = self.0.as_ref()?;
