@@ -133,7 +133,12 @@ fn run(args: Args) -> anyhow::Result<()> {
         ))
     });
     let publisher = fleet.map(|(fleet, journal)| {
-        runtime.spawn(facegated::fleet::publish_journal(fleet, journal, stopping))
+        runtime.spawn(facegated::fleet::publish_journal(
+            fleet,
+            journal,
+            status.clone(),
+            stopping,
+        ))
     });
     let served = runtime.block_on(async {
         let liveness = Arc::clone(&running.liveness);

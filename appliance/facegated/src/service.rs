@@ -355,6 +355,16 @@ impl StatusCell {
         stats
     }
 
+    /// The fleet's lease the gate holds, if it follows the office's gallery and has one.
+    pub fn lease(&self) -> Option<facegate_fleet::gallery::Lease> {
+        self.lease.get().and_then(GalleryLease::lease)
+    }
+
+    /// The office's gallery generation the gate holds, if it follows the office's gallery.
+    pub fn fleet_generation(&self) -> Option<u64> {
+        self.lease.get().and_then(GalleryLease::generation)
+    }
+
     /// Records the outcome of a journal write; logs when the journal starts or stops failing.
     fn journal_written(&self, outcome: Result<(), &str>) {
         let Ok(mut failure) = self.journal_failure.lock() else {

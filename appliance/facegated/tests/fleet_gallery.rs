@@ -8,7 +8,9 @@
 //! While the video plays: a passenger is removed at the office before their walk-up (no gate may
 //! grant them), a stranger is enrolled before theirs (the gates online grant them), and gate-3,
 //! cut off meanwhile, stops matching when its lease runs out and, once back, holds every change
-//! before it matches again.
+//! before it matches again. Each gate's heartbeat reaches the back office's `/metrics`: up while
+//! the gate is online at the office's generation, down while gate-3 is cut off, up again once
+//! it is back.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -151,6 +153,8 @@ impl Gate {
                 "FACEGATE_FLEET__GALLERY_KEYS".into(),
                 keys.to_string_lossy().into_owned(),
             ),
+            // Short, so that a gate cut off is down within the test.
+            ("FACEGATE_FLEET__HEARTBEAT_S".into(), "1".into()),
         ]);
         Gate { id, rig }
     }
@@ -170,6 +174,48 @@ impl Gate {
             .iter()
             .any(|p| p.granted && p.identity.as_deref() == Some(id))
     }
+}
+
+/// One scrape of the back office's `/metrics`, as Prometheus makes it.
+fn scrape(metrics: SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let mut connection = std::net::TcpStream::connect(metrics).expect("the metrics listener");
+    write!(
+        connection,
+        "GET /metrics HTTP/1.1\r\nHost: {metrics}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    connection.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default()
+}
+
+/// The value of one series in a scrape, if it is there.
+fn sample(scraped: &str, series: &str) -> Option<f64> {
+    scraped
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Scrapes until `holds` is true of the metrics, or panics with the last scrape.
+fn until_scraped(metrics: SocketAddr, within: Duration, what: &str, holds: impl Fn(&str) -> bool) {
+    let deadline = Instant::now() + within;
+    loop {
+        let scraped = scrape(metrics);
+        if holds(&scraped) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}; /metrics:\n{scraped}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn gate_sample(scraped: &str, metric: &str, gate: &str) -> Option<f64> {
+    sample(scraped, &format!("{metric}{{gate=\"{gate}\"}}"))
 }
 
 /// Waits until every gate in `gates` holds `generation`; returns how long each took.
@@ -278,8 +324,26 @@ fn the_offices_enrolments_and_removals_reach_every_gate_and_a_gate_cut_off_stops
         })
         .collect();
 
-    // The office renews the lease while the test runs.
     let stop_office = CancellationToken::new();
+    // The back office's metrics, from the gates' heartbeats.
+    let metrics = runtime.block_on(async {
+        let client = async_nats::ConnectOptions::new()
+            .user_and_password(OFFICE_USER.into(), OFFICE_PASSWORD.into())
+            .add_root_certificates(ca.clone())
+            .require_tls(true)
+            .connect(nats.url())
+            .await
+            .expect("the metrics server connects");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let stop = stop_office.clone();
+        tokio::spawn(facegate_backoffice::health::serve_metrics(
+            listener, client, stop,
+        ));
+        address
+    });
+
+    // The office renews the lease while the test runs.
     let lease_task = {
         let (office, stop) = (Arc::clone(&office), stop_office.clone());
         runtime.spawn(async move { office.run(LEASE, Duration::from_secs(3600), stop).await })
@@ -314,12 +378,59 @@ fn the_offices_enrolments_and_removals_reach_every_gate_and_a_gate_cut_off_stops
         enrolled_generation,
         "gate-3 is still cut off"
     );
+    // The gates online are up at the office's generation; gate-3 is down, at the generation it
+    // last said.
+    let scraped = scrape(metrics);
+    let office_generation = sample(&scraped, "facegate_fleet_gallery_generation");
+    assert_eq!(office_generation, Some(enrolment as f64), "{scraped}");
+    for gate in ["gate-1", "gate-2"] {
+        assert_eq!(
+            gate_sample(&scraped, "facegate_gate_up", gate),
+            Some(1.0),
+            "{scraped}"
+        );
+        assert_eq!(
+            gate_sample(&scraped, "facegate_gate_fleet_generation", gate),
+            office_generation,
+            "{scraped}"
+        );
+        assert!(
+            gate_sample(&scraped, "facegate_gate_lease_age_seconds", gate)
+                .is_some_and(|age| age <= LEASE.as_secs_f64()),
+            "{scraped}"
+        );
+    }
+    assert_eq!(
+        gate_sample(&scraped, "facegate_gate_up", "gate-3"),
+        Some(0.0),
+        "{scraped}"
+    );
+    assert_eq!(
+        gate_sample(&scraped, "facegate_gate_fleet_generation", "gate-3"),
+        Some(enrolled_generation as f64),
+        "{scraped}"
+    );
+    assert_eq!(
+        sample(&scraped, "facegate_fleet_gates_up"),
+        Some(2.0),
+        "{scraped}"
+    );
     link.restore();
     let restored_at = Instant::now();
     let back_in = until_held(&all[2..], enrolment, Duration::from_secs(20));
     eprintln!(
         "gate-3, back after {:?} away, caught up in {back_in:?}",
         restored_at - cut_at
+    );
+    until_scraped(
+        metrics,
+        Duration::from_secs(10),
+        "gate-3 never showed up again at the office's generation",
+        |scraped| {
+            gate_sample(scraped, "facegate_gate_up", "gate-3") == Some(1.0)
+                && gate_sample(scraped, "facegate_gate_fleet_generation", "gate-3")
+                    == Some(enrolment as f64)
+        },
     );
 
     for (service, gate) in services.iter_mut().zip(&gates) {

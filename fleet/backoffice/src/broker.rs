@@ -15,6 +15,7 @@ use async_nats::jetstream::context::GetStreamErrorKind;
 use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
 use async_nats::jetstream::{self, ErrorCode, Message, kv};
 use facegate_fleet::gallery::{GALLERY_STREAM, GALLERY_SUBJECT, LEASE_BUCKET, SNAPSHOT_BUCKET};
+use facegate_fleet::health::STATUS_BUCKET;
 use facegate_fleet::{
     CONFIRMED_BUCKET, GateId, PASSAGES_STREAM, PASSAGES_SUBJECTS, encode_confirmation,
 };
@@ -119,8 +120,9 @@ fn snapshot_stream() -> stream::Config {
 
 /// Creates the stream [`PASSAGES_STREAM`] (subjects [`PASSAGES_SUBJECTS`], file storage, limits
 /// retention for 30 days, a 2-minute duplicate window) and the key-value bucket
-/// [`CONFIRMED_BUCKET`] (history 1, file storage); and the office's: the gallery's changes
-/// stream, the lease bucket and the snapshots' object store. Or checks the ones there.
+/// [`CONFIRMED_BUCKET`] (history 1, file storage); the office's: the gallery's changes
+/// stream, the lease bucket and the snapshots' object store; and the gates' status bucket.
+/// Or checks the ones there.
 /// Idempotent.
 ///
 /// An existing stream that would lose passages (other subjects, memory storage) is an error;
@@ -136,6 +138,11 @@ pub async fn prepare_broker(client: &async_nats::Client) -> Result<(), LedgerErr
     )
     .await?;
     ensure_stream(&js, snapshot_stream()).await?;
+    ensure_stream(
+        &js,
+        bucket_stream(STATUS_BUCKET, "FaceGate: each gate's latest heartbeat"),
+    )
+    .await?;
     Ok(())
 }
 
@@ -231,6 +238,9 @@ pub(crate) async fn connect(
                 user.clone(),
                 config.nats_password.clone().unwrap_or_default(),
             );
+        }
+        if let Some(ca) = &config.nats_tls_ca {
+            options = options.add_root_certificates(ca.clone()).require_tls(true);
         }
         match options.connect(config.nats_url.as_str()).await {
             Ok(client) => {

@@ -12,12 +12,14 @@
 //! The wire (subjects, the event, the confirmation's encoding) is facegate-fleet's.
 
 mod broker;
+pub mod health;
 mod ledger;
 pub mod office;
 mod store;
 pub mod users;
 
 use std::fmt;
+use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 pub use facegate_fleet::{
@@ -38,6 +40,9 @@ pub struct LedgerConfig {
     /// The ledger's NATS user, if the broker has users.
     pub nats_user: Option<String>,
     pub nats_password: Option<String>,
+    /// The CA certificate the broker's must chain to; set, TLS is required (the shipped broker
+    /// requires it).
+    pub nats_tls_ca: Option<PathBuf>,
     /// A tokio-postgres (libpq keyword or URL) connection string to the ledger's database.
     pub postgres: String,
     /// Messages fetched, written in one transaction and acknowledged together: larger batches
@@ -51,6 +56,7 @@ impl Default for LedgerConfig {
             nats_url: "nats://127.0.0.1:4222".into(),
             nats_user: None,
             nats_password: None,
+            nats_tls_ca: None,
             postgres: "host=127.0.0.1 dbname=ledger".into(),
             batch: 256,
         }
@@ -66,6 +72,7 @@ impl fmt::Debug for LedgerConfig {
                 "nats_password",
                 &self.nats_password.as_ref().map(|_| "<hidden>"),
             )
+            .field("nats_tls_ca", &self.nats_tls_ca)
             .field("postgres", &self.postgres)
             .field("batch", &self.batch)
             .finish()

@@ -37,6 +37,10 @@ struct Broker {
     /// A file holding that user's password (its first line), so it is not in `ps`.
     #[arg(long, value_name = "FILE", requires = "user")]
     password_file: Option<PathBuf>,
+    /// The CA certificate the broker's must chain to; given, TLS is required (the shipped
+    /// broker requires it).
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -94,6 +98,16 @@ enum Command {
         /// A directory of `<gate id>.password` files, one per gate.
         #[arg(long, value_name = "DIR")]
         gates: PathBuf,
+    },
+    /// Serve the fleet's health at http://LISTEN/metrics for Prometheus (each gate's latest
+    /// heartbeat: up, State, Mode, fps, passages, denials, outbox depth, lease, gallery
+    /// generation), until SIGINT or SIGTERM.
+    Metrics {
+        #[command(flatten)]
+        broker: Broker,
+        /// The address to listen on.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
+        listen: std::net::SocketAddr,
     },
     /// Print one line per gate: `gate contiguous highest missing=a-b,c`.
     Gaps {
@@ -172,6 +186,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     nats,
                     user,
                     password_file,
+                    tls_ca,
                 },
             postgres,
             batch,
@@ -180,35 +195,34 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 nats_url: nats,
                 nats_user: user,
                 nats_password: password_file.as_deref().map(read_password).transpose()?,
+                nats_tls_ca: tls_ca,
                 postgres,
                 batch,
             };
             let shutdown = cancelled_on_signal().await?;
             facegate_backoffice::run(config, shutdown).await?;
         }
-        Command::Prepare {
-            broker:
-                Broker {
-                    nats,
-                    user,
-                    password_file,
-                },
-        } => {
-            let mut options = async_nats_options(user, password_file.as_deref())?;
-            options = options.name("facegate-backoffice prepare");
-            let client = options
-                .connect(nats.as_str())
-                .await
-                .with_context(|| format!("NATS at {nats}"))?;
+        Command::Prepare { broker } => {
+            let client = connect(&broker, "prepare").await?;
             facegate_backoffice::prepare_broker(&client).await?;
             println!(
-                "{} and bucket {}, and the office's {}, {} and {}, are ready",
+                "{} and bucket {}, the office's {}, {} and {}, and the gates' {} are ready",
                 facegate_backoffice::PASSAGES_STREAM,
                 facegate_backoffice::CONFIRMED_BUCKET,
                 facegate_fleet::gallery::GALLERY_STREAM,
                 facegate_fleet::gallery::LEASE_BUCKET,
                 facegate_fleet::gallery::SNAPSHOT_BUCKET,
+                facegate_fleet::health::STATUS_BUCKET,
             );
+        }
+        Command::Metrics { broker, listen } => {
+            let client = connect(&broker, "metrics").await?;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("--listen {listen}"))?;
+            info!("serving the fleet's health at http://{listen}/metrics");
+            let shutdown = cancelled_on_signal().await?;
+            facegate_backoffice::health::serve_metrics(listener, client, shutdown).await?;
         }
         Command::Office {
             broker,
@@ -325,8 +339,14 @@ fn broker_users(back_office: &[String], gates: &Path) -> anyhow::Result<String> 
 }
 
 async fn connect(broker: &Broker, what: &str) -> anyhow::Result<async_nats::Client> {
-    async_nats_options(broker.user.clone(), broker.password_file.as_deref())?
-        .name(format!("facegate-backoffice {what}"))
+    let mut options = async_nats::ConnectOptions::new().name(format!("facegate-backoffice {what}"));
+    if let (Some(user), Some(file)) = (&broker.user, &broker.password_file) {
+        options = options.user_and_password(user.clone(), read_password(file)?);
+    }
+    if let Some(ca) = &broker.tls_ca {
+        options = options.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    options
         .connect(broker.nats.as_str())
         .await
         .with_context(|| format!("NATS at {}", broker.nats))
@@ -334,17 +354,6 @@ async fn connect(broker: &Broker, what: &str) -> anyhow::Result<async_nats::Clie
 
 fn load_key(path: &Path) -> anyhow::Result<ed25519_dalek::SigningKey> {
     Ok(facegate_token::load_signing_key(path)?)
-}
-
-fn async_nats_options(
-    user: Option<String>,
-    password_file: Option<&Path>,
-) -> anyhow::Result<async_nats::ConnectOptions> {
-    let options = async_nats::ConnectOptions::new();
-    Ok(match (user, password_file) {
-        (Some(user), Some(file)) => options.user_and_password(user, read_password(file)?),
-        _ => options,
-    })
 }
 
 /// The first line of the password file.

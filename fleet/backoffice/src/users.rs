@@ -1,15 +1,16 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! The broker's users, as nats-server's `authorization` block: the back office's (the ledger and
 //! the enrolment office), which may do anything, and one per gate, which may publish only its own
-//! passages and make the JetStream API calls that reading the confirmations, the lease, the
-//! gallery's changes and its snapshot take. A gate can neither write the gallery nor the lease,
-//! nor read another gate's passages.
+//! passages and its own status (its heartbeat), and make the JetStream API calls that reading
+//! the confirmations, the lease, the gallery's changes and its snapshot take. A gate can neither
+//! write the gallery nor the lease, nor another gate's passages or status.
 //!
 //! One source for the shipped broker (`facegate-backoffice broker-users`) and the tests.
 
 use std::fmt::Write as _;
 
 use facegate_fleet::gallery::{GALLERY_STREAM, LEASE_BUCKET, SNAPSHOT_BUCKET};
+use facegate_fleet::health::STATUS_BUCKET;
 use facegate_fleet::{CONFIRMED_BUCKET, GateId};
 
 /// Who a broker user is.
@@ -44,7 +45,12 @@ pub fn gate_may_publish(gate: &GateId) -> Vec<String> {
         GALLERY_STREAM.to_owned(),
         format!("OBJ_{SNAPSHOT_BUCKET}"),
     ];
-    let mut allowed = vec![gate.passages_subject(), "$JS.API.INFO".to_owned()];
+    let mut allowed = vec![
+        gate.passages_subject(),
+        gate.status_subject(),
+        format!("$JS.API.STREAM.INFO.KV_{STATUS_BUCKET}"),
+        "$JS.API.INFO".to_owned(),
+    ];
     for stream in &streams {
         allowed.extend([
             format!("$JS.API.STREAM.INFO.{stream}"),
@@ -96,7 +102,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_gate_publishes_only_its_own_passages_and_never_the_gallery() {
+    fn a_gate_publishes_only_its_own_passages_and_status_and_never_the_gallery() {
         let gate: GateId = "north-3".parse().unwrap();
         let allowed = gate_may_publish(&gate);
         assert!(allowed.contains(&"facegate.passages.north-3".to_owned()));
@@ -106,11 +112,12 @@ mod tests {
                 .any(|s| s.starts_with("facegate.passages.") && !s.ends_with("north-3"))
         );
         assert!(!allowed.iter().any(|s| s.starts_with("facegate.gallery")));
-        assert!(
-            !allowed
-                .iter()
-                .any(|s| s.contains("$KV.") || s.contains("$O."))
-        );
+        // Of the buckets, it writes its own status alone.
+        let writes: Vec<&String> = allowed
+            .iter()
+            .filter(|s| s.contains("$KV.") || s.contains("$O."))
+            .collect();
+        assert_eq!(writes, ["$KV.facegate_status.north-3"]);
         assert!(!allowed.iter().any(|s| s.contains('*') || s == ">"));
     }
 

@@ -11,10 +11,12 @@
 //!   loses (it acknowledges before it fsyncs) is lost for good.
 //!
 //! - The gallery flows office → gates: signed changes, snapshots and a lease ([`gallery`]).
+//! - Each gate's status flows gate → office as a heartbeat in a key-value bucket ([`health`]).
 //!
 //! No names cross the wire: a passage carries the enrolment id the fare is charged to.
 
 pub mod gallery;
+pub mod health;
 
 use std::fmt;
 use std::str::FromStr;
@@ -46,6 +48,8 @@ pub enum FleetError {
     Event(String),
     #[error("confirmation {0:?}: not a sequence number")]
     Confirmation(String),
+    #[error("gate status {0}: {1}")]
+    Status(String, String),
 }
 
 /// A gate's name in the fleet: a single NATS subject token and a key-value key.
@@ -73,6 +77,17 @@ impl GateId {
     /// This gate's key in [`CONFIRMED_BUCKET`].
     pub fn confirmation_key(&self) -> &str {
         &self.0
+    }
+
+    /// This gate's key in [`health::STATUS_BUCKET`].
+    pub fn status_key(&self) -> &str {
+        &self.0
+    }
+
+    /// The subject a put of this gate's status is published on (what its broker user may
+    /// publish).
+    pub fn status_subject(&self) -> String {
+        format!("$KV.{}.{}", health::STATUS_BUCKET, self.0)
     }
 }
 

@@ -82,6 +82,18 @@ impl GalleryLease {
         }
     }
 
+    /// The office's lease held now, if any (for the heartbeat).
+    pub fn lease(&self) -> Option<Lease> {
+        let held = self.0.as_ref()?.lock().ok()?;
+        held.lease.clone()
+    }
+
+    /// The fleet generation the local gallery holds; `None` for an island.
+    pub fn generation(&self) -> Option<u64> {
+        let held = self.0.as_ref()?.lock().ok()?;
+        Some(held.generation)
+    }
+
     /// The fleet generation the local gallery now holds.
     pub(crate) fn holds(&self, generation: u64) {
         if let Some(Ok(mut held)) = self.0.as_ref().map(|h| h.lock()) {
@@ -129,5 +141,9 @@ mod tests {
         assert!(gate.refusal(at(301)).unwrap().contains("ran out"));
         gate.renew(lease(5, 290, 590));
         assert_eq!(gate.refusal(at(301)), None);
+        assert_eq!(gate.lease(), Some(lease(5, 290, 590)));
+        assert_eq!(gate.generation(), Some(5));
+        assert_eq!(GalleryLease::island().lease(), None);
+        assert_eq!(GalleryLease::island().generation(), None);
     }
 }

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! `[fleet]` in facegate.toml, and the gate's side of the fleet (docs/FLEET.md): the journal's
 //! passages published to the back office's JetStream stream, each kept until the ledger
-//! confirms it; and, with `gallery_keys`, the office's gallery followed under its lease. The
+//! confirms it; the gate's status, as a heartbeat; and, with `gallery_keys`, the office's gallery followed under its lease. The
 //! wire itself is facegate-fleet's.
 
 pub mod gallery;
+mod heartbeat;
 mod lease;
 mod publisher;
 
@@ -48,6 +49,9 @@ pub struct FleetConfig {
     /// gallery is the fleet's: it follows the office's signed changes, and matches only under
     /// the office's lease. Unset, the gallery is the gate's own.
     pub gallery_keys: Option<PathBuf>,
+    /// Seconds between the gate's heartbeats (its status, put in the fleet's status bucket):
+    /// the back office counts a gate down after three missed.
+    pub heartbeat_s: u32,
 }
 
 impl Default for FleetConfig {
@@ -62,6 +66,7 @@ impl Default for FleetConfig {
             window: 64,
             resend_after_s: 60,
             gallery_keys: None,
+            heartbeat_s: 10,
         }
     }
 }
@@ -91,6 +96,9 @@ impl FleetConfig {
         }
         if !(1..=3600).contains(&self.resend_after_s) {
             return Err("fleet.resend_after_s: must be 1 to 3600".into());
+        }
+        if !(1..=3600).contains(&self.heartbeat_s) {
+            return Err("fleet.heartbeat_s: must be 1 to 3600".into());
         }
         Ok(())
     }
@@ -194,7 +202,7 @@ mod tests {
 
     #[test]
     fn each_wrong_value_is_named() {
-        let cases: [(FleetConfig, &str); 5] = [
+        let cases: [(FleetConfig, &str); 6] = [
             (
                 FleetConfig {
                     gate_id: None,
@@ -229,6 +237,13 @@ mod tests {
                     ..enabled()
                 },
                 "fleet.resend_after_s",
+            ),
+            (
+                FleetConfig {
+                    heartbeat_s: 0,
+                    ..enabled()
+                },
+                "fleet.heartbeat_s",
             ),
         ];
         for (config, key) in cases {

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! The journal's passages to the back office, in the gate's sequence, a window at a time; the
-//! ledger's confirmations back into the journal.
+//! ledger's confirmations back into the journal; and, on the same connection, the heartbeat.
 //!
 //! The journal is the outbox: nothing is deleted before the ledger confirms it, so the broker
 //! may be away for days, or crash and lose what it had acknowledged, and every passage still
@@ -25,6 +25,7 @@ use tracing::{error, info, warn};
 use super::FleetConfig;
 use crate::journal::JournalConfig;
 use crate::journal::outbox::{Confirmed, Outbox, OutboxRow, OutboxState};
+use crate::service::StatusCell;
 
 /// How often the journal is looked at for new passages while everything is sent.
 const POLL: Duration = Duration::from_millis(200);
@@ -41,6 +42,7 @@ const RESEND_MAX: Duration = Duration::from_secs(3600);
 pub async fn publish_journal(
     config: FleetConfig,
     journal: JournalConfig,
+    status: StatusCell,
     stopping: watch::Receiver<bool>,
 ) {
     let Some(gate) = config.gate_id.clone() else {
@@ -66,16 +68,24 @@ pub async fn publish_journal(
         gate.clone(),
         outbox.clone(),
     ));
+    let heartbeats = tokio::spawn(super::heartbeat::send_heartbeats(
+        stream.clone(),
+        gate.clone(),
+        config.heartbeat_s,
+        status,
+        outbox.clone(),
+    ));
     publish_in_order(&config, &gate, &stream, &outbox, stopping).await;
     confirmations.abort();
+    heartbeats.abort();
 }
 
 /// The outbox, used from the runtime's blocking pool: SQLite calls block, for an fsync at most.
 #[derive(Clone)]
-struct SharedOutbox(Arc<Mutex<Outbox>>);
+pub(super) struct SharedOutbox(Arc<Mutex<Outbox>>);
 
 impl SharedOutbox {
-    async fn with<T: Send + 'static>(
+    pub(super) async fn with<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut Outbox) -> Result<T, crate::journal::JournalError> + Send + 'static,
     ) -> Result<T, String> {
