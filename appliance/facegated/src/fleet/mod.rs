@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! `[fleet]` in facegate.toml, and the gate's side of the fleet (docs/FLEET.md): the journal's
 //! passages published to the back office's JetStream stream, each kept until the ledger
-//! confirms it; the gate's status, as a heartbeat; and, with `gallery_keys`, the office's gallery followed under its lease. The
-//! wire itself is facegate-fleet's.
+//! confirms it; the gate's status, as a heartbeat; and, with `gallery_keys`, the office's
+//! gallery followed under its lease. The wire itself is facegate-fleet's.
 
 pub mod gallery;
 mod heartbeat;
