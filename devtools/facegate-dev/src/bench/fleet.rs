@@ -52,7 +52,7 @@ const MODEL: &str = "bench-embedder";
 const POLL: Duration = Duration::from_millis(2);
 
 /// A process and its children's CPU time so far, and their resident memory now (KiB).
-fn usage(pid: u32) -> anyhow::Result<(Duration, u64)> {
+pub(super) fn usage(pid: u32) -> anyhow::Result<(Duration, u64)> {
     let ticks = procfs::ticks_per_second() as f64;
     let root = Process::new(pid as i32).context("the server's /proc entry")?;
     let mut processes = vec![root];

@@ -6,6 +6,7 @@ pub mod distractors;
 pub mod enrol;
 pub mod fleet;
 pub mod gallery;
+pub mod health;
 pub mod latency;
 pub mod peers;
 pub mod stages;
@@ -32,6 +33,8 @@ pub enum BenchCommand {
     Enrol(enrol::EnrolArgs),
     /// The fleet on loopback servers: a gate's backlog into the ledger, gallery changes to every gate
     Fleet(fleet::FleetArgs),
+    /// The fleet's health at metro scale: heartbeats of thousands of gates, /metrics scrapes
+    Health(health::HealthArgs),
 }
 
 pub fn run(
@@ -45,6 +48,7 @@ pub fn run(
         BenchCommand::Gallery(args) => gallery::run(args, models, out),
         BenchCommand::Latency(args) => latency::run(args, models, out),
         BenchCommand::Fleet(args) => fleet::run(args, out),
+        BenchCommand::Health(args) => health::run(args, out),
         BenchCommand::Enrol(args) => enrol::run(args, models, out),
     }
 }
