@@ -176,6 +176,17 @@ impl Gate {
     }
 }
 
+/// A back-office connection (the office's user), over TLS as the shipped broker requires.
+async fn back_office(nats: &NatsServer, ca: &Path) -> async_nats::Client {
+    async_nats::ConnectOptions::new()
+        .user_and_password(OFFICE_USER.into(), OFFICE_PASSWORD.into())
+        .add_root_certificates(ca.to_owned())
+        .require_tls(true)
+        .connect(nats.url())
+        .await
+        .expect("the back office connects")
+}
+
 /// One scrape of the back office's `/metrics`, as Prometheus makes it.
 fn scrape(metrics: SocketAddr) -> String {
     use std::io::{Read, Write};
@@ -280,13 +291,7 @@ fn the_offices_enrolments_and_removals_reach_every_gate_and_a_gate_cut_off_stops
     let key: SigningKey = facegate_token::load_signing_key(&moved).unwrap();
 
     let office = runtime.block_on(async {
-        let client = async_nats::ConnectOptions::new()
-            .user_and_password(OFFICE_USER.into(), OFFICE_PASSWORD.into())
-            .add_root_certificates(ca.clone())
-            .require_tls(true)
-            .connect(nats.url())
-            .await
-            .expect("the office connects");
+        let client = back_office(&nats, &ca).await;
         facegate_backoffice::prepare_broker(&client)
             .await
             .expect("the broker is prepared");
@@ -327,13 +332,7 @@ fn the_offices_enrolments_and_removals_reach_every_gate_and_a_gate_cut_off_stops
     let stop_office = CancellationToken::new();
     // The back office's metrics, from the gates' heartbeats.
     let metrics = runtime.block_on(async {
-        let client = async_nats::ConnectOptions::new()
-            .user_and_password(OFFICE_USER.into(), OFFICE_PASSWORD.into())
-            .add_root_certificates(ca.clone())
-            .require_tls(true)
-            .connect(nats.url())
-            .await
-            .expect("the metrics server connects");
+        let client = back_office(&nats, &ca).await;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let stop = stop_office.clone();

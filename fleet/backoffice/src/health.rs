@@ -87,28 +87,137 @@ fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeV
     family
 }
 
+/// A per-gate gauge read off the heartbeat at a time: its name, its help, and its value, if the
+/// heartbeat has one.
+type GateValue = (
+    &'static str,
+    &'static str,
+    fn(&GateStatus, DateTime<Utc>) -> Option<f64>,
+);
+
+fn seconds(d: chrono::Duration) -> f64 {
+    d.num_milliseconds() as f64 / 1000.0
+}
+
+const GATE_VALUES: &[GateValue] = &[
+    (
+        "facegate_gate_fps",
+        "Frames per second the gate's pipeline delivers",
+        |s, _| Some(s.fps),
+    ),
+    (
+        "facegate_gate_passages_today",
+        "Passages the gate granted today",
+        |s, _| Some(s.passages_today as f64),
+    ),
+    (
+        "facegate_gate_denials_today",
+        "Passages the gate refused today",
+        |s, _| Some(s.denied_today as f64),
+    ),
+    (
+        "facegate_gate_outbox_depth",
+        "The gate's journal rows the ledger has not confirmed",
+        |s, _| Some(s.outbox_depth as f64),
+    ),
+    (
+        "facegate_gate_last_sequence",
+        "The gate's last passage sequence",
+        |s, _| Some(s.last_sequence as f64),
+    ),
+    (
+        "facegate_gate_gallery_generation",
+        "The local gallery generation the gate searches (its D-Bus GalleryGeneration)",
+        |s, _| Some(s.gallery_generation as f64),
+    ),
+    (
+        "facegate_gate_gallery_size",
+        "People in the gallery the gate searches",
+        |s, _| Some(s.gallery_size as f64),
+    ),
+    (
+        "facegate_gate_fleet_generation",
+        "The office's gallery generation the gate holds (gates following the fleet's gallery)",
+        |s, _| s.fleet_generation.map(|g| g as f64),
+    ),
+    (
+        "facegate_gate_lease_age_seconds",
+        "Seconds since the office issued the lease the gate holds (gates following the fleet's gallery)",
+        |s, now| s.lease_issued_at.map(|issued| seconds(now - issued)),
+    ),
+    (
+        "facegate_gate_lease_remaining_seconds",
+        "Seconds until the gate's lease runs out (negative: run out, the gate matches nobody)",
+        |s, now| s.lease_expires_at.map(|expires| seconds(expires - now)),
+    ),
+    (
+        "facegate_gate_uptime_seconds",
+        "Seconds since the gate's service started",
+        |s, _| Some(s.uptime_s as f64),
+    ),
+    (
+        "facegate_gate_pipeline_restarts",
+        "Pipeline restarts since the gate's service started",
+        |s, _| Some(s.restarts as f64),
+    ),
+];
+
+/// One family per name of a wire enum (State, Mode): 1 for the gate's, 0 for each other.
+struct OneHot {
+    family: GaugeVec,
+    names: &'static [&'static str],
+}
+
+impl OneHot {
+    fn new(
+        registry: &Registry,
+        name: &str,
+        help: &str,
+        label: &str,
+        names: &'static [&'static str],
+    ) -> OneHot {
+        OneHot {
+            family: gauge(registry, name, help, &["gate", label]),
+            names,
+        }
+    }
+
+    fn set(&self, gate: &str, current: &str) {
+        for name in self.names {
+            self.family
+                .with_label_values(&[gate, name])
+                .set(f64::from(u8::from(*name == current)));
+        }
+    }
+}
+
 fn render(gates: &[Heard], now: DateTime<Utc>, fleet_generation: Option<u64>) -> String {
     let registry = Registry::new();
-    let per_gate = |name: &str, help: &str| gauge(&registry, name, help, &["gate"]);
-    let up = per_gate(
+    let up = gauge(
+        &registry,
         "facegate_gate_up",
         "1 while the gate's heartbeats arrive (none missed three times over), else 0",
+        &["gate"],
     );
-    let heartbeat_age = per_gate(
+    let heartbeat_age = gauge(
+        &registry,
         "facegate_gate_heartbeat_age_seconds",
         "Seconds since the broker stored the gate's latest heartbeat",
+        &["gate"],
     );
-    let state = gauge(
+    let state = OneHot::new(
         &registry,
         "facegate_gate_state",
         "1 for the gate's State (D-Bus), 0 for the others",
-        &["gate", "state"],
+        "state",
+        State::VARIANTS,
     );
-    let mode = gauge(
+    let mode = OneHot::new(
         &registry,
         "facegate_gate_mode",
         "1 for the gate's Mode (D-Bus), 0 for the others",
-        &["gate", "mode"],
+        "mode",
+        Mode::VARIANTS,
     );
     let info = gauge(
         &registry,
@@ -116,68 +225,11 @@ fn render(gates: &[Heard], now: DateTime<Utc>, fleet_generation: Option<u64>) ->
         "1, labelled with the gate's facegated version",
         &["gate", "version"],
     );
-    let fps = per_gate(
-        "facegate_gate_fps",
-        "Frames per second the gate's pipeline delivers",
-    );
-    let passages = per_gate(
-        "facegate_gate_passages_today",
-        "Passages the gate granted today",
-    );
-    let denials = per_gate(
-        "facegate_gate_denials_today",
-        "Passages the gate refused today",
-    );
-    let outbox = per_gate(
-        "facegate_gate_outbox_depth",
-        "The gate's journal rows the ledger has not confirmed",
-    );
-    let sequence = per_gate(
-        "facegate_gate_last_sequence",
-        "The gate's last passage sequence",
-    );
-    let generation = per_gate(
-        "facegate_gate_gallery_generation",
-        "The local gallery generation the gate searches (its D-Bus GalleryGeneration)",
-    );
-    let fleet_generation_held = per_gate(
-        "facegate_gate_fleet_generation",
-        "The office's gallery generation the gate holds (gates following the fleet's gallery)",
-    );
-    let gallery_size = per_gate(
-        "facegate_gate_gallery_size",
-        "People in the gallery the gate searches",
-    );
-    let lease_age = per_gate(
-        "facegate_gate_lease_age_seconds",
-        "Seconds since the office issued the lease the gate holds (gates following the fleet's gallery)",
-    );
-    let lease_left = per_gate(
-        "facegate_gate_lease_remaining_seconds",
-        "Seconds until the gate's lease runs out (negative: run out, the gate matches nobody)",
-    );
-    let uptime = per_gate(
-        "facegate_gate_uptime_seconds",
-        "Seconds since the gate's service started",
-    );
-    let restarts = per_gate(
-        "facegate_gate_pipeline_restarts",
-        "Pipeline restarts since the gate's service started",
-    );
-    let fleet = |name: &str, help: &str| {
-        let gauge = Gauge::new(name, help).expect("a valid metric name");
-        registry
-            .register(Box::new(gauge.clone()))
-            .expect("each metric registered once");
-        gauge
-    };
-    let known = fleet(
-        "facegate_fleet_gates",
-        "Gates whose heartbeat the office holds",
-    );
-    let gates_up = fleet("facegate_fleet_gates_up", "Gates whose heartbeats arrive");
+    let values: Vec<(GaugeVec, _)> = GATE_VALUES
+        .iter()
+        .map(|(name, help, value)| (gauge(&registry, name, help, &["gate"]), value))
+        .collect();
 
-    let seconds = |d: chrono::Duration| d.num_milliseconds() as f64 / 1000.0;
     let mut count_up = 0;
     for Heard { status, stored } in gates {
         let gate = status.gate.as_str();
@@ -188,68 +240,39 @@ fn render(gates: &[Heard], now: DateTime<Utc>, fleet_generation: Option<u64>) ->
         heartbeat_age
             .with_label_values(&[gate])
             .set(seconds(now - *stored));
-        for name in State::VARIANTS {
-            let current = <&str>::from(status.state) == *name;
-            state
-                .with_label_values(&[gate, name])
-                .set(f64::from(u8::from(current)));
-        }
-        for name in Mode::VARIANTS {
-            let current = <&str>::from(status.mode) == *name;
-            mode.with_label_values(&[gate, name])
-                .set(f64::from(u8::from(current)));
-        }
+        state.set(gate, status.state.into());
+        mode.set(gate, status.mode.into());
         info.with_label_values(&[gate, &status.version]).set(1.0);
-        fps.with_label_values(&[gate]).set(status.fps);
-        passages
-            .with_label_values(&[gate])
-            .set(status.passages_today as f64);
-        denials
-            .with_label_values(&[gate])
-            .set(status.denied_today as f64);
-        outbox
-            .with_label_values(&[gate])
-            .set(status.outbox_depth as f64);
-        sequence
-            .with_label_values(&[gate])
-            .set(status.last_sequence as f64);
-        generation
-            .with_label_values(&[gate])
-            .set(status.gallery_generation as f64);
-        gallery_size
-            .with_label_values(&[gate])
-            .set(status.gallery_size as f64);
-        if let Some(held) = status.fleet_generation {
-            fleet_generation_held
-                .with_label_values(&[gate])
-                .set(held as f64);
+        for (family, value) in &values {
+            if let Some(value) = value(status, now) {
+                family.with_label_values(&[gate]).set(value);
+            }
         }
-        if let Some(issued) = status.lease_issued_at {
-            lease_age
-                .with_label_values(&[gate])
-                .set(seconds(now - issued));
-        }
-        if let Some(expires) = status.lease_expires_at {
-            lease_left
-                .with_label_values(&[gate])
-                .set(seconds(expires - now));
-        }
-        uptime
-            .with_label_values(&[gate])
-            .set(status.uptime_s as f64);
-        restarts
-            .with_label_values(&[gate])
-            .set(status.restarts as f64);
     }
-    known.set(gates.len() as f64);
-    gates_up.set(count_up as f64);
+    let fleet = |name: &str, help: &str, value: f64| {
+        let gauge = Gauge::new(name, help).expect("a valid metric name");
+        gauge.set(value);
+        registry
+            .register(Box::new(gauge))
+            .expect("each metric registered once");
+    };
+    fleet(
+        "facegate_fleet_gates",
+        "Gates whose heartbeat the office holds",
+        gates.len() as f64,
+    );
+    fleet(
+        "facegate_fleet_gates_up",
+        "Gates whose heartbeats arrive",
+        count_up as f64,
+    );
     // Absent, not 0, when the broker did not say: 0 would read as every gate being ahead.
     if let Some(fleet_generation) = fleet_generation {
         fleet(
             "facegate_fleet_gallery_generation",
             "The office's gallery generation, which every gate should reach",
-        )
-        .set(fleet_generation as f64);
+            fleet_generation as f64,
+        );
     }
     let mut text = Vec::new();
     TextEncoder::new()
