@@ -187,22 +187,9 @@ async fn back_office(nats: &NatsServer, ca: &Path) -> async_nats::Client {
         .expect("the back office connects")
 }
 
-/// One scrape of the back office's `/metrics`, as Prometheus makes it.
+/// One scrape of the back office's `/metrics`.
 fn scrape(metrics: SocketAddr) -> String {
-    use std::io::{Read, Write};
-    let mut connection = std::net::TcpStream::connect(metrics).expect("the metrics listener");
-    write!(
-        connection,
-        "GET /metrics HTTP/1.1\r\nHost: {metrics}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    connection.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default()
+    facegate_fleet_servers::scrape_metrics(metrics).expect("the metrics server answers")
 }
 
 /// The value of one series in a scrape, if it is there.

@@ -32,6 +32,23 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
+/// One `GET /metrics` of the back office's metrics server at `address`, as Prometheus makes it:
+/// the body of a 200 answer, or the whole answer as the error.
+pub fn scrape_metrics(address: std::net::SocketAddr) -> anyhow::Result<String> {
+    use std::io::{Read, Write};
+    let mut connection = TcpStream::connect(address)?;
+    write!(
+        connection,
+        "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    connection.read_to_string(&mut response)?;
+    match response.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_owned()),
+        _ => anyhow::bail!("/metrics at {address} answered {response:?}"),
+    }
+}
+
 /// Whether something accepts TCP connections on `127.0.0.1:port`.
 fn accepts(port: u16) -> bool {
     TcpStream::connect_timeout(

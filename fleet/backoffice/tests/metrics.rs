@@ -3,13 +3,13 @@
 //! a gate's heartbeat in the status bucket is on `/metrics` for Prometheus, a value that is no
 //! gate's status is not, and SIGTERM stops the server cleanly.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use facegate_fleet::health::{GateStatus, Mode, STATUS_BUCKET, STATUS_SCHEMA_VERSION, State};
-use facegate_fleet_servers::{NatsServer, free_port};
+use facegate_fleet_servers::{NatsServer, free_port, scrape_metrics};
 
 fn status(gate: &str) -> GateStatus {
     GateStatus {
@@ -32,25 +32,6 @@ fn status(gate: &str) -> GateStatus {
         fleet_generation: None,
         lease_issued_at: None,
         lease_expires_at: None,
-    }
-}
-
-/// The body of `GET /metrics`, or why there is none yet.
-fn scrape(port: u16) -> Result<String, String> {
-    let mut connection =
-        std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    write!(
-        connection,
-        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
-    let mut response = String::new();
-    connection
-        .read_to_string(&mut response)
-        .map_err(|e| e.to_string())?;
-    match response.split_once("\r\n\r\n") {
-        Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_owned()),
-        _ => Err(response),
     }
 }
 
@@ -85,7 +66,7 @@ fn the_binary_serves_each_gates_heartbeat_and_stops_on_sigterm() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     let scraped = loop {
-        match scrape(port) {
+        match scrape_metrics(([127, 0, 0, 1], port).into()) {
             Ok(body) if body.contains(r#"facegate_gate_up{gate="gate-1"} 1"#) => break body,
             other => assert!(
                 Instant::now() < deadline,

@@ -10,8 +10,6 @@
 //!
 //! Results go in docs/BENCHMARKS.md ("Fleet").
 
-use std::io::{Read, Write as _};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -20,7 +18,7 @@ use chrono::Utc;
 use clap::Args;
 use facegate_backoffice::CancellationToken;
 use facegate_fleet::health::{GateStatus, Mode, STATUS_BUCKET, STATUS_SCHEMA_VERSION, State};
-use facegate_fleet_servers::NatsServer;
+use facegate_fleet_servers::{NatsServer, scrape_metrics};
 use futures_util::future::try_join_all;
 use serde_json::json;
 
@@ -63,21 +61,6 @@ fn heartbeat(gate: usize) -> GateStatus {
         fleet_generation: Some(5_000),
         lease_issued_at: Some(Utc::now()),
         lease_expires_at: Some(Utc::now() + chrono::Duration::seconds(300)),
-    }
-}
-
-/// One scrape's body.
-fn scrape(metrics: SocketAddr) -> anyhow::Result<String> {
-    let mut connection = std::net::TcpStream::connect(metrics)?;
-    write!(
-        connection,
-        "GET /metrics HTTP/1.1\r\nHost: {metrics}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    connection.read_to_string(&mut response)?;
-    match response.split_once("\r\n\r\n") {
-        Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_owned()),
-        _ => bail!("/metrics answered {response:?}"),
     }
 }
 
@@ -140,7 +123,7 @@ pub fn run(args: &HealthArgs, out: &mut impl std::io::Write) -> anyhow::Result<(
     ));
     let every_gate = format!("facegate_fleet_gates {}\n", args.gates);
     loop {
-        if scrape(metrics).is_ok_and(|body| body.contains(&every_gate)) {
+        if scrape_metrics(metrics).is_ok_and(|body| body.contains(&every_gate)) {
             break;
         }
         if server_start.elapsed() > Duration::from_secs(120) {
@@ -159,7 +142,7 @@ pub fn run(args: &HealthArgs, out: &mut impl std::io::Write) -> anyhow::Result<(
     let mut size = 0;
     for _ in 0..args.scrapes {
         let start = Instant::now();
-        size = scrape(metrics)?.len();
+        size = scrape_metrics(metrics)?.len();
         times.push(start.elapsed());
     }
     let scrapes = Stats::of(times.clone()).context("no scrape")?;
