@@ -306,7 +306,8 @@ impl Gate {
     ) -> zbus::Result<()>;
 
     /// A person was refused: "unknown", "low-confidence", "ambiguous", "several-faces", "passback",
-    /// "disabled", "stale-frame" or "gallery-stale".
+    /// "disabled", "stale-frame", "gallery-stale", "token-invalid", "token-expired",
+    /// "token-revoked" or "token-mismatch".
     #[zbus(signal)]
     async fn passage_denied(emitter: &SignalEmitter<'_>, reason: DenyReason) -> zbus::Result<()>;
 

@@ -85,6 +85,15 @@ wire_name_enum! {
         /// The gate follows the fleet's gallery and the office's lease is not in force (run
         /// out, or naming a generation the gate does not hold yet): nobody is matched.
         GalleryStale,
+        /// The token shown is not one this gate accepts: not a token, malformed, signed by an
+        /// untrusted key, a signature that does not verify, or issued for another embedder.
+        TokenInvalid,
+        /// The token shown has expired.
+        TokenExpired,
+        /// The token shown (or its passenger) is on the revocation list.
+        TokenRevoked,
+        /// The face at the gate is not the face the valid token shown was issued for.
+        TokenMismatch,
     }
 }
 

@@ -118,6 +118,23 @@ enum TokenCommand {
         #[arg(long, value_name = "DIR", default_value = "/etc/facegate/trusted-keys")]
         trusted: PathBuf,
     },
+    /// Add tokens or passengers to the signed revocation list (made if it does not exist, signed
+    /// again with KEY); each gate reloads it when it changes
+    Revoke {
+        /// The office's signing key (NAME.key.pem from keygen); an existing list must verify
+        /// with it
+        #[arg(long, value_name = "KEY")]
+        key: PathBuf,
+        /// The revocation list to update (a gate's [tokens] revocations)
+        #[arg(long, value_name = "FILE")]
+        list: PathBuf,
+        /// A token id to revoke (32 hex digits, as `token show` prints it); repeatable
+        #[arg(long = "token", value_name = "TOKEN_ID")]
+        tokens: Vec<String>,
+        /// A passenger id whose every token is revoked; repeatable
+        #[arg(long = "passenger", value_name = "ID")]
+        passengers: Vec<String>,
+    },
 }
 
 fn token_command(command: TokenCommand, models: &Models, out: &mut Output) -> anyhow::Result<()> {
@@ -155,6 +172,22 @@ fn token_command(command: TokenCommand, models: &Models, out: &mut Output) -> an
         TokenCommand::Show { file, trusted } => {
             let shown = token::show(&file, &trusted)?;
             out.line(serde_json::to_string(&shown)?)?;
+        }
+        TokenCommand::Revoke {
+            key,
+            list,
+            tokens,
+            passengers,
+        } => {
+            let revoked = token::revoke(&key, &list, &tokens, &passengers)?;
+            out.line(format_args!(
+                "{}: {} tokens and {} passengers revoked ({} added), issued at {}",
+                list.display(),
+                revoked.list.token_ids.len(),
+                revoked.list.passenger_ids.len(),
+                revoked.added,
+                revoked.list.issued_at
+            ))?;
         }
     }
     Ok(())

@@ -2,12 +2,13 @@
 //! `facegatectl token`: the enrolment office's side of passenger tokens (crate facegate-token).
 //! `keygen` makes the office's key pair, `issue` enrols one photo with the gate's own elements
 //! and writes the signed token as a QR code PNG and as text, `show` verifies a token (the PNG or
-//! the text a QR reader returns) and prints what it says, never its template.
+//! the text a QR reader returns) and prints what it says, never its template, and `revoke`
+//! adds tokens or passengers to the office's signed revocation list.
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use facegate_token::{Claims, SignedToken, TokenError, TrustedKeys};
+use facegate_token::{Claims, RevocationList, SignedToken, TokenError, TrustedKeys};
 use qrcode::{Color, EcLevel, QrCode};
 use serde::Serialize;
 
@@ -63,19 +64,10 @@ pub struct Issued {
     pub template_cosine: f64,
 }
 
-/// The first 8 bytes of the sha256 in an identity `stem@sha256:<16 hex>`.
+/// The first 8 bytes of the sha256 in the embedder's identity, which the token names it by.
 fn model_prefix(identity: &str) -> Result<[u8; 8], TokenCommandError> {
-    let hex = identity
-        .rsplit_once("@sha256:")
-        .map(|(_, hex)| hex)
-        .filter(|hex| hex.len() == 16)
-        .ok_or_else(|| TokenCommandError::Model(identity.to_string()))?;
-    let mut out = [0u8; 8];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
-            .map_err(|_| TokenCommandError::Model(identity.to_string()))?;
-    }
-    Ok(out)
+    facegate_token::model_prefix(identity)
+        .ok_or_else(|| TokenCommandError::Model(identity.to_string()))
 }
 
 /// Enrols `photo` (exactly one good face, as `enroll` requires) and writes the signed token
@@ -200,6 +192,66 @@ pub fn read_token_text(file: &Path) -> Result<String, TokenCommandError> {
     Ok(text)
 }
 
+/// What `revoke` made.
+#[derive(Debug)]
+pub struct Revoked {
+    pub list: RevocationList,
+    /// Entries that were not on the list before.
+    pub added: usize,
+}
+
+/// Adds `tokens` (ids, 32 hex digits) and `passengers` to the revocation list `list` (read and
+/// verified with `key`'s public key when it exists), signs it with `key` and replaces the file
+/// atomically, so a gate reloading it reads the old list or the new, never half of one. The new
+/// list is issued later than the old: a gate keeps the later of two lists.
+pub fn revoke(
+    key: &Path,
+    list: &Path,
+    tokens: &[String],
+    passengers: &[String],
+) -> Result<Revoked, TokenCommandError> {
+    if tokens.is_empty() && passengers.is_empty() {
+        return Err(file_error(
+            list,
+            "nothing to revoke: give --token or --passenger",
+        ));
+    }
+    let signing = facegate_token::load_signing_key(key)?;
+    let own = TrustedKeys::of([signing.verifying_key()]);
+    let mut revocations = if list.exists() {
+        RevocationList::load(list, &own)?.0
+    } else {
+        RevocationList::default()
+    };
+    let before = revocations.token_ids.len() + revocations.passenger_ids.len();
+    for token in tokens {
+        revocations
+            .token_ids
+            .insert(facegate_token::parse_token_id(token)?);
+    }
+    revocations.passenger_ids.extend(passengers.iter().cloned());
+    let added = revocations.token_ids.len() + revocations.passenger_ids.len() - before;
+    revocations.issued_at = now_s().max(revocations.issued_at + 1);
+    let text = revocations.sign(&signing)?;
+    let dir = list
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut staged = tempfile::NamedTempFile::new_in(dir).map_err(|e| file_error(list, e))?;
+    use std::io::Write;
+    staged
+        .write_all(text.as_bytes())
+        .and_then(|()| staged.as_file().sync_all())
+        .map_err(|e| file_error(list, e))?;
+    staged
+        .persist(list)
+        .map_err(|e| file_error(list, e.error))?;
+    Ok(Revoked {
+        list: revocations,
+        added,
+    })
+}
+
 /// What `show` prints: the verified claims (never the template), and whether the token is
 /// expired at the time of showing.
 #[derive(Debug, Serialize)]
@@ -223,13 +275,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_model_prefix_comes_from_the_identity_hash() {
-        assert_eq!(
-            model_prefix("facegate_sface_2021dec@sha256:9d8ee59db2af50ad").unwrap(),
-            [0x9d, 0x8e, 0xe5, 0x9d, 0xb2, 0xaf, 0x50, 0xad]
-        );
-        for bad in ["sface", "x@sha256:9d8e", "x@sha256:zz8ee59db2af50ad"] {
-            assert!(model_prefix(bad).is_err(), "{bad}");
-        }
+    fn revoking_adds_to_a_signed_list_and_refuses_another_office_s_list() {
+        let dir = tempfile::tempdir().unwrap();
+        facegate_token::generate_key(dir.path(), "a").unwrap();
+        facegate_token::generate_key(dir.path(), "b").unwrap();
+        let (key_a, key_b) = (dir.path().join("a.key.pem"), dir.path().join("b.key.pem"));
+        let list = dir.path().join("revoked");
+        let id = "0123456789abcdef0123456789ABCDEF".to_owned();
+        let first = revoke(&key_a, &list, std::slice::from_ref(&id), &[]).unwrap();
+        assert_eq!((first.added, first.list.token_ids.len()), (1, 1));
+        let second = revoke(&key_a, &list, &[id], &["P-9".into()]).unwrap();
+        assert_eq!(second.added, 1, "the token was on it already");
+        assert!(second.list.issued_at > first.list.issued_at);
+        let error = revoke(&key_b, &list, &[], &["P-1".into()]).unwrap_err();
+        assert!(error.to_string().contains("untrusted key"), "{error}");
+        let error = revoke(&key_a, &list, &["12".into()], &[]).unwrap_err();
+        assert!(error.to_string().contains("32 hex digits"), "{error}");
+        assert!(revoke(&key_a, &list, &[], &[]).is_err());
     }
 }

@@ -20,7 +20,7 @@ use crate::bus::BusConfig;
 use crate::fleet::FleetConfig;
 use crate::gate::GateConfig;
 use crate::journal::JournalConfig;
-use crate::policy::PolicyConfig;
+use crate::policy::{Identification, PolicyConfig};
 
 /// Environment variables that override keys start with this and name `SECTION__KEY`.
 pub const ENV_PREFIX: &str = "FACEGATE_";
@@ -105,6 +105,29 @@ impl Default for GalleryConfig {
     }
 }
 
+/// The `[tokens]` section: where passenger tokens are checked against (identification `token`
+/// or `token-or-gallery`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokensConfig {
+    /// The enrolment offices' public keys (`*.pub.pem`): a token signed by one of them verifies.
+    pub trusted_keys: PathBuf,
+    /// The offices' signed revocation list, reloaded when it changes.
+    pub revocations: PathBuf,
+    /// fgqr reads codes on every Nth frame (`${qr_interval}`; 0 in identification `gallery`).
+    pub qr_interval: u32,
+}
+
+impl Default for TokensConfig {
+    fn default() -> Self {
+        TokensConfig {
+            trusted_keys: PathBuf::from("/etc/facegate/trusted-keys"),
+            revocations: PathBuf::from("/etc/facegate/revoked-tokens"),
+            qr_interval: 1,
+        }
+    }
+}
+
 /// The whole service configuration.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -112,6 +135,7 @@ pub struct ServiceConfig {
     pub pipeline: PipelineConfig,
     pub models: ModelsConfig,
     pub gallery: GalleryConfig,
+    pub tokens: TokensConfig,
     pub policy: PolicyConfig,
     pub gate: GateConfig,
     pub journal: JournalConfig,
@@ -180,6 +204,18 @@ impl ServiceConfig {
             ));
         }
         self.policy.validate()?;
+        if !(1..=1000).contains(&self.tokens.qr_interval) {
+            return Err(format!(
+                "tokens.qr_interval: must be 1..1000 (got {})",
+                self.tokens.qr_interval
+            ));
+        }
+        if self.policy.identification == Identification::Token && self.fleet.follows_gallery() {
+            return Err(
+                "policy.identification: a gate in token mode keeps no gallery, so it cannot follow the fleet's (leave fleet.gallery_keys unset, or use token-or-gallery)"
+                    .into(),
+            );
+        }
         self.gate.validate().map_err(|e| e.to_string())?;
         self.journal.validate().map_err(|e| e.to_string())?;
         self.fleet.validate()?;
@@ -198,6 +234,20 @@ impl ServiceConfig {
             self.policy.max_false_grant_rate.to_string(),
         );
         variables.insert("min_margin".into(), self.policy.min_margin.to_string());
+        let identification = self.policy.identification;
+        variables.insert("identification".into(), identification.to_string());
+        variables.insert("trusted_keys".into(), path(&self.tokens.trusted_keys));
+        variables.insert("revocations".into(), path(&self.tokens.revocations));
+        variables.insert(
+            "token_window_ms".into(),
+            (self.policy.token_window_s * 1000).to_string(),
+        );
+        // No code is read where no token is looked for.
+        let qr_interval = match identification {
+            Identification::Gallery => 0,
+            Identification::Token | Identification::TokenOrGallery => self.tokens.qr_interval,
+        };
+        variables.insert("qr_interval".into(), qr_interval.to_string());
         variables
             .entry("input_size".into())
             .or_insert_with(|| facegate_vision::detector::DEFAULT_INPUT_SIZE.to_string());

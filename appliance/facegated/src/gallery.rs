@@ -9,6 +9,9 @@
 //! The gallery's size sets the threshold in force (facegate_vision::match_rule): the gallery is
 //! followed with its model's calibration, and a gallery beyond the size the model serves safely
 //! is refused at start unless `policy.allow_unsafe_gallery`.
+//!
+//! In identification `token` the gate keeps no gallery ([`FollowedGallery::for_tokens`]): only
+//! the embedder's calibration is followed, for the 1:1 threshold against a token's template.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -42,6 +45,10 @@ pub enum StartError {
     #[error("{0}")]
     Calibration(#[from] CalibrationError),
     #[error(
+        "identification token compares faces from fgembed with tokens, but the pipeline has no fgembed"
+    )]
+    NoEmbedder,
+    #[error(
         "{}: {size} people is beyond what model {model} serves safely: at most {limit} at policy.max_false_grant_rate {target} within policy.max_false_reject_rate {budget} (docs/ACCURACY.md); shrink the gallery, or set policy.allow_unsafe_gallery = true to accept more false grants",
         dir.display()
     )]
@@ -58,7 +65,8 @@ pub enum StartError {
 /// The gallery the gate decides with, and what each of its generations must be.
 #[derive(Debug)]
 pub struct FollowedGallery {
-    dir: PathBuf,
+    /// `None` in identification `token`: no gallery is kept.
+    dir: Option<PathBuf>,
     model: String,
     dim: u32,
     calibration: Calibration,
@@ -103,7 +111,7 @@ impl FollowedGallery {
         }
         let calibration = match_rule::find_calibration(calibrations, gallery.model())?;
         let followed = FollowedGallery {
-            dir: dir.to_path_buf(),
+            dir: Some(dir.to_path_buf()),
             model: gallery.model().to_owned(),
             dim: gallery.dim(),
             calibration,
@@ -140,6 +148,55 @@ impl FollowedGallery {
         Ok((followed, gallery))
     }
 
+    /// For identification `token`: no gallery, the calibration of the pipeline's embedder (every
+    /// fgembed must run the same model).
+    pub fn for_tokens(
+        pipeline: &gst::Pipeline,
+        calibrations: &Path,
+        rule: MatchRule,
+    ) -> Result<FollowedGallery, StartError> {
+        let models: Vec<(PathBuf, String)> = embedder_models(pipeline)
+            .into_iter()
+            .filter_map(|path| runtime::model_identity(&path).ok().map(|id| (path, id)))
+            .collect();
+        let Some((_, model)) = models.first().cloned() else {
+            return Err(StartError::NoEmbedder);
+        };
+        if let Some((embedder, other)) = models.iter().find(|(_, id)| *id != model) {
+            return Err(StartError::OtherEmbedder {
+                dir: PathBuf::from("(token mode)"),
+                gallery_model: model,
+                embedder_model: other.clone(),
+                embedder: embedder.clone(),
+            });
+        }
+        let calibration = match_rule::find_calibration(calibrations, &model)?;
+        let followed = FollowedGallery {
+            dir: None,
+            model,
+            dim: 0,
+            calibration,
+            rule,
+            reported: Mutex::new(None),
+            matchers: Mutex::new(Vec::new()),
+        };
+        let standing = followed.standing(1)?;
+        info!(
+            "identification token: no gallery; 1:1 threshold {:.4} for model {} (expected false grants per stranger passage {})",
+            standing.threshold,
+            followed.model,
+            standing
+                .expected_false_grant_rate
+                .map_or_else(|| "not modelled".to_owned(), |rate| format!("{rate:.1e}"))
+        );
+        Ok(followed)
+    }
+
+    /// Whether a gallery is kept (not in identification `token`).
+    pub fn keeps_gallery(&self) -> bool {
+        self.dir.is_some()
+    }
+
     /// Where a gallery of `size` people stands under the gate's rule. Fails only for a rule the
     /// calibration cannot answer, which the start already refused.
     pub fn standing(&self, size: u64) -> Result<Standing, CalibrationError> {
@@ -161,7 +218,14 @@ impl FollowedGallery {
     /// The generation on disk now, refused unless it is of the gate's model and dimension and
     /// passes every file check.
     pub fn open_current(&self) -> Result<Gallery, GalleryError> {
-        Gallery::open_matching(&self.dir, &self.model, self.dim)
+        let dir = self
+            .dir
+            .as_ref()
+            .ok_or_else(|| GalleryError::InvalidArgument {
+                dir: PathBuf::from("(token mode)"),
+                problem: "policy.identification is token: the gate keeps no gallery".into(),
+            })?;
+        Gallery::open_matching(dir, &self.model, self.dim)
     }
 
     /// The pipeline whose fgmatch elements [`FollowedGallery::reload`] drives from now on (None:
@@ -225,8 +289,11 @@ impl FollowedGallery {
     /// Takes a new generation into the status once it is checked (the supervisor calls this every
     /// second); a refused one is logged once and the status keeps the generation in use.
     pub fn refresh(&self, status: &StatusCell) {
+        let Some(dir) = &self.dir else {
+            return;
+        };
         let in_use = status.snapshot().gallery_generation;
-        let checked = Gallery::read_generation(&self.dir).and_then(|generation| {
+        let checked = Gallery::read_generation(dir).and_then(|generation| {
             if generation == in_use {
                 return Ok(None);
             }
@@ -238,7 +305,7 @@ impl FollowedGallery {
                 self.clear_report();
                 info!(
                     "gallery {}: generation {} ({} people)",
-                    self.dir.display(),
+                    dir.display(),
                     gallery.generation(),
                     gallery.len()
                 );
@@ -264,7 +331,7 @@ impl FollowedGallery {
             Err(error) => {
                 let problem = format!(
                     "{}: keeping gallery generation {in_use}: {error}",
-                    self.dir.display()
+                    dir.display()
                 );
                 let mut reported = self.reported.lock().unwrap_or_else(|e| e.into_inner());
                 if reported.as_deref() != Some(problem.as_str()) {

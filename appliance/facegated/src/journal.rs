@@ -71,6 +71,8 @@ pub struct NewPassage {
     pub generation: u64,
     /// Pipeline running time of the deciding frame.
     pub video_time_ns: Option<u64>,
+    /// The passenger token the decision was made on (its id: 32 hex digits), if any.
+    pub token: Option<String>,
 }
 
 /// One recorded decision.
@@ -88,6 +90,9 @@ pub struct Passage {
     pub reason: Option<String>,
     pub generation: u64,
     pub video_time_ns: Option<u64>,
+    /// The passenger token the decision was made on (its id), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 /// One recorded `SetMode`.
@@ -133,7 +138,7 @@ pub enum JournalError {
 
 /// `PRAGMA user_version` of the schema below (1 had no `mode_changes`, 2 no `passage_outcomes`
 /// and no mode `emergency`, 3 no fleet sequence and no `outbox`).
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 /// `PRAGMA application_id`: "FGJ1".
 const APPLICATION_ID: i64 = 0x4647_4a31;
 
@@ -202,6 +207,12 @@ CREATE TABLE outbox (
 );
 INSERT INTO outbox (singleton, last_sequence, confirmed)
     VALUES (1, (SELECT coalesce(max(seq), 0) FROM passages), 0);
+";
+
+/// Version 5: the token a passage was decided on (its id, never its template), for the
+/// identification modes with passenger tokens.
+const TOKENS: &str = "
+ALTER TABLE passages ADD COLUMN token TEXT;
 ";
 
 const COLUMNS: &str =
@@ -348,6 +359,7 @@ impl Journal {
                 tx.execute_batch(MODE_CHANGES).map_err(sql)?;
                 tx.execute_batch(PASSAGE_OUTCOMES).map_err(sql)?;
                 tx.execute_batch(OUTBOX).map_err(sql)?;
+                tx.execute_batch(TOKENS).map_err(sql)?;
                 tx.pragma_update(None, "application_id", APPLICATION_ID)
                     .map_err(sql)?;
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)
@@ -355,7 +367,7 @@ impl Journal {
                 tracing::info!(path = %path.display(), "journal created");
             }
             SCHEMA_VERSION if app_id == APPLICATION_ID => {}
-            old @ 1..=3 if app_id == APPLICATION_ID => {
+            old @ 1..=4 if app_id == APPLICATION_ID => {
                 if old < 3 {
                     if old == 2 {
                         tx.execute_batch(MODE_CHANGES_FROM_2).map_err(sql)?;
@@ -366,7 +378,10 @@ impl Journal {
                     }
                     tx.execute_batch(PASSAGE_OUTCOMES).map_err(sql)?;
                 }
-                tx.execute_batch(OUTBOX).map_err(sql)?;
+                if old < 4 {
+                    tx.execute_batch(OUTBOX).map_err(sql)?;
+                }
+                tx.execute_batch(TOKENS).map_err(sql)?;
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                     .map_err(sql)?;
                 tracing::info!(path = %path.display(), "journal schema upgraded from version {old} to {SCHEMA_VERSION}");
@@ -447,8 +462,8 @@ impl Journal {
             .and_then(|mut s| s.query_row([], |r| r.get(0)))
             .map_err(sql)?;
         tx.prepare_cached(&format!(
-            "INSERT INTO passages ({COLUMNS}, sequence)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+            "INSERT INTO passages ({COLUMNS}, sequence, token)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
         ))
         .and_then(|mut stmt| {
             stmt.execute(params![
@@ -463,6 +478,7 @@ impl Journal {
                 passage.generation as i64,
                 passage.video_time_ns.map(|t| t as i64),
                 sequence,
+                passage.token,
             ])
         })
         .map_err(sql)?;
@@ -478,6 +494,7 @@ impl Journal {
             reason: passage.reason.clone(),
             generation: passage.generation,
             video_time_ns: passage.video_time_ns,
+            token: passage.token.clone(),
         })
     }
 
@@ -581,7 +598,8 @@ impl Journal {
     }
 
     /// The latest grant of each identity within `window` before now, oldest first (to seed
-    /// anti-passback after a restart).
+    /// anti-passback after a restart). A grant on a token is keyed `token:<token id>`, as the
+    /// policy keys passback by token.
     pub fn recent_grants(
         &self,
         window: Duration,
@@ -593,9 +611,12 @@ impl Journal {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT identity, max(time) AS last FROM passages
-                 WHERE granted = 1 AND identity IS NOT NULL AND time >= ?1
-                 GROUP BY identity ORDER BY last, identity",
+                "SELECT key, max(time) AS last FROM (
+                   SELECT CASE WHEN token IS NULL THEN identity
+                               ELSE 'token:' || token END AS key, time
+                   FROM passages WHERE granted = 1 AND time >= ?1)
+                 WHERE key IS NOT NULL
+                 GROUP BY key ORDER BY last, key",
             )
             .map_err(|e| self.sql_err(e))?;
         let rows = stmt
@@ -647,7 +668,9 @@ impl Journal {
     pub fn passages(&self) -> Result<Vec<Passage>, JournalError> {
         let mut stmt = self
             .conn
-            .prepare_cached(&format!("SELECT {COLUMNS} FROM passages ORDER BY seq"))
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS}, token FROM passages ORDER BY seq"
+            ))
             .map_err(|e| self.sql_err(e))?;
         stmt.query_map([], row_to_passage)
             .and_then(|rows| rows.collect())
@@ -657,7 +680,9 @@ impl Journal {
     /// The passage with this id, if recorded.
     pub fn passage(&self, id: &str) -> Result<Option<Passage>, JournalError> {
         self.conn
-            .prepare_cached(&format!("SELECT {COLUMNS} FROM passages WHERE id = ?1"))
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS}, token FROM passages WHERE id = ?1"
+            ))
             .and_then(|mut s| s.query_row([id], row_to_passage).optional())
             .map_err(|e| self.sql_err(e))
     }
@@ -675,6 +700,7 @@ fn row_to_passage(r: &rusqlite::Row<'_>) -> rusqlite::Result<Passage> {
         reason: r.get(7)?,
         generation: r.get::<_, i64>(8)? as u64,
         video_time_ns: r.get::<_, Option<i64>>(9)?.map(|t| t as u64),
+        token: r.get(10)?,
     })
 }
 
@@ -741,6 +767,7 @@ mod tests {
             reason: None,
             generation: 3,
             video_time_ns: Some(1_234_567_890),
+            token: None,
         }
     }
 
@@ -766,6 +793,7 @@ mod tests {
                 track: Some(u64::MAX),
                 generation: u64::MAX,
                 video_time_ns: Some(u64::MAX - 1),
+                token: None,
                 ..grant("bob")
             })
             .unwrap();
@@ -1051,6 +1079,7 @@ mod tests {
             .execute_batch(
                 "DROP TABLE mode_changes; DROP TABLE passage_outcomes; DROP TABLE outbox;
                  DROP INDEX passages_sequence; ALTER TABLE passages DROP COLUMN sequence;
+                 ALTER TABLE passages DROP COLUMN token;
                  PRAGMA user_version = 1;",
             )
             .unwrap();
@@ -1061,6 +1090,34 @@ mod tests {
         let locked = j.record_mode(Mode::Locked).unwrap();
         assert_eq!(j.mode_changes().unwrap(), vec![locked]);
         assert_eq!(j.outcomes().unwrap(), vec![]);
+    }
+
+    #[test]
+    fn a_version_4_journal_learns_tokens_and_keys_token_grants_for_passback() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let mut j = Journal::open(&cfg).unwrap();
+        let kept = j.record(&grant("alice")).unwrap();
+        j.conn
+            .execute_batch("ALTER TABLE passages DROP COLUMN token; PRAGMA user_version = 4;")
+            .unwrap();
+        drop(j);
+        let mut j = Journal::open(&cfg).unwrap();
+        assert_eq!(j.passages().unwrap(), vec![kept]);
+        let on_token = j
+            .record(&NewPassage {
+                token: Some("0123456789abcdef0123456789abcdef".into()),
+                ..grant("P-7")
+            })
+            .unwrap();
+        assert_eq!(j.passage(&on_token.id).unwrap(), Some(on_token));
+        let keys: Vec<String> = j
+            .recent_grants(Duration::from_secs(60))
+            .unwrap()
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect();
+        assert_eq!(keys, ["alice", "token:0123456789abcdef0123456789abcdef"]);
     }
 
     #[test]

@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use facegate_meta::{FrameMessage, FrameMessageError};
+use facegate_meta::{FrameMessage, FrameMessageError, TokenSighting, TokenVerdict};
 
-use crate::policy::{Candidate, FaceObservation, FrameObservation};
+use crate::policy::{Candidate, DenyReason, FaceObservation, FrameObservation, TokenShown};
 
 /// The gallery generation a frame was matched against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,12 +51,27 @@ pub fn from_message(
         width: message.width,
         height: message.height,
         faces,
+        token: message.token.map(token_shown),
     };
     let gallery = SearchedGallery {
         generation: message.generation,
         size: message.gallery_size,
     };
     Ok(Some((frame, gallery)))
+}
+
+/// fgmatch's verdict on a token as the policy's view of it: each refusal is its deny reason.
+fn token_shown(sighting: TokenSighting) -> TokenShown {
+    TokenShown {
+        token_id: sighting.token_id,
+        passenger_id: sighting.passenger_id,
+        refusal: match sighting.verdict {
+            TokenVerdict::Valid => None,
+            TokenVerdict::Invalid => Some(DenyReason::TokenInvalid),
+            TokenVerdict::Expired => Some(DenyReason::TokenExpired),
+            TokenVerdict::Revoked => Some(DenyReason::TokenRevoked),
+        },
+    }
 }
 
 #[cfg(test)]
@@ -125,6 +140,7 @@ mod tests {
         assert_eq!(frame.faces[0].runner_up, Some(0.21));
         assert!(frame.faces[0].element_matched && !frame.faces[1].element_matched);
         assert!(frame.faces[1].best.is_none() && frame.faces[1].runner_up.is_none());
+        assert_eq!(frame.token, None);
         assert_eq!(
             gallery,
             SearchedGallery {

@@ -55,10 +55,22 @@
 //!   but is not decided; when it comes back it continues where it stopped.
 //! - **Free mode** produces no decisions at all: the gate is open, so nobody is charged or denied.
 //!   Tracks reaching agreement or `decide_after_frames` are still marked decided.
+//! - **Tokens** (`identification` `token` or `token-or-gallery`). A frame may carry the token a
+//!   passenger showed within `token_window_s` ([`TokenShown`]):
+//!   - a refused token (invalid, expired, revoked) denies the lone face at the gate at once with
+//!     that reason (`token-invalid`, `token-expired`, `token-revoked`);
+//!   - with a valid token the face's only candidate is the token's passenger, scored 1:1 against
+//!     its template; agreement works as above but against the 1:1 threshold
+//!     ([`Policy::set_token_threshold`]), and no agreement after `decide_after_frames` denies
+//!     `token-mismatch`. Passback is kept per token id;
+//!   - with no token, identification `token` does not count the frame at all (the passenger may
+//!     still be reaching for the phone): a face without a token is never granted nor denied.
+//!     `token-or-gallery` decides such a face by the gallery.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, SystemTime};
 
+pub use facegate_meta::Identification;
 pub use facegate_vision::match_rule::Judgement;
 use facegate_vision::match_rule::{self, MatchRule};
 
@@ -83,6 +95,10 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// stale; above 10 s the bound no longer keeps a decision with the person it was made for.
 const MIN_FRAME_AGE_MS: u64 = 67;
 const MAX_FRAME_AGE_MS: u64 = 10_000;
+/// Bounds of `policy.token_window_s`: a phone is lowered within seconds of the code being read;
+/// beyond ten minutes a token would stay shown for the next passengers.
+const MIN_TOKEN_WINDOW_S: u64 = 1;
+const MAX_TOKEN_WINDOW_S: u64 = 600;
 /// Slack for sums of `f32` fractions such as `0.3 + 0.7`.
 const ZONE_EPSILON: f32 = 1e-6;
 
@@ -117,7 +133,24 @@ pub struct FrameObservation {
     pub width: u32,
     pub height: u32,
     pub faces: Vec<FaceObservation>,
+    /// The token shown within the token window, if any (then each face's `best` is the token's
+    /// passenger when it is valid).
+    pub token: Option<TokenShown>,
 }
+
+/// A passenger token shown at the gate, as fgmatch judged it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenShown {
+    /// 32 hex digits, once its signature verified.
+    pub token_id: Option<String>,
+    pub passenger_id: Option<String>,
+    /// `None` for a valid token; else `token-invalid`, `token-expired` or `token-revoked`.
+    pub refusal: Option<DenyReason>,
+}
+
+/// Passback for a grant on a token is kept under this prefix and the token id (the journal's
+/// [`crate::journal::Journal::recent_grants`] keys such grants the same way).
+pub const TOKEN_PASSBACK_PREFIX: &str = "token:";
 
 pub use facegate_dbus::{DenyReason, Mode};
 
@@ -186,6 +219,11 @@ pub struct PolicyConfig {
     /// to the decision: a decision on an older frame is dropped (journalled `stale-frame`, the
     /// gate does not move), and tracks are forgotten after a gap this long.
     pub max_frame_age_ms: u64,
+    /// How a face is identified: `gallery` (1:N), `token` (1:1 against a signed token the
+    /// passenger shows, no gallery) or `token-or-gallery`.
+    pub identification: Identification,
+    /// Seconds a token stays shown after its code was last read (fgmatch's `token-window`).
+    pub token_window_s: u64,
 }
 
 impl Default for PolicyConfig {
@@ -204,6 +242,8 @@ impl Default for PolicyConfig {
             passback_window_s: 120,
             disabled: Vec::new(),
             max_frame_age_ms: 500,
+            identification: Identification::default(),
+            token_window_s: u64::from(facegate_token::DEFAULT_TOKEN_WINDOW_MS / 1000),
         }
     }
 }
@@ -273,6 +313,12 @@ impl PolicyConfig {
             return Err(format!(
                 "policy.max_frame_age_ms: must be {MIN_FRAME_AGE_MS}..{MAX_FRAME_AGE_MS} (got {})",
                 self.max_frame_age_ms
+            ));
+        }
+        if !(MIN_TOKEN_WINDOW_S..=MAX_TOKEN_WINDOW_S).contains(&self.token_window_s) {
+            return Err(format!(
+                "policy.token_window_s: must be {MIN_TOKEN_WINDOW_S}..{MAX_TOKEN_WINDOW_S} (got {})",
+                self.token_window_s
             ));
         }
         if let Some(index) = self.disabled.iter().position(|id| id.is_empty()) {
@@ -364,12 +410,25 @@ fn keep_best(slot: &mut Option<Candidate>, candidate: &Candidate) {
     }
 }
 
+/// What a frame's token means for its lone face, under the identification mode.
+#[derive(Clone, Copy, Debug)]
+enum TokenClaim<'f> {
+    /// Decided by the gallery (identification `gallery`, or no token in `token-or-gallery`).
+    Gallery,
+    /// Identification `token` and no token shown: the frame does not count.
+    Waiting,
+    Refused(&'f TokenShown, DenyReason),
+    Valid(&'f TokenShown),
+}
+
 /// The decision policy; see the module documentation for the rules.
 #[derive(Debug)]
 pub struct Policy {
     config: PolicyConfig,
     /// The threshold in force: at least `config.threshold`.
     threshold: f64,
+    /// The 1:1 threshold for a face against a token's template: at least `config.threshold`.
+    token_threshold: f64,
     mode: Mode,
     tracks: HashMap<u64, TrackState>,
     /// Last grant per identity (wall time), for anti-passback.
@@ -384,6 +443,7 @@ impl Policy {
     pub fn new(config: PolicyConfig) -> Self {
         Policy {
             threshold: config.threshold,
+            token_threshold: config.threshold,
             config,
             mode: Mode::Normal,
             tracks: HashMap::new(),
@@ -413,19 +473,66 @@ impl Policy {
         self.threshold
     }
 
+    /// Sets the 1:1 threshold against a token's template (never below the configured floor).
+    pub fn set_token_threshold(&mut self, threshold: f64) {
+        self.token_threshold = threshold.max(self.config.threshold);
+    }
+
+    pub fn token_threshold(&self) -> f64 {
+        self.token_threshold
+    }
+
     /// What the policy's rule makes of one face: matched, ambiguous or not matched.
     pub fn judge(&self, face: &FaceObservation) -> Judgement {
+        self.judge_against(face, self.threshold)
+    }
+
+    /// [`Policy::judge`] for a face on `frame`: against the token's threshold when a valid
+    /// token was shown.
+    pub fn judge_on(&self, face: &FaceObservation, frame: &FrameObservation) -> Judgement {
+        match self.token_claim(frame) {
+            TokenClaim::Valid(_) => self.judge_against(face, self.token_threshold),
+            _ => self.judge(face),
+        }
+    }
+
+    fn judge_against(&self, face: &FaceObservation, threshold: f64) -> Judgement {
         match_rule::judge(
             face.best.as_ref().map(|c| c.similarity),
             face.runner_up,
-            self.threshold,
+            threshold,
             self.config.min_margin,
         )
+    }
+
+    /// What the frame's token means under the identification mode.
+    fn token_claim<'f>(&self, frame: &'f FrameObservation) -> TokenClaim<'f> {
+        match (self.config.identification, &frame.token) {
+            (Identification::Gallery, _) => TokenClaim::Gallery,
+            (_, Some(shown)) => match shown.refusal {
+                Some(reason) => TokenClaim::Refused(shown, reason),
+                None => TokenClaim::Valid(shown),
+            },
+            (Identification::Token, None) => TokenClaim::Waiting,
+            (Identification::TokenOrGallery, None) => TokenClaim::Gallery,
+        }
     }
 
     /// The configuration the policy decides with.
     pub fn config(&self) -> &PolicyConfig {
         &self.config
+    }
+
+    /// The key passback is kept under for a grant of `id` on `frame`: the token's when a valid
+    /// token was shown, else the identity.
+    pub fn grant_key(&self, id: &str, frame: &FrameObservation) -> String {
+        match self.token_claim(frame) {
+            TokenClaim::Valid(TokenShown {
+                token_id: Some(token),
+                ..
+            }) => format!("{TOKEN_PASSBACK_PREFIX}{token}"),
+            _ => id.to_owned(),
+        }
     }
 
     /// Takes back the grant [`Policy::observe`] just recorded for `id`: the service dropped it
@@ -482,7 +589,8 @@ impl Policy {
         match (at_gate.next(), at_gate.next()) {
             (None, _) => {}
             (Some(face), None) => {
-                if let Some(decision) = self.observe_alone(face, running_time, now) {
+                let claim = self.token_claim(frame);
+                if let Some(decision) = self.observe_alone(face, claim, running_time, now) {
                     decisions.push(decision);
                 }
             }
@@ -526,10 +634,15 @@ impl Policy {
     fn observe_alone(
         &mut self,
         face: &FaceObservation,
+        claim: TokenClaim<'_>,
         running_time: Duration,
         now: SystemTime,
     ) -> Option<Decision> {
-        let judgement = self.judge(face);
+        let judgement = match claim {
+            TokenClaim::Valid(_) => self.judge_against(face, self.token_threshold),
+            _ => self.judge(face),
+        };
+        let free = self.mode.is_free_passage();
         let config = &self.config;
         let state = self
             .tracks
@@ -538,6 +651,20 @@ impl Policy {
         state.last_seen = running_time;
         if state.decided {
             return None;
+        }
+        match claim {
+            TokenClaim::Waiting => return None,
+            TokenClaim::Refused(shown, reason) => {
+                state.decided = true;
+                return (!free).then(|| Decision::Deny {
+                    track: Some(face.track),
+                    reason,
+                    id: shown.passenger_id.clone(),
+                    similarity: None,
+                    running_time,
+                });
+            }
+            TokenClaim::Valid(_) | TokenClaim::Gallery => {}
         }
         state.frames_at_gate = state.frames_at_gate.saturating_add(1);
 
@@ -574,7 +701,14 @@ impl Policy {
                 .run_best
                 .clone()
                 .expect("a run of matching frames has a best candidate");
-            return self.decide_matched(face.track, matched, running_time, now);
+            let passback_key = match claim {
+                TokenClaim::Valid(TokenShown {
+                    token_id: Some(token),
+                    ..
+                }) => format!("{TOKEN_PASSBACK_PREFIX}{token}"),
+                _ => matched.id.clone(),
+            };
+            return self.decide_matched(face.track, matched, &passback_key, running_time, now);
         }
         if state.frames_at_gate >= config.decide_after_frames {
             state.decided = true;
@@ -584,6 +718,15 @@ impl Policy {
             let best = state.best_seen.as_ref();
             let low_confidence =
                 state.ever_matched || best.is_some_and(|c| c.similarity >= config.low_confidence);
+            if let TokenClaim::Valid(shown) = claim {
+                return Some(Decision::Deny {
+                    track: Some(face.track),
+                    reason: DenyReason::TokenMismatch,
+                    id: shown.passenger_id.clone(),
+                    similarity: best.map(|c| c.similarity),
+                    running_time,
+                });
+            }
             return Some(if state.ever_ambiguous {
                 Decision::Deny {
                     track: Some(face.track),
@@ -618,6 +761,7 @@ impl Policy {
         &mut self,
         track: u64,
         matched: Candidate,
+        passback_key: &str,
         running_time: Duration,
         now: SystemTime,
     ) -> Option<Decision> {
@@ -637,7 +781,7 @@ impl Policy {
             return Some(deny(DenyReason::Disabled, matched));
         }
         let window = self.config.passback_window();
-        if let Some(&last) = self.grants.get(&matched.id) {
+        if let Some(&last) = self.grants.get(passback_key) {
             let distance = now
                 .duration_since(last)
                 .unwrap_or_else(|early| early.duration());
@@ -645,7 +789,7 @@ impl Policy {
                 return Some(deny(DenyReason::Passback, matched));
             }
         }
-        self.record_grant(&matched.id, now);
+        self.record_grant(passback_key, now);
         Some(Decision::Grant {
             track,
             id: matched.id,
@@ -745,6 +889,8 @@ mod tests {
         policy: Policy,
         running_time: Duration,
         now: SystemTime,
+        /// The token every frame carries (as fgmatch reports one shown within its window).
+        token: Option<TokenShown>,
     }
 
     impl Gate {
@@ -758,6 +904,7 @@ mod tests {
                 policy: Policy::new(config),
                 running_time: Duration::ZERO,
                 now: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+                token: None,
             }
         }
 
@@ -774,6 +921,7 @@ mod tests {
                 width: WIDTH,
                 height: HEIGHT,
                 faces,
+                token: self.token.clone(),
             };
             self.policy.observe(&frame, self.now)
         }
@@ -1489,5 +1637,96 @@ mod tests {
             );
         }
         assert!("tailgate".parse::<DenyReason>().is_err());
+    }
+
+    fn token_gate(identification: Identification) -> Gate {
+        let mut gate = Gate::with(PolicyConfig {
+            identification,
+            ..PolicyConfig::default()
+        });
+        gate.policy.set_token_threshold(0.5);
+        gate
+    }
+
+    fn valid(token: &str, passenger: &str) -> Option<TokenShown> {
+        Some(TokenShown {
+            token_id: Some(token.into()),
+            passenger_id: Some(passenger.into()),
+            refusal: None,
+        })
+    }
+
+    #[test]
+    fn a_face_matching_its_token_is_granted_once_and_passback_is_by_token() {
+        let mut gate = token_gate(Identification::Token);
+        gate.token = valid("t-1", "P-1");
+        // Below the gallery's floor would not matter: the 1:1 threshold decides.
+        let decisions = gate.frames(5, [face(1).best("P-1", 0.55)]);
+        assert_eq!(decisions, [at(3, "grant t1 P-1")]);
+        // The same token on another walk-up within the window: passback.
+        let decisions = gate.frames(5, [face(2).best("P-1", 0.55)]);
+        assert_eq!(decisions, [at(3, "deny t2 passback")]);
+        // Another token of the same passenger is another fare.
+        gate.token = valid("t-2", "P-1");
+        let decisions = gate.frames(5, [face(3).best("P-1", 0.55)]);
+        assert_eq!(decisions, [at(3, "grant t3 P-1")]);
+    }
+
+    #[test]
+    fn a_face_that_does_not_match_the_token_shown_is_denied_token_mismatch() {
+        let mut gate = token_gate(Identification::Token);
+        gate.token = valid("t-1", "P-1");
+        let decisions = gate.frames(12, [face(1).best("P-1", 0.30)]);
+        assert_eq!(decisions, [at(10, "deny t1 token-mismatch")]);
+    }
+
+    #[test]
+    fn a_refused_token_denies_at_once_with_its_reason() {
+        for reason in [
+            DenyReason::TokenInvalid,
+            DenyReason::TokenExpired,
+            DenyReason::TokenRevoked,
+        ] {
+            let mut gate = token_gate(Identification::Token);
+            gate.token = Some(TokenShown {
+                token_id: None,
+                passenger_id: None,
+                refusal: Some(reason),
+            });
+            let decisions = gate.frames(5, [face(1).best("P-1", 0.9)]);
+            assert_eq!(decisions, [at(1, &format!("deny t1 {reason}"))]);
+        }
+    }
+
+    #[test]
+    fn without_a_token_token_mode_decides_nothing_and_token_or_gallery_uses_the_gallery() {
+        let mut gate = token_gate(Identification::Token);
+        assert_eq!(gate.frames(30, [face(1).best("p-ada", 0.9)]), []);
+        // The face shows its token at last: its frames count from then.
+        gate.token = valid("t-1", "p-ada");
+        assert_eq!(
+            gate.frames(3, [face(1).best("p-ada", 0.9)]),
+            [at(3, "grant t1 p-ada")]
+        );
+
+        let mut gate = token_gate(Identification::TokenOrGallery);
+        assert_eq!(
+            gate.frames(3, [face(1).best("p-ada", 0.9)]),
+            [at(3, "grant t1 p-ada")]
+        );
+    }
+
+    #[test]
+    fn in_gallery_mode_a_token_changes_nothing() {
+        let mut gate = Gate::new();
+        gate.token = Some(TokenShown {
+            token_id: None,
+            passenger_id: None,
+            refusal: Some(DenyReason::TokenInvalid),
+        });
+        assert_eq!(
+            gate.frames(3, [face(1).best("p-ada", 0.9)]),
+            [at(3, "grant t1 p-ada")]
+        );
     }
 }

@@ -37,7 +37,7 @@ use crate::gallery::FollowedGallery;
 use crate::gate::{Gate, Inputs, SafeStateHandle};
 use crate::journal::{Journal, NewPassage, Passage};
 use crate::observation::{self, SearchedGallery};
-use crate::policy::{Decision, FrameObservation, Judgement, Policy};
+use crate::policy::{Decision, FrameObservation, Identification, Judgement, Policy};
 use crate::turnstile::{Happening, Turnstile};
 use facegate_fleet::gallery::TrustedKeys;
 
@@ -219,16 +219,32 @@ pub fn prepare(config: ServiceConfig, gate: SharedGate) -> anyhow::Result<Prepar
     let pipeline_file = &config.pipeline.file;
     let text = description::load(pipeline_file, &config.pipeline_variables())?;
     let pipeline = description::parse(pipeline_file, &text)?;
+    check_identification(&pipeline, pipeline_file, config.policy.identification)?;
     // Before the pipeline starts: fgmatch would take any gallery, and then fail on every face
-    // embedded by another model than the gallery's.
-    let (followed, gallery) = FollowedGallery::open(
-        &config.gallery.dir,
-        &pipeline,
-        &config.models.calibration_dir,
-        config.policy.match_rule(),
-        config.policy.allow_unsafe_gallery,
-    )
-    .context("gallery")?;
+    // embedded by another model than the gallery's. In token mode no gallery is opened at all.
+    let (followed, generation, size) = match config.policy.identification {
+        Identification::Token => (
+            FollowedGallery::for_tokens(
+                &pipeline,
+                &config.models.calibration_dir,
+                config.policy.match_rule(),
+            )
+            .context("tokens")?,
+            0,
+            0,
+        ),
+        Identification::Gallery | Identification::TokenOrGallery => {
+            let (followed, gallery) = FollowedGallery::open(
+                &config.gallery.dir,
+                &pipeline,
+                &config.models.calibration_dir,
+                config.policy.match_rule(),
+                config.policy.allow_unsafe_gallery,
+            )
+            .context("gallery")?;
+            (followed, gallery.generation(), gallery.len() as u64)
+        }
+    };
     // Models are loaded when the pipeline starts: try it once so a missing model is reported now.
     check_pipeline_starts(&pipeline, pipeline_file)?;
     let journal = Journal::open_with(&config.journal, config.fleet.retention())?;
@@ -237,8 +253,8 @@ pub fn prepare(config: ServiceConfig, gate: SharedGate) -> anyhow::Result<Prepar
         .trusted_office_keys()
         .map_err(anyhow::Error::msg)?;
     Ok(Prepared {
-        gallery_generation: gallery.generation(),
-        gallery_size: gallery.len() as u64,
+        gallery_generation: generation,
+        gallery_size: size,
         lease: config.fleet.lease(),
         office_keys,
         config,
@@ -246,6 +262,34 @@ pub fn prepare(config: ServiceConfig, gate: SharedGate) -> anyhow::Result<Prepar
         gate,
         gallery: Arc::new(followed),
     })
+}
+
+/// Every fgmatch of the pipeline must identify as the configuration says: a pipeline whose
+/// fgmatch searches the gallery while `policy.identification` is `token` (an operator's copy
+/// without `identification=${identification}`) would decide on what the service does not expect.
+fn check_identification(
+    pipeline: &gst::Pipeline,
+    file: &std::path::Path,
+    configured: Identification,
+) -> anyhow::Result<()> {
+    for matcher in pipeline
+        .iterate_recurse()
+        .into_iter()
+        .flatten()
+        .filter_map(|element| element.downcast::<gstfacegate::FaceMatch>().ok())
+    {
+        let value = matcher.property_value("identification");
+        let nick = gst::glib::EnumValue::from_value(&value).map(|(_, v)| v.nick().to_owned());
+        if nick.as_deref() != Some(configured.to_string().as_str()) {
+            anyhow::bail!(
+                "{}: fgmatch {} has identification={}, but policy.identification is {configured}: set identification=${{identification}} on it",
+                file.display(),
+                matcher.name(),
+                nick.unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// On a panic in any thread: the gate's outputs go to their safe state, the panic is logged, and
@@ -438,7 +482,15 @@ pub fn start(
         s.gallery_generation = gallery_generation;
         s.gallery_size = gallery_size;
     });
-    gallery.publish(gallery_size, &status);
+    // Without a gallery, where the gate stands is where one comparison stands.
+    gallery.publish(
+        if gallery.keeps_gallery() {
+            gallery_size
+        } else {
+            1
+        },
+        &status,
+    );
     let (inputs, received) = mpsc::channel();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let liveness = Arc::new(Liveness::new());
@@ -626,7 +678,7 @@ struct Agreement {
 impl Agreement {
     fn check(&mut self, policy: &Policy, frame: &FrameObservation) {
         for face in &frame.faces {
-            let judgement = policy.judge(face);
+            let judgement = policy.judge_on(face, frame);
             if (judgement == Judgement::Matched) == face.element_matched {
                 continue;
             }
@@ -757,6 +809,19 @@ fn decide(
         );
     };
     follow_gallery_size(&mut policy, searched.size);
+    if policy.config().identification != Identification::Gallery {
+        match gallery.standing(1) {
+            Ok(standing) => policy.set_token_threshold(standing.threshold),
+            Err(e) => {
+                error!("no 1:1 threshold ({e}): no face matches a token");
+                policy.set_token_threshold(f64::INFINITY);
+            }
+        }
+        info!(
+            "deciding on tokens with the 1:1 threshold {:.4}",
+            policy.token_threshold()
+        );
+    }
     let mut agreement = Agreement::default();
     for input in inputs {
         match input {
@@ -781,7 +846,7 @@ fn decide(
                         let age = captured.elapsed();
                         let decision = if age > max_age {
                             if let Decision::Grant { id, .. } = &decision {
-                                policy.withdraw_grant(id);
+                                policy.withdraw_grant(&policy.grant_key(id, &frame));
                             }
                             let dropped = match &decision {
                                 Decision::Grant { label, .. } => format!("a grant of {label}"),
@@ -797,16 +862,21 @@ fn decide(
                         } else {
                             decision
                         };
+                        // The token, when the decision was made on one.
+                        let token = frame.token.as_ref().and_then(|t| t.token_id.clone());
+                        // A decision on a token needs no gallery, so no lease on one.
+                        let by_token = policy.config().identification != Identification::Gallery
+                            && frame.token.is_some();
                         let decision = match lease.refusal(chrono::Utc::now()) {
-                            Some(_) => {
+                            Some(_) if !by_token => {
                                 if let Decision::Grant { id, .. } = &decision {
-                                    policy.withdraw_grant(id);
+                                    policy.withdraw_grant(&policy.grant_key(id, &frame));
                                 }
                                 unleased(decision)
                             }
-                            None => decision,
+                            _ => decision,
                         };
-                        let passage = passage_for(&decision, generation);
+                        let passage = passage_for(&decision, generation, token);
                         // The journal first: a gate that opened must have its passage on disk.
                         let recorded = match journal.record(&passage) {
                             Ok(recorded) => {
@@ -817,7 +887,7 @@ fn decide(
                                 // Nobody passes without a row; the passenger sees a refusal, and
                                 // a grant nobody received must not count against anti-passback.
                                 if let Decision::Grant { id, .. } = &decision {
-                                    policy.withdraw_grant(id);
+                                    policy.withdraw_grant(&policy.grant_key(id, &frame));
                                 }
                                 let detail = format!("{e}; the gate stays shut");
                                 error!("journal write failed: {detail}");
@@ -871,6 +941,7 @@ fn decide(
                     reason: Some(format!("staff: {reason}")),
                     generation: searched.generation,
                     video_time_ns: None,
+                    token: None,
                 };
                 let result =
                     record_or_report(&mut journal, &status, &events, |j| j.record(&passage))
@@ -1063,7 +1134,7 @@ fn record_or_report<T>(
     }
 }
 
-fn passage_for(decision: &Decision, generation: u64) -> NewPassage {
+fn passage_for(decision: &Decision, generation: u64, token: Option<String>) -> NewPassage {
     match decision {
         Decision::Grant {
             track,
@@ -1080,6 +1151,7 @@ fn passage_for(decision: &Decision, generation: u64) -> NewPassage {
             reason: None,
             generation,
             video_time_ns: Some(running_time.as_nanos() as u64),
+            token,
         },
         Decision::Deny {
             track,
@@ -1096,6 +1168,7 @@ fn passage_for(decision: &Decision, generation: u64) -> NewPassage {
             reason: Some(reason.to_string()),
             generation,
             video_time_ns: Some(running_time.as_nanos() as u64),
+            token,
         },
     }
 }
@@ -1579,6 +1652,7 @@ mod tests {
                 width: 640,
                 height: 480,
                 faces: Vec::new(),
+                token: None,
             },
             gallery: SearchedGallery {
                 generation: 1,

@@ -45,6 +45,7 @@ fn journal_writer_child() {
             reason: (i % 3 == 0).then(|| "unknown".to_string()),
             generation: 1,
             video_time_ns: Some(i * 33_333_333),
+            token: None,
         };
         let recorded = journal.record(&passage).expect("child: record");
         writeln!(out, "{ACK}{}", recorded.id).expect("child: stdout");

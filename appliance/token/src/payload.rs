@@ -6,9 +6,9 @@
 use ed25519_dalek::{Signature, Signer, SigningKey};
 use serde::Serialize;
 
-use crate::TokenError;
 use crate::keys::{KeyId, TrustedKeys};
 use crate::template::Quantised;
+use crate::{TokenError, hex};
 
 /// What starts a token's text form (QR alphanumeric characters only).
 pub const TEXT_PREFIX: &str = "FGT1:";
@@ -18,7 +18,7 @@ pub const VERSION: u8 = 1;
 const MAGIC: &[u8; 3] = b"FGT";
 const SIGNATURE_LEN: usize = 64;
 /// The longest passenger id: an opaque reference into the office's records, not a name.
-const MAX_PASSENGER_ID: usize = 64;
+pub(crate) const MAX_PASSENGER_ID: usize = 64;
 /// The largest template dimension read (today's embedders give 128 or 512).
 const MAX_DIM: usize = 1024;
 
@@ -41,10 +41,6 @@ pub struct Claims {
 
 fn as_hex<S: serde::Serializer, const N: usize>(bytes: &[u8; N], s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&hex(bytes))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A token whose signature has been checked against a trusted key.

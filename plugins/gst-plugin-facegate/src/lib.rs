@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! The `facegate` GStreamer plugin: face detection, tracking, embedding and gallery matching
-//! inline in a video pipeline, plus an overlay and a metadata dump.
+//! inline in a video pipeline, a QR code reader for passenger tokens, plus an overlay and a
+//! metadata dump.
 //!
 //! The elements are thin adapters around `facegate-vision`; results travel on each buffer as the
 //! face metadata contract of `facegate-meta`. The vision library's `tracing` events go to the
@@ -14,6 +15,7 @@ mod fgembed;
 mod fgmatch;
 mod fgmetadump;
 mod fgoverlay;
+mod fgqr;
 mod fgtrack;
 pub mod log;
 mod model;
@@ -25,6 +27,7 @@ pub use fgembed::FaceEmbed;
 pub use fgmatch::FaceMatch;
 pub use fgmetadump::FaceMetaDump;
 pub use fgoverlay::FaceOverlay;
+pub use fgqr::QrRead;
 pub use fgtrack::FaceTrack;
 pub use log::GstDebugLayer;
 
@@ -44,6 +47,7 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     fgmatch::register(plugin)?;
     fgoverlay::register(plugin)?;
     fgmetadump::register(plugin)?;
+    fgqr::register(plugin)?;
     Ok(())
 }
 

@@ -27,6 +27,10 @@ const BEST_ID: &str = "best-id";
 const BEST_LABEL: &str = "best-label";
 const BEST_SIMILARITY: &str = "best-similarity";
 const RUNNER_UP_SIMILARITY: &str = "runner-up-similarity";
+const TOKEN_VERDICT: &str = "token-verdict";
+const TOKEN_ID: &str = "token-id";
+const PASSENGER_ID: &str = "passenger-id";
+const TOKEN_REASON: &str = "token-reason";
 
 /// One `facegate-frame` message.
 #[derive(Clone, Debug, PartialEq)]
@@ -43,6 +47,61 @@ pub struct FrameMessage {
     pub gallery_size: u64,
     /// One per face region that carries an embedding, in buffer order.
     pub faces: Vec<FrameFace>,
+    /// The passenger token shown within fgmatch's `token-window` (identification `token` or
+    /// `token-or-gallery`); `None` when none was. With a valid one, every face's `best` is the
+    /// token's passenger, scored 1:1 against its template.
+    pub token: Option<TokenSighting>,
+}
+
+/// What fgmatch made of the token last shown: never its template.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenSighting {
+    pub verdict: TokenVerdict,
+    /// 32 hex digits; known once its signature verified.
+    pub token_id: Option<String>,
+    /// Opaque, from the token; known once its signature verified.
+    pub passenger_id: Option<String>,
+    /// Why it was refused (one line), for anything but `valid`.
+    pub reason: Option<String>,
+}
+
+/// A token's verdict; each refusal is one of the gate's deny reasons (`token-invalid`, …).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, strum::Display, strum::EnumString, strum::VariantNames,
+)]
+#[strum(serialize_all = "kebab-case")]
+pub enum TokenVerdict {
+    Valid,
+    Invalid,
+    Expired,
+    Revoked,
+}
+
+/// How fgmatch identifies a face (its `identification` property, facegated's
+/// `policy.identification`).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    strum::Display,
+    strum::EnumString,
+    strum::VariantNames,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[strum(serialize_all = "kebab-case")]
+#[serde(rename_all = "kebab-case")]
+pub enum Identification {
+    /// 1:N against the gallery.
+    #[default]
+    Gallery,
+    /// 1:1 against the template of a signed token the passenger shows; no gallery.
+    Token,
+    /// A token when one is shown, else the gallery.
+    TokenOrGallery,
 }
 
 /// One face of a `facegate-frame` message (a `facegate-face` structure).
@@ -131,6 +190,18 @@ impl FrameMessage {
             .field(GALLERY_SIZE, self.gallery_size)
             .field(FACES, gst::Array::from_values(faces))
             .build();
+        if let Some(token) = &self.token {
+            s.set(TOKEN_VERDICT, token.verdict.to_string());
+            for (name, value) in [
+                (TOKEN_ID, &token.token_id),
+                (PASSENGER_ID, &token.passenger_id),
+                (TOKEN_REASON, &token.reason),
+            ] {
+                if let Some(value) = value {
+                    s.set(name, value.as_str());
+                }
+            }
+        }
         if let Some(pts) = self.pts {
             s.set(PTS, pts.nseconds());
         }
@@ -170,7 +241,21 @@ impl FrameMessage {
             })
             .collect::<Result<_, _>>()?;
         let at = Field::Message;
+        let token = match optional::<String>(s, at(TOKEN_VERDICT))? {
+            None => None,
+            Some(verdict) => Some(TokenSighting {
+                verdict: verdict.parse().map_err(|_| FrameMessageError::WrongType {
+                    field: at(TOKEN_VERDICT),
+                    expected: "token verdict (valid, invalid, expired or revoked)",
+                    found: "other string",
+                })?,
+                token_id: optional(s, at(TOKEN_ID))?,
+                passenger_id: optional(s, at(PASSENGER_ID))?,
+                reason: optional(s, at(TOKEN_REASON))?,
+            }),
+        };
         Ok(FrameMessage {
+            token,
             running_time: optional::<u64>(s, at(RUNNING_TIME))?.map(gst::ClockTime::from_nseconds),
             pts: optional::<u64>(s, at(PTS))?.map(gst::ClockTime::from_nseconds),
             width: required(s, at(WIDTH))?,
@@ -298,6 +383,7 @@ mod tests {
                     matched: false,
                 },
             ],
+            token: None,
         }
     }
 
@@ -308,6 +394,30 @@ mod tests {
         let s = original.to_structure();
         assert_eq!(s.name(), FRAME_MESSAGE);
         assert_eq!(FrameMessage::from_structure(&s), Ok(original));
+
+        for token in [
+            TokenSighting {
+                verdict: TokenVerdict::Valid,
+                token_id: Some("0123456789abcdef0123456789abcdef".into()),
+                passenger_id: Some("P-42".into()),
+                reason: None,
+            },
+            TokenSighting {
+                verdict: TokenVerdict::Invalid,
+                token_id: None,
+                passenger_id: None,
+                reason: Some("token signature does not verify".into()),
+            },
+        ] {
+            let shown = FrameMessage {
+                token: Some(token),
+                ..message()
+            };
+            assert_eq!(
+                FrameMessage::from_structure(&shown.to_structure()),
+                Ok(shown)
+            );
+        }
 
         let untimed = FrameMessage {
             running_time: None,

@@ -43,12 +43,23 @@
 //! | `generation` | u64 | the gallery generation the faces were matched against |
 //! | `gallery-size` | u64 | the people in that generation (the threshold in force follows it) |
 //! | `faces` | `GstValueArray` of [`facegate-face`](FRAME_FACE) structures | one per face region with an embedding, in buffer order |
+//! | `token-verdict` | string, absent when no token was shown within fgmatch's `token-window` | `valid`, `invalid`, `expired` or `revoked` ([`TokenVerdict`]) |
+//! | `token-id`, `passenger-id` | strings, absent until a token's signature verified | the token's ids (never its template) |
+//! | `token-reason` | string, absent for a valid token | why it was refused, one line |
 //!
 //! Each `facegate-face`: `x`, `y`, `width`, `height` (u32), `matched` (bool: the best candidate
 //! reached the threshold and beat every other identity by the margin), `track-id` (u64, absent
 //! when untracked), the gallery's best candidate even below the threshold, absent for an empty
 //! gallery: `best-id`, `best-label` (strings) and `best-similarity` (f64), all three or none; and
 //! `runner-up-similarity` (f64), the best score of another identity, absent when there is none.
+//!
+//! With a valid token shown, each face's best candidate is the token's passenger (id and label
+//! the passenger id), scored 1:1 against the token's template, and there is no runner-up.
+//!
+//! # QR codes on a buffer
+//!
+//! fgqr adds one `GstVideoRegionOfInterestMeta` of roi type [`qr-code`](CODE_ROI_TYPE) per
+//! decoded code, with a [`facegate-code`](CODE) param: `text` (string). See [`code`].
 //!
 //! # The fgmetadump line
 //!
@@ -65,6 +76,7 @@
 //! not in the line yet: it will be a `"liveness": {"score", "verdict", "cue"} | null` member when
 //! an element writes `facegate-liveness`.
 
+pub mod code;
 pub mod dump;
 pub mod frame_message;
 
@@ -72,7 +84,11 @@ use gst::glib;
 use gst_video::VideoRegionOfInterestMeta;
 use thiserror::Error;
 
-pub use frame_message::{Candidate, FrameFace, FrameMessage, FrameMessageError};
+pub use code::{CODE, CODE_ROI_TYPE, add_code, codes, remove_codes};
+pub use frame_message::{
+    Candidate, FrameFace, FrameMessage, FrameMessageError, Identification, TokenSighting,
+    TokenVerdict,
+};
 
 /// The roi type of a face region.
 pub const ROI_TYPE: &str = "face";

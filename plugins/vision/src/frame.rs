@@ -273,6 +273,30 @@ impl<'a> Frame<'a> {
         self.format
     }
 
+    /// Copies the frame's brightness into `out` (`width × height` bytes, row by row): the luma
+    /// plane of a YUV frame as it is, a packed RGB frame weighted as BT.601 luma. Code readers
+    /// work on brightness alone.
+    pub fn grey_into(&self, out: &mut Vec<u8>) {
+        out.clear();
+        out.reserve(self.width * self.height);
+        let (plane, stride) = (self.planes[0], self.strides[0]);
+        match self.format.packed_layout() {
+            None => {
+                for row in plane.chunks(stride).take(self.height) {
+                    out.extend_from_slice(&row[..self.width]);
+                }
+            }
+            Some(([r, g, b], bytes)) => {
+                for row in plane.chunks(stride).take(self.height) {
+                    out.extend(row[..self.width * bytes].chunks_exact(bytes).map(|px| {
+                        ((77 * u32::from(px[r]) + 150 * u32::from(px[g]) + 29 * u32::from(px[b]))
+                            >> 8) as u8
+                    }));
+                }
+            }
+        }
+    }
+
     /// Bilinear RGB sample between pixel columns `x0`/`x1` and rows `y0`/`y1` (all in range)
     /// with weights `fx`, `fy` toward the second.
     #[inline(always)]

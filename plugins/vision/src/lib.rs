@@ -17,6 +17,7 @@ pub mod letterbox;
 pub mod match_rule;
 pub mod model_card;
 pub mod open_set;
+pub mod qr;
 pub mod runtime;
 pub mod template;
 pub mod tracker;

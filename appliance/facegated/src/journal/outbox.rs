@@ -117,14 +117,14 @@ impl Outbox {
         let mut stmt = self
             .conn
             .prepare_cached(&format!(
-                "SELECT {COLUMNS}, sequence FROM passages WHERE sequence > ?1
+                "SELECT {COLUMNS}, token, sequence FROM passages WHERE sequence > ?1
                  ORDER BY sequence LIMIT ?2"
             ))
             .map_err(|e| self.sql_err(e))?;
         stmt.query_map(params![sequence as i64, limit as i64], |r| {
             Ok(OutboxRow {
                 passage: super::row_to_passage(r)?,
-                sequence: r.get::<_, i64>(10)? as u64,
+                sequence: r.get::<_, i64>(11)? as u64,
             })
         })
         .and_then(|rows| rows.collect())

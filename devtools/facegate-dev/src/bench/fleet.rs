@@ -104,6 +104,7 @@ fn backlog_journal(path: &Path, passages: u64) -> anyhow::Result<JournalConfig> 
             reason: (!granted).then(|| "low-confidence".to_owned()),
             generation: 1,
             video_time_ns: None,
+            token: None,
         })?;
     }
     Ok(config)

@@ -4,7 +4,8 @@ use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use facegate_meta::{
-    Candidate as FrameCandidate, FrameFace, FrameMessage, Match, PixelRect, Track,
+    Candidate as FrameCandidate, FrameFace, FrameMessage, Identification, Match, PixelRect,
+    TokenSighting, TokenVerdict, Track,
 };
 use facegate_vision::calibration::Calibration;
 use facegate_vision::gallery::{Gallery, Match as Candidate};
@@ -18,6 +19,7 @@ use gst_base::subclass::prelude::*;
 use gst_video::prelude::*;
 use gst_video::subclass::prelude::*;
 
+use super::tokens::{IdentificationMode, TokenSide};
 use crate::video;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -39,6 +41,10 @@ const DEFAULT_TOP_K: u32 = 1;
 const MIN_SEARCHED: usize = 2;
 const DEFAULT_POLL_INTERVAL_MS: u32 = 1000;
 const DEFAULT_POST_FRAMES: bool = false;
+const DEFAULT_IDENTIFICATION: IdentificationMode = IdentificationMode::Gallery;
+/// How long a token stays shown after its code was last read: a passenger lowers the phone to
+/// walk on. One source with facegated's `policy.token_window_s`.
+const DEFAULT_TOKEN_WINDOW_MS: u32 = facegate_token::DEFAULT_TOKEN_WINDOW_MS;
 
 #[derive(Clone, Debug)]
 struct Settings {
@@ -50,6 +56,10 @@ struct Settings {
     top_k: u32,
     poll_interval_ms: u32,
     post_frames: bool,
+    identification: IdentificationMode,
+    trusted_keys: Option<String>,
+    revocations: Option<String>,
+    token_window_ms: u32,
 }
 
 impl Default for Settings {
@@ -63,6 +73,10 @@ impl Default for Settings {
             top_k: DEFAULT_TOP_K,
             poll_interval_ms: DEFAULT_POLL_INTERVAL_MS,
             post_frames: DEFAULT_POST_FRAMES,
+            identification: DEFAULT_IDENTIFICATION,
+            trusted_keys: None,
+            revocations: None,
+            token_window_ms: DEFAULT_TOKEN_WINDOW_MS,
         }
     }
 }
@@ -112,14 +126,24 @@ enum Thresholding {
 struct Query {
     bbox: PixelRect,
     track: Option<Track>,
-    /// Offset of its embedding in `State::embeddings`.
+    /// Offset and length of its embedding in `State::embeddings`.
     offset: usize,
+    dim: usize,
 }
 
-struct State {
+/// The gallery, for identification `gallery` and `token-or-gallery`.
+struct GallerySide {
     gallery: Gallery,
     watcher: Option<GalleryWatcher>,
     thresholding: Thresholding,
+}
+
+struct State {
+    gallery: Option<GallerySide>,
+    /// The passenger tokens, for identification `token` and `token-or-gallery`.
+    tokens: Option<TokenSide>,
+    /// The identity of the model the faces arrive embedded by (kept between frames).
+    face_model: String,
     queries: Vec<Query>,
     embeddings: Vec<f32>,
     scratch: Vec<f32>,
@@ -165,7 +189,7 @@ impl ObjectImpl for FaceMatch {
             vec![
                 glib::ParamSpecString::builder("gallery")
                     .nick("Gallery")
-                    .blurb("Gallery directory (made by `facegatectl enroll`); required")
+                    .blurb("Gallery directory (made by `facegatectl enroll`); required for identification gallery and token-or-gallery, unused for token")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecDouble::builder("threshold")
@@ -231,8 +255,31 @@ impl ObjectImpl for FaceMatch {
                     .build(),
                 glib::ParamSpecUInt64::builder("generation")
                     .nick("Generation")
-                    .blurb("Generation of the gallery in use")
+                    .blurb("Generation of the gallery in use (0 without a gallery)")
                     .read_only()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("identification", DEFAULT_IDENTIFICATION)
+                    .nick("Identification")
+                    .blurb("gallery: 1:N against the gallery; token: 1:1 against the template of a signed token the passenger shows (read by fgqr upstream), no gallery; token-or-gallery: a token when one is shown, else the gallery")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("trusted-keys")
+                    .nick("Trusted keys")
+                    .blurb("Directory of the enrolment offices' public keys (*.pub.pem from `facegatectl token keygen`) whose tokens verify; required for identification token and token-or-gallery")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("revocations")
+                    .nick("Revocations")
+                    .blurb("The signed revocation list (`facegatectl token revoke`), reloaded when it changes (checked every poll-interval ms); absent: nothing revoked until it appears")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("token-window")
+                    .nick("Token window")
+                    .blurb("Milliseconds a token stays shown after its code was last read")
+                    .minimum(100)
+                    .maximum(600_000)
+                    .default_value(DEFAULT_TOKEN_WINDOW_MS)
+                    .mutable_ready()
                     .build(),
             ]
         });
@@ -254,6 +301,14 @@ impl ObjectImpl for FaceMatch {
                 settings.poll_interval_ms = value.get().expect("type checked upstream")
             }
             "post-frames" => settings.post_frames = value.get().expect("type checked upstream"),
+            "identification" => {
+                settings.identification = value.get().expect("type checked upstream")
+            }
+            "trusted-keys" => settings.trusted_keys = value.get().expect("type checked upstream"),
+            "revocations" => settings.revocations = value.get().expect("type checked upstream"),
+            "token-window" => {
+                settings.token_window_ms = value.get().expect("type checked upstream")
+            }
             name => unreachable!("unknown property {name}"),
         }
     }
@@ -265,7 +320,8 @@ impl ObjectImpl for FaceMatch {
                 .lock()
                 .unwrap()
                 .as_ref()
-                .map_or(0, |s| s.gallery.generation())
+                .and_then(|s| s.gallery.as_ref())
+                .map_or(0, |side| side.gallery.generation())
                 .to_value(),
             "effective-threshold" => {
                 let fixed = self.settings.lock().unwrap().for_frame().fixed_threshold;
@@ -273,7 +329,10 @@ impl ObjectImpl for FaceMatch {
                     .lock()
                     .unwrap()
                     .as_ref()
-                    .map_or(0.0, |s| s.threshold(fixed))
+                    .map_or(0.0, |s| match (&s.gallery, &s.tokens) {
+                        (None, Some(tokens)) => tokens.threshold(),
+                        _ => s.threshold(fixed),
+                    })
                     .to_value()
             }
             name => {
@@ -287,6 +346,10 @@ impl ObjectImpl for FaceMatch {
                     "top-k" => settings.top_k.to_value(),
                     "poll-interval" => settings.poll_interval_ms.to_value(),
                     "post-frames" => settings.post_frames.to_value(),
+                    "identification" => settings.identification.to_value(),
+                    "trusted-keys" => settings.trusted_keys.to_value(),
+                    "revocations" => settings.revocations.to_value(),
+                    "token-window" => settings.token_window_ms.to_value(),
                     name => unreachable!("unknown property {name}"),
                 }
             }
@@ -302,7 +365,7 @@ impl ElementImpl for FaceMatch {
             gst::subclass::ElementMetadata::new(
                 "FaceGate gallery matcher",
                 "Filter/Analyzer/Video",
-                "Searches the FAISS gallery for each embedded face, attaches identity and similarity (facegate-match param) and posts a facegate-match element message per matched face (and, with post-frames, a facegate-frame message per frame)",
+                "Searches the FAISS gallery for each embedded face, or compares it 1:1 with the template of a passenger token read by fgqr, attaches identity and similarity (facegate-match param) and posts a facegate-match element message per matched face (and, with post-frames, a facegate-frame message per frame)",
                 "FaceGate developers",
             )
         });
@@ -324,6 +387,148 @@ impl BaseTransformImpl for FaceMatch {
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = self.settings.lock().unwrap().clone();
+        let identification = Identification::from(settings.identification);
+        let gallery = match identification {
+            Identification::Token => None,
+            Identification::Gallery | Identification::TokenOrGallery => {
+                Some(self.open_gallery(&settings)?)
+            }
+        };
+        let tokens = match identification {
+            Identification::Gallery => None,
+            Identification::Token | Identification::TokenOrGallery => Some(
+                TokenSide::open(
+                    settings.trusted_keys.as_deref(),
+                    settings.revocations.as_deref(),
+                    Duration::from_millis(u64::from(settings.token_window_ms)),
+                    Duration::from_millis(u64::from(settings.poll_interval_ms)),
+                    settings.rule(),
+                    (settings.threshold >= 0.0).then_some(settings.threshold),
+                )
+                .map_err(|e| gst::error_msg!(gst::ResourceError::OpenRead, ("{}", e)))?,
+            ),
+        };
+        gst::info!(CAT, imp = self, "identification {}", identification);
+        *self.state.lock().unwrap() = Some(State {
+            gallery,
+            tokens,
+            face_model: String::new(),
+            queries: Vec::with_capacity(16),
+            embeddings: Vec::new(),
+            scratch: Vec::new(),
+            found: Vec::with_capacity(16),
+        });
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        // Dropping the state joins the watcher thread.
+        *self.state.lock().unwrap() = None;
+        Ok(())
+    }
+}
+
+impl VideoFilterImpl for FaceMatch {
+    fn transform_frame_ip(
+        &self,
+        frame: &mut gst_video::VideoFrameRef<&mut gst::BufferRef>,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let settings = self.settings.lock().unwrap().for_frame();
+        let mut guard = self.state.lock().unwrap();
+        let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+        if let Some(side) = state.gallery.as_mut() {
+            self.take_new_generation(side);
+        }
+        let running_time = self.running_time(frame.buffer().pts());
+        if let Some(tokens) = state.tokens.as_mut() {
+            if let Some(report) = tokens.poll_revocations() {
+                match report {
+                    Ok(note) => gst::info!(CAT, imp = self, "{}", note),
+                    Err(e) => {
+                        gst::warning!(CAT, imp = self, "{}", e);
+                        gst::element_imp_warning!(self, gst::ResourceError::Read, ("{}", e));
+                    }
+                }
+            }
+            tokens.take_codes(video::buffer_mut(frame), running_time);
+        }
+
+        self.read_queries(frame.buffer(), state)?;
+        // A token counts only on frames with a face: its model must be the faces' embedder.
+        let sighting = match (&mut state.tokens, state.queries.is_empty()) {
+            (Some(tokens), false) => {
+                tokens.shown(running_time, &state.face_model).map_err(|e| {
+                    gst::element_imp_error!(self, gst::LibraryError::Settings, ("{}", e));
+                    gst::FlowError::Error
+                })?
+            }
+            _ => None,
+        };
+        let by_token = sighting
+            .as_ref()
+            .is_some_and(|s| s.verdict == TokenVerdict::Valid);
+        state.found.clear();
+        if let (true, Some(tokens)) = (by_token, &state.tokens) {
+            for query in &state.queries {
+                let embedding = &state.embeddings[query.offset..query.offset + query.dim];
+                state
+                    .found
+                    .push(tokens.candidate(embedding).into_iter().collect());
+            }
+        } else if let (Some(side), true) = (&mut state.gallery, sighting.is_none()) {
+            let dim = side.gallery.dim() as usize;
+            for query in &state.queries {
+                // In range: every query's embedding was checked to have the gallery's dimension.
+                let embedding = &state.embeddings[query.offset..query.offset + dim];
+                let found = side
+                    .gallery
+                    .search(embedding, settings.top_k.max(MIN_SEARCHED))
+                    .map_err(|e| {
+                        gst::element_imp_error!(
+                            self,
+                            gst::StreamError::Failed,
+                            ("gallery search failed: {}", e)
+                        );
+                        gst::FlowError::Error
+                    })?;
+                gst::trace!(
+                    CAT,
+                    imp = self,
+                    "best {:?}",
+                    found.first().map(|m| (&m.id, m.similarity))
+                );
+                state.found.push(found);
+            }
+        } else {
+            // A refused token, or no token and no gallery: nobody to match against.
+            state.found.extend(state.queries.iter().map(|_| Vec::new()));
+        }
+
+        let generation = state.generation();
+        let threshold = match (by_token, &state.tokens) {
+            (true, Some(tokens)) => tokens.threshold(),
+            _ => state.threshold(settings.fixed_threshold),
+        };
+        let mut results = state.found.iter();
+        facegate_meta::for_each_face_mut(video::buffer_mut(frame), |face| {
+            if face.as_ref().embedding_bytes().ok().flatten().is_none() {
+                return;
+            }
+            if let Some(best) = results
+                .next()
+                .and_then(|found| matched(found, threshold, settings.min_margin))
+            {
+                face.set_match(&as_match(best, generation));
+            }
+        });
+        self.post_messages(frame, state, &settings, threshold, running_time, sighting);
+        Ok(gst::FlowSuccess::Ok)
+    }
+}
+
+impl FaceMatch {
+    /// Opens the `gallery` directory with its thresholding and watcher.
+    fn open_gallery(&self, settings: &Settings) -> Result<GallerySide, gst::ErrorMessage> {
         let dir = settings
             .gallery
             .as_deref()
@@ -332,7 +537,7 @@ impl BaseTransformImpl for FaceMatch {
             .ok_or_else(|| {
                 gst::error_msg!(
                     gst::ResourceError::NotFound,
-                    ("no gallery set: set fgmatch's gallery property to a gallery directory")
+                    ("no gallery set: set fgmatch's gallery property to a gallery directory (or identification=token)")
                 )
             })?;
         let gallery = Gallery::open(&dir)
@@ -377,38 +582,34 @@ impl BaseTransformImpl for FaceMatch {
                 )?,
             ),
         };
-        *self.state.lock().unwrap() = Some(State {
+        Ok(GallerySide {
             gallery,
             watcher,
             thresholding,
-            queries: Vec::with_capacity(16),
-            embeddings: Vec::new(),
-            scratch: Vec::new(),
-            found: Vec::with_capacity(16),
-        });
-        Ok(())
+        })
     }
 
-    fn stop(&self) -> Result<(), gst::ErrorMessage> {
-        // Dropping the state joins the watcher thread.
-        *self.state.lock().unwrap() = None;
-        Ok(())
+    /// The running time of a buffer at `pts` in the current segment.
+    fn running_time(&self, pts: Option<gst::ClockTime>) -> Option<gst::ClockTime> {
+        pts.and_then(|pts| {
+            self.obj()
+                .segment()
+                .downcast_ref::<gst::ClockTime>()
+                .and_then(|segment| segment.to_running_time(pts))
+        })
     }
-}
 
-impl VideoFilterImpl for FaceMatch {
-    fn transform_frame_ip(
+    /// Reads every embedded face of the buffer into `state.queries` and `state.embeddings`;
+    /// `state.face_model` keeps the embedder's identity. With a gallery, an embedding of
+    /// another model or dimension is a broken upstream, not a face to skip.
+    fn read_queries(
         &self,
-        frame: &mut gst_video::VideoFrameRef<&mut gst::BufferRef>,
-    ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let settings = self.settings.lock().unwrap().for_frame();
-        let mut guard = self.state.lock().unwrap();
-        let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
-        self.take_new_generation(state);
-
+        buffer: &gst::BufferRef,
+        state: &mut State,
+    ) -> Result<(), gst::FlowError> {
         state.queries.clear();
         state.embeddings.clear();
-        for face in facegate_meta::faces(frame.buffer()) {
+        for face in facegate_meta::faces(buffer) {
             let model = match face.embedding_into(&mut state.scratch) {
                 Ok(Some(model)) => model,
                 Ok(None) => continue,
@@ -421,98 +622,62 @@ impl VideoFilterImpl for FaceMatch {
                     return Err(gst::FlowError::Error);
                 }
             };
-            if model != state.gallery.model() {
-                gst::element_imp_error!(
-                    self,
-                    gst::StreamError::WrongType,
-                    (
-                        "gallery {} holds embeddings of model {}, but faces arrive embedded by {}: enrol with the gate's model",
-                        state.gallery.dir().display(),
-                        state.gallery.model(),
-                        model
-                    )
-                );
-                return Err(gst::FlowError::Error);
+            if let Some(side) = &state.gallery {
+                if model != side.gallery.model() {
+                    gst::element_imp_error!(
+                        self,
+                        gst::StreamError::WrongType,
+                        (
+                            "gallery {} holds embeddings of model {}, but faces arrive embedded by {}: enrol with the gate's model",
+                            side.gallery.dir().display(),
+                            side.gallery.model(),
+                            model
+                        )
+                    );
+                    return Err(gst::FlowError::Error);
+                }
+                let dim = side.gallery.dim() as usize;
+                if state.scratch.len() != dim {
+                    gst::element_imp_error!(
+                        self,
+                        gst::StreamError::Format,
+                        (
+                            "a face arrives with a {}-dimensional embedding of model {}, but gallery {} holds {}-dimensional embeddings",
+                            state.scratch.len(),
+                            model,
+                            side.gallery.dir().display(),
+                            dim
+                        )
+                    );
+                    return Err(gst::FlowError::Error);
+                }
             }
-            // The gallery's search takes exactly its own dimension: anything else is a broken
-            // upstream, not a face to skip.
-            let dim = state.gallery.dim() as usize;
-            if state.scratch.len() != dim {
-                gst::element_imp_error!(
-                    self,
-                    gst::StreamError::Format,
-                    (
-                        "a face arrives with a {}-dimensional embedding of model {}, but gallery {} holds {}-dimensional embeddings",
-                        state.scratch.len(),
-                        model,
-                        state.gallery.dir().display(),
-                        dim
-                    )
-                );
-                return Err(gst::FlowError::Error);
+            if state.face_model != model {
+                state.face_model.clear();
+                state.face_model.push_str(model);
             }
             state.queries.push(Query {
                 bbox: face.bbox(),
                 track: face.track().ok().flatten(),
                 offset: state.embeddings.len(),
+                dim: state.scratch.len(),
             });
             state.embeddings.extend_from_slice(&state.scratch);
         }
-
-        state.found.clear();
-        let dim = state.gallery.dim() as usize;
-        for query in &state.queries {
-            // In range: every query's embedding was checked to have the gallery's dimension.
-            let embedding = &state.embeddings[query.offset..query.offset + dim];
-            let found = state
-                .gallery
-                .search(embedding, settings.top_k.max(MIN_SEARCHED))
-                .map_err(|e| {
-                    gst::element_imp_error!(
-                        self,
-                        gst::StreamError::Failed,
-                        ("gallery search failed: {}", e)
-                    );
-                    gst::FlowError::Error
-                })?;
-            gst::trace!(
-                CAT,
-                imp = self,
-                "best {:?}",
-                found.first().map(|m| (&m.id, m.similarity))
-            );
-            state.found.push(found);
-        }
-
-        let generation = state.gallery.generation();
-        let threshold = state.threshold(settings.fixed_threshold);
-        let mut results = state.found.iter();
-        facegate_meta::for_each_face_mut(video::buffer_mut(frame), |face| {
-            if face.as_ref().embedding_bytes().ok().flatten().is_none() {
-                return;
-            }
-            if let Some(best) = results
-                .next()
-                .and_then(|found| matched(found, threshold, settings.min_margin))
-            {
-                face.set_match(&as_match(best, generation));
-            }
-        });
-        self.post_messages(frame, state, &settings);
-        Ok(gst::FlowSuccess::Ok)
+        Ok(())
     }
-}
 
-impl FaceMatch {
     /// The `reload` action: the watcher looks at the gallery now; a new generation is switched
     /// to between frames once loaded, as after a poll. Without a watcher (`poll-interval=0`, or
     /// not started) there is nothing to reload.
     fn reload(&self) {
-        match self.state.lock().unwrap().as_ref() {
-            Some(State {
-                watcher: Some(watcher),
-                ..
-            }) => {
+        let guard = self.state.lock().unwrap();
+        match guard
+            .as_ref()
+            .and_then(|state| state.gallery.as_ref())
+            .and_then(|side| side.watcher.as_ref())
+        {
+            Some(watcher) => {
                 gst::debug!(CAT, imp = self, "reload: checking the gallery now");
                 watcher.check_now();
             }
@@ -526,7 +691,7 @@ impl FaceMatch {
 
     /// Switches to a generation the watcher has loaded; a broken one is reported and the last
     /// good gallery stays in use.
-    fn take_new_generation(&self, state: &mut State) {
+    fn take_new_generation(&self, state: &mut GallerySide) {
         let Some(update) = state.watcher.as_ref().and_then(GalleryWatcher::try_update) else {
             return;
         };
@@ -615,16 +780,12 @@ impl FaceMatch {
         frame: &gst_video::VideoFrameRef<&gst::BufferRef>,
         state: &State,
         settings: &MatchSettings,
+        threshold: f64,
+        running_time: Option<gst::ClockTime>,
+        token: Option<TokenSighting>,
     ) {
         let pts = frame.buffer().pts();
-        let running_time = pts.and_then(|pts| {
-            self.obj()
-                .segment()
-                .downcast_ref::<gst::ClockTime>()
-                .and_then(|segment| segment.to_running_time(pts))
-        });
-        let generation = state.gallery.generation();
-        let threshold = state.threshold(settings.fixed_threshold);
+        let generation = state.generation();
         for (query, found) in state.queries.iter().zip(&state.found) {
             let Some(best) = matched(found, threshold, settings.min_margin) else {
                 continue;
@@ -674,8 +835,12 @@ impl FaceMatch {
             width: frame.width(),
             height: frame.height(),
             generation,
-            gallery_size: state.gallery.len() as u64,
+            gallery_size: state
+                .gallery
+                .as_ref()
+                .map_or(0, |side| side.gallery.len() as u64),
             faces,
+            token,
         };
         let _ = self.obj().post_message(message.to_message(&*self.obj()));
     }
@@ -689,14 +854,23 @@ impl FaceMatch {
 }
 
 impl State {
-    /// The threshold in force: the property's when set, else the calibrated one.
+    /// The gallery's threshold in force: the property's when set, else the calibrated one;
+    /// without a gallery nothing matches by it.
     fn threshold(&self, fixed: Option<f64>) -> f64 {
-        match (&self.thresholding, fixed) {
+        match (self.gallery.as_ref().map(|side| &side.thresholding), fixed) {
+            (None, _) => f64::INFINITY,
             (_, Some(fixed)) => fixed,
-            (Thresholding::Calibrated { threshold, .. }, None) => *threshold,
+            (Some(Thresholding::Calibrated { threshold, .. }), None) => *threshold,
             // Started with a threshold that was unset since: match nobody until restarted.
-            (Thresholding::Fixed, None) => f64::INFINITY,
+            (Some(Thresholding::Fixed), None) => f64::INFINITY,
         }
+    }
+
+    /// The gallery generation in use; 0 without a gallery.
+    fn generation(&self) -> u64 {
+        self.gallery
+            .as_ref()
+            .map_or(0, |side| side.gallery.generation())
     }
 }
 

@@ -44,6 +44,7 @@
 use gst::glib;
 
 mod imp;
+mod tokens;
 
 glib::wrapper! {
     pub struct FaceMatch(ObjectSubclass<imp::FaceMatch>) @extends gst_video::VideoFilter, gst_base::BaseTransform, gst::Element, gst::Object;
