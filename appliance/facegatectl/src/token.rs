@@ -97,9 +97,7 @@ pub fn issue(
         template,
     };
     let text = facegate_token::issue(&claims, &signing)?;
-    let code = QrCode::with_error_correction_level(text.as_bytes(), EC_LEVEL)
-        .map_err(|e| file_error(out, format!("the token does not fit a QR code: {e}")))?;
-    write_png(&code, out)?;
+    let code = write_code_png(&text, out)?;
     let text_path = out.with_extension("txt");
     std::fs::write(&text_path, format!("{text}\n")).map_err(|e| file_error(&text_path, e))?;
     let payload_bytes = (text.len() - facegate_token::TEXT_PREFIX.len()) / 3 * 2
@@ -121,6 +119,14 @@ pub fn issue(
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes `text` as a QR code PNG (error correction M, 8 px a module); returns the code.
+pub fn write_code_png(text: &str, out: &Path) -> Result<QrCode, TokenCommandError> {
+    let code = QrCode::with_error_correction_level(text.as_bytes(), EC_LEVEL)
+        .map_err(|e| file_error(out, format!("the token does not fit a QR code: {e}")))?;
+    write_png(&code, out)?;
+    Ok(code)
 }
 
 /// The code as an 8-bit greyscale PNG, black modules on white with the quiet zone.

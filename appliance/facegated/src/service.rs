@@ -1358,6 +1358,14 @@ fn run_pipeline_once(
                 let Some(structure) = element.structure() else {
                     continue;
                 };
+                if structure.name() == facegate_meta::REVOCATIONS_MESSAGE {
+                    let detail = structure.get::<&str>("detail").unwrap_or_default();
+                    match structure.get::<bool>("ok") {
+                        Ok(true) => info!("tokens: {detail}"),
+                        _ => warn!("tokens: {detail}"),
+                    }
+                    continue;
+                }
                 let (frame, searched) = match observation::from_message(structure) {
                     Ok(Some(observed)) => observed,
                     Ok(None) => continue,

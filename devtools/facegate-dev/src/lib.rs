@@ -8,4 +8,5 @@ pub mod bench;
 pub mod gate_rig;
 pub mod private_bus;
 pub mod recognition_demo;
+pub mod token_scene;
 pub mod walkup_video;

@@ -53,6 +53,9 @@
 //! gallery: `best-id`, `best-label` (strings) and `best-similarity` (f64), all three or none; and
 //! `runner-up-similarity` (f64), the best score of another identity, absent when there is none.
 //!
+//! [`facegate-revocations`](REVOCATIONS_MESSAGE), when fgmatch reloads the token revocation
+//! list or refuses a changed one: `ok` (bool), `detail` (string, one line).
+//!
 //! With a valid token shown, each face's best candidate is the token's passenger (id and label
 //! the passenger id), scored 1:1 against the token's template, and there is no runner-up.
 //!
@@ -105,6 +108,10 @@ pub const MATCH_MESSAGE: &str = "facegate-match";
 pub const FRAME_MESSAGE: &str = "facegate-frame";
 /// Structure name of one face in a `facegate-frame` message.
 pub const FRAME_FACE: &str = "facegate-face";
+/// Name of the element message fgmatch posts when it reloads the token revocation list, or
+/// cannot: `ok` (bool: reloaded; false: refused, the last good list stays in force), `detail`
+/// (string: one line, what the list holds now or why it was refused).
+pub const REVOCATIONS_MESSAGE: &str = "facegate-revocations";
 
 /// Landmarks per face: right eye, left eye, nose tip, right and left mouth corners (image order).
 pub const LANDMARKS: usize = 5;

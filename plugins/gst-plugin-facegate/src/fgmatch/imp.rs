@@ -442,13 +442,22 @@ impl VideoFilterImpl for FaceMatch {
         let running_time = self.running_time(frame.buffer().pts());
         if let Some(tokens) = state.tokens.as_mut() {
             if let Some(report) = tokens.poll_revocations() {
-                match report {
-                    Ok(note) => gst::info!(CAT, imp = self, "{}", note),
+                let (ok, detail) = match report {
+                    Ok(note) => {
+                        gst::info!(CAT, imp = self, "{}", note);
+                        (true, note)
+                    }
                     Err(e) => {
                         gst::warning!(CAT, imp = self, "{}", e);
-                        gst::element_imp_warning!(self, gst::ResourceError::Read, ("{}", e));
+                        (false, e.to_string())
                     }
-                }
+                };
+                self.post(
+                    gst::Structure::builder(facegate_meta::REVOCATIONS_MESSAGE)
+                        .field("ok", ok)
+                        .field("detail", detail)
+                        .build(),
+                );
             }
             tokens.take_codes(video::buffer_mut(frame), running_time);
         }
