@@ -30,6 +30,8 @@ PKGS=(
     # Devanagari, Thai and other Indic and South-East Asian scripts would need fonts-noto-core (12 MB).
     libpango1.0-dev libcairo2-dev fonts-dejavu-core fonts-wqy-microhei
     dbus-daemon
+    # fgqr's default QR decoder (passenger tokens): ZBar, linked dynamically.
+    libzbar-dev
     systemd libglib2.0-bin util-linux
     # The fleet's servers, which its tests start on loopback (docs/FLEET.md): the broker, and the
     # back office's ledger database.

@@ -9,19 +9,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ed25519_dalek::SigningKey;
 use facegate_devtools::gate_rig::{Announced, GateRig, RigFiles, follow};
-use facegate_devtools::token_scene::{self, Segment};
+use facegate_devtools::token_scene::{self, Office, Segment, walkup};
 use facegate_token::{Claims, RevocationList};
 use facegated::journal::Passage;
 
 /// The service tests play video in real time; two at once on two cores would starve each other.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-/// Two seconds of a walk-up, two seconds of nobody between two (longer than the token window,
-/// so each walk-up has only its own token).
-const WALKUP: u32 = 2 * token_scene::FPS;
-const GAP: u32 = 2 * token_scene::FPS;
 
 fn files() -> RigFiles {
     RigFiles::for_facegated(Path::new(env!("CARGO_BIN_EXE_facegated"))).expect("repository files")
@@ -34,119 +28,39 @@ fn now() -> i64 {
         .as_secs() as i64
 }
 
-/// An enrolment office: its key pair, and the tokens it issues as QR code phone panels.
-struct Office {
-    key: SigningKey,
-    key_file: PathBuf,
-    public: PathBuf,
-}
-
-impl Office {
-    fn new(dir: &Path, name: &str) -> Office {
-        let (key_file, public, _) = facegate_token::generate_key(dir, name).unwrap();
-        Office {
-            key: facegate_token::load_signing_key(&key_file).unwrap(),
-            key_file,
-            public,
-        }
-    }
-}
-
-/// The scene's files: photos, the offices' tokens, the phone panels.
+/// The scene's files: the offices' tokens, the phone panels.
 struct Scene {
     dir: PathBuf,
-    photos: PathBuf,
+    files: RigFiles,
 }
 
 impl Scene {
+    fn new(dir: &Path) -> Scene {
+        Scene {
+            dir: dir.to_path_buf(),
+            files: files(),
+        }
+    }
+
     fn photo(&self, name: &str) -> PathBuf {
-        self.photos.join(name)
+        self.files.photos.join(name)
     }
 
-    /// Issues `passenger`'s token from `photo` with `facegatectl token issue`'s own code (the
-    /// gate's elements enrol it), returns its text.
     fn issue(&self, office: &Office, passenger: &str, photo: &str) -> String {
-        facegatectl::init().expect("GStreamer initialises");
-        let png = self
-            .dir
-            .join(format!("{passenger}-{}.png", name_of(&office.public)));
-        facegatectl::token::issue(
-            &office.key_file,
-            passenger,
-            &self.photo(photo),
-            30,
-            &png,
-            &files().models(),
-        )
-        .unwrap();
-        std::fs::read_to_string(png.with_extension("txt"))
+        office
+            .issue(passenger, &self.photo(photo), &self.dir, &self.files)
             .unwrap()
-            .trim()
-            .to_owned()
     }
 
-    /// `text` as a QR code on a phone held up to the camera.
     fn phone(&self, name: &str, text: &str) -> PathBuf {
-        let code = self.dir.join(format!("{name}-code.png"));
-        facegatectl::token::write_code_png(text, &code).unwrap();
-        let panel = self.dir.join(format!("{name}-phone.png"));
-        token_scene::phone_panel(&code, &panel, 6.0).unwrap();
-        panel
+        token_scene::phone(&self.dir, name, text).unwrap()
     }
-}
 
-fn name_of(path: &Path) -> String {
-    path.file_name().unwrap().to_string_lossy().into_owned()
-}
-
-/// The rig in token mode, playing `segments`, trusting the public keys in `trusted`.
-fn token_rig(scratch: &Path, segments: &[Segment], trusted: &Path) -> GateRig {
-    let mut rig = GateRig::new(files(), scratch, &[]).expect("rig starts");
-    let pipeline = scratch.join("token-walkups.pipeline");
-    std::fs::write(
-        &pipeline,
-        format!(
-            "{} ! identity sync=true ! queue max-size-buffers=2 max-size-bytes=0 max-size-time=0 \
-             ! fgdetect model=${{models}}/facegate_yunet_2023mar.onnx input-size=${{input_size}} \
-             ! fgtrack ! queue max-size-buffers=2 max-size-bytes=0 max-size-time=0 \
-             ! fgembed model=${{models}}/facegate_sface_2021dec.onnx ! fgqr interval=${{qr_interval}} \
-             ! fgmatch name=match identification=${{identification}} trusted-keys=${{trusted_keys}} \
-               revocations=${{revocations}} token-window=${{token_window_ms}} \
-               min-threshold=${{threshold}} max-false-grant-rate=${{max_false_grant_rate}} \
-               min-margin=${{min_margin}} poll-interval=1000 \
-             ! fakesink sync=true\n",
-            token_scene::sources(segments)
-        ),
-    )
-    .unwrap();
-    let path = |p: &Path| p.to_string_lossy().into_owned();
-    rig.extra_env.extend([
-        ("FACEGATE_PIPELINE__FILE".into(), path(&pipeline)),
-        ("FACEGATE_POLICY__IDENTIFICATION".into(), "token".into()),
-        // A token counts for a second after its code was last read: each walk-up its own.
-        ("FACEGATE_POLICY__TOKEN_WINDOW_S".into(), "1".into()),
-        ("FACEGATE_TOKENS__TRUSTED_KEYS".into(), path(trusted)),
-        (
-            "FACEGATE_TOKENS__REVOCATIONS".into(),
-            path(&scratch.join("revoked-tokens")),
-        ),
-    ]);
-    rig
-}
-
-fn walkup(face: Option<PathBuf>, code: Option<PathBuf>) -> Vec<Segment> {
-    vec![
-        Segment {
-            face,
-            code,
-            frames: WALKUP,
-        },
-        Segment {
-            face: None,
-            code: None,
-            frames: GAP,
-        },
-    ]
+    /// The rig in token mode playing `segments`; a token counts for a second after its code was
+    /// last read, so each walk-up has its own.
+    fn rig(&self, segments: &[Segment], trusted: &Path) -> GateRig {
+        token_scene::token_rig(files(), &self.dir, segments, trusted, 1).expect("rig starts")
+    }
 }
 
 /// Runs facegated to the end of the scene, `on_decision` hearing each decision announced;
@@ -198,16 +112,13 @@ fn each_token_walkup_gets_the_decision_its_token_and_face_call_for() {
     std::fs::create_dir_all(&trusted).unwrap();
     // Key rotation: the gate trusts the old key and the new one.
     let (old, new) = (
-        Office::new(&office_dir, "old"),
-        Office::new(&office_dir, "new"),
+        Office::new(&office_dir, "old").unwrap(),
+        Office::new(&office_dir, "new").unwrap(),
     );
     for office in [&old, &new] {
-        std::fs::copy(&office.public, trusted.join(name_of(&office.public))).unwrap();
+        office.trust(&trusted).unwrap();
     }
-    let scene = Scene {
-        dir: scratch.path().to_path_buf(),
-        photos: files().photos,
-    };
+    let scene = Scene::new(scratch.path());
     let token_a = scene.issue(&old, "P-A", "person_a_1.jpg");
     let token_b = scene.issue(&new, "P-B", "person_b_1.jpg");
     // One character changed: still Base45, another payload, a signature that does not verify.
@@ -265,7 +176,7 @@ fn each_token_walkup_gets_the_decision_its_token_and_face_call_for() {
     .into_iter()
     .flatten()
     .collect();
-    let rig = token_rig(scratch.path(), &segments, &trusted);
+    let rig = scene.rig(&segments, &trusted);
     let mut heard = Vec::new();
     let passages = run(&rig, |decision| heard.push(decision.clone()));
 
@@ -331,15 +242,12 @@ fn a_token_revoked_while_the_gate_runs_is_denied_and_a_removed_key_s_tokens_are_
     std::fs::create_dir_all(&office_dir).unwrap();
     std::fs::create_dir_all(&trusted).unwrap();
     let (kept, removed) = (
-        Office::new(&office_dir, "kept"),
-        Office::new(&office_dir, "removed"),
+        Office::new(&office_dir, "kept").unwrap(),
+        Office::new(&office_dir, "removed").unwrap(),
     );
     // Only the kept key is trusted: the removed key's tokens no longer verify.
-    std::fs::copy(&kept.public, trusted.join(name_of(&kept.public))).unwrap();
-    let scene = Scene {
-        dir: scratch.path().to_path_buf(),
-        photos: files().photos,
-    };
+    kept.trust(&trusted).unwrap();
+    let scene = Scene::new(scratch.path());
     let token_a = scene.issue(&kept, "P-A", "person_a_1.jpg");
     let token_b = scene.issue(&kept, "P-B", "person_b_1.jpg");
     let token_old = scene.issue(&removed, "P-B", "person_b_1.jpg");
@@ -366,7 +274,7 @@ fn a_token_revoked_while_the_gate_runs_is_denied_and_a_removed_key_s_tokens_are_
     .into_iter()
     .flatten()
     .collect();
-    let rig = token_rig(scratch.path(), &segments, &trusted);
+    let rig = scene.rig(&segments, &trusted);
     let list_file = scratch.path().join("revoked-tokens");
     let revoked_b = facegate_token::parse_text(
         &token_b,

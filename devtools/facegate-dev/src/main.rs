@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use facegate_dev_assets::AssetDir;
 use facegate_devtools::recognition_demo::{self, DemoPaths};
-use facegate_devtools::{bench, gate_rig};
+use facegate_devtools::{bench, gate_rig, token_scene};
 use facegatectl::pipeline::ModelArgs;
 
 #[derive(Parser)]
@@ -28,11 +28,15 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// The gate demo: facegated on a walk-up video with a simulated gate and a private D-Bus
-    /// (--recognition: identification only, on the photos and the video)
+    /// (--recognition: identification only, on the photos and the video; --token: passengers
+    /// show signed QR tokens, no gallery on the gate)
     Demo {
         /// Identify the development photos and the video instead of running the gate
-        #[arg(long)]
+        #[arg(long, conflicts_with = "token")]
         recognition: bool,
+        /// The gate in token mode: walk-ups holding up a phone with their QR token
+        #[arg(long)]
+        token: bool,
         #[arg(long, value_name = "DIR", requires = "recognition")]
         photos: Option<PathBuf>,
         #[arg(long, value_name = "DIR", requires = "recognition")]
@@ -51,12 +55,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let models = cli.models.models();
     let mut out = std::io::stdout();
     match cli.command {
+        Command::Demo { token: true, .. } => token_scene::run_demo(&mut out),
         Command::Demo {
             recognition: false, ..
         } => gate_rig::run(&mut out),
         Command::Demo {
             recognition: true,
             photos,
+            token: _,
             videos,
             gallery,
         } => {

@@ -3,13 +3,19 @@
 //! 640x480 frame and, beside the face, the QR code of their token on a phone held up to the
 //! camera (the code's PNG turned into a phone screen: a dark bezel, a few degrees of tilt and
 //! a camera's blur). Segments follow one another (concat), each a fresh walk-up; nothing is
-//! written but the phone panels. The tests and `demo --token` play them through the gate's
-//! real pipeline.
+//! written but the phone panels. The tests and `demo --token` ([`run_demo`]) play them through
+//! the gate's real pipeline.
 
 use std::fmt::Write as _;
+use std::io::Write;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
+use ed25519_dalek::SigningKey;
+
+use crate::gate_rig::{Announced, GateRig, RigFiles, follow};
 
 /// Frame size and rate of the scene.
 pub const WIDTH: u32 = 640;
@@ -136,5 +142,217 @@ fn write_grey_png(path: &Path, side: usize, pixels: &[u8]) -> anyhow::Result<()>
     encoder.set_color(png::ColorType::Grayscale);
     encoder.set_depth(png::BitDepth::Eight);
     encoder.write_header()?.write_image_data(pixels)?;
+    Ok(())
+}
+
+/// An enrolment office: its key pair, for issuing tokens and signing revocation lists.
+pub struct Office {
+    pub key: SigningKey,
+    pub key_file: PathBuf,
+    pub public: PathBuf,
+}
+
+impl Office {
+    /// A new key pair `NAME.key.pem` / `NAME.pub.pem` in `dir`.
+    pub fn new(dir: &Path, name: &str) -> anyhow::Result<Office> {
+        let (key_file, public, _) = facegate_token::generate_key(dir, name)?;
+        Ok(Office {
+            key: facegate_token::load_signing_key(&key_file)?,
+            key_file,
+            public,
+        })
+    }
+
+    /// Puts the office's public key into a gate's `trusted` directory.
+    pub fn trust(&self, trusted: &Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(trusted)?;
+        let name = self.public.file_name().context("a key file name")?;
+        std::fs::copy(&self.public, trusted.join(name))?;
+        Ok(())
+    }
+
+    /// Issues `passenger`'s token from `photo` as `facegatectl token issue` does (the gate's
+    /// elements enrol it; files in `dir`); returns its text.
+    pub fn issue(
+        &self,
+        passenger: &str,
+        photo: &Path,
+        dir: &Path,
+        files: &RigFiles,
+    ) -> anyhow::Result<String> {
+        facegatectl::init()?;
+        let key = self
+            .public
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy();
+        let png = dir.join(format!("{passenger}-{key}.png"));
+        let issued =
+            facegatectl::token::issue(&self.key_file, passenger, photo, 30, &png, &files.models())?;
+        Ok(std::fs::read_to_string(&issued.text)?.trim().to_owned())
+    }
+}
+
+/// `text` as a QR code on a phone held up to the camera, tilted 6 degrees (files in `dir`).
+pub fn phone(dir: &Path, name: &str, text: &str) -> anyhow::Result<PathBuf> {
+    let code = dir.join(format!("{name}-code.png"));
+    facegatectl::token::write_code_png(text, &code)?;
+    let panel = dir.join(format!("{name}-phone.png"));
+    phone_panel(&code, &panel, 6.0)?;
+    Ok(panel)
+}
+
+/// The gate's pipeline (pipelines/demo.pipeline's analysis, every `${…}` the service fills) on
+/// the scene of `segments`.
+pub fn pipeline(segments: &[Segment]) -> String {
+    format!(
+        "{} ! identity sync=true ! queue max-size-buffers=2 max-size-bytes=0 max-size-time=0 \
+         ! fgdetect model=${{models}}/facegate_yunet_2023mar.onnx input-size=${{input_size}} \
+         ! fgtrack ! queue max-size-buffers=2 max-size-bytes=0 max-size-time=0 \
+         ! fgembed model=${{models}}/facegate_sface_2021dec.onnx ! fgqr interval=${{qr_interval}} \
+         ! fgmatch name=match identification=${{identification}} trusted-keys=${{trusted_keys}} \
+           revocations=${{revocations}} token-window=${{token_window_ms}} \
+           min-threshold=${{threshold}} max-false-grant-rate=${{max_false_grant_rate}} \
+           min-margin=${{min_margin}} poll-interval=1000 \
+         ! fakesink sync=true\n",
+        sources(segments)
+    )
+}
+
+/// The rig (no gallery) in `policy.identification = "token"`, playing `segments`, trusting the
+/// keys in `trusted`, a token counting `window_s` seconds; the revocation list is
+/// `scratch/revoked-tokens`.
+pub fn token_rig(
+    files: RigFiles,
+    scratch: &Path,
+    segments: &[Segment],
+    trusted: &Path,
+    window_s: u64,
+) -> anyhow::Result<GateRig> {
+    let mut rig = GateRig::new(files, scratch, &[])?;
+    let file = scratch.join("token-walkups.pipeline");
+    std::fs::write(&file, pipeline(segments))?;
+    let path = |p: &Path| p.to_string_lossy().into_owned();
+    rig.extra_env.extend([
+        ("FACEGATE_PIPELINE__FILE".into(), path(&file)),
+        ("FACEGATE_POLICY__IDENTIFICATION".into(), "token".into()),
+        (
+            "FACEGATE_POLICY__TOKEN_WINDOW_S".into(),
+            window_s.to_string(),
+        ),
+        ("FACEGATE_TOKENS__TRUSTED_KEYS".into(), path(trusted)),
+        (
+            "FACEGATE_TOKENS__REVOCATIONS".into(),
+            path(&scratch.join("revoked-tokens")),
+        ),
+    ]);
+    Ok(rig)
+}
+
+/// A walk-up of two seconds, then two seconds of nobody (longer than the token window the
+/// demo and the tests use, so each walk-up has only its own token).
+pub fn walkup(face: Option<PathBuf>, code: Option<PathBuf>) -> Vec<Segment> {
+    vec![
+        Segment {
+            face,
+            code,
+            frames: 2 * FPS,
+        },
+        Segment {
+            face: None,
+            code: None,
+            frames: 2 * FPS,
+        },
+    ]
+}
+
+/// `facegatectl demo --token`: passengers hold up their tokens on a phone; the gate keeps no
+/// gallery and compares each face with the token shown.
+pub fn run_demo(out: &mut impl Write) -> anyhow::Result<()> {
+    let files = RigFiles::repository_defaults()?;
+    let scratch = tempfile::Builder::new()
+        .prefix("facegate-token-demo")
+        .tempdir()?;
+    let dir = scratch.path();
+    let office = Office::new(dir, "office")?;
+    let trusted = dir.join("trusted-keys");
+    office.trust(&trusted)?;
+    let photo = |name: &str| files.photos.join(name);
+    writeln!(
+        out,
+        "== the office issues tokens (its key {}); the gate trusts {}",
+        office.key_file.display(),
+        trusted.display()
+    )?;
+    let mut tokens = Vec::new();
+    for (passenger, from) in [
+        ("P-A", "person_a_1.jpg"),
+        ("P-B", "person_b_1.jpg"),
+        ("P-OBAMA", "obama.jpg"),
+    ] {
+        tokens.push(office.issue(passenger, &photo(from), dir, &files)?);
+        writeln!(out, "   {passenger:<8} from {from}")?;
+    }
+    let walkups = [
+        ("person_a_2.jpg", Some(0), "P-A with their token"),
+        ("person_b_2.jpg", Some(1), "P-B with their token"),
+        ("impostor_1.jpg", Some(0), "a stranger with P-A's token"),
+        ("obama2.jpg", Some(2), "P-OBAMA with their token"),
+        ("biden.jpg", None, "a face without a token"),
+        ("obama.jpg", Some(2), "P-OBAMA again, the same token"),
+    ];
+    let mut segments = Vec::new();
+    for (index, (face, token, what)) in walkups.iter().enumerate() {
+        let code = match token {
+            Some(t) => Some(phone(dir, &format!("walkup-{index}"), &tokens[*t])?),
+            None => None,
+        };
+        segments.extend(walkup(Some(photo(face)), code));
+        writeln!(out, "   walk-up {}: {what} ({face})", index + 1)?;
+    }
+    let rig = token_rig(files, dir, &segments, &trusted, 1)?;
+    writeln!(out, "== private D-Bus at {}", rig.bus.address())?;
+    let mut child = rig.spawn()?;
+    let started = Instant::now();
+    writeln!(
+        out,
+        "== facegated in token mode, no gallery; the walk-ups play in real time"
+    )?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let followed = runtime.block_on(follow(&rig, &mut child, |decision| {
+        let at = started.elapsed().as_secs_f64();
+        match decision {
+            Announced::Granted { id, similarity, .. } => writeln!(
+                out,
+                "   {at:6.2} s  GRANTED  {id:<10} similarity {similarity:.2} to the token's template"
+            )?,
+            Announced::Denied { reason } => writeln!(out, "   {at:6.2} s  DENIED   {reason}")?,
+        }
+        Ok(ControlFlow::Continue(()))
+    }))?;
+    if !followed.status.success() {
+        bail!(
+            "facegated failed ({}); its log: {}",
+            followed.status,
+            rig.log_text()
+        );
+    }
+    writeln!(out, "== journal ({}):", rig.journal.display())?;
+    for passage in rig.passages()? {
+        writeln!(
+            out,
+            "   {}  {:<22} passenger {:<8} token {}",
+            passage.time.format("%H:%M:%S%.3f"),
+            if passage.granted {
+                "granted".to_owned()
+            } else {
+                format!("denied: {}", passage.reason.as_deref().unwrap_or("?"))
+            },
+            passage.identity.as_deref().unwrap_or("-"),
+            passage.token.as_deref().unwrap_or("-")
+        )?;
+    }
     Ok(())
 }

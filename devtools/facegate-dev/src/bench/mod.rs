@@ -9,6 +9,7 @@ pub mod gallery;
 pub mod health;
 pub mod latency;
 pub mod peers;
+pub mod qr;
 pub mod stages;
 
 use std::path::Path;
@@ -35,6 +36,8 @@ pub enum BenchCommand {
     Fleet(fleet::FleetArgs),
     /// The fleet's health at metro scale: heartbeats of thousands of gates, /metrics scrapes
     Health(health::HealthArgs),
+    /// Reading passengers' QR tokens in video: decode rate and cost per frame of each decoder
+    Qr(qr::QrArgs),
 }
 
 pub fn run(
@@ -50,6 +53,7 @@ pub fn run(
         BenchCommand::Fleet(args) => fleet::run(args, out),
         BenchCommand::Health(args) => health::run(args, out),
         BenchCommand::Enrol(args) => enrol::run(args, models, out),
+        BenchCommand::Qr(args) => qr::run(args, out),
     }
 }
 
@@ -111,7 +115,6 @@ pub fn synthetic_embedding(seed: u64, dim: usize) -> Vec<f32> {
     v
 }
 
-/// Writes a benchmark's machine-readable results (read by scripts/plot-benchmarks.py).
 /// Memory of a process from `/proc/<pid>/status`: (VmRSS, VmHWM) in KiB.
 pub fn memory_kib(process: &procfs::process::Process) -> anyhow::Result<(u64, u64)> {
     let status = process.status().context("reading /proc/<pid>/status")?;
@@ -121,6 +124,7 @@ pub fn memory_kib(process: &procfs::process::Process) -> anyhow::Result<(u64, u6
     }
 }
 
+/// Writes a benchmark's machine-readable results (read by scripts/plot-benchmarks.py).
 pub fn write_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)

@@ -23,9 +23,16 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, glib::Enum)]
 #[enum_type(name = "GstFgQrDecoder")]
 pub enum Decoder {
-    /// quircs: a port of the C library quirc; keeps its buffers between frames
     #[default]
-    #[enum_value(name = "quircs: a port of the C library quirc", nick = "quircs")]
+    #[enum_value(
+        name = "zbar: Debian's libzbar (read the most codes, docs/BENCHMARKS.md)",
+        nick = "zbar"
+    )]
+    Zbar,
+    #[enum_value(
+        name = "quircs: a pure-Rust port of the C library quirc",
+        nick = "quircs"
+    )]
     Quircs,
     #[enum_value(name = "rqrr: prepares a new image per frame", nick = "rqrr")]
     Rqrr,
@@ -34,13 +41,14 @@ pub enum Decoder {
 impl From<Decoder> for QrDecoder {
     fn from(decoder: Decoder) -> QrDecoder {
         match decoder {
+            Decoder::Zbar => QrDecoder::Zbar,
             Decoder::Quircs => QrDecoder::Quircs,
             Decoder::Rqrr => QrDecoder::Rqrr,
         }
     }
 }
 
-const DEFAULT_DECODER: Decoder = Decoder::Quircs;
+const DEFAULT_DECODER: Decoder = Decoder::Zbar;
 const DEFAULT_INTERVAL: u32 = 1;
 
 #[derive(Clone, Copy, Debug)]

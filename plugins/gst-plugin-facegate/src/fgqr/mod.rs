@@ -10,8 +10,8 @@
  * face with the token's template. The text stays on the buffer: it is never posted on the bus
  * or logged, since a token carries its passenger's face template.
  *
- * The codes are read from the frame's brightness (a YUV frame's luma plane as it is), by one of
- * two pure-Rust decoders (`decoder`); `interval` reads every Nth frame only, and 0 none (the
+ * The codes are read from the frame's brightness (a YUV frame's luma plane as it is) by
+ * `decoder`: Debian's libzbar by default, or one of two pure-Rust decoders; `interval` reads every Nth frame only, and 0 none (the
  * gate service sets 0 when it looks for no token).
  *
  * ## Example launch line

@@ -2,9 +2,12 @@
 //! QR codes in video frames: what a passenger's phone shows the gate camera (a signed token,
 //! crate facegate-token). Plain Rust over a [`Frame`]'s brightness, no GStreamer.
 //!
-//! Two decoders, both pure Rust, behind one [`QrReader`]: [`QrDecoder::Quircs`] (a port of the
-//! C library quirc, which keeps its working buffers between frames) and [`QrDecoder::Rqrr`].
-//! `facegate-dev bench qr` measures both on the token walk-up videos.
+//! Three decoders behind one [`QrReader`]: [`QrDecoder::Zbar`] (Debian's libzbar, the default:
+//! it read every frame of the token walk-ups, tilted or not), and two pure-Rust ones,
+//! [`QrDecoder::Quircs`] (a port of the C library quirc) and [`QrDecoder::Rqrr`], which missed
+//! some codes altogether. `facegate-dev bench qr` measures them (docs/BENCHMARKS.md).
+
+mod zbar;
 
 use crate::frame::Frame;
 
@@ -13,6 +16,7 @@ use crate::frame::Frame;
 #[strum(serialize_all = "lowercase")]
 pub enum QrDecoder {
     #[default]
+    Zbar,
     Quircs,
     Rqrr,
 }
@@ -32,6 +36,8 @@ pub struct QrReader {
     decoder: QrDecoder,
     grey: Vec<u8>,
     quirc: quircs::Quirc,
+    /// Made at the first frame ZBar reads (`None` until then, or if ZBar could not make one).
+    zbar: Option<zbar::ZbarScanner>,
 }
 
 impl std::fmt::Debug for QrReader {
@@ -66,6 +72,26 @@ impl QrReader {
         let mut codes = Vec::new();
         let mut unreadable = 0;
         match self.decoder {
+            QrDecoder::Zbar => {
+                if self.zbar.is_none() {
+                    self.zbar = zbar::ZbarScanner::new();
+                }
+                let Some(scanner) = self.zbar.as_mut() else {
+                    return (codes, 1);
+                };
+                scanner.scan(
+                    &self.grey,
+                    width,
+                    height,
+                    |bytes, corners| match std::str::from_utf8(bytes) {
+                        Ok(text) => codes.push(QrCode {
+                            text: text.to_owned(),
+                            bbox: bounding_box(corners.iter().copied()),
+                        }),
+                        Err(_) => unreadable += 1,
+                    },
+                );
+            }
             QrDecoder::Quircs => {
                 for found in self.quirc.identify(width, height, &self.grey) {
                     let text = found
@@ -152,7 +178,7 @@ mod tests {
         let grey = draw(&modules(text), 4, 60, 40, w, h);
         let rgb: Vec<u8> = grey.iter().flat_map(|&v| [v, v, v]).collect();
         let chroma = vec![128; w * h / 2];
-        for decoder in [QrDecoder::Quircs, QrDecoder::Rqrr] {
+        for decoder in [QrDecoder::Zbar, QrDecoder::Quircs, QrDecoder::Rqrr] {
             let mut reader = QrReader::new(decoder);
             let luma = Frame::new(
                 w,
@@ -192,7 +218,7 @@ mod tests {
     fn a_frame_without_a_code_reads_nothing() {
         let (w, h) = (64, 48);
         let grey: Vec<u8> = (0..w * h).map(|i| (i * 37 % 251) as u8).collect();
-        for decoder in [QrDecoder::Quircs, QrDecoder::Rqrr] {
+        for decoder in [QrDecoder::Zbar, QrDecoder::Quircs, QrDecoder::Rqrr] {
             let frame = Frame::new(
                 w,
                 h,
