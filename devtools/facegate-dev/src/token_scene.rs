@@ -249,19 +249,22 @@ pub fn token_rig(
     Ok(rig)
 }
 
-/// A walk-up of two seconds, then two seconds of nobody (longer than the token window the
-/// demo and the tests use, so each walk-up has only its own token).
+/// A [`walkup`]: two seconds of a passenger, then two of nobody (longer than the token window
+/// the demo and the tests use, so each walk-up has only its own token).
+pub const WALKUP_FRAMES: u32 = 4 * FPS;
+
+/// A walk-up of [`WALKUP_FRAMES`].
 pub fn walkup(face: Option<PathBuf>, code: Option<PathBuf>) -> Vec<Segment> {
     vec![
         Segment {
             face,
             code,
-            frames: 2 * FPS,
+            frames: WALKUP_FRAMES / 2,
         },
         Segment {
             face: None,
             code: None,
-            frames: 2 * FPS,
+            frames: WALKUP_FRAMES / 2,
         },
     ]
 }
@@ -340,7 +343,20 @@ pub fn run_demo(out: &mut impl Write) -> anyhow::Result<()> {
         );
     }
     writeln!(out, "== journal ({}):", rig.journal.display())?;
-    for passage in rig.passages()? {
+    let passages = rig.passages()?;
+    // A walk-up begins every WALKUP_FRAMES of video; a grant's latency runs from its first
+    // frame on the wall clock (the stream's start as the gate announced it) to the journal's
+    // row, written just before the relay moves.
+    let period_ns = u64::from(WALKUP_FRAMES) * 1_000_000_000 / u64::from(FPS);
+    let mut latencies = Vec::new();
+    for passage in passages.iter().filter(|p| p.granted) {
+        if let (Some(video_ns), true) = (passage.video_time_ns, followed.stream_start_unix_ns > 0) {
+            let walkup_start = followed.stream_start_unix_ns + video_ns / period_ns * period_ns;
+            let written = passage.time.timestamp_nanos_opt().unwrap_or_default() as u64;
+            latencies.push(written.saturating_sub(walkup_start) / 1_000_000);
+        }
+    }
+    for passage in &passages {
         writeln!(
             out,
             "   {}  {:<22} passenger {:<8} token {}",
@@ -352,6 +368,16 @@ pub fn run_demo(out: &mut impl Write) -> anyhow::Result<()> {
             },
             passage.identity.as_deref().unwrap_or("-"),
             passage.token.as_deref().unwrap_or("-")
+        )?;
+    }
+    if let (Some(median), Some(worst)) = (
+        crate::bench::percentile(&latencies, 0.5),
+        latencies.iter().max(),
+    ) {
+        writeln!(
+            out,
+            "== face and token visible to grant: median {median} ms, worst {worst} ms over {} grants",
+            latencies.len()
         )?;
     }
     Ok(())
