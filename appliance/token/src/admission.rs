@@ -122,37 +122,10 @@ pub fn admit(
 
 #[cfg(test)]
 mod tests {
-    use ed25519_dalek::SigningKey;
+    use crate::test_support::*;
 
     use super::*;
     use crate::payload::{Claims, issue};
-    use crate::template::quantise;
-
-    const MODEL: [u8; 8] = [0x9d, 0x8e, 0xe5, 0x9d, 0xb2, 0xaf, 0x50, 0xad];
-    const ISSUED: i64 = 1_764_633_600;
-    const EXPIRES: i64 = ISSUED + 30 * 86_400;
-
-    fn key(seed: u8) -> SigningKey {
-        SigningKey::from_bytes(&[seed; 32])
-    }
-
-    fn claims() -> Claims {
-        let embedding: Vec<f32> = (0..128)
-            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 300.0)
-            .collect();
-        Claims {
-            token_id: [7; 16],
-            passenger_id: "p-000123".into(),
-            issued_at: ISSUED,
-            expires_at: EXPIRES,
-            model_sha256_prefix: MODEL,
-            template: quantise(&embedding),
-        }
-    }
-
-    fn trusting(keys: &[&SigningKey]) -> TrustedKeys {
-        TrustedKeys::of(keys.iter().map(|k| k.verifying_key()))
-    }
 
     /// Refused with the token's ids, one line; the reason.
     fn refused_with_ids(refused: Refused, kind: RefusalKind) -> String {

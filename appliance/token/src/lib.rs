@@ -32,6 +32,8 @@ mod payload;
 mod presence;
 mod revocation;
 mod template;
+#[cfg(test)]
+mod test_support;
 
 pub use admission::{CLOCK_SKEW_S, RefusalKind, Refused, admit};
 pub use keys::{KeyId, TrustedKeys, generate_key, load_signing_key, load_verifying_key};

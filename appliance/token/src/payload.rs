@@ -219,25 +219,7 @@ pub fn parse_text(text: &str, trusted: &TrustedKeys) -> Result<SignedToken, Toke
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::template::quantise;
-
-    fn key(seed: u8) -> SigningKey {
-        SigningKey::from_bytes(&[seed; 32])
-    }
-
-    fn claims() -> Claims {
-        let embedding: Vec<f32> = (0..128)
-            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 300.0)
-            .collect();
-        Claims {
-            token_id: [7; 16],
-            passenger_id: "p-000123".into(),
-            issued_at: 1_764_633_600,
-            expires_at: 1_764_633_600 + 30 * 86_400,
-            model_sha256_prefix: [0x9d, 0x8e, 0xe5, 0x9d, 0xb2, 0xaf, 0x50, 0xad],
-            template: quantise(&embedding),
-        }
-    }
+    use crate::test_support::*;
 
     #[test]
     fn an_issued_token_reads_back_with_its_claims_and_key() {

@@ -241,19 +241,11 @@ mod tests {
     use super::*;
     use crate::payload::issue;
     use crate::template::quantise;
+    use crate::test_support::*;
     use ed25519_dalek::SigningKey;
 
     const MODEL: [u8; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
     const NOW: i64 = 1_800_000_000;
-
-    fn unit(dim: usize, seed: u32) -> Vec<f32> {
-        let mut v: Vec<f32> = (0..dim as u32)
-            .map(|i| ((i * 7919 + seed * 104_729) % 1000) as f32 / 500.0 - 1.0)
-            .collect();
-        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-        v.iter_mut().for_each(|x| *x /= n);
-        v
-    }
 
     struct Office {
         key: SigningKey,

@@ -246,14 +246,7 @@ fn parse_signature(value: &str) -> Result<(KeyId, Signature), String> {
 mod tests {
     use super::*;
     use crate::template::quantise;
-
-    fn key(seed: u8) -> SigningKey {
-        SigningKey::from_bytes(&[seed; 32])
-    }
-
-    fn trusting(keys: &[&SigningKey]) -> TrustedKeys {
-        TrustedKeys::of(keys.iter().map(|k| k.verifying_key()))
-    }
+    use crate::test_support::*;
 
     fn list() -> RevocationList {
         RevocationList {

@@ -49,19 +49,11 @@ impl Quantised {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn unit(seed: u32, dim: usize) -> Vec<f32> {
-        let mut v: Vec<f32> = (0..dim as u32)
-            .map(|i| ((i * 7919 + seed * 104_729) % 1000) as f32 / 500.0 - 1.0)
-            .collect();
-        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-        v.iter_mut().for_each(|x| *x /= n);
-        v
-    }
+    use crate::test_support::*;
 
     #[test]
     fn quantising_a_unit_embedding_costs_little_cosine_and_keeps_the_largest_at_127() {
-        let v = unit(3, 128);
+        let v = unit(128, 3);
         let q = quantise(&v);
         assert_eq!(q.values.len(), 128);
         assert!(q.values.iter().any(|&x| x.abs() == 127));

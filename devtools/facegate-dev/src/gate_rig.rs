@@ -463,18 +463,7 @@ pub fn run(out: &mut impl Write) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let followed = runtime.block_on(follow(&rig, &mut child, |decision| {
-        let at = started.elapsed().as_secs_f64();
-        match decision {
-            Announced::Granted {
-                passage_id,
-                id,
-                similarity,
-            } => writeln!(
-                out,
-                "   {at:6.2} s  GRANTED  {id:<10} similarity {similarity:.2}  passage {passage_id}"
-            )?,
-            Announced::Denied { reason } => writeln!(out, "   {at:6.2} s  DENIED   {reason}")?,
-        }
+        print_decision(out, started, decision)?;
         Ok(ControlFlow::Continue(()))
     }))?;
     if !followed.status.success() {
@@ -503,6 +492,26 @@ pub fn run(out: &mut impl Write) -> anyhow::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// One line per decision as the demos print them, `started` being when facegated was.
+pub fn print_decision(
+    out: &mut impl Write,
+    started: Instant,
+    decision: Announced,
+) -> std::io::Result<()> {
+    let at = started.elapsed().as_secs_f64();
+    match decision {
+        Announced::Granted {
+            passage_id,
+            id,
+            similarity,
+        } => writeln!(
+            out,
+            "   {at:6.2} s  GRANTED  {id:<10} similarity {similarity:.2}  passage {passage_id}"
+        ),
+        Announced::Denied { reason } => writeln!(out, "   {at:6.2} s  DENIED   {reason}"),
+    }
 }
 
 fn summarise(rig: &GateRig, out: &mut impl Write) -> anyhow::Result<()> {

@@ -15,7 +15,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use ed25519_dalek::SigningKey;
 
-use crate::gate_rig::{Announced, GateRig, RigFiles, follow};
+use crate::gate_rig::{GateRig, RigFiles, follow, print_decision};
 
 /// Frame size and rate of the scene.
 pub const WIDTH: u32 = 640;
@@ -325,14 +325,7 @@ pub fn run_demo(out: &mut impl Write) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let followed = runtime.block_on(follow(&rig, &mut child, |decision| {
-        let at = started.elapsed().as_secs_f64();
-        match decision {
-            Announced::Granted { id, similarity, .. } => writeln!(
-                out,
-                "   {at:6.2} s  GRANTED  {id:<10} similarity {similarity:.2} to the token's template"
-            )?,
-            Announced::Denied { reason } => writeln!(out, "   {at:6.2} s  DENIED   {reason}")?,
-        }
+        print_decision(out, started, decision)?;
         Ok(ControlFlow::Continue(()))
     }))?;
     if !followed.status.success() {
