@@ -9,7 +9,7 @@
 #   make soak    facegated's file pipeline rebuilt SOAK_REBUILDS times, RSS per rebuild -> CSV (scripts/soak-rebuilds.py)
 #   make demo    setup + build + facegatectl demo
 #   make lint    cargo fmt --check, cargo clippy -D warnings
-#   make bench   setup + every benchmark (release build; about 25 min) + plots -> docs/BENCHMARKS.md's numbers
+#   make bench   setup + the benchmarks (release build; about 25 min) + plots -> docs/BENCHMARKS.md's numbers
 #   make plots   the PNG plots in docs/ from the benchmarks' JSON in docs/bench/
 #   make models-noncommercial  setup + the opt-in models whose licence forbids a fare-charging gate
 #   make accuracy  the open-set evaluations of docs/ACCURACY.md (fetches the non-commercial model too)
@@ -109,6 +109,10 @@ bench: setup
 	$(DEV_RELEASE) bench peers
 	$(DEV_RELEASE) bench gallery
 	$(DEV_RELEASE) bench latency
+	# bench qr's peer, Debian's zbar element, is in gst-plugins-bad (only the benchmark needs it).
+	dpkg-query -W -f='$${db:Status-Status}' gstreamer1.0-plugins-bad 2>/dev/null | grep -qx installed || \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q gstreamer1.0-plugins-bad
+	$(DEV_RELEASE) bench qr
 	$(MAKE) -C $(REPO) plots
 
 plots:
