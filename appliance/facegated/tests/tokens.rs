@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use facegate_devtools::gate_rig::{Announced, GateRig, RigFiles, follow};
 use facegate_devtools::token_scene::{self, Office, Segment, walkup};
+use facegate_meta::Identification;
 use facegate_token::{Claims, RevocationList};
 use facegated::journal::Passage;
 
@@ -59,7 +60,26 @@ impl Scene {
     /// The rig in token mode playing `segments`; a token counts for a second after its code was
     /// last read, so each walk-up has its own.
     fn rig(&self, segments: &[Segment], trusted: &Path) -> GateRig {
-        token_scene::token_rig(files(), &self.dir, segments, trusted, 1).expect("rig starts")
+        self.rig_with(segments, trusted, Identification::Token, &[])
+    }
+
+    fn rig_with(
+        &self,
+        segments: &[Segment],
+        trusted: &Path,
+        identification: Identification,
+        enrolled: &[(&str, &str, &str)],
+    ) -> GateRig {
+        token_scene::token_rig(
+            files(),
+            &self.dir,
+            segments,
+            trusted,
+            1,
+            identification,
+            enrolled,
+        )
+        .expect("rig starts")
     }
 }
 
@@ -308,4 +328,51 @@ fn a_token_revoked_while_the_gate_runs_is_denied_and_a_removed_key_s_tokens_are_
         "the reload is logged: {}",
         rig.log_text()
     );
+}
+
+#[test]
+fn token_or_gallery_decides_by_the_token_shown_and_else_by_the_gallery() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = tempfile::tempdir().unwrap();
+    let (office_dir, trusted) = (
+        scratch.path().join("office"),
+        scratch.path().join("trusted"),
+    );
+    std::fs::create_dir_all(&office_dir).unwrap();
+    let office = Office::new(&office_dir, "office").unwrap();
+    office.trust(&trusted).unwrap();
+    let scene = Scene::new(scratch.path());
+    // P-A is not in the gallery: only their token lets them through.
+    let token_a = scene.issue(&office, "P-A", "person_a_1.jpg");
+    let segments: Vec<Segment> = [
+        // Enrolled, no token: the gallery decides.
+        walkup(Some(scene.photo("person_b_2.jpg")), None),
+        // A stranger with P-A's token: the token decides, whatever the gallery holds.
+        walkup(
+            Some(scene.photo("impostor_1.jpg")),
+            Some(scene.phone("a-by-stranger", &token_a)),
+        ),
+        walkup(
+            Some(scene.photo("person_a_2.jpg")),
+            Some(scene.phone("a", &token_a)),
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let rig = scene.rig_with(
+        &segments,
+        &trusted,
+        Identification::TokenOrGallery,
+        &[("person-b", "Person B", "person_b_1.jpg")],
+    );
+    let passages = run(&rig, |_| {});
+    assert_eq!(
+        summary(&passages),
+        ["granted person-b", "denied token-mismatch", "granted P-A"],
+        "log: {}",
+        rig.log_text()
+    );
+    assert_eq!(passages[0].token, None, "decided by the gallery");
+    assert!(passages[1].token.is_some() && passages[2].token.is_some());
 }

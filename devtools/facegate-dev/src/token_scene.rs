@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use ed25519_dalek::SigningKey;
+use facegate_meta::Identification;
 
 use crate::gate_rig::{GateRig, RigFiles, follow, print_decision};
 
@@ -210,7 +211,8 @@ pub fn pipeline(segments: &[Segment]) -> String {
          ! fgdetect model=${{models}}/facegate_yunet_2023mar.onnx input-size=${{input_size}} \
          ! fgtrack ! queue max-size-buffers=2 max-size-bytes=0 max-size-time=0 \
          ! fgembed model=${{models}}/facegate_sface_2021dec.onnx ! fgqr interval=${{qr_interval}} \
-         ! fgmatch name=match identification=${{identification}} trusted-keys=${{trusted_keys}} \
+         ! fgmatch name=match gallery=${{gallery}} identification=${{identification}} \
+           trusted-keys=${{trusted_keys}} \
            revocations=${{revocations}} token-window=${{token_window_ms}} \
            min-threshold=${{threshold}} max-false-grant-rate=${{max_false_grant_rate}} \
            min-margin=${{min_margin}} poll-interval=1000 \
@@ -219,23 +221,28 @@ pub fn pipeline(segments: &[Segment]) -> String {
     )
 }
 
-/// The rig (no gallery) in `policy.identification = "token"`, playing `segments`, trusting the
-/// keys in `trusted`, a token counting `window_s` seconds; the revocation list is
-/// `scratch/revoked-tokens`.
+/// The rig in `identification` (a token mode), playing `segments`, trusting the keys in
+/// `trusted`, a token counting `window_s` seconds, with `enrolled` (id, label, photo) in its
+/// gallery (opened only by `token-or-gallery`); the revocation list is `scratch/revoked-tokens`.
 pub fn token_rig(
     files: RigFiles,
     scratch: &Path,
     segments: &[Segment],
     trusted: &Path,
     window_s: u64,
+    identification: Identification,
+    enrolled: &[(&str, &str, &str)],
 ) -> anyhow::Result<GateRig> {
-    let mut rig = GateRig::new(files, scratch, &[])?;
+    let mut rig = GateRig::new(files, scratch, enrolled)?;
     let file = scratch.join("token-walkups.pipeline");
     std::fs::write(&file, pipeline(segments))?;
     let path = |p: &Path| p.to_string_lossy().into_owned();
     rig.extra_env.extend([
         ("FACEGATE_PIPELINE__FILE".into(), path(&file)),
-        ("FACEGATE_POLICY__IDENTIFICATION".into(), "token".into()),
+        (
+            "FACEGATE_POLICY__IDENTIFICATION".into(),
+            identification.to_string(),
+        ),
         (
             "FACEGATE_POLICY__TOKEN_WINDOW_S".into(),
             window_s.to_string(),
@@ -313,7 +320,15 @@ pub fn run_demo(out: &mut impl Write) -> anyhow::Result<()> {
         segments.extend(walkup(Some(photo(face)), code));
         writeln!(out, "   walk-up {}: {what} ({face})", index + 1)?;
     }
-    let rig = token_rig(files, dir, &segments, &trusted, 1)?;
+    let rig = token_rig(
+        files,
+        dir,
+        &segments,
+        &trusted,
+        1,
+        Identification::Token,
+        &[],
+    )?;
     writeln!(out, "== private D-Bus at {}", rig.bus.address())?;
     let mut child = rig.spawn()?;
     let started = Instant::now();
