@@ -29,18 +29,37 @@ fn now() -> i64 {
         .as_secs() as i64
 }
 
-/// The scene's files: the offices' tokens, the phone panels.
+/// The scene's files: the offices' keys and tokens, the gate's trusted keys, the phone panels.
 struct Scene {
     dir: PathBuf,
+    /// The gate's `tokens.trusted_keys`.
+    trusted: PathBuf,
     files: RigFiles,
 }
 
 impl Scene {
     fn new(dir: &Path) -> Scene {
+        let trusted = dir.join("trusted");
+        std::fs::create_dir_all(dir.join("office")).unwrap();
+        std::fs::create_dir_all(&trusted).unwrap();
         Scene {
             dir: dir.to_path_buf(),
+            trusted,
             files: files(),
         }
+    }
+
+    /// An office's key pair, trusted by the gate or not.
+    fn office(&self, name: &str, trusted: bool) -> Office {
+        let office = Office::new(&self.dir.join("office"), name).unwrap();
+        if trusted {
+            office.trust(&self.trusted).unwrap();
+        }
+        office
+    }
+
+    fn trusted_keys(&self) -> facegate_token::TrustedKeys {
+        facegate_token::TrustedKeys::load(&self.trusted).unwrap()
     }
 
     fn photo(&self, name: &str) -> PathBuf {
@@ -59,14 +78,13 @@ impl Scene {
 
     /// The rig in token mode playing `segments`; a token counts for a second after its code was
     /// last read, so each walk-up has its own.
-    fn rig(&self, segments: &[Segment], trusted: &Path) -> GateRig {
-        self.rig_with(segments, trusted, Identification::Token, &[])
+    fn rig(&self, segments: &[Segment]) -> GateRig {
+        self.rig_with(segments, Identification::Token, &[])
     }
 
     fn rig_with(
         &self,
         segments: &[Segment],
-        trusted: &Path,
         identification: Identification,
         enrolled: &[(&str, &str, &str)],
     ) -> GateRig {
@@ -74,7 +92,7 @@ impl Scene {
             files(),
             &self.dir,
             segments,
-            trusted,
+            &self.trusted,
             1,
             identification,
             enrolled,
@@ -124,21 +142,9 @@ fn summary(passages: &[Passage]) -> Vec<String> {
 fn each_token_walkup_gets_the_decision_its_token_and_face_call_for() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let scratch = tempfile::tempdir().unwrap();
-    let (office_dir, trusted) = (
-        scratch.path().join("office"),
-        scratch.path().join("trusted"),
-    );
-    std::fs::create_dir_all(&office_dir).unwrap();
-    std::fs::create_dir_all(&trusted).unwrap();
-    // Key rotation: the gate trusts the old key and the new one.
-    let (old, new) = (
-        Office::new(&office_dir, "old").unwrap(),
-        Office::new(&office_dir, "new").unwrap(),
-    );
-    for office in [&old, &new] {
-        office.trust(&trusted).unwrap();
-    }
     let scene = Scene::new(scratch.path());
+    // Key rotation: the gate trusts the old key and the new one.
+    let (old, new) = (scene.office("old", true), scene.office("new", true));
     let token_a = scene.issue(&old, "P-A", "person_a_1.jpg");
     let token_b = scene.issue(&new, "P-B", "person_b_1.jpg");
     // One character changed: still Base45, another payload, a signature that does not verify.
@@ -148,11 +154,7 @@ fn each_token_walkup_gets_the_decision_its_token_and_face_call_for() {
     let tampered = String::from_utf8(tampered).unwrap();
     // Expired yesterday, signed by a trusted key.
     let expired = {
-        let valid = facegate_token::parse_text(
-            &token_b,
-            &facegate_token::TrustedKeys::load(&trusted).unwrap(),
-        )
-        .unwrap();
+        let valid = facegate_token::parse_text(&token_b, &scene.trusted_keys()).unwrap();
         facegate_token::issue(
             &Claims {
                 token_id: [0xee; 16],
@@ -196,7 +198,7 @@ fn each_token_walkup_gets_the_decision_its_token_and_face_call_for() {
     .into_iter()
     .flatten()
     .collect();
-    let rig = scene.rig(&segments, &trusted);
+    let rig = scene.rig(&segments);
     let mut heard = Vec::new();
     let passages = run(&rig, |decision| heard.push(decision.clone()));
 
@@ -215,7 +217,7 @@ fn each_token_walkup_gets_the_decision_its_token_and_face_call_for() {
     assert_eq!(heard.len(), passages.len(), "{heard:?}");
     // The journal keeps whom and which token, never a template.
     let ids = |text: &str| {
-        facegate_token::parse_text(text, &facegate_token::TrustedKeys::load(&trusted).unwrap())
+        facegate_token::parse_text(text, &scene.trusted_keys())
             .unwrap()
             .claims
     };
@@ -255,19 +257,9 @@ fn each_token_walkup_gets_the_decision_its_token_and_face_call_for() {
 fn a_token_revoked_while_the_gate_runs_is_denied_and_a_removed_key_s_tokens_are_invalid() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let scratch = tempfile::tempdir().unwrap();
-    let (office_dir, trusted) = (
-        scratch.path().join("office"),
-        scratch.path().join("trusted"),
-    );
-    std::fs::create_dir_all(&office_dir).unwrap();
-    std::fs::create_dir_all(&trusted).unwrap();
-    let (kept, removed) = (
-        Office::new(&office_dir, "kept").unwrap(),
-        Office::new(&office_dir, "removed").unwrap(),
-    );
-    // Only the kept key is trusted: the removed key's tokens no longer verify.
-    kept.trust(&trusted).unwrap();
     let scene = Scene::new(scratch.path());
+    // Only the kept key is trusted: the removed key's tokens no longer verify.
+    let (kept, removed) = (scene.office("kept", true), scene.office("removed", false));
     let token_a = scene.issue(&kept, "P-A", "person_a_1.jpg");
     let token_b = scene.issue(&kept, "P-B", "person_b_1.jpg");
     let token_old = scene.issue(&removed, "P-B", "person_b_1.jpg");
@@ -294,15 +286,12 @@ fn a_token_revoked_while_the_gate_runs_is_denied_and_a_removed_key_s_tokens_are_
     .into_iter()
     .flatten()
     .collect();
-    let rig = scene.rig(&segments, &trusted);
+    let rig = scene.rig(&segments);
     let list_file = scratch.path().join("revoked-tokens");
-    let revoked_b = facegate_token::parse_text(
-        &token_b,
-        &facegate_token::TrustedKeys::load(&trusted).unwrap(),
-    )
-    .unwrap()
-    .claims
-    .token_id;
+    let revoked_b = facegate_token::parse_text(&token_b, &scene.trusted_keys())
+        .unwrap()
+        .claims
+        .token_id;
     let passages = run(&rig, |decision| {
         if matches!(decision, Announced::Granted { .. }) && !list_file.exists() {
             let list = RevocationList {
@@ -334,14 +323,8 @@ fn a_token_revoked_while_the_gate_runs_is_denied_and_a_removed_key_s_tokens_are_
 fn token_or_gallery_decides_by_the_token_shown_and_else_by_the_gallery() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let scratch = tempfile::tempdir().unwrap();
-    let (office_dir, trusted) = (
-        scratch.path().join("office"),
-        scratch.path().join("trusted"),
-    );
-    std::fs::create_dir_all(&office_dir).unwrap();
-    let office = Office::new(&office_dir, "office").unwrap();
-    office.trust(&trusted).unwrap();
     let scene = Scene::new(scratch.path());
+    let office = scene.office("office", true);
     // P-A is not in the gallery: only their token lets them through.
     let token_a = scene.issue(&office, "P-A", "person_a_1.jpg");
     let segments: Vec<Segment> = [
@@ -362,7 +345,6 @@ fn token_or_gallery_decides_by_the_token_shown_and_else_by_the_gallery() {
     .collect();
     let rig = scene.rig_with(
         &segments,
-        &trusted,
         Identification::TokenOrGallery,
         &[("person-b", "Person B", "person_b_1.jpg")],
     );
