@@ -309,6 +309,32 @@ impl GateRig {
         Ok((connection, proxy))
     }
 
+    /// [`GateRig::gate`] for a `service` just spawned: fails as soon as it exits instead of
+    /// waiting out `timeout` (a configuration it refuses ends it at once), with its last words.
+    pub async fn gate_of(
+        &self,
+        service: &mut Service,
+        timeout: Duration,
+    ) -> anyhow::Result<(zbus::Connection, GateProxy<'static>)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = service.try_wait()? {
+                let log = self.log_text();
+                bail!(
+                    "facegated exited ({status}) before it appeared on the bus: {}",
+                    log.lines().last().unwrap_or("(it logged nothing)")
+                );
+            }
+            let attempt =
+                Duration::from_millis(500).min(deadline.saturating_duration_since(Instant::now()));
+            match self.gate(attempt).await {
+                Ok(gate) => return Ok(gate),
+                Err(e) if Instant::now() >= deadline => return Err(e),
+                Err(_) => {}
+            }
+        }
+    }
+
     pub fn passages(&self) -> anyhow::Result<Vec<Passage>> {
         Ok(self.journal()?.passages()?)
     }
@@ -368,7 +394,7 @@ pub async fn follow(
     service: &mut Service,
     mut on_decision: impl FnMut(Announced) -> anyhow::Result<ControlFlow<()>>,
 ) -> anyhow::Result<Followed> {
-    let (_connection, gate) = rig.gate(Duration::from_secs(60)).await?;
+    let (_connection, gate) = rig.gate_of(service, Duration::from_secs(60)).await?;
     let mut granted = gate.receive_passage_granted().await?;
     let mut denied = gate.receive_passage_denied().await?;
     let mut poll = tokio::time::interval(Duration::from_millis(100));
