@@ -203,22 +203,21 @@ pub fn phone(dir: &Path, name: &str, text: &str) -> anyhow::Result<PathBuf> {
     Ok(panel)
 }
 
-/// The gate's pipeline (pipelines/demo.pipeline's analysis, every `${…}` the service fills) on
-/// the scene of `segments`.
-pub fn pipeline(segments: &[Segment]) -> String {
-    format!(
-        "{} ! identity sync=true ! queue max-size-buffers=2 max-size-bytes=0 max-size-time=0 \
-         ! fgdetect model=${{models}}/facegate_yunet_2023mar.onnx input-size=${{input_size}} \
-         ! fgtrack ! queue max-size-buffers=2 max-size-bytes=0 max-size-time=0 \
-         ! fgembed model=${{models}}/facegate_sface_2021dec.onnx ! fgqr interval=${{qr_interval}} \
-         ! fgmatch name=match gallery=${{gallery}} identification=${{identification}} \
-           trusted-keys=${{trusted_keys}} \
-           revocations=${{revocations}} token-window=${{token_window_ms}} \
-           min-threshold=${{threshold}} max-false-grant-rate=${{max_false_grant_rate}} \
-           min-margin=${{min_margin}} poll-interval=1000 \
-         ! fakesink sync=true\n",
-        sources(segments)
-    )
+/// The demo's file source in pipelines/demo.pipeline, which a token scene takes the place of.
+const DEMO_SOURCE: &str = "filesrc location=${video}\n  ! decodebin\n";
+
+/// The gate's own pipeline (`demo`, the rig's pipelines/demo.pipeline, every `${…}` left for
+/// the service to fill) with the scene of `segments` in place of its video file.
+pub fn pipeline(demo: &Path, segments: &[Segment]) -> anyhow::Result<String> {
+    let text =
+        std::fs::read_to_string(demo).with_context(|| format!("reading {}", demo.display()))?;
+    if !text.contains(DEMO_SOURCE) {
+        bail!(
+            "{}: no `{DEMO_SOURCE:?}` to put the scene in place of",
+            demo.display()
+        );
+    }
+    Ok(text.replacen(DEMO_SOURCE, &format!("{}\n", sources(segments)), 1))
 }
 
 /// The rig in `identification` (a token mode), playing `segments`, trusting the keys in
@@ -235,7 +234,7 @@ pub fn token_rig(
 ) -> anyhow::Result<GateRig> {
     let mut rig = GateRig::new(files, scratch, enrolled)?;
     let file = scratch.join("token-walkups.pipeline");
-    std::fs::write(&file, pipeline(segments))?;
+    std::fs::write(&file, pipeline(&rig.files.pipeline, segments)?)?;
     let path = |p: &Path| p.to_string_lossy().into_owned();
     rig.extra_env.extend([
         ("FACEGATE_PIPELINE__FILE".into(), path(&file)),
