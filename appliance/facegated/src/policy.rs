@@ -421,6 +421,18 @@ enum TokenClaim<'f> {
     Valid(&'f TokenShown),
 }
 
+/// The key passback is kept under for a grant of `id` under `claim`: the token's when it was
+/// valid, else the identity.
+fn passback_key(id: &str, claim: TokenClaim<'_>) -> String {
+    match claim {
+        TokenClaim::Valid(TokenShown {
+            token_id: Some(token),
+            ..
+        }) => format!("{TOKEN_PASSBACK_PREFIX}{token}"),
+        _ => id.to_owned(),
+    }
+}
+
 /// The decision policy; see the module documentation for the rules.
 #[derive(Debug)]
 pub struct Policy {
@@ -482,17 +494,17 @@ impl Policy {
         self.token_threshold
     }
 
-    /// What the policy's rule makes of one face: matched, ambiguous or not matched.
-    pub fn judge(&self, face: &FaceObservation) -> Judgement {
-        self.judge_against(face, self.threshold)
+    /// What the policy's rule makes of a face on `frame`: matched, ambiguous or not matched,
+    /// against the token's threshold when a valid token was shown.
+    pub fn judge_on(&self, face: &FaceObservation, frame: &FrameObservation) -> Judgement {
+        self.judge_against(face, self.threshold_for(self.token_claim(frame)))
     }
 
-    /// [`Policy::judge`] for a face on `frame`: against the token's threshold when a valid
-    /// token was shown.
-    pub fn judge_on(&self, face: &FaceObservation, frame: &FrameObservation) -> Judgement {
-        match self.token_claim(frame) {
-            TokenClaim::Valid(_) => self.judge_against(face, self.token_threshold),
-            _ => self.judge(face),
+    /// The threshold a face is judged against under `claim`.
+    fn threshold_for(&self, claim: TokenClaim<'_>) -> f64 {
+        match claim {
+            TokenClaim::Valid(_) => self.token_threshold,
+            _ => self.threshold,
         }
     }
 
@@ -526,13 +538,7 @@ impl Policy {
     /// The key passback is kept under for a grant of `id` on `frame`: the token's when a valid
     /// token was shown, else the identity.
     pub fn grant_key(&self, id: &str, frame: &FrameObservation) -> String {
-        match self.token_claim(frame) {
-            TokenClaim::Valid(TokenShown {
-                token_id: Some(token),
-                ..
-            }) => format!("{TOKEN_PASSBACK_PREFIX}{token}"),
-            _ => id.to_owned(),
-        }
+        passback_key(id, self.token_claim(frame))
     }
 
     /// Takes back the grant [`Policy::observe`] just recorded for `id`: the service dropped it
@@ -638,10 +644,7 @@ impl Policy {
         running_time: Duration,
         now: SystemTime,
     ) -> Option<Decision> {
-        let judgement = match claim {
-            TokenClaim::Valid(_) => self.judge_against(face, self.token_threshold),
-            _ => self.judge(face),
-        };
+        let judgement = self.judge_against(face, self.threshold_for(claim));
         let free = self.mode.is_free_passage();
         let config = &self.config;
         let state = self
@@ -701,14 +704,8 @@ impl Policy {
                 .run_best
                 .clone()
                 .expect("a run of matching frames has a best candidate");
-            let passback_key = match claim {
-                TokenClaim::Valid(TokenShown {
-                    token_id: Some(token),
-                    ..
-                }) => format!("{TOKEN_PASSBACK_PREFIX}{token}"),
-                _ => matched.id.clone(),
-            };
-            return self.decide_matched(face.track, matched, &passback_key, running_time, now);
+            let key = passback_key(&matched.id, claim);
+            return self.decide_matched(face.track, matched, &key, running_time, now);
         }
         if state.frames_at_gate >= config.decide_after_frames {
             state.decided = true;
