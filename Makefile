@@ -12,7 +12,7 @@
 #   make bench   setup + the benchmarks (release build; about 25 min) + plots -> docs/BENCHMARKS.md's numbers
 #   make plots   the PNG plots in docs/ from the benchmarks' JSON in docs/bench/
 #   make models-noncommercial  setup + the opt-in models whose licence forbids a fare-charging gate
-#   make accuracy  the open-set evaluations of docs/ACCURACY.md (fetches the non-commercial model too)
+#   make accuracy  the open-set evaluations and fusion measurement of docs/ACCURACY.md (fetches the non-commercial model too)
 #
 # Cargo commands get the asset paths below (absolute). facegatectl and the tests link the plugin
 # statically; for gst-launch-1.0, export GST_PLUGIN_PATH=<repo>/target/debug after `make build`.  Assets live in $FACEGATE_ASSETS or
@@ -68,6 +68,7 @@ accuracy: models-noncommercial
 	$(CTL) --embedder-model $(FACEGATE_MODEL_DIR)/w600k_mbf.onnx evaluate --corpus $(FACEGATE_CORPUS_DIR) \
 	    --plot docs/det-w600k_mbf.png \
 	    --write-calibration models/calibration/w600k_mbf.toml --corpus-name "$(CORPUS_NAME)"
+	cd $(REPO) && $(CARGO) run --quiet -p facegate-devtools --bin facegate-dev -- bench fusion
 
 test: setup build
 	cd $(REPO) && $(CARGO) test --workspace

@@ -41,6 +41,7 @@ pub fn faces(file: &Path, input_size: u32, gallery: Option<&Path>) -> Vec<FaceRe
             input_size: Some(input_size),
             ..Models::default()
         },
+        max_false_grant_rate: None,
     };
     let frames = identify::records(file, &options)
         .unwrap_or_else(|e| panic!("identify {}: {e}", file.display()));

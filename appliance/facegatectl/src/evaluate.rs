@@ -292,12 +292,18 @@ pub fn format_evaluation(evaluation: &Evaluation) -> String {
             let endpoint = tail
                 .endpoint
                 .map_or_else(|| "none".to_owned(), |e| format!("{e:.3}"));
+            let held = match tail.fitted_shape {
+                Some(fitted) if fitted < tail.shape => {
+                    format!(" (held at 0: maximum likelihood gives {fitted:.4}, a tail that ends)")
+                }
+                _ => String::new(),
+            };
             let _ = writeln!(
                 out,
-                "\nimpostor tail model: {} over u = {:.4} ({} highest scores, {:.1} %), shape {:.4}, \
+                "\nimpostor tail model: {} over u = {:.4} ({} highest scores, {:.1} %), shape {:.4}{held}, \
                  scale {:.4}, endpoint {endpoint}.\nAssumed: the top scores are in the \
-                 generalized-Pareto limit and the pairs exchangeable; bounds: {} bootstrap \
-                 replicates over identities, {:.0} % upper.",
+                 generalized-Pareto limit, with a tail that does not end, and the pairs \
+                 exchangeable; bounds: {} bootstrap replicates over identities, {:.0} % upper.",
                 tail.model,
                 tail.u,
                 tail.exceedances,

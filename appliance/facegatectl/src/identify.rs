@@ -17,6 +17,8 @@ use crate::pipeline::{self, Models, PipelineError};
 pub struct Options {
     pub gallery: Option<PathBuf>,
     pub models: Models,
+    /// The gate's `policy.max_false_grant_rate` to match as (unset: the gate's default).
+    pub max_false_grant_rate: Option<f64>,
 }
 
 impl Options {
@@ -28,7 +30,7 @@ impl Options {
             self.models.embedder(None).upcast(),
         ];
         if let Some(gallery) = &self.gallery {
-            ours.push(pipeline::matcher(gallery).upcast());
+            ours.push(pipeline::matcher(gallery, self.max_false_grant_rate).upcast());
         }
         ours
     }

@@ -55,6 +55,9 @@ enum Command {
         /// Include embeddings in the output
         #[arg(long)]
         embeddings: bool,
+        /// Match as a gate whose policy.max_false_grant_rate is RATE (default: the gate's default, 1e-4)
+        #[arg(long, value_name = "RATE", value_parser = false_grant_rate)]
+        max_false_grant_rate: Option<f64>,
         file: PathBuf,
     },
     /// Open-set accuracy on a corpus (a folder per person): score distributions, FMR/FNMR, thresholds per gallery size
@@ -135,6 +138,20 @@ enum TokenCommand {
         #[arg(long = "passenger", value_name = "ID")]
         passengers: Vec<String>,
     },
+}
+
+/// A false-grant rate as fgmatch takes it: 1e-12 to 0.5 per stranger passage.
+fn false_grant_rate(text: &str) -> Result<f64, String> {
+    let rate: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    if (1e-12..=0.5).contains(&rate) {
+        Ok(rate)
+    } else {
+        Err(format!(
+            "{rate} is outside 1e-12..0.5 false grants per stranger passage"
+        ))
+    }
 }
 
 fn token_command(command: TokenCommand, models: &Models, out: &mut Output) -> anyhow::Result<()> {
@@ -366,9 +383,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Identify {
             gallery,
             embeddings,
+            max_false_grant_rate,
             file,
         } => {
-            let options = Options { gallery, models };
+            let options = Options {
+                gallery,
+                models,
+                max_false_grant_rate,
+            };
             identify::dump(&file, &options, out, embeddings)?;
             Ok(())
         }

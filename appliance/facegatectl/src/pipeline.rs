@@ -31,6 +31,8 @@ pub struct Models {
     pub embedder: Option<String>,
     pub input_size: Option<u32>,
     pub refine_landmarks: Option<bool>,
+    /// fgembed's `fusion-frames`: how many of a track's embeddings it is matched on.
+    pub fusion_frames: Option<u32>,
 }
 
 impl Models {
@@ -64,6 +66,7 @@ impl Models {
         glib::Object::builder()
             .property_if_some("model", self.embedder.as_deref())
             .property_if_some("refresh-interval", refresh_interval)
+            .property_if_some("fusion-frames", self.fusion_frames)
             .build()
     }
 }
@@ -73,11 +76,14 @@ pub fn tracker() -> FaceTrack {
     glib::Object::builder().build()
 }
 
-/// fgmatch on `gallery`, reading it once (a short run does not watch for new generations).
-pub fn matcher(gallery: &Path) -> FaceMatch {
+/// fgmatch on `gallery`, reading it once (a short run does not watch for new generations), its
+/// threshold following the gallery at `max_false_grant_rate` (unset: fgmatch's default, the
+/// gate's).
+pub fn matcher(gallery: &Path, max_false_grant_rate: Option<f64>) -> FaceMatch {
     glib::Object::builder()
         .property("gallery", gallery.to_string_lossy().as_ref())
         .property("poll-interval", 0u32)
+        .property_if_some("max-false-grant-rate", max_false_grant_rate)
         .build()
 }
 
@@ -96,6 +102,9 @@ pub struct ModelArgs {
     /// Detect each face again at up to full resolution for its landmarks when input-size scaled it down (fgdetect refine-landmarks)
     #[arg(long, global = true)]
     pub refine_landmarks: bool,
+    /// Embeddings of a tracked face fused into the one it is matched with (fgembed fusion-frames; 1: each alone)
+    #[arg(long, global = true, value_name = "FRAMES", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub fusion_frames: Option<u32>,
 }
 
 impl ModelArgs {
@@ -106,6 +115,7 @@ impl ModelArgs {
             embedder: path(&self.embedder_model),
             input_size: self.input_size,
             refine_landmarks: self.refine_landmarks.then_some(true),
+            fusion_frames: self.fusion_frames,
         }
     }
 
@@ -125,6 +135,9 @@ impl ModelArgs {
         }
         if self.refine_landmarks {
             args.push("--refine-landmarks".into());
+        }
+        if let Some(frames) = self.fusion_frames {
+            args.extend(["--fusion-frames".into(), frames.to_string().into()]);
         }
         args
     }

@@ -80,6 +80,19 @@ fn awkward_photos(dir: &Path) {
     std::fs::write(dir.join("broken.jpg"), "not a picture\n").unwrap();
 }
 
+/// The threshold the gate's default rule sets for `people` enrolled, from the shipped
+/// calibration of the default embedder.
+fn gate_threshold(people: u64) -> f64 {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/calibration");
+    let calibration =
+        facegate_vision::calibration::Calibration::load(&dir.join("facegate_sface_2021dec.toml"))
+            .expect("the shipped calibration");
+    facegate_vision::match_rule::MatchRule::default()
+        .standing(&calibration, people)
+        .expect("a standing at the default rates")
+        .threshold
+}
+
 #[test]
 fn enrolment_gives_each_photo_its_verdict_and_keeps_the_good_ones() {
     let scratch = tempfile::tempdir().unwrap();
@@ -162,10 +175,13 @@ fn enrol_list_replace_remove_and_reopen() {
     let listed = stdout(&facegatectl(&["list", "--gallery", g]));
     assert!(listed.contains("generation 3, 2 people"), "{listed}");
     // Where the gallery stands under the gate's default rule, from the model's calibration.
+    let matching = format!(
+        "matching: threshold {:.4} for 2 people, expected false grants per stranger passage ",
+        gate_threshold(2)
+    );
     assert!(
-        listed.contains(
-            "matching: threshold 0.4500 for 2 people, expected false grants per stranger passage "
-        ) && listed.contains("safe up to 0 people: UNSAFE (at most 1e-4 false grants"),
+        listed.contains(&matching)
+            && listed.contains("safe up to 0 people: UNSAFE (at most 1e-4 false grants"),
         "{listed}"
     );
     // The British spelling the operator guides use is the same command.
@@ -315,7 +331,7 @@ fn enrolling_someone_already_enrolled_under_another_id_warns_and_enrols() {
     assert!(
         again.contains("enrolled p-b-again")
             && again.contains("; warning: matches p-b (similarity 0.")
-            && again.contains("the gate's threshold 0.4500"),
+            && again.contains(&format!("the gate's threshold {:.4}", gate_threshold(3))),
         "{again}"
     );
     assert_eq!(Gallery::open(&gallery).unwrap().len(), 3);
@@ -487,4 +503,24 @@ fn a_gallery_that_follows_the_enrolment_office_is_not_changed_here() {
     let after = Gallery::open(&gallery).unwrap();
     assert_eq!(after.generation(), local);
     assert!(after.contains("p-1") && !after.contains("p-2"));
+}
+
+#[test]
+fn a_false_grant_rate_outside_fgmatchs_range_is_refused_naming_it() {
+    let photo = photo("person_b_1.jpg");
+    for rate in ["0.9", "zero"] {
+        let output = facegatectl(&[
+            "identify",
+            "--max-false-grant-rate",
+            rate,
+            photo.to_str().unwrap(),
+        ]);
+        assert!(!output.status.success(), "{rate}");
+        let said = stderr(&output);
+        assert!(
+            said.contains("--max-false-grant-rate") && said.contains(rate),
+            "{rate}: {said}"
+        );
+        assert!(stdout(&output).is_empty(), "nothing identified: {rate}");
+    }
 }

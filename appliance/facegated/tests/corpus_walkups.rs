@@ -6,82 +6,17 @@
 //! `facegatectl identify` sees the same video: both apply facegate_vision::match_rule.
 
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use facegate_dev_assets::AssetDir;
+use facegate_devtools::corpus_cast;
 use facegate_devtools::gate_rig::{GateRig, RigFiles, follow};
 use facegate_devtools::walkup_video::{self, WalkupPhoto};
 use facegate_meta::dump::FrameLine;
-use facegatectl::enroll;
-use facegatectl::evaluate::corpus;
 use facegatectl::identify;
 use facegatectl::output::Output;
 use facegatectl::pipeline::Models;
-
-/// One person of the corpus in the test: enrolled with one photo, or a stranger.
-struct Person {
-    id: String,
-    enrolled_with: Option<PathBuf>,
-    walkup: WalkupPhoto,
-}
-
-/// The corpus's people whose photos show exactly one face big enough to enrol, half of them
-/// enrolled: everyone with two photos or more (enrolled with the first, walking up with the
-/// second), and of those with one photo as many as make half, spread evenly in name order.
-fn people(corpus_dir: &Path, models: &Models) -> Vec<Person> {
-    let identities = corpus::read(corpus_dir).unwrap_or_else(|e| {
-        panic!(
-            "{e}: the face corpus is fetched by `make setup` ({})",
-            AssetDir::Corpus.variable()
-        )
-    });
-    let usable: Vec<(String, Vec<WalkupPhoto>)> = identities
-        .into_iter()
-        .map(|identity| {
-            let faces = identity
-                .photos
-                .iter()
-                .filter_map(|photo| {
-                    let face = enroll::embed_photo(photo, models).ok()?;
-                    Some(WalkupPhoto {
-                        name: corpus::display_name(&identity.name, photo),
-                        photo: photo.clone(),
-                        face: face.bbox,
-                    })
-                })
-                .collect();
-            (identity.name, faces)
-        })
-        .filter(|(_, faces): &(String, Vec<_>)| !faces.is_empty())
-        .collect();
-    let with_two = usable.iter().filter(|(_, faces)| faces.len() >= 2).count();
-    let singles = usable.len() - with_two;
-    let singles_enrolled = (usable.len() / 2).saturating_sub(with_two).min(singles);
-    // The j-th enrolled single is the one at j * singles / singles_enrolled.
-    let chosen: Vec<usize> = (0..singles_enrolled)
-        .map(|j| j * singles / singles_enrolled)
-        .collect();
-    let mut single = 0;
-    let mut people = Vec::new();
-    for (id, faces) in usable {
-        let (enrolled_with, walkup) = match faces.as_slice() {
-            [only] => {
-                let enrolled = chosen.contains(&single);
-                single += 1;
-                (enrolled.then(|| only.photo.clone()), only.clone())
-            }
-            [first, second, ..] => (Some(first.photo.clone()), second.clone()),
-            [] => continue,
-        };
-        people.push(Person {
-            id,
-            enrolled_with,
-            walkup,
-        });
-    }
-    people
-}
 
 /// What happened in each walk-up (by index in the timeline).
 #[derive(Debug, Default)]
@@ -94,16 +29,19 @@ struct Walkup {
     identified: Vec<Option<String>>,
 }
 
+/// identify's frames on `video`, matching as the gate whose rate is `max_false_grant_rate`.
 fn identified_frames(
     video: &Path,
     gallery: &Path,
     models: &Models,
+    max_false_grant_rate: f64,
     scratch: &Path,
 ) -> Vec<FrameLine> {
     let dump = scratch.join("identify.jsonl");
     let options = identify::Options {
         gallery: Some(gallery.to_path_buf()),
         models: models.clone(),
+        max_false_grant_rate: Some(max_false_grant_rate),
     };
     let out = std::fs::File::create(&dump).unwrap();
     identify::dump(video, &options, Output::new(out), false).expect("identify runs on the video");
@@ -121,8 +59,10 @@ fn half_the_corpus_enrolled_grants_no_stranger_and_decides_as_identify_sees() {
         .expect("repository files");
     facegatectl::init().unwrap();
     let models = files.models();
-    let people = people(&AssetDir::Corpus.path(), &models);
-    let enrolled: Vec<&Person> = people
+    let usable =
+        corpus_cast::usable(&AssetDir::Corpus.path(), &models).unwrap_or_else(|e| panic!("{e:#}"));
+    let people = corpus_cast::half_enrolled(&usable);
+    let enrolled: Vec<&corpus_cast::Cast> = people
         .iter()
         .filter(|p| p.enrolled_with.is_some())
         .collect();
@@ -189,7 +129,19 @@ fn half_the_corpus_enrolled_grants_no_stranger_and_decides_as_identify_sees() {
                 .push(passage.identity.unwrap_or_default());
         }
     }
-    for frame in identified_frames(&rig.files.video, &rig.gallery, &models, scratch.path()) {
+    // identify matches by the same rule at the rate the rig's gate runs at.
+    let max_false_grant_rate = facegated::config::ServiceConfig::load(&rig.files.config)
+        .expect("the rig's configuration")
+        .policy
+        .max_false_grant_rate;
+    let frames = identified_frames(
+        &rig.files.video,
+        &rig.gallery,
+        &models,
+        max_false_grant_rate,
+        scratch.path(),
+    );
+    for frame in frames {
         if let (Some(index), [face]) = (at(frame.pts_ns), frame.faces.as_slice()) {
             seen[index]
                 .identified

@@ -5,6 +5,7 @@
 //! from (its configs, pipelines, scripts and `.assets`); the gate software does not.
 
 pub mod bench;
+pub mod corpus_cast;
 pub mod gate_rig;
 pub mod private_bus;
 pub mod recognition_demo;

@@ -92,6 +92,7 @@ pub fn run(paths: &DemoPaths, models: &Models, out: &mut impl Write) -> anyhow::
     let options = Options {
         gallery: Some(paths.gallery.clone()),
         models: models.clone(),
+        max_false_grant_rate: None,
     };
     writeln!(out, "== identifying the development photos")?;
     let mut photos: Vec<PathBuf> = enroll::requests_from_dir(&paths.photos)

@@ -5,6 +5,10 @@
 //! steps and then held, after an empty gap longer than fgtrack's `max-age`, so that every
 //! walk-up is a track of its own. Output: MJPEG in AVI, 640x480 at 30 fps, and the timeline
 //! beside it (`NAME.timeline.json`, read by [`Timeline::for_video`]).
+//!
+//! [`Motion::Approach`] moves the face as a walker does instead: growing frame by frame, swaying
+//! and bobbing with the steps, now and then blurred by the motion and lit a little differently,
+//! so that no two frames are alike (what fusing a track's frames is measured on).
 
 use std::path::{Path, PathBuf};
 
@@ -26,6 +30,28 @@ const STEPS: [(u32, u64); 2] = [(180, 6), (240, 18)];
 const FACE_CENTRE_Y: f64 = 230.0;
 const FACE_CENTRE_X: [f64; 2] = [300.0, 340.0];
 const BACKGROUND: Rgb<u8> = Rgb([0x40, 0x40, 0x40]);
+/// [`Motion::Approach`]: the face-box height at the first and the last frame, over this many.
+const APPROACH_HEIGHTS: (f64, f64) = (120.0, 260.0);
+const APPROACH_FRAMES: u64 = 36;
+/// Sideways sway and vertical bob of the steps (pixels), and steps per walk-up.
+const APPROACH_SWAY: f64 = 10.0;
+const APPROACH_BOB: f64 = 6.0;
+const APPROACH_STEPS: f64 = 4.0;
+/// Every this many frames one is blurred by the motion (Gaussian sigma in pixels).
+const APPROACH_BLUR_EVERY: u64 = 4;
+const APPROACH_BLUR_SIGMA: f32 = 1.6;
+/// The exposure wanders by up to this much (added to each channel).
+const APPROACH_EXPOSURE: f64 = 12.0;
+
+/// How the face moves in a walk-up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Motion {
+    /// Two sizes, each held: every frame of a step is the same picture.
+    #[default]
+    Steps,
+    /// A continuous approach with sway, bob, motion blur and exposure changes.
+    Approach,
+}
 
 /// One walk-up: a photo and its face's box `(x, y, width, height)` in the photo's pixels.
 #[derive(Clone, Debug)]
@@ -142,6 +168,34 @@ impl Encoder {
 /// Writes `out` (an `.avi`) with one walk-up per entry of `walkups`, in order, and its timeline
 /// beside it; returns the timeline. GStreamer must be initialised.
 pub fn write(out: &Path, walkups: &[WalkupPhoto]) -> anyhow::Result<Timeline> {
+    write_with(out, walkups, Motion::Steps)
+}
+
+/// Frame `index` of [`Motion::Approach`]'s walk-up `walkup`.
+fn approach_frame(
+    photo: &RgbImage,
+    walkup: &WalkupPhoto,
+    walkup_index: usize,
+    index: u64,
+) -> RgbImage {
+    let t = index as f64 / (APPROACH_FRAMES - 1) as f64;
+    let (near, far) = (APPROACH_HEIGHTS.1, APPROACH_HEIGHTS.0);
+    let height = far + (near - far) * t;
+    let phase = std::f64::consts::TAU * APPROACH_STEPS * t;
+    let centre = (
+        FACE_CENTRE_X[walkup_index % 2] + APPROACH_SWAY * (phase / 2.0).sin(),
+        FACE_CENTRE_Y + APPROACH_BOB * phase.sin(),
+    );
+    let mut frame = frame_with_face(photo, walkup.face, height.round() as u32, centre);
+    if index % APPROACH_BLUR_EVERY == APPROACH_BLUR_EVERY - 1 {
+        frame = imageops::blur(&frame, APPROACH_BLUR_SIGMA);
+    }
+    let exposure = (APPROACH_EXPOSURE * (phase * 0.37 + walkup_index as f64).sin()).round();
+    imageops::colorops::brighten(&frame, exposure as i32)
+}
+
+/// [`write`] with the face moving as `motion` says.
+pub fn write_with(out: &Path, walkups: &[WalkupPhoto], motion: Motion) -> anyhow::Result<Timeline> {
     if walkups.is_empty() {
         bail!(
             "{}: a walk-up video needs at least one photo",
@@ -161,10 +215,19 @@ pub fn write(out: &Path, walkups: &[WalkupPhoto]) -> anyhow::Result<Timeline> {
             .to_rgb8();
         encoder.push(&empty, GAP_FRAMES)?;
         let first_frame = encoder.frames;
-        let centre = (FACE_CENTRE_X[index % 2], FACE_CENTRE_Y);
-        for (face_height, frames) in STEPS {
-            let frame = frame_with_face(&photo, walkup.face, face_height, centre);
-            encoder.push(&frame, frames)?;
+        match motion {
+            Motion::Steps => {
+                let centre = (FACE_CENTRE_X[index % 2], FACE_CENTRE_Y);
+                for (face_height, frames) in STEPS {
+                    let frame = frame_with_face(&photo, walkup.face, face_height, centre);
+                    encoder.push(&frame, frames)?;
+                }
+            }
+            Motion::Approach => {
+                for frame in 0..APPROACH_FRAMES {
+                    encoder.push(&approach_frame(&photo, walkup, index, frame), 1)?;
+                }
+            }
         }
         timeline.walkups.push(Walkup {
             photo: walkup.name.clone(),

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! fgembed in a harness behind the real detector: unit-length SFace embeddings on every face,
-//! the per-track cache counted through `faces-embedded`, format independence, bad model files.
+//! the per-track cache counted through `faces-embedded`, a track's frames fused (and never two
+//! people's), format independence, bad model files.
 
 mod common;
 
@@ -118,6 +119,96 @@ fn untracked_faces_are_embedded_on_every_frame() {
     assert_eq!(runs, 10);
 }
 
+/// A face's embedding and its track.
+type Tracked = (Vec<f32>, u64);
+
+/// Each photo's face on its own (untracked: nothing fused), and the embeddings `description`
+/// attaches to the one face of each photo pushed in turn, with its track.
+fn embedded_in_turn(description: &str, photos: &[&str]) -> (Vec<Vec<f32>>, Vec<Tracked>) {
+    let frames: Vec<common::Frame> = photos
+        .iter()
+        .map(|photo| common::photo_frame(photo, "I420", WIDTH, HEIGHT))
+        .collect();
+    let alone = frames
+        .iter()
+        .map(|frame| {
+            let mut h = chain("fgdetect ! fgembed", frame);
+            common::only_embedding(&common::push_pull(&mut h, frame.buffer_at(common::pts(0)))).data
+        })
+        .collect();
+    let mut h = chain(description, &frames[0]);
+    let tracked = frames
+        .iter()
+        .enumerate()
+        .map(|(n, frame)| {
+            let out = common::push_pull(&mut h, frame.buffer_at(common::pts(n as u64)));
+            let faces = common::faces(&out);
+            let [face] = faces.as_slice() else {
+                panic!("{}: {} faces", photos[n], faces.len());
+            };
+            let track = face.track.as_ref().expect("tracked").id;
+            (common::only_embedding(&out).data, track)
+        })
+        .collect();
+    (alone, tracked)
+}
+
+#[test]
+fn a_track_is_matched_on_the_fusion_of_its_frames() {
+    let photos = ["person_b_1.jpg", "person_b_2.jpg"];
+    let (alone, fused) = embedded_in_turn(
+        "fgdetect ! fgtrack ! fgembed refresh-interval=0 fusion-frames=8",
+        &photos,
+    );
+    assert_eq!(fused[0].1, fused[1].1, "one track for both frames");
+    assert!(
+        common::cosine(&fused[0].0, &alone[0]) > 0.9999,
+        "one frame is itself"
+    );
+    let norm = common::norm(&fused[1].0);
+    assert!(
+        (norm - 1.0).abs() < 1e-3,
+        "the fusion is unit length: {norm}"
+    );
+    // Between the two frames: closer to each than they are to each other.
+    let between = common::cosine(&alone[0], &alone[1]);
+    for (frame, own) in alone.iter().enumerate() {
+        let to_fused = common::cosine(&fused[1].0, own);
+        assert!(
+            to_fused > between && to_fused < 0.9999,
+            "frame {frame}: cosine {to_fused} to the fusion, {between} between the frames"
+        );
+    }
+
+    let (_, each_alone) = embedded_in_turn(
+        "fgdetect ! fgtrack ! fgembed refresh-interval=0 fusion-frames=1",
+        &photos,
+    );
+    let second = common::cosine(&each_alone[1].0, &alone[1]);
+    assert!(
+        second > 0.9999,
+        "fusion-frames=1: the frame's own embedding ({second})"
+    );
+}
+
+#[test]
+fn somebody_else_under_the_same_track_is_not_fused_with_the_one_before() {
+    let photos = ["person_b_1.jpg", "impostor_2.jpg"];
+    let (alone, tracked) = embedded_in_turn(
+        "fgdetect ! fgtrack ! fgembed refresh-interval=0 fusion-frames=8",
+        &photos,
+    );
+    assert_eq!(
+        tracked[0].1, tracked[1].1,
+        "the tracker kept one track for two people"
+    );
+    let second = common::cosine(&tracked[1].0, &alone[1]);
+    assert!(
+        second > 0.9999,
+        "the second person's own embedding, nothing of the first ({second})"
+    );
+}
+
 #[test]
 fn the_pixel_format_does_not_change_the_embedding() {
     let embedding = |format: &str| {
@@ -169,6 +260,8 @@ fn properties_have_the_documented_defaults_and_ranges() {
         (0, 100_000, 15)
     );
     assert!(common::mutable_in_playing(&element, "refresh-interval"));
+    assert_eq!(common::uint_spec(&element, "fusion-frames"), (1, 64, 8));
+    assert!(common::mutable_in_playing(&element, "fusion-frames"));
     assert_eq!(common::uint_spec(&element, "threads"), (0, 256, 0));
     assert!(!common::mutable_in_playing(&element, "threads"));
     let counter = common::pspec(&element, "faces-embedded");
@@ -180,6 +273,7 @@ fn properties_have_the_documented_defaults_and_ranges() {
     assert_eq!(element.property::<u64>("faces-embedded"), 0);
     common::assert_refused("fgembed", "refresh-interval", "100001");
     common::assert_refused("fgembed", "threads", "257");
+    common::assert_refused("fgembed", "fusion-frames", "0");
 }
 
 fn start_error_with_model(path: &std::path::Path) -> String {

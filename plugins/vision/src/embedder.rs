@@ -22,6 +22,7 @@ pub struct Embedder {
     card: ModelCard,
     normalisation: Normalisation,
     input: Vec<f32>,
+    crop_sharpness: f32,
 }
 
 impl Embedder {
@@ -78,6 +79,7 @@ impl Embedder {
             normalisation: card.normalisation(),
             card,
             input: vec![0.0; 3 * ALIGNED_SIZE * ALIGNED_SIZE],
+            crop_sharpness: 0.0,
         })
     }
 
@@ -97,6 +99,13 @@ impl Embedder {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// How sharp the aligned crop of the last [`Self::embed`] was: the variance of the Laplacian
+    /// of its channels' mean, in the model's input units (so comparable between frames embedded
+    /// by one model, not between models). Blur, from motion or focus, lowers it.
+    pub fn crop_sharpness(&self) -> f32 {
+        self.crop_sharpness
     }
 
     /// Embeds the face with these landmarks into `embedding` (length [`Self::dim`]), unit length.
@@ -122,6 +131,7 @@ impl Embedder {
                 "landmarks are degenerate, the face cannot be aligned".into(),
             ));
         }
+        self.crop_sharpness = laplacian_variance(&self.input);
         let tensor =
             TensorRef::from_array_view(([1usize, 3, ALIGNED_SIZE, ALIGNED_SIZE], &self.input[..]))
                 .map_err(|e| failure(e.to_string()))?;
@@ -146,6 +156,27 @@ impl Embedder {
         }
         Ok(())
     }
+}
+
+/// The variance of the 4-neighbour Laplacian over the inside of a planar 3-channel aligned crop,
+/// taken on the mean of its channels.
+fn laplacian_variance(planar: &[f32]) -> f32 {
+    let n = ALIGNED_SIZE;
+    let (r, rest) = planar.split_at(n * n);
+    let (g, b) = rest.split_at(n * n);
+    let grey = |i: usize| (r[i] + g[i] + b[i]) / 3.0;
+    let (mut sum, mut sum_sq) = (0.0f64, 0.0f64);
+    for y in 1..n - 1 {
+        for x in 1..n - 1 {
+            let i = y * n + x;
+            let laplacian = grey(i - 1) + grey(i + 1) + grey(i - n) + grey(i + n) - 4.0 * grey(i);
+            sum += f64::from(laplacian);
+            sum_sq += f64::from(laplacian) * f64::from(laplacian);
+        }
+    }
+    let count = ((n - 2) * (n - 2)) as f64;
+    let mean = sum / count;
+    (sum_sq / count - mean * mean).max(0.0) as f32
 }
 
 /// Scales `v` to unit length; false if it has none.
@@ -175,5 +206,25 @@ mod tests {
         assert!((cosine(&v, &v) - 1.0).abs() < 1e-6);
         assert!(!normalise(&mut [0.0, 0.0]));
         assert!(!normalise(&mut [f32::NAN, 1.0]));
+    }
+
+    #[test]
+    fn a_flat_crop_has_no_sharpness_and_a_checkered_one_has_much() {
+        let n = ALIGNED_SIZE * ALIGNED_SIZE;
+        assert_eq!(laplacian_variance(&vec![0.7; 3 * n]), 0.0);
+        let checkered: Vec<f32> = (0..3 * n)
+            .map(|i| {
+                let (x, y) = (i % ALIGNED_SIZE, (i / ALIGNED_SIZE) % ALIGNED_SIZE);
+                ((x + y) % 2) as f32
+            })
+            .collect();
+        let smooth: Vec<f32> = (0..3 * n)
+            .map(|i| (i % ALIGNED_SIZE) as f32 / ALIGNED_SIZE as f32)
+            .collect();
+        assert!(laplacian_variance(&checkered) > 1.0);
+        assert!(
+            laplacian_variance(&smooth) < 1e-6,
+            "a ramp has no second derivative"
+        );
     }
 }

@@ -10,6 +10,7 @@ pub mod detector;
 pub mod embedder;
 pub mod embedding_cache;
 pub mod frame;
+pub mod fusion;
 pub mod gallery;
 pub mod gallery_watch;
 pub mod geometry;

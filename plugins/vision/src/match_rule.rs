@@ -264,7 +264,11 @@ mod tests {
             small.expected_false_grant_rate.unwrap(),
             large.expected_false_grant_rate.unwrap(),
         );
-        assert!(small_rate <= rule.max_false_grant_rate, "{small_rate}");
+        // At the calibrated threshold the rate is the target, to rounding.
+        assert!(
+            small_rate <= rule.max_false_grant_rate * (1.0 + 1e-9),
+            "{small_rate}"
+        );
         assert!(
             large_rate <= rule.max_false_grant_rate * 1.01,
             "{large_rate}"

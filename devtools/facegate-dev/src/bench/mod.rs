@@ -5,6 +5,7 @@
 pub mod distractors;
 pub mod enrol;
 pub mod fleet;
+pub mod fusion;
 pub mod gallery;
 pub mod health;
 pub mod latency;
@@ -30,6 +31,8 @@ pub enum BenchCommand {
     Gallery(gallery::GalleryArgs),
     /// Decision latency at the gate, face fully visible to unlock, on the demo and soak videos
     Latency(latency::LatencyArgs),
+    /// What fusing a track's frames buys: genuine and impostor scores, grants, on corpus walk-ups
+    Fusion(fusion::FusionArgs),
     /// Central enrolment's photos per second: one by one against the batch, on the corpus
     Enrol(enrol::EnrolArgs),
     /// The fleet on loopback servers: a gate's backlog into the ledger, gallery changes to every gate
@@ -53,6 +56,7 @@ pub fn run(
         BenchCommand::Fleet(args) => fleet::run(args, out),
         BenchCommand::Health(args) => health::run(args, out),
         BenchCommand::Enrol(args) => enrol::run(args, models, out),
+        BenchCommand::Fusion(args) => fusion::run(args, models, out),
         BenchCommand::Qr(args) => qr::run(args, out),
     }
 }

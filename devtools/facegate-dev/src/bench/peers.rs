@@ -90,7 +90,7 @@ impl Variant {
             Variant::Tracking => Some(pipeline::tracker().upcast::<gst::Element>()),
             Variant::NoTracking => None,
         };
-        let matcher: gst::Element = pipeline::matcher(gallery).upcast();
+        let matcher: gst::Element = pipeline::matcher(gallery, None).upcast();
         Ok(Chain {
             queues: [queue()?, queue()?],
             detect,

@@ -3,6 +3,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex};
 
 use facegate_vision::embedding_cache::{EmbeddingCache, RefreshPolicy};
+use facegate_vision::fusion::{self, FrameQuality};
 use facegate_vision::{Embedder, runtime};
 use gst::glib;
 use gst::prelude::*;
@@ -23,6 +24,7 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 
 const DEFAULT_REFRESH_INTERVAL: u32 = 15;
 const DEFAULT_THREADS: u32 = 0;
+const DEFAULT_FUSION_FRAMES: u32 = fusion::DEFAULT_FUSION_FRAMES as u32;
 /// Frames after which an unseen track's cached embedding is dropped.
 const TRACK_IDLE_FRAMES: u64 = 300;
 
@@ -30,6 +32,7 @@ const TRACK_IDLE_FRAMES: u64 = 300;
 struct Settings {
     model: Option<String>,
     refresh_interval: u32,
+    fusion_frames: u32,
     threads: u32,
 }
 
@@ -38,6 +41,7 @@ impl Default for Settings {
         Settings {
             model: None,
             refresh_interval: DEFAULT_REFRESH_INTERVAL,
+            fusion_frames: DEFAULT_FUSION_FRAMES,
             threads: DEFAULT_THREADS,
         }
     }
@@ -98,6 +102,14 @@ impl ObjectImpl for FaceEmbed {
                     .default_value(DEFAULT_REFRESH_INTERVAL)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecUInt::builder("fusion-frames")
+                    .nick("Fusion frames")
+                    .blurb("A tracked face is matched with the fusion of its best embeddings: the quality-weighted mean of up to this many, weighed by eye distance, how frontal and how sharp the face is; an embedding unlike the track's restarts it. 1: each embedding alone")
+                    .minimum(1)
+                    .maximum(64)
+                    .default_value(DEFAULT_FUSION_FRAMES)
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecUInt::builder("threads")
                     .nick("Threads")
                     .blurb("Inference threads (0: ONNX Runtime's choice, one per core)")
@@ -122,6 +134,7 @@ impl ObjectImpl for FaceEmbed {
             "refresh-interval" => {
                 settings.refresh_interval = value.get().expect("type checked upstream")
             }
+            "fusion-frames" => settings.fusion_frames = value.get().expect("type checked upstream"),
             "threads" => settings.threads = value.get().expect("type checked upstream"),
             name => unreachable!("unknown property {name}"),
         }
@@ -132,6 +145,7 @@ impl ObjectImpl for FaceEmbed {
         match pspec.name() {
             "model" => settings.model.to_value(),
             "refresh-interval" => settings.refresh_interval.to_value(),
+            "fusion-frames" => settings.fusion_frames.to_value(),
             "threads" => settings.threads.to_value(),
             "faces-embedded" => self.faces_embedded.load(Ordering::Relaxed).to_value(),
             name => unreachable!("unknown property {name}"),
@@ -227,9 +241,13 @@ impl VideoFilterImpl for FaceEmbed {
         &self,
         frame: &mut gst_video::VideoFrameRef<&mut gst::BufferRef>,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let policy = RefreshPolicy {
-            interval: self.settings.lock().unwrap().refresh_interval as u64,
-            ..RefreshPolicy::default()
+        let policy = {
+            let settings = self.settings.lock().unwrap();
+            RefreshPolicy {
+                interval: u64::from(settings.refresh_interval),
+                fusion_frames: settings.fusion_frames as usize,
+                ..RefreshPolicy::default()
+            }
         };
         let mut guard = self.state.lock().unwrap();
         let State {
@@ -287,7 +305,19 @@ impl VideoFilterImpl for FaceEmbed {
                     computed += 1;
                     *done = true;
                     if let Some(track) = input.track {
-                        cache.store(track, frame_number, input.width, slot);
+                        let quality = FrameQuality::of(&landmarks, embedder.crop_sharpness());
+                        let fused =
+                            cache.store(track, frame_number, input.width, slot, quality, &policy);
+                        slot.copy_from_slice(fused);
+                        if let Some(evidence) = cache.evidence(track) {
+                            gst::trace!(
+                                CAT,
+                                imp = self,
+                                "track {track}: {} frames fused, {} restarts, {quality:?}",
+                                evidence.fused_frames(),
+                                evidence.restarts()
+                            );
+                        }
                     }
                 }
                 Err(e) => gst::warning!(CAT, imp = self, "face not embedded: {e}"),

@@ -9,8 +9,11 @@
  * input size, colour order, normalisation, output dimension, licence) works the same way, and one
  * whose licence forbids commercial use posts a warning on the bus when it starts. A tracked face
  * (behind fgtrack) is embedded once and again every `refresh-interval` frames, or sooner when it
- * has grown by 30%; untracked faces are embedded on every frame. `faces-embedded` counts the
- * model's runs.
+ * has grown by 30%; untracked faces are embedded on every frame. A tracked face carries its
+ * track's fused embedding: the quality-weighted mean of up to `fusion-frames` of its best
+ * embeddings (eye distance, how frontal, how sharp against the track's sharpest), so one turned
+ * or blurred frame does not decide; an embedding unlike the track's evidence (another person
+ * under the same track) starts it again. `faces-embedded` counts the model's runs.
  *
  * ## Example launch line
  *

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-use super::tail::Gpd;
+use super::tail::{Gpd, TAIL_MODEL};
 use super::*;
 
 fn person(identity: &str, embeddings: &[&[f32]]) -> IdentityEmbeddings {
@@ -216,8 +216,36 @@ fn gpd_fit_recovers_known_parameters() {
 
 #[test]
 fn tail_fit_predicts_fmr_beyond_the_data() {
-    // Scores 0.2 + GPD(shape -0.3, scale 0.08): a GPD is threshold-stable, so the top tenth is a
+    // Scores 0.2 + GPD(shape 0.1, scale 0.05): a GPD is threshold-stable, so the top tenth is a
     // GPD again and the true FMR is known in closed form everywhere above 0.2.
+    let truth = Gpd {
+        shape: 0.1,
+        scale: 0.05,
+    };
+    let mut rng = fastrand::Rng::with_seed(11);
+    let scores: Vec<f32> = gpd_sample(&mut rng, truth, 50_000)
+        .into_iter()
+        .map(|y| (0.2 + y) as f32)
+        .collect();
+    let scores = scores::sorted(scores);
+    let tail = TailFit::fit(&scores).unwrap();
+    assert_eq!(tail.exceedances, 5_000);
+    assert_eq!(tail.model, TAIL_MODEL);
+    assert!(close(tail.shape, truth.shape, 0.05), "{tail:?}");
+    assert_eq!(tail.endpoint, None);
+    // At FMR 1e-6 (20x beyond the 50 000 scores' reach) the threshold is within 0.02 of the truth.
+    let want = 0.2 + truth.inverse_survival(1e-6);
+    assert!(
+        close(tail.threshold_for(1e-6), want, 0.02),
+        "{} vs {want}",
+        tail.threshold_for(1e-6)
+    );
+    assert!(close(tail.fmr(tail.threshold_for(1e-5)), 1e-5, 1e-9));
+}
+
+#[test]
+fn a_tail_that_would_end_is_held_at_the_exponential_and_errs_high() {
+    // Scores 0.2 + GPD(shape -0.3, scale 0.08): a tail that ends at 0.467.
     let truth = Gpd {
         shape: -0.3,
         scale: 0.08,
@@ -229,18 +257,26 @@ fn tail_fit_predicts_fmr_beyond_the_data() {
         .collect();
     let scores = scores::sorted(scores);
     let tail = TailFit::fit(&scores).unwrap();
-    assert_eq!(tail.exceedances, 5_000);
-    assert!(close(tail.shape, truth.shape, 0.05), "{tail:?}");
-    let endpoint = 0.2 + truth.endpoint().unwrap();
-    assert!(close(tail.endpoint.unwrap(), endpoint, 0.02), "{tail:?}");
-    // At FMR 1e-6 (20x beyond the 50 000 scores' reach) the threshold is within 0.01 of the truth.
-    let want = 0.2 + truth.inverse_survival(1e-6);
-    assert!(
-        close(tail.threshold_for(1e-6), want, 0.01),
-        "{} vs {want}",
-        tail.threshold_for(1e-6)
-    );
-    assert!(close(tail.fmr(tail.threshold_for(1e-5)), 1e-5, 1e-9));
+    let fitted = tail.fitted_shape.unwrap();
+    assert!(close(fitted, truth.shape, 0.05), "the fit saw {fitted}");
+    assert_eq!((tail.shape, tail.endpoint), (0.0, None), "{tail:?}");
+    // The exponential of the same excesses: their mean is its scale.
+    let u = tail.u;
+    let excesses: Vec<f64> = scores[scores.len() - tail.exceedances..]
+        .iter()
+        .map(|&s| f64::from(s) - u)
+        .collect();
+    let mean = excesses.iter().sum::<f64>() / excesses.len() as f64;
+    assert!(close(tail.scale, mean, 1e-12), "{tail:?} mean {mean}");
+    // Beyond the data it asks for higher thresholds than the truth, never lower.
+    for fmr in [1e-5, 1e-6, 1e-8] {
+        let truth_threshold = 0.2 + truth.inverse_survival(fmr);
+        assert!(
+            tail.threshold_for(fmr) > truth_threshold,
+            "at {fmr}: {} against the truth's {truth_threshold}",
+            tail.threshold_for(fmr)
+        );
+    }
 }
 
 /// A standard normal draw (Box-Muller).
