@@ -122,13 +122,27 @@ fn untracked_faces_are_embedded_on_every_frame() {
 /// A face's embedding and its track.
 type Tracked = (Vec<f32>, u64);
 
-/// Each photo's face on its own (untracked: nothing fused), and the embeddings `description`
-/// attaches to the one face of each photo pushed in turn, with its track.
-fn embedded_in_turn(description: &str, photos: &[&str]) -> (Vec<Vec<f32>>, Vec<Tracked>) {
-    let frames: Vec<common::Frame> = photos
-        .iter()
-        .map(|photo| common::photo_frame(photo, "I420", WIDTH, HEIGHT))
-        .collect();
+/// `name` scaled to `scale` of the frame, centred on black: the same face nearer or further.
+fn scaled_photo_frame(name: &str, scale: f64) -> common::Frame {
+    let (w, h) = (
+        (f64::from(WIDTH) * scale).round() as u32,
+        (f64::from(HEIGHT) * scale).round() as u32,
+    );
+    let (x, y) = ((WIDTH - w) / 2, (HEIGHT - h) / 2);
+    let source = format!(
+        "filesrc location=\"{}\" ! decodebin ! videoconvert ! videoscale \
+         ! video/x-raw,width={w},height={h},pixel-aspect-ratio=1/1 \
+         ! videobox fill=black left=-{x} right=-{} top=-{y} bottom=-{}",
+        common::photo(name).display(),
+        WIDTH - w - x,
+        HEIGHT - h - y,
+    );
+    common::render(&source, "I420", WIDTH, HEIGHT)
+}
+
+/// Each frame's face on its own (untracked: nothing fused), and the embeddings `description`
+/// attaches to the one face of each frame pushed in turn, with its track.
+fn embedded_in_turn(description: &str, frames: &[common::Frame]) -> (Vec<Vec<f32>>, Vec<Tracked>) {
     let alone = frames
         .iter()
         .map(|frame| {
@@ -144,7 +158,7 @@ fn embedded_in_turn(description: &str, photos: &[&str]) -> (Vec<Vec<f32>>, Vec<T
             let out = common::push_pull(&mut h, frame.buffer_at(common::pts(n as u64)));
             let faces = common::faces(&out);
             let [face] = faces.as_slice() else {
-                panic!("{}: {} faces", photos[n], faces.len());
+                panic!("frame {n}: {} faces", faces.len());
             };
             let track = face.track.as_ref().expect("tracked").id;
             (common::only_embedding(&out).data, track)
@@ -155,10 +169,14 @@ fn embedded_in_turn(description: &str, photos: &[&str]) -> (Vec<Vec<f32>>, Vec<T
 
 #[test]
 fn a_track_is_matched_on_the_fusion_of_its_frames() {
-    let photos = ["person_b_1.jpg", "person_b_2.jpg"];
+    // One person, near then a little further: two frames that differ, of one face.
+    let frames = [
+        scaled_photo_frame(PHOTO, 1.0),
+        scaled_photo_frame(PHOTO, 0.75),
+    ];
     let (alone, fused) = embedded_in_turn(
         "fgdetect ! fgtrack ! fgembed refresh-interval=0 fusion-frames=8",
-        &photos,
+        &frames,
     );
     assert_eq!(fused[0].1, fused[1].1, "one track for both frames");
     assert!(
@@ -182,7 +200,7 @@ fn a_track_is_matched_on_the_fusion_of_its_frames() {
 
     let (_, each_alone) = embedded_in_turn(
         "fgdetect ! fgtrack ! fgembed refresh-interval=0 fusion-frames=1",
-        &photos,
+        &frames,
     );
     let second = common::cosine(&each_alone[1].0, &alone[1]);
     assert!(
@@ -193,10 +211,13 @@ fn a_track_is_matched_on_the_fusion_of_its_frames() {
 
 #[test]
 fn somebody_else_under_the_same_track_is_not_fused_with_the_one_before() {
-    let photos = ["person_b_1.jpg", "impostor_2.jpg"];
+    let frames = [
+        common::photo_frame(PHOTO, "I420", WIDTH, HEIGHT),
+        common::photo_frame("impostor_2.jpg", "I420", WIDTH, HEIGHT),
+    ];
     let (alone, tracked) = embedded_in_turn(
         "fgdetect ! fgtrack ! fgembed refresh-interval=0 fusion-frames=8",
-        &photos,
+        &frames,
     );
     assert_eq!(
         tracked[0].1, tracked[1].1,

@@ -98,16 +98,13 @@ impl EmbeddingCache {
 
     /// Drops tracks not seen for more than `max_idle` frames.
     pub fn evict_idle(&mut self, frame: u64, max_idle: u64) {
-        let spare = &mut self.spare;
-        self.entries.retain(|_, entry| {
-            let keep = frame.saturating_sub(entry.last_seen) <= max_idle;
-            if !keep {
-                let mut evidence = std::mem::replace(&mut entry.evidence, TrackEvidence::new(1));
-                evidence.clear();
-                spare.push(evidence);
-            }
-            keep
-        });
+        let idle = self
+            .entries
+            .extract_if(|_, entry| frame.saturating_sub(entry.last_seen) > max_idle);
+        for (_, mut entry) in idle {
+            entry.evidence.clear();
+            self.spare.push(entry.evidence);
+        }
     }
 
     pub fn clear(&mut self) {
@@ -191,7 +188,10 @@ mod tests {
         assert!(cache.fresh(1, 25, 50.0, &policy).is_none());
         cache.clear();
         assert!(cache.is_empty());
-        let fused = cache.store(9, 30, 50.0, &[0.0, 1.0], quality(), &policy);
-        assert_eq!(fused, &[0.0, 1.0][..], "nothing of the retired tracks");
+        // An embedding the retired tracks' would have fitted: nothing of theirs is fused with it.
+        let fused = cache.store(9, 30, 50.0, &[0.8, 0.6], quality(), &policy);
+        assert_eq!(fused, &[0.8, 0.6][..], "nothing of the retired tracks");
+        let evidence = cache.evidence(9).unwrap();
+        assert_eq!((evidence.fused_frames(), evidence.restarts()), (1, 0));
     }
 }

@@ -34,9 +34,6 @@ use crate::walkup_video::{self, Motion, WalkupPhoto};
 
 #[derive(Args, Debug)]
 pub struct FusionArgs {
-    /// fgembed `fusion-frames` compared with 1 (each embedding alone)
-    #[arg(long, default_value_t = DEFAULT_FUSION_FRAMES as u32)]
-    pub fusion_frames: u32,
     /// The threshold at which misses and false grants are counted
     #[arg(long, default_value_t = DEFAULT_MIN_THRESHOLD)]
     pub threshold: f64,
@@ -98,7 +95,9 @@ pub fn run(args: &FusionArgs, models: &Models, out: &mut impl Write) -> anyhow::
     )?;
 
     let mut results = Vec::new();
-    for frames in [1, args.fusion_frames] {
+    // The global --fusion-frames (default fgembed's) against 1, each embedding alone.
+    let fused = models.fusion_frames.unwrap_or(DEFAULT_FUSION_FRAMES as u32);
+    for frames in [1, fused] {
         let models = Models {
             fusion_frames: Some(frames),
             ..models.clone()
@@ -200,20 +199,23 @@ fn score(people: &[CorpusPerson], index: usize, embedding: &[f32]) -> (Option<f3
     (own, other, other_index)
 }
 
-/// Whether `agree` consecutive frames satisfy `matches`.
+/// Whether `agree` consecutive frames match one and the same identity: `matches` gives whom a
+/// frame matches, if anyone.
 fn has_run(
     frames: &[(Option<f32>, f32, usize)],
     agree: usize,
-    matches: impl Fn(&(Option<f32>, f32, usize), Option<&(Option<f32>, f32, usize)>) -> bool,
+    matches: impl Fn(&(Option<f32>, f32, usize)) -> Option<usize>,
 ) -> bool {
-    let mut run = 0;
-    let mut previous = None;
+    let mut run: Option<(usize, usize)> = None;
     for frame in frames {
-        run = if matches(frame, previous) { run + 1 } else { 0 };
-        if run >= agree {
+        run = match (matches(frame), run) {
+            (Some(whom), Some((same, length))) if whom == same => Some((whom, length + 1)),
+            (Some(whom), _) => Some((whom, 1)),
+            (None, _) => None,
+        };
+        if run.is_some_and(|(_, length)| length >= agree) {
             return true;
         }
-        previous = Some(frame);
     }
     false
 }
@@ -227,16 +229,17 @@ fn summarise(scored: &[Scored], threshold: f32, agree: usize, unfused: bool) -> 
         if walkup.frames.first().is_some_and(|f| f.0.is_some()) {
             genuine_walkups += 1;
             genuine.extend(walkup.frames.iter().filter_map(|f| f.0));
-            if has_run(&walkup.frames, agree, |(own, other, _), _| {
-                own.is_some_and(|own| own >= threshold && own > *other)
+            // Their own template: any index no other person has.
+            let own_id = usize::MAX;
+            if has_run(&walkup.frames, agree, |(own, other, _)| {
+                own.filter(|&own| own >= threshold && own > *other)
+                    .map(|_| own_id)
             }) {
                 granted += 1;
             }
         }
-        if has_run(&walkup.frames, agree, |(own, other, whom), previous| {
-            *other >= threshold
-                && own.is_none_or(|own| *other > own)
-                && previous.is_none_or(|p| p.2 == *whom)
+        if has_run(&walkup.frames, agree, |(own, other, whom)| {
+            (*other >= threshold && own.is_none_or(|own| *other > own)).then_some(*whom)
         }) {
             false_grants += 1;
         }

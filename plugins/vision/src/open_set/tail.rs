@@ -80,9 +80,14 @@ impl Gpd {
     /// [`Self::fit`] with the shape held at 0 or above: the likelihood's maximum over shapes of
     /// at least 0, which for a negative unconstrained shape is on that bound, the exponential.
     pub fn fit_not_ending(excesses: &[f64]) -> Option<Self> {
-        let fit = Self::fit(excesses)?;
-        if fit.shape >= 0.0 {
-            Some(fit)
+        Self::fit(excesses).and_then(|fit| fit.not_ending(excesses))
+    }
+
+    /// This fit of `excesses`, or, when its shape is negative, the exponential of the same
+    /// excesses: what [`Self::fit_not_ending`] gives, without fitting again.
+    pub fn not_ending(self, excesses: &[f64]) -> Option<Self> {
+        if self.shape >= 0.0 {
+            Some(self)
         } else {
             exponential_fit(excesses).map(|(exponential, _)| exponential)
         }
@@ -224,7 +229,7 @@ impl TailFit {
             .map(|&s| f64::from(s) - u)
             .collect();
         let fitted = Gpd::fit(&excesses)?;
-        let gpd = Gpd::fit_not_ending(&excesses)?;
+        let gpd = fitted.not_ending(&excesses)?;
         Some(Self {
             model: TAIL_MODEL.to_owned(),
             u,
