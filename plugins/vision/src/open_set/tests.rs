@@ -214,6 +214,16 @@ fn gpd_fit_recovers_known_parameters() {
     assert!(Gpd::fit(&[0.1]).is_none());
 }
 
+/// 50,000 ascending scores: `u` plus draws from `truth`.
+fn scores_above(u: f64, truth: Gpd) -> Vec<f32> {
+    let mut rng = fastrand::Rng::with_seed(11);
+    let scores = gpd_sample(&mut rng, truth, 50_000)
+        .into_iter()
+        .map(|y| (u + y) as f32)
+        .collect();
+    scores::sorted(scores)
+}
+
 #[test]
 fn tail_fit_predicts_fmr_beyond_the_data() {
     // Scores 0.2 + GPD(shape 0.1, scale 0.05): a GPD is threshold-stable, so the top tenth is a
@@ -222,12 +232,7 @@ fn tail_fit_predicts_fmr_beyond_the_data() {
         shape: 0.1,
         scale: 0.05,
     };
-    let mut rng = fastrand::Rng::with_seed(11);
-    let scores: Vec<f32> = gpd_sample(&mut rng, truth, 50_000)
-        .into_iter()
-        .map(|y| (0.2 + y) as f32)
-        .collect();
-    let scores = scores::sorted(scores);
+    let scores = scores_above(0.2, truth);
     let tail = TailFit::fit(&scores).unwrap();
     assert_eq!(tail.exceedances, 5_000);
     assert_eq!(tail.model, TAIL_MODEL);
@@ -250,12 +255,7 @@ fn a_tail_that_would_end_is_held_at_the_exponential_and_errs_high() {
         shape: -0.3,
         scale: 0.08,
     };
-    let mut rng = fastrand::Rng::with_seed(11);
-    let scores: Vec<f32> = gpd_sample(&mut rng, truth, 50_000)
-        .into_iter()
-        .map(|y| (0.2 + y) as f32)
-        .collect();
-    let scores = scores::sorted(scores);
+    let scores = scores_above(0.2, truth);
     let tail = TailFit::fit(&scores).unwrap();
     let fitted = tail.fitted_shape.unwrap();
     assert!(close(fitted, truth.shape, 0.05), "the fit saw {fitted}");
