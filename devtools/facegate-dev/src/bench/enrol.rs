@@ -94,7 +94,7 @@ pub fn run(args: &EnrolArgs, models: &Models, out: &mut impl Write) -> anyhow::R
     )?;
     let hours = 700_000.0 / batch / 3600.0;
     writeln!(out, "  700,000 photos at this rate: {hours:.1} h")?;
-    let json = facegate_dev_assets::workspace_dir().join("docs/bench/enrol.json");
+    let json = super::results_path(None, "enrol");
     super::write_json(
         &json,
         &json!({

@@ -366,10 +366,7 @@ pub fn run(args: &FleetArgs, out: &mut impl Write) -> anyhow::Result<()> {
         ms(remove_max)
     )?;
 
-    let json = args
-        .json
-        .clone()
-        .unwrap_or_else(|| facegate_dev_assets::workspace_dir().join("docs/bench/fleet.json"));
+    let json = super::results_path(args.json.as_deref(), "fleet");
     super::write_json(
         &json,
         &json!({

@@ -146,10 +146,7 @@ pub fn run(args: &FusionArgs, models: &Models, out: &mut impl Write) -> anyhow::
             "consecutive_embeddings_min_cosine": outcome.consecutive_min,
         }));
     }
-    let path = args
-        .json
-        .clone()
-        .unwrap_or_else(|| facegate_dev_assets::workspace_dir().join("docs/bench/fusion.json"));
+    let path = super::results_path(args.json.as_deref(), "fusion");
     super::write_json(
         &path,
         &json!({

@@ -159,10 +159,7 @@ pub fn run(args: &HealthArgs, out: &mut impl std::io::Write) -> anyhow::Result<(
         rss / 1024
     )?;
 
-    let json = args
-        .json
-        .clone()
-        .unwrap_or_else(|| facegate_dev_assets::workspace_dir().join("docs/bench/health.json"));
+    let json = super::results_path(args.json.as_deref(), "health");
     super::write_json(
         &json,
         &json!({

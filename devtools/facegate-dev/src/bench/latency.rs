@@ -127,10 +127,7 @@ pub fn run(args: &LatencyArgs, _models: &Models, out: &mut impl Write) -> anyhow
         .filter_map(|video| Summary::of(video, &runs))
         .collect();
     report(&runs, &summaries, build, out)?;
-    let json = args
-        .json
-        .clone()
-        .unwrap_or_else(|| facegate_dev_assets::workspace_dir().join("docs/bench/latency.json"));
+    let json = super::results_path(args.json.as_deref(), "latency");
     super::write_json(
         &json,
         &serde_json::json!({

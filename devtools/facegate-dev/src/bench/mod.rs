@@ -129,6 +129,15 @@ pub fn memory_kib(process: &procfs::process::Process) -> anyhow::Result<(u64, u6
 }
 
 /// Writes a benchmark's machine-readable results (read by scripts/plot-benchmarks.py).
+/// Where a benchmark writes its results: the file asked for, or docs/bench/<name>.json in the
+/// repository (what scripts/plot-benchmarks.py reads).
+pub fn results_path(chosen: Option<&Path>, name: &str) -> std::path::PathBuf {
+    chosen.map_or_else(
+        || facegate_dev_assets::workspace_dir().join(format!("docs/bench/{name}.json")),
+        Path::to_path_buf,
+    )
+}
+
 pub fn write_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)

@@ -137,10 +137,7 @@ pub fn run(args: &QrArgs, out: &mut impl std::io::Write) -> anyhow::Result<()> {
             }));
         }
     }
-    let path = args
-        .json
-        .clone()
-        .unwrap_or_else(|| facegate_dev_assets::workspace_dir().join("docs/bench/qr.json"));
+    let path = super::results_path(args.json.as_deref(), "qr");
     super::write_json(
         &path,
         &json!({
