@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! The `facegate` GStreamer plugin: face detection, tracking, embedding and gallery matching
-//! inline in a video pipeline, a QR code reader for passenger tokens, plus an overlay and a
-//! metadata dump.
+//! The `facegate` GStreamer plugin: face detection, tracking, presentation-attack detection,
+//! embedding and gallery matching inline in a video pipeline, a QR code reader for passenger
+//! tokens, plus an overlay and a metadata dump.
 //!
 //! The elements are thin adapters around `facegate-vision`; results travel on each buffer as the
 //! face metadata contract of `facegate-meta`. The vision library's `tracing` events go to the
@@ -12,6 +12,7 @@ use gst::glib;
 
 mod fgdetect;
 mod fgembed;
+mod fglive;
 mod fgmatch;
 mod fgmetadump;
 mod fgoverlay;
@@ -24,6 +25,7 @@ pub mod video;
 // The elements as types, for applications that build pipelines in code.
 pub use fgdetect::FaceDetect;
 pub use fgembed::FaceEmbed;
+pub use fglive::FaceLive;
 pub use fgmatch::FaceMatch;
 pub use fgmetadump::FaceMetaDump;
 pub use fgoverlay::FaceOverlay;
@@ -44,6 +46,7 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     fgdetect::register(plugin)?;
     fgtrack::register(plugin)?;
     fgembed::register(plugin)?;
+    fglive::register(plugin)?;
     fgmatch::register(plugin)?;
     fgoverlay::register(plugin)?;
     fgmetadump::register(plugin)?;

@@ -3,11 +3,12 @@
 //!
 //! `{"pts_ns": 123 | null, "width": 640, "height": 480, "faces": [{"bbox": [x, y, w, h], "score": 0.93,
 //! "landmarks": [[x, y], ...5], "track_id": 7 | null, "embedding": [...] (only when asked for),
-//! "match": {"id": "p-001", "label": "Ada", "similarity": 0.71} | null}]}`
+//! "match": {"id": "p-001", "label": "Ada", "similarity": 0.71} | null,
+//! "liveness": {"score": 0.9, "verdict": "live", "cue": "none"} | null}]}`
 
 use serde::{Deserialize, Serialize};
 
-use crate::{FaceRef, MetaError, faces};
+use crate::{FaceRef, LivenessVerdict, MetaError, faces};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FrameLine {
@@ -28,6 +29,16 @@ pub struct FaceLine {
     pub embedding: Option<Vec<f32>>,
     #[serde(rename = "match")]
     pub matched: Option<MatchLine>,
+    /// fglive's verdict; null without fglive upstream.
+    #[serde(default)]
+    pub liveness: Option<LivenessLine>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LivenessLine {
+    pub score: f64,
+    pub verdict: LivenessVerdict,
+    pub cue: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -78,6 +89,11 @@ impl FaceLine {
                 label: m.label,
                 similarity: m.similarity,
             }),
+            liveness: face.liveness()?.map(|l| LivenessLine {
+                score: l.score,
+                verdict: l.verdict,
+                cue: l.cue,
+            }),
         })
     }
 }
@@ -104,7 +120,7 @@ mod tests {
         assert_eq!(
             json,
             serde_json::json!({"pts_ns": 40_000_000u64, "width": 64, "height": 48, "faces": [
-                {"bbox": [1, 2, 3, 4], "score": 0.5, "landmarks": [[1.0, 2.0], [1.0, 2.0], [1.0, 2.0], [1.0, 2.0], [1.0, 2.0]], "track_id": 7, "match": null}
+                {"bbox": [1, 2, 3, 4], "score": 0.5, "landmarks": [[1.0, 2.0], [1.0, 2.0], [1.0, 2.0], [1.0, 2.0], [1.0, 2.0]], "track_id": 7, "match": null, "liveness": null}
             ]})
         );
         let with = FrameLine::from_buffer(&buffer, 64, 48, true).unwrap();

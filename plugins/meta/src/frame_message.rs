@@ -9,7 +9,7 @@ use gst::glib::value::FromValue;
 use gst::prelude::*;
 use thiserror::Error;
 
-use crate::{FRAME_FACE, FRAME_MESSAGE, PixelRect};
+use crate::{FRAME_FACE, FRAME_MESSAGE, Liveness, PixelRect};
 
 // Field names on the wire.
 const PTS: &str = "pts";
@@ -27,6 +27,9 @@ const BEST_ID: &str = "best-id";
 const BEST_LABEL: &str = "best-label";
 const BEST_SIMILARITY: &str = "best-similarity";
 const RUNNER_UP_SIMILARITY: &str = "runner-up-similarity";
+const LIVENESS_VERDICT: &str = "liveness-verdict";
+const LIVENESS_SCORE: &str = "liveness-score";
+const LIVENESS_CUE: &str = "liveness-cue";
 const TOKEN_VERDICT: &str = "token-verdict";
 const TOKEN_ID: &str = "token-id";
 const PASSENGER_ID: &str = "passenger-id";
@@ -119,6 +122,8 @@ pub struct FrameFace {
     /// Whether `best` reached fgmatch's threshold and margin (the face carries a
     /// `facegate-match` param).
     pub matched: bool,
+    /// fglive's verdict on the face; `None` when no fglive judged it.
+    pub liveness: Option<Liveness>,
 }
 
 /// An enrolled person the gallery offers for a face.
@@ -288,6 +293,11 @@ impl FrameFace {
         if let Some(similarity) = self.runner_up_similarity {
             s.set(RUNNER_UP_SIMILARITY, similarity);
         }
+        if let Some(liveness) = &self.liveness {
+            s.set(LIVENESS_VERDICT, liveness.verdict.to_string());
+            s.set(LIVENESS_SCORE, liveness.score);
+            s.set(LIVENESS_CUE, liveness.cue.as_str());
+        }
         s
     }
 
@@ -310,7 +320,34 @@ impl FrameFace {
                 })?,
             }),
         };
+        // The verdict's three fields come together or not at all, too.
+        let liveness = match (
+            optional::<String>(s, at(LIVENESS_VERDICT))?,
+            optional::<f64>(s, at(LIVENESS_SCORE))?,
+            optional::<String>(s, at(LIVENESS_CUE))?,
+        ) {
+            (None, None, None) => None,
+            (verdict, score, cue) => Some(Liveness {
+                verdict: verdict
+                    .ok_or(FrameMessageError::Missing {
+                        field: at(LIVENESS_VERDICT),
+                    })?
+                    .parse()
+                    .map_err(|_| FrameMessageError::WrongType {
+                        field: at(LIVENESS_VERDICT),
+                        expected: "liveness verdict (live, attack or undecided)",
+                        found: "other string",
+                    })?,
+                score: score.ok_or(FrameMessageError::Missing {
+                    field: at(LIVENESS_SCORE),
+                })?,
+                cue: cue.ok_or(FrameMessageError::Missing {
+                    field: at(LIVENESS_CUE),
+                })?,
+            }),
+        };
         Ok(FrameFace {
+            liveness,
             track_id: optional(s, at(TRACK_ID))?,
             bbox: (
                 required(s, at(X))?,
@@ -374,6 +411,11 @@ mod tests {
                     }),
                     runner_up_similarity: Some(0.33),
                     matched: true,
+                    liveness: Some(Liveness {
+                        verdict: crate::LivenessVerdict::Live,
+                        score: 0.9,
+                        cue: "none".into(),
+                    }),
                 },
                 FrameFace {
                     track_id: None,
@@ -381,6 +423,7 @@ mod tests {
                     best: None,
                     runner_up_similarity: None,
                     matched: false,
+                    liveness: None,
                 },
             ],
             token: None,

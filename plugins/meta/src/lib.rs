@@ -18,7 +18,7 @@
 //! | [`facegate-track`](TRACK) | fgtrack | `id` (u64, from 1, stable while the face is tracked), `age` (u32: frames since the track began) |
 //! | [`facegate-embedding`](EMBEDDING) | fgembed | `model` (string: the embedder's identity), `dim` (u32), `data` (`GBytes`: `dim` little-endian f32, L2-normalised) |
 //! | [`facegate-match`](MATCH) | fgmatch | `id`, `label` (strings: the enrolled person), `similarity` (f64 cosine, at or above fgmatch's `threshold`), `generation` (u64: the gallery generation searched) |
-//! | [`facegate-liveness`](LIVENESS) | fglive (planned: no element writes it yet) | `score` (f64, 1 = live), `verdict` (string: `live`, `attack` or `undecided`), `cue` (string: what decided) |
+//! | [`facegate-liveness`](LIVENESS) | fglive | `score` (f64, 0..1, 1 = surely live), `verdict` (string: `live`, `attack` or `undecided`, [`LivenessVerdict`]), `cue` (string: the cue that decided, or the strongest evidence: `bezel`, `moire`, `glare`, `paper-texture`, `planar-motion`, `depth-motion`, `model` or `none`) |
 //!
 //! A face without a param has not been through that element (or, for `facegate-match`, matched
 //! nobody). Readers ([`faces`], [`FaceRef`], [`read_faces`]) return a [`MetaError`] naming the
@@ -51,7 +51,9 @@
 //! reached the threshold and beat every other identity by the margin), `track-id` (u64, absent
 //! when untracked), the gallery's best candidate even below the threshold, absent for an empty
 //! gallery: `best-id`, `best-label` (strings) and `best-similarity` (f64), all three or none; and
-//! `runner-up-similarity` (f64), the best score of another identity, absent when there is none.
+//! `runner-up-similarity` (f64), the best score of another identity, absent when there is none;
+//! with fglive upstream, its `facegate-liveness` param as `liveness-verdict` (string),
+//! `liveness-score` (f64) and `liveness-cue` (string), all three or none.
 //!
 //! [`facegate-revocations`](REVOCATIONS_MESSAGE), when fgmatch reloads the token revocation
 //! list or refuses a changed one: `ok` (bool), `detail` (string, one line).
@@ -72,12 +74,12 @@
 //! {"pts_ns": 123 | null, "width": 640, "height": 480, "faces": [{"bbox": [x, y, w, h],
 //!  "score": 0.93 | null, "landmarks": [[x, y], ...5], "track_id": 7 | null,
 //!  "embedding": [...] (only with embeddings=true),
-//!  "match": {"id": "p-001", "label": "Ada", "similarity": 0.71} | null}]}
+//!  "match": {"id": "p-001", "label": "Ada", "similarity": 0.71} | null,
+//!  "liveness": {"score": 0.9, "verdict": "live" | "attack" | "undecided", "cue": "none"} | null}]}
 //! ```
 //!
-//! `score` is null and `landmarks` empty for a face region some other element added. Liveness is
-//! not in the line yet: it will be a `"liveness": {"score", "verdict", "cue"} | null` member when
-//! an element writes `facegate-liveness`.
+//! `score` is null and `landmarks` empty for a face region some other element added;
+//! `liveness` is null for a face fglive did not judge (no fglive upstream).
 
 pub mod code;
 pub mod dump;
@@ -99,7 +101,6 @@ pub const DETECTION: &str = "facegate-detection";
 pub const TRACK: &str = "facegate-track";
 pub const EMBEDDING: &str = "facegate-embedding";
 pub const MATCH: &str = "facegate-match";
-/// Reserved for presentation-attack detection; nothing reads or writes it yet.
 pub const LIVENESS: &str = "facegate-liveness";
 /// Name of the element message fgmatch posts for every matched face.
 pub const MATCH_MESSAGE: &str = "facegate-match";
@@ -188,6 +189,38 @@ pub struct Match {
     pub generation: u64,
 }
 
+/// fglive's verdict on a tracked face: is it a live person or a presentation attack?
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    strum::Display,
+    strum::EnumString,
+    strum::VariantNames,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[strum(serialize_all = "kebab-case")]
+#[serde(rename_all = "kebab-case")]
+pub enum LivenessVerdict {
+    Live,
+    Attack,
+    /// Not judged on enough frames yet.
+    Undecided,
+}
+
+/// `facegate-liveness`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Liveness {
+    pub verdict: LivenessVerdict,
+    /// 0..1, 1 = surely live.
+    pub score: f64,
+    /// The cue that decided, or the strongest evidence (fglive's cue names).
+    pub cue: String,
+}
+
 /// Everything known about one face on a buffer.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FaceRecord {
@@ -198,6 +231,7 @@ pub struct FaceRecord {
     pub track: Option<Track>,
     pub embedding: Option<Embedding>,
     pub matched: Option<Match>,
+    pub liveness: Option<Liveness>,
 }
 
 /// Converts a box in float pixels to the whole-pixel region the meta carries, clipped to the frame.
@@ -391,6 +425,29 @@ impl FaceRef<'_> {
         Ok(self.match_ref()?.map(|m| m.to_owned()))
     }
 
+    pub fn liveness(&self) -> Result<Option<Liveness>, MetaError> {
+        read_param(self.meta(), LIVENESS, |s| {
+            let verdict = s
+                .get::<&str>("verdict")
+                .map_err(|e| field_error(LIVENESS, "verdict", e))?;
+            Ok(Liveness {
+                verdict: verdict.parse().map_err(|_| {
+                    field_error(
+                        LIVENESS,
+                        "verdict",
+                        format!("{verdict:?} is not live, attack or undecided"),
+                    )
+                })?,
+                score: s
+                    .get::<f64>("score")
+                    .map_err(|e| field_error(LIVENESS, "score", e))?,
+                cue: s
+                    .get::<String>("cue")
+                    .map_err(|e| field_error(LIVENESS, "cue", e))?,
+            })
+        })
+    }
+
     pub fn record(&self) -> Result<FaceRecord, MetaError> {
         let mut data = Vec::new();
         let embedding = self.embedding_into(&mut data)?.map(|model| Embedding {
@@ -404,6 +461,7 @@ impl FaceRef<'_> {
             track: self.track()?,
             embedding,
             matched: self.matched()?,
+            liveness: self.liveness()?,
         })
     }
 }
@@ -482,6 +540,16 @@ impl FaceMut<'_> {
 
     pub fn set_match(&mut self, matched: &Match) {
         self.meta.add_param(match_structure(MATCH, matched));
+    }
+
+    pub fn set_liveness(&mut self, liveness: &Liveness) {
+        self.meta.add_param(
+            gst::Structure::builder(LIVENESS)
+                .field("score", liveness.score)
+                .field("verdict", liveness.verdict.to_string())
+                .field("cue", liveness.cue.as_str())
+                .build(),
+        );
     }
 }
 
@@ -570,6 +638,37 @@ mod tests {
         assert_eq!(first.matched.as_ref().unwrap().label, "Ada");
         assert_eq!(records[1].matched, None);
         assert_eq!(records[1].track.unwrap().id, 8);
+        assert_eq!(first.liveness, None);
+    }
+
+    #[test]
+    fn liveness_reads_back_and_a_verdict_of_another_name_is_an_error() {
+        gst::init().unwrap();
+        let mut buffer = gst::Buffer::new();
+        let buf = buffer.get_mut().unwrap();
+        let d = detection();
+        add_face(buf, (10, 20, 30, 40), d.score, &d.landmarks, &d.model);
+        let attack = Liveness {
+            verdict: LivenessVerdict::Attack,
+            score: 0.1,
+            cue: "bezel".into(),
+        };
+        for_each_face_mut(buf, |face| face.set_liveness(&attack));
+        assert_eq!(read_faces(&buffer).unwrap()[0].liveness, Some(attack));
+        let mut meta =
+            VideoRegionOfInterestMeta::add(buffer.get_mut().unwrap(), ROI_TYPE, (0, 0, 4, 4));
+        meta.add_param(
+            gst::Structure::builder(LIVENESS)
+                .field("score", 0.5)
+                .field("verdict", "maybe")
+                .field("cue", "none")
+                .build(),
+        );
+        let err = faces(&buffer).nth(1).unwrap().liveness().unwrap_err();
+        assert!(
+            err.to_string().starts_with("facegate-liveness.verdict"),
+            "{err}"
+        );
     }
 
     #[test]

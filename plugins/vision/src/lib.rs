@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! FaceGate's vision core, free of GStreamer so that it can be unit-tested on plain buffers:
 //! reading camera frames, detecting faces (YuNet), tracking them, aligning and embedding them
-//! (SFace) and searching the gallery (FAISS).
+//! (SFace), searching the gallery (FAISS), and telling a live face from a photo of one
+//! (liveness).
 
 pub mod align;
 pub mod calibration;
@@ -15,6 +16,7 @@ pub mod gallery;
 pub mod gallery_watch;
 pub mod geometry;
 pub mod letterbox;
+pub mod liveness;
 pub mod match_rule;
 pub mod model_card;
 pub mod open_set;

@@ -4,8 +4,8 @@ use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use facegate_meta::{
-    Candidate as FrameCandidate, FrameFace, FrameMessage, Identification, Match, PixelRect,
-    TokenSighting, TokenVerdict, Track,
+    Candidate as FrameCandidate, FrameFace, FrameMessage, Identification, Liveness, Match,
+    PixelRect, TokenSighting, TokenVerdict, Track,
 };
 use facegate_vision::calibration::Calibration;
 use facegate_vision::gallery::{Gallery, Match as Candidate};
@@ -126,6 +126,9 @@ enum Thresholding {
 struct Query {
     bbox: PixelRect,
     track: Option<Track>,
+    /// fglive's verdict, passed on to the service in the frame message (a malformed one is
+    /// none: the service grants nobody fglive did not judge).
+    liveness: Option<Liveness>,
     /// Offset and length of its embedding in `State::embeddings`.
     offset: usize,
     dim: usize,
@@ -668,6 +671,7 @@ impl FaceMatch {
             state.queries.push(Query {
                 bbox: face.bbox(),
                 track: face.track().ok().flatten(),
+                liveness: face.liveness().ok().flatten(),
                 offset: state.embeddings.len(),
                 dim: state.scratch.len(),
             });
@@ -836,6 +840,7 @@ impl FaceMatch {
                 }),
                 runner_up_similarity: runner_up(found).map(|c| c.similarity as f64),
                 matched: matched(found, threshold, settings.min_margin).is_some(),
+                liveness: query.liveness.clone(),
             })
             .collect();
         let message = FrameMessage {

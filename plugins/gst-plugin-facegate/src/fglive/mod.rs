@@ -1,0 +1,47 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+/**
+ * SECTION:element-fglive
+ * @see_also: fgtrack, fgmatch
+ *
+ * `fglive` tells a live face from a presentation attack (a photo of an enrolled passenger shown
+ * on a phone or on paper) and attaches its verdict to each tracked face as a
+ * `facegate-liveness` param: `verdict` (`live`, `attack` or `undecided`), `score` (0..1, 1 =
+ * surely live) and `cue` (what decided). It runs after fgtrack: the verdict is a track's, built
+ * over its frames. fgmatch passes it to the gate service in its frame messages, and the service
+ * denies an `attack` "presentation-attack" and grants nobody before they are `live`.
+ *
+ * The cues need no model. On by default: a device's bezel around the face, moire from a
+ * screen's pixel grid, glare on glass (`screen`), and whether the five landmarks move as one
+ * plane (`motion`). Off by default: paper grain against a print's contrast (`print`), which a
+ * gate camera rarely resolves and which live faces trip. A cue that sees an attack on three
+ * frames and on half the track's frames decides `attack` for good; a track seen on `min-frames`
+ * frames without that is `live`. `model` adds a passive MiniFASNet-family classifier described by
+ * its model card (`<stem>.card.toml`); the only one in reach has no clear licence, so it is off
+ * unless named, and posts a warning when it loads.
+ *
+ * What one colour camera and these cues stop: a phone or tablet held up (every one of the
+ * repository's phone attacks, on its third frame). What they do not: a print (the model catches
+ * some), a borderless display held close, anything the face's landmarks cannot tell from a head
+ * (their jitter is larger than a hand's turn of a photo). An infrared or depth camera is the
+ * answer to those (docs/ACCURACY.md, "Presentation attacks"); fglive is one video filter today,
+ * and a second sensor would join it as a second sink pad.
+ *
+ * ## Example launch line
+ *
+ * |[
+ * gst-launch-1.0 v4l2src ! videoconvert \
+ *     ! fgdetect model=/usr/share/facegate/models/facegate_yunet_2023mar.onnx ! fgtrack ! fglive \
+ *     ! fgmetadump ! fakesink
+ * ]| Prints each frame's faces with their liveness (`GST_DEBUG=fglive:6` logs every cue's reading).
+ */
+use gst::glib;
+
+mod imp;
+
+glib::wrapper! {
+    pub struct FaceLive(ObjectSubclass<imp::FaceLive>) @extends gst_video::VideoFilter, gst_base::BaseTransform, gst::Element, gst::Object;
+}
+
+pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    crate::register_element::<FaceLive>(plugin, "fglive")
+}

@@ -1,0 +1,432 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Presentation-attack detection (PAD): is the face at the gate a live person, or a photo of
+//! one shown on a phone or on paper? fglive runs this per tracked face.
+//!
+//! Each frame, every cue looks at the face and either **vetoes** (it sees an attack), **confirms**
+//! (it sees something only a live face does) or **abstains** (it cannot judge this frame):
+//!
+//! | cue | kind | what it looks for |
+//! |---|---|---|
+//! | [`Cue::Bezel`] | veto | a device's dark frame: straight dark bands on both sides of the face ([`screen`]) |
+//! | [`Cue::Moire`] | veto | isolated peaks in the face's spectrum: a pixel grid or halftone resampled by the camera ([`spectrum`]) |
+//! | [`Cue::Glare`] | veto | a large flat saturated patch over the face: light reflected by glass ([`glare`]) |
+//! | [`Cue::PaperTexture`] | veto | grain that is strong against the face's own contrast: paper under a faded print ([`texture`]) |
+//! | [`Cue::PlanarMotion`] / [`Cue::DepthMotion`] | veto / confirm | whether the five landmarks move as one plane under perspective ([`motion`]) |
+//! | [`Cue::Model`] | veto / confirm | an opt-in passive PAD classifier ([`model`]) |
+//!
+//! A track's [`Evidence`] turns the frames into a [`Verdict`]: `attack` as soon as one veto cue
+//! has vetoed on [`LivenessConfig::veto_frames`] frames and on at least
+//! [`LivenessConfig::veto_share`] of the track's frames (and from then on: an attacker cannot
+//! hide the phone again and pass); `live` once the track has been seen on
+//! [`LivenessConfig::min_frames`] frames without that; `undecided` before. Confirm cues only add to
+//! the score, never overrule a veto.
+//!
+//! These cues are what a single ordinary camera offers. They stop the attacks the repository
+//! can make (docs/ACCURACY.md, "Presentation attacks"); a better-made attack (a borderless
+//! display held close, a matte print without grain) is what an infrared or depth sensor is for.
+
+pub mod glare;
+pub mod model;
+pub mod motion;
+pub mod screen;
+pub mod spectrum;
+pub mod texture;
+
+use std::collections::HashMap;
+
+use crate::frame::Frame;
+use crate::geometry::Rect;
+use crate::runtime::InferenceError;
+
+/// A frame's brightness, row by row, `width × height` bytes (what [`crate::Frame::grey_into`]
+/// fills).
+#[derive(Clone, Copy, Debug)]
+pub struct Grey<'a> {
+    pub pixels: &'a [u8],
+    pub width: usize,
+    pub height: usize,
+}
+
+impl Grey<'_> {
+    /// The brightness at (`x`, `y`), which must be inside the frame.
+    #[inline(always)]
+    pub fn at(&self, x: usize, y: usize) -> u8 {
+        self.pixels[y * self.width + x]
+    }
+
+    /// The face box's pixels that lie in the frame: `(x0, y0, x1, y1)`, ends exclusive; `None`
+    /// when fewer than `min_side` pixels of either side remain.
+    pub fn clip(&self, rect: &Rect, min_side: usize) -> Option<(usize, usize, usize, usize)> {
+        let x0 = rect.x.max(0.0).round() as usize;
+        let y0 = rect.y.max(0.0).round() as usize;
+        let x1 = ((rect.x + rect.w).round().max(0.0) as usize).min(self.width);
+        let y1 = ((rect.y + rect.h).round().max(0.0) as usize).min(self.height);
+        (x1 >= x0 + min_side && y1 >= y0 + min_side).then_some((x0, y0, x1, y1))
+    }
+}
+
+/// One face on one frame, as the cues see it.
+#[derive(Clone, Copy, Debug)]
+pub struct FaceView<'a> {
+    pub grey: Grey<'a>,
+    pub bbox: Rect,
+    /// Right eye, left eye, nose tip, right and left mouth corners (image order).
+    pub landmarks: [[f32; 2]; 5],
+}
+
+/// What decided a verdict, or what the strongest evidence was.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, strum::Display, strum::EnumString, strum::VariantNames,
+)]
+#[strum(serialize_all = "kebab-case")]
+pub enum Cue {
+    Bezel,
+    Moire,
+    Glare,
+    PaperTexture,
+    PlanarMotion,
+    DepthMotion,
+    Model,
+    /// No cue vetoed (a `live` verdict without any confirmation, or `undecided`).
+    None,
+}
+
+/// One cue's reading of one frame.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Reading {
+    /// An attack; the strength (how far past the cue's threshold, 1 = at it).
+    Veto(f32),
+    /// Live; the strength as for a veto.
+    Confirm(f32),
+    /// This frame does not tell.
+    Abstain,
+}
+
+/// A track's verdict.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, strum::Display, strum::EnumString, strum::VariantNames,
+)]
+#[strum(serialize_all = "kebab-case")]
+pub enum Verdict {
+    Live,
+    Attack,
+    Undecided,
+}
+
+/// The verdict with its score (1 = surely live, 0 = surely an attack) and the cue that decided.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Judgement {
+    pub verdict: Verdict,
+    pub score: f64,
+    pub cue: Cue,
+}
+
+pub const DEFAULT_SCREEN: bool = true;
+/// Off: at a gate camera's resolution paper grain is averaged away, and what the cue measures
+/// then is a photo's own sharpness against its contrast, which denied live faces in the demo and
+/// caught none of the repository's prints (docs/ACCURACY.md, "Presentation attacks"). It is for
+/// a camera close enough to resolve the paper.
+pub const DEFAULT_PRINT: bool = false;
+pub const DEFAULT_MOTION: bool = true;
+pub const DEFAULT_MIN_FRAMES: u32 = 5;
+pub const DEFAULT_VETO_FRAMES: u32 = 3;
+pub const DEFAULT_VETO_SHARE: f32 = 0.5;
+
+/// Which cues run and how a track's frames become a verdict.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LivenessConfig {
+    /// A device's bezel, moire and glare (the screen cues).
+    pub screen: bool,
+    /// Paper grain against the face's contrast.
+    pub print: bool,
+    /// Planar against 3-D landmark motion.
+    pub motion: bool,
+    /// Frames a track must be seen on before it can be `live`: the frames the cues need to
+    /// catch an attack before a grant.
+    pub min_frames: u32,
+    /// Frames a veto cue must veto on to decide `attack`: one frame can be a fluke.
+    pub veto_frames: u32,
+    /// And the share of the frames that cue judged.
+    pub veto_share: f32,
+}
+
+impl Default for LivenessConfig {
+    fn default() -> Self {
+        LivenessConfig {
+            screen: DEFAULT_SCREEN,
+            print: DEFAULT_PRINT,
+            motion: DEFAULT_MOTION,
+            min_frames: DEFAULT_MIN_FRAMES,
+            veto_frames: DEFAULT_VETO_FRAMES,
+            veto_share: DEFAULT_VETO_SHARE,
+        }
+    }
+}
+
+/// How often one cue has vetoed and confirmed on one track so far.
+#[derive(Clone, Copy, Debug, Default)]
+struct Tally {
+    vetoes: u32,
+    confirms: u32,
+}
+
+/// What one track has shown the cues so far.
+#[derive(Debug, Default)]
+pub struct Evidence {
+    frames: u32,
+    tallies: HashMap<Cue, Tally>,
+    /// Set once, never cleared: an attack seen stays an attack for the track.
+    attack: Option<Cue>,
+    motion: motion::LandmarkHistory,
+}
+
+impl Evidence {
+    /// Adds one frame's readings. Shares count against every frame of the track: a cue that
+    /// abstains saw nothing to veto.
+    pub fn add(&mut self, readings: &[(Cue, Reading)], config: &LivenessConfig) {
+        self.frames = self.frames.saturating_add(1);
+        for &(cue, reading) in readings {
+            let tally = self.tallies.entry(cue).or_default();
+            match reading {
+                Reading::Veto(_) => tally.vetoes += 1,
+                Reading::Confirm(_) => tally.confirms += 1,
+                Reading::Abstain => {}
+            }
+        }
+        if self.attack.is_none() {
+            self.attack = self
+                .tallies
+                .iter()
+                .filter(|(_, t)| {
+                    t.vetoes >= config.veto_frames
+                        && t.vetoes as f32 >= config.veto_share * self.frames as f32
+                })
+                .max_by_key(|(_, t)| t.vetoes)
+                .map(|(cue, _)| *cue);
+        }
+    }
+
+    /// Frames seen.
+    pub fn frames(&self) -> u32 {
+        self.frames
+    }
+
+    fn share(&self, count: u32) -> f64 {
+        f64::from(count) / f64::from(self.frames.max(1))
+    }
+
+    /// The track's verdict now.
+    pub fn judgement(&self, config: &LivenessConfig) -> Judgement {
+        if let Some(cue) = self.attack {
+            let vetoed = self.tallies.get(&cue).map_or(1.0, |t| self.share(t.vetoes));
+            return Judgement {
+                verdict: Verdict::Attack,
+                score: (1.0 - vetoed).clamp(0.0, 0.5),
+                cue,
+            };
+        }
+        let strongest = |count: fn(&Tally) -> u32| {
+            self.tallies
+                .iter()
+                .filter(|(_, t)| count(t) > 0)
+                .map(|(cue, t)| (*cue, self.share(count(t))))
+                .fold(
+                    (Cue::None, 0.0),
+                    |best, next| {
+                        if next.1 > best.1 { next } else { best }
+                    },
+                )
+        };
+        // The most frequent veto drags the score down; a confirming cue lifts it.
+        let (worst_cue, worst) = strongest(|t| t.vetoes);
+        let (confirm_cue, confirmed) = strongest(|t| t.confirms);
+        let score = (0.75 * (1.0 - worst) + 0.25 * confirmed).clamp(0.0, 1.0);
+        Judgement {
+            verdict: if self.frames >= config.min_frames {
+                Verdict::Live
+            } else {
+                Verdict::Undecided
+            },
+            score,
+            cue: if worst > 0.0 { worst_cue } else { confirm_cue },
+        }
+    }
+}
+
+/// The raw measures behind the paper-texture, moire and glare cues (`None`: the cue cannot
+/// judge this face).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Measures {
+    pub grain_ratio: Option<f32>,
+    pub moire_peak: Option<f32>,
+    pub glare_share: Option<f32>,
+}
+
+/// The cues, with the buffers they reuse from frame to frame and the optional model.
+#[derive(Default)]
+pub struct Cues {
+    spectrum: spectrum::MoireMeter,
+    model: Option<model::PadModel>,
+}
+
+impl Cues {
+    /// The model-free cues, and `model`'s when one is given.
+    pub fn new(model: Option<model::PadModel>) -> Self {
+        Cues {
+            spectrum: spectrum::MoireMeter::default(),
+            model,
+        }
+    }
+
+    pub fn model(&self) -> Option<&model::PadModel> {
+        self.model.as_ref()
+    }
+
+    /// What the thresholded cues measure on `face`, whether they veto or not: for tuning on a
+    /// real camera (fglive logs it at the trace level).
+    pub fn measures(&mut self, face: &FaceView<'_>) -> Measures {
+        Measures {
+            grain_ratio: texture::grain_ratio(face),
+            moire_peak: self.spectrum.peak(face),
+            glare_share: glare::glare_share(face),
+        }
+    }
+
+    /// Every enabled cue's reading of `face` (on `frame`, which the model reads in colour),
+    /// appended to `out`; the motion cue reads the landmarks against `evidence`'s history.
+    pub fn read(
+        &mut self,
+        frame: &Frame<'_>,
+        face: &FaceView<'_>,
+        evidence: &mut Evidence,
+        config: &LivenessConfig,
+        out: &mut Vec<(Cue, Reading)>,
+    ) -> Result<(), InferenceError> {
+        if config.screen {
+            out.push((Cue::Bezel, screen::bezel(face)));
+            out.push((Cue::Moire, self.spectrum.read(face)));
+            out.push((Cue::Glare, glare::glare(face)));
+        }
+        if config.print {
+            out.push((Cue::PaperTexture, texture::paper_texture(face)));
+        }
+        if config.motion {
+            let reading = evidence.motion.read(&face.landmarks);
+            let cue = match reading {
+                Reading::Confirm(_) => Cue::DepthMotion,
+                _ => Cue::PlanarMotion,
+            };
+            out.push((cue, reading));
+        }
+        if let Some(model) = &mut self.model {
+            let live = model.live_probability(frame, &face.bbox)?;
+            out.push((Cue::Model, model::PadModel::reading(live)));
+        }
+        Ok(())
+    }
+}
+
+/// Every track's evidence, forgetting tracks no longer seen.
+#[derive(Default)]
+pub struct LivenessTracks {
+    tracks: HashMap<u64, (u64, Evidence)>,
+}
+
+impl LivenessTracks {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The evidence of `track`, seen on `frame` (a frame counter).
+    pub fn evidence(&mut self, track: u64, frame: u64) -> &mut Evidence {
+        let entry = self.tracks.entry(track).or_default();
+        entry.0 = frame;
+        &mut entry.1
+    }
+
+    /// Drops the tracks not seen since `oldest`.
+    pub fn forget_before(&mut self, oldest: u64) {
+        self.tracks.retain(|_, (seen, _)| *seen >= oldest);
+    }
+
+    pub fn len(&self) -> usize {
+        self.tracks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tracks.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(evidence: &mut Evidence, readings: &[(Cue, Reading)], config: &LivenessConfig) {
+        evidence.add(readings, config);
+    }
+
+    #[test]
+    fn a_track_is_undecided_until_min_frames_then_live() {
+        let config = LivenessConfig::default();
+        let mut evidence = Evidence::default();
+        for _ in 0..config.min_frames - 1 {
+            run(&mut evidence, &[(Cue::Bezel, Reading::Abstain)], &config);
+            assert_eq!(evidence.judgement(&config).verdict, Verdict::Undecided);
+        }
+        run(&mut evidence, &[(Cue::Bezel, Reading::Abstain)], &config);
+        let judgement = evidence.judgement(&config);
+        assert_eq!(judgement.verdict, Verdict::Live);
+        assert_eq!(judgement.cue, Cue::None);
+    }
+
+    #[test]
+    fn two_vetoes_may_be_flukes_three_decide_and_the_attack_stays() {
+        let config = LivenessConfig::default();
+        let mut evidence = Evidence::default();
+        for _ in 1..config.veto_frames {
+            run(&mut evidence, &[(Cue::Moire, Reading::Veto(2.0))], &config);
+            assert_eq!(evidence.judgement(&config).verdict, Verdict::Undecided);
+        }
+        run(&mut evidence, &[(Cue::Moire, Reading::Veto(2.0))], &config);
+        let judgement = evidence.judgement(&config);
+        assert_eq!(
+            (judgement.verdict, judgement.cue),
+            (Verdict::Attack, Cue::Moire)
+        );
+        // Frames without the phone do not take it back.
+        for _ in 0..20 {
+            run(
+                &mut evidence,
+                &[(Cue::Moire, Reading::Confirm(1.0))],
+                &config,
+            );
+        }
+        assert_eq!(evidence.judgement(&config).verdict, Verdict::Attack);
+    }
+
+    #[test]
+    fn rare_vetoes_among_many_judged_frames_do_not_decide() {
+        let config = LivenessConfig::default();
+        let mut evidence = Evidence::default();
+        for frame in 0..40 {
+            let reading = if frame % 10 == 9 {
+                Reading::Veto(1.1)
+            } else {
+                Reading::Abstain
+            };
+            run(&mut evidence, &[(Cue::Glare, reading)], &config);
+        }
+        let judgement = evidence.judgement(&config);
+        assert_eq!(judgement.verdict, Verdict::Live);
+        assert_eq!(judgement.cue, Cue::Glare);
+        assert!(judgement.score < 0.75, "{judgement:?}");
+    }
+
+    #[test]
+    fn names_are_the_documented_ones() {
+        assert_eq!(Verdict::Undecided.to_string(), "undecided");
+        assert_eq!(Cue::PaperTexture.to_string(), "paper-texture");
+        assert_eq!("planar-motion".parse::<Cue>().unwrap(), Cue::PlanarMotion);
+    }
+}

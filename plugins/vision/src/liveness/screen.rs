@@ -1,0 +1,273 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The bezel cue: a phone or tablet shows the face inside a dark frame. Walking outwards from
+//! the face along each row (for the left and right sides) and each column (top and bottom),
+//! a bezel is a short dark run with brighter pixels on both sides: the screen inside, the
+//! scene outside. A side has a bezel when most lines show such a run and the runs lie on one
+//! straight line (a device's edge stays straight under any perspective); two sides veto.
+//! A dark door frame or coat gives at most one side, and has no lit screen inside it.
+
+use super::{FaceView, Grey, Reading};
+
+/// Brightest a bezel pixel may be (0..255): a phone's body or an unlit screen border.
+const DARK_MAX: u8 = 50;
+/// How much brighter than the dark run the screen inside and the scene outside must be.
+const INNER_STEP: f32 = 20.0;
+const OUTER_STEP: f32 = 12.0;
+/// The widest bezel, as a share of the face's width, and the narrowest in pixels.
+const MAX_WIDTH_SHARE: f32 = 0.15;
+const MIN_WIDTH: usize = 2;
+/// How far from the face box a bezel is looked for, in face widths (a phone's screen is at most
+/// about twice as wide as the face it shows).
+const REACH: f32 = 1.2;
+/// Pixels of the face box's edge skipped before looking, as a share of the face width: the box
+/// cuts through hair and cheeks.
+const START_SHARE: f32 = 0.05;
+/// Share of a side's lines that must show a run, and how far from one straight line (pixels,
+/// plus a share of the face width) the runs may lie.
+const LINE_SHARE: f32 = 0.6;
+const LINE_SLACK: f32 = 1.5;
+const LINE_SLACK_SHARE: f32 = 0.015;
+/// Sides with a bezel that veto.
+const SIDES: usize = 2;
+/// Pixels of screen (inside) and scene (outside) averaged on each side of a run.
+const SIDE_PIXELS: usize = 3;
+
+/// The four ways out of the face box.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    Left,
+    Right,
+    Top,
+    Bottom,
+}
+
+/// Reads one line of the frame walking away from the face: pixel `i` steps out.
+struct Line<'a> {
+    grey: Grey<'a>,
+    side: Side,
+    /// The row (left, right) or column (top, bottom) walked along.
+    across: usize,
+    /// The first pixel outside the face box, along the walk.
+    start: usize,
+    len: usize,
+}
+
+impl Line<'_> {
+    fn at(&self, i: usize) -> u8 {
+        match self.side {
+            Side::Left => self.grey.at(self.start - i, self.across),
+            Side::Right => self.grey.at(self.start + i, self.across),
+            Side::Top => self.grey.at(self.across, self.start - i),
+            Side::Bottom => self.grey.at(self.across, self.start + i),
+        }
+    }
+
+    fn mean(&self, from: usize, to: usize) -> f32 {
+        let sum: u32 = (from..to).map(|i| u32::from(self.at(i))).sum();
+        sum as f32 / (to - from).max(1) as f32
+    }
+
+    /// Where the first bezel-like run starts (pixels from `start`), if any.
+    fn bezel_at(&self, max_width: usize) -> Option<usize> {
+        let mut i = SIDE_PIXELS;
+        while i + SIDE_PIXELS < self.len {
+            if self.at(i) > DARK_MAX {
+                i += 1;
+                continue;
+            }
+            let begin = i;
+            while i < self.len && self.at(i) <= DARK_MAX {
+                i += 1;
+            }
+            let width = i - begin;
+            if i + SIDE_PIXELS > self.len {
+                return None;
+            }
+            if (MIN_WIDTH..=max_width).contains(&width) {
+                let run = self.mean(begin, i);
+                let inside = self.mean(begin - SIDE_PIXELS, begin);
+                let outside = self.mean(i, i + SIDE_PIXELS);
+                if inside >= run + INNER_STEP && outside >= run + OUTER_STEP {
+                    return Some(begin);
+                }
+            }
+            // A dark region that is no bezel: the screen (if any) lies beyond it.
+        }
+        None
+    }
+}
+
+/// Whether one side of the face shows a straight bezel.
+fn side_has_bezel(face: &FaceView<'_>, side: Side) -> bool {
+    let grey = face.grey;
+    let b = face.bbox;
+    let skip = (START_SHARE * b.w).round();
+    let reach = (REACH * b.w).round() as usize;
+    let max_width = ((MAX_WIDTH_SHARE * b.w).round() as usize).max(MIN_WIDTH + 1);
+    // Lines across the middle 80 % of the face's extent along this side.
+    let (from, to, start) = match side {
+        Side::Left => (b.y + 0.1 * b.h, b.y + 0.9 * b.h, b.x - skip),
+        Side::Right => (b.y + 0.1 * b.h, b.y + 0.9 * b.h, b.x + b.w + skip),
+        Side::Top => (b.x + 0.1 * b.w, b.x + 0.9 * b.w, b.y - skip),
+        Side::Bottom => (b.x + 0.1 * b.w, b.x + 0.9 * b.w, b.y + b.h + skip),
+    };
+    let (extent, limit) = match side {
+        Side::Left | Side::Right => (grey.height, grey.width),
+        Side::Top | Side::Bottom => (grey.width, grey.height),
+    };
+    if start < 0.0 || start >= limit as f32 {
+        return false;
+    }
+    let start = start as usize;
+    let room = match side {
+        Side::Left | Side::Top => start,
+        Side::Right | Side::Bottom => limit - 1 - start,
+    };
+    let len = reach.min(room);
+    let from = from.max(0.0) as usize;
+    let to = (to.max(0.0) as usize).min(extent);
+    if to <= from + 4 || len < 2 * SIDE_PIXELS + MIN_WIDTH {
+        return false;
+    }
+    let mut hits: Vec<(f32, f32)> = Vec::new();
+    let mut lines = 0usize;
+    for across in (from..to).step_by(2) {
+        lines += 1;
+        let line = Line {
+            grey,
+            side,
+            across,
+            start,
+            len,
+        };
+        if let Some(at) = line.bezel_at(max_width) {
+            hits.push((across as f32, at as f32));
+        }
+    }
+    if (hits.len() as f32) < LINE_SHARE * lines as f32 || hits.len() < 4 {
+        return false;
+    }
+    straight_enough(&hits, LINE_SLACK + LINE_SLACK_SHARE * b.w, lines)
+}
+
+/// Whether at least [`LINE_SHARE`] of `lines` lie within `slack` of the least-squares line
+/// through `points` (the runs found), refitted once without the farthest: a few runs may be
+/// caught on something else.
+fn straight_enough(points: &[(f32, f32)], slack: f32, lines: usize) -> bool {
+    let fit = |points: &[(f32, f32)]| {
+        let n = points.len() as f32;
+        let (mx, my) = points
+            .iter()
+            .fold((0.0, 0.0), |(x, y), p| (x + p.0 / n, y + p.1 / n));
+        let sxx: f32 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+        let sxy: f32 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+        let slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
+        move |x: f32| my + slope * (x - mx)
+    };
+    let line = fit(points);
+    let residuals: Vec<f32> = points.iter().map(|p| (p.1 - line(p.0)).abs()).collect();
+    let mut sorted = residuals.clone();
+    sorted.sort_by(f32::total_cmp);
+    let cut = sorted[(sorted.len() * 3) / 4];
+    let kept: Vec<(f32, f32)> = points
+        .iter()
+        .zip(&residuals)
+        .filter(|(_, r)| **r <= cut)
+        .map(|(p, _)| *p)
+        .collect();
+    let line = fit(&kept);
+    let on_line = points
+        .iter()
+        .filter(|p| (p.1 - line(p.0)).abs() <= slack)
+        .count();
+    on_line as f32 >= LINE_SHARE * lines as f32
+}
+
+/// The bezel cue's reading of one frame: veto when [`SIDES`] sides show one, abstain otherwise
+/// (a face without a bezel in view may still be on a screen).
+pub fn bezel(face: &FaceView<'_>) -> Reading {
+    let sides = [Side::Left, Side::Right, Side::Top, Side::Bottom]
+        .into_iter()
+        .filter(|&side| side_has_bezel(face, side))
+        .count();
+    if sides >= SIDES {
+        Reading::Veto(sides as f32 / SIDES as f32)
+    } else {
+        Reading::Abstain
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::Rect;
+
+    const W: usize = 320;
+    const H: usize = 240;
+
+    /// A grey scene with a bright "screen" (x0..x1, y0..y1) framed by a dark bezel of `bezel`
+    /// pixels, and a face box in its middle.
+    fn scene(bezel: usize, rotated: bool) -> Vec<u8> {
+        let mut pixels = vec![64u8; W * H];
+        let (x0, x1, y0, y1) = (100i32, 220i32, 30i32, 210i32);
+        for y in 0..H as i32 {
+            // A slight slant, as a hand holds a phone.
+            let shift = if rotated { (y - 120) / 12 } else { 0 };
+            for x in 0..W as i32 {
+                let (l, r) = (x0 + shift, x1 + shift);
+                let b = bezel as i32;
+                let inside_outer = x >= l - b && x < r + b && y >= y0 - b && y < y1 + b;
+                let inside = x >= l && x < r && y >= y0 && y < y1;
+                let value = if inside {
+                    150 + ((x * 7 + y * 3) % 40) as u8
+                } else if inside_outer {
+                    14
+                } else {
+                    64
+                };
+                pixels[y as usize * W + x as usize] = value;
+            }
+        }
+        pixels
+    }
+
+    fn view(pixels: &[u8]) -> FaceView<'_> {
+        FaceView {
+            grey: Grey {
+                pixels,
+                width: W,
+                height: H,
+            },
+            bbox: Rect {
+                x: 125.0,
+                y: 70.0,
+                w: 70.0,
+                h: 90.0,
+            },
+            landmarks: [[0.0; 2]; 5],
+        }
+    }
+
+    #[test]
+    fn a_screen_in_a_dark_frame_is_vetoed_even_slanted() {
+        for rotated in [false, true] {
+            let pixels = scene(5, rotated);
+            assert!(
+                matches!(bezel(&view(&pixels)), Reading::Veto(_)),
+                "rotated {rotated}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_photo_on_the_scene_without_a_frame_is_not() {
+        let pixels = scene(0, false);
+        assert_eq!(bezel(&view(&pixels)), Reading::Abstain);
+    }
+
+    #[test]
+    fn a_dark_region_wider_than_a_bezel_is_not() {
+        let pixels = scene(40, false);
+        assert_eq!(bezel(&view(&pixels)), Reading::Abstain);
+    }
+}
