@@ -307,7 +307,7 @@ impl Gate {
 
     /// A person was refused: "unknown", "low-confidence", "ambiguous", "several-faces", "passback",
     /// "disabled", "stale-frame", "gallery-stale", "token-invalid", "token-expired",
-    /// "token-revoked" or "token-mismatch".
+    /// "token-revoked", "token-mismatch" or "presentation-attack".
     #[zbus(signal)]
     async fn passage_denied(emitter: &SignalEmitter<'_>, reason: DenyReason) -> zbus::Result<()>;
 

@@ -94,6 +94,9 @@ wire_name_enum! {
         TokenRevoked,
         /// The face at the gate is not the face the valid token shown was issued for.
         TokenMismatch,
+        /// The face is a photo or a screen held up to the camera (fglive judged it an attack),
+        /// or fglive never judged it live before the track had to be decided.
+        PresentationAttack,
     }
 }
 

@@ -20,7 +20,7 @@ use crate::bus::BusConfig;
 use crate::fleet::FleetConfig;
 use crate::gate::GateConfig;
 use crate::journal::JournalConfig;
-use crate::policy::{Identification, PolicyConfig};
+use crate::policy::{Identification, LivenessConfig, PolicyConfig};
 
 /// Environment variables that override keys start with this and name `SECTION__KEY`.
 pub const ENV_PREFIX: &str = "FACEGATE_";
@@ -137,6 +137,7 @@ pub struct ServiceConfig {
     pub gallery: GalleryConfig,
     pub tokens: TokensConfig,
     pub policy: PolicyConfig,
+    pub liveness: LivenessConfig,
     pub gate: GateConfig,
     pub journal: JournalConfig,
     pub dbus: BusConfig,

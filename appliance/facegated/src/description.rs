@@ -110,6 +110,23 @@ pub fn parse(file: &Path, description: &str) -> Result<gst::Pipeline, Descriptio
     Ok(pipeline)
 }
 
+/// Refuses a pipeline without fglive when `[liveness] required` says a grant needs its verdict:
+/// without it every face would wait for a verdict that never comes, and nobody would pass.
+pub fn require_liveness(file: &Path, pipeline: &gst::Pipeline) -> Result<(), DescriptionError> {
+    let judged = pipeline
+        .iterate_recurse()
+        .into_iter()
+        .flatten()
+        .any(|element| element.is::<gstfacegate::FaceLive>());
+    if judged {
+        return Ok(());
+    }
+    Err(DescriptionError::Invalid {
+        file: file.to_path_buf(),
+        message: "the pipeline has no fglive, but liveness.required is true: put `! fglive` after fgtrack (or set liveness.required = false, and a photo of a passenger can open the gate)".into(),
+    })
+}
+
 /// Refuses a `name=value` of one of our elements (plugin `facegate`) that the property would not
 /// take as given: a value it cannot read, or a number outside its range.
 fn check_our_properties(description: &str) -> Result<(), String> {
@@ -311,5 +328,22 @@ mod tests {
              ! fgmatch gallery=\"/a gallery\" top-k=100 threshold=-1 ! fakesink",
         )
         .unwrap();
+    }
+
+    #[test]
+    fn a_pipeline_without_fglive_is_refused_when_liveness_is_required() {
+        gst::init().unwrap();
+        gstfacegate::plugin_register_static().ok();
+        let file = Path::new("gate.pipeline");
+        let without = parse(file, "videotestsrc ! fgtrack ! fgmatch ! fakesink").unwrap();
+        let message = require_liveness(file, &without).unwrap_err().to_string();
+        assert!(
+            message.starts_with(
+                "gate.pipeline: the pipeline has no fglive, but liveness.required is true"
+            ),
+            "{message}"
+        );
+        let with = parse(file, "videotestsrc ! fgtrack ! fglive ! fgmatch ! fakesink").unwrap();
+        require_liveness(file, &with).unwrap();
     }
 }

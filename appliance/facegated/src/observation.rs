@@ -43,6 +43,7 @@ pub fn from_message(
                 }),
                 runner_up: face.runner_up_similarity,
                 element_matched: face.matched,
+                liveness: face.liveness.map(|liveness| liveness.verdict),
             })
         })
         .collect();

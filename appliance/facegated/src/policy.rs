@@ -66,11 +66,19 @@
 //!   - with no token, identification `token` does not count the frame at all (the passenger may
 //!     still be reaching for the phone): a face without a token is never granted nor denied.
 //!     `token-or-gallery` decides such a face by the gallery.
+//! - **Presentation attacks** (fglive's verdict per track, [`FaceObservation::liveness`]):
+//!   - a face fglive judged `attack` (a phone or a print held up) is denied
+//!     `presentation-attack` at once, naming whom it resembles most so far;
+//!   - with [`LivenessConfig::required`] (the default) a track that agreed on an identity is
+//!     granted only once fglive judges it `live`: agreement waits for that, and a track that
+//!     agreed but is still not `live` after `decide_after_frames` is denied
+//!     `presentation-attack` too (nothing proved it a person). Without `required`, a face with
+//!     no verdict (no fglive in the pipeline) is decided as if live; an `attack` still denies.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, SystemTime};
 
-pub use facegate_meta::Identification;
+pub use facegate_meta::{Identification, LivenessVerdict};
 pub use facegate_vision::match_rule::Judgement;
 use facegate_vision::match_rule::{self, MatchRule};
 
@@ -123,6 +131,8 @@ pub struct FaceObservation {
     /// fgmatch's own verdict on the face (it carries a `facegate-match` param): the gate decides
     /// by its rule, and the service checks that the two agree.
     pub element_matched: bool,
+    /// fglive's verdict on the face's track; `None` when no fglive judged it.
+    pub liveness: Option<LivenessVerdict>,
 }
 
 /// Every face on one frame (an empty `faces` means nobody is in view).
@@ -363,6 +373,22 @@ impl PolicyConfig {
     }
 }
 
+/// The `[liveness]` section of `facegate.toml`: what the gate asks of fglive's verdicts.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LivenessConfig {
+    /// Grant only a face fglive judged `live`; the service refuses to start a pipeline without
+    /// fglive. `false` lets a face without a verdict through as before fglive existed (a photo
+    /// of a passenger may then open the gate): for pipelines that cannot run it.
+    pub required: bool,
+}
+
+impl Default for LivenessConfig {
+    fn default() -> Self {
+        LivenessConfig { required: true }
+    }
+}
+
 /// What the policy remembers about one track.
 #[derive(Debug)]
 struct TrackState {
@@ -442,6 +468,7 @@ pub struct Policy {
     /// The 1:1 threshold for a face against a token's template: at least `config.threshold`.
     token_threshold: f64,
     mode: Mode,
+    liveness: LivenessConfig,
     tracks: HashMap<u64, TrackState>,
     /// Last grant per identity (wall time), for anti-passback.
     grants: HashMap<String, SystemTime>,
@@ -458,12 +485,19 @@ impl Policy {
             token_threshold: config.threshold,
             config,
             mode: Mode::Normal,
+            liveness: LivenessConfig::default(),
             tracks: HashMap::new(),
             grants: HashMap::new(),
             denied_group: BTreeSet::new(),
             last_running_time: None,
             last_sweep: Duration::ZERO,
         }
+    }
+
+    /// What fglive's verdicts must be for a grant (default: [`LivenessConfig::default`]).
+    pub fn with_liveness(mut self, liveness: LivenessConfig) -> Self {
+        self.liveness = liveness;
+        self
     }
 
     pub fn set_mode(&mut self, mode: Mode) {
@@ -646,6 +680,11 @@ impl Policy {
     ) -> Option<Decision> {
         let judgement = self.judge_against(face, self.threshold_for(claim));
         let free = self.mode.is_free_passage();
+        let live = match face.liveness {
+            Some(LivenessVerdict::Live) => true,
+            Some(LivenessVerdict::Attack | LivenessVerdict::Undecided) => false,
+            None => !self.liveness.required,
+        };
         let config = &self.config;
         let state = self
             .tracks
@@ -698,7 +737,19 @@ impl Policy {
             }
         }
 
-        if state.run_len >= config.agree_frames {
+        let agreed = state.run_len >= config.agree_frames;
+        let presentation_attack = |state: &TrackState| Decision::Deny {
+            track: Some(face.track),
+            reason: DenyReason::PresentationAttack,
+            id: state.best_seen.as_ref().map(|c| c.id.clone()),
+            similarity: state.best_seen.as_ref().map(|c| c.similarity),
+            running_time,
+        };
+        if face.liveness == Some(LivenessVerdict::Attack) {
+            state.decided = true;
+            return (!free).then(|| presentation_attack(state));
+        }
+        if agreed && live {
             state.decided = true;
             let matched = state
                 .run_best
@@ -711,6 +762,10 @@ impl Policy {
             state.decided = true;
             if self.mode.is_free_passage() {
                 return None;
+            }
+            if agreed {
+                // Agreed on someone, and never judged live in all that time.
+                return Some(presentation_attack(state));
             }
             let best = state.best_seen.as_ref();
             let low_confidence =
@@ -849,6 +904,7 @@ mod tests {
             best: None,
             runner_up: None,
             element_matched: false,
+            liveness: Some(LivenessVerdict::Live),
         }
     }
 
@@ -858,6 +914,8 @@ mod tests {
         /// The best other identity at `similarity`.
         fn runner_up(self, similarity: f64) -> Self;
         fn bbox(self, bbox: [f32; 4]) -> Self;
+        /// fglive's verdict (`None`: no fglive).
+        fn liveness(self, verdict: Option<LivenessVerdict>) -> Self;
     }
 
     impl FaceExt for FaceObservation {
@@ -877,6 +935,11 @@ mod tests {
 
         fn bbox(mut self, bbox: [f32; 4]) -> Self {
             self.bbox = bbox;
+            self
+        }
+
+        fn liveness(mut self, verdict: Option<LivenessVerdict>) -> Self {
+            self.liveness = verdict;
             self
         }
     }
@@ -1624,6 +1687,7 @@ mod tests {
             (DenyReason::SeveralFaces, "several-faces"),
             (DenyReason::Passback, "passback"),
             (DenyReason::Disabled, "disabled"),
+            (DenyReason::PresentationAttack, "presentation-attack"),
         ];
         for (reason, name) in reasons {
             assert_eq!(reason.to_string(), name);
@@ -1725,5 +1789,107 @@ mod tests {
             gate.frames(3, [face(1).best("p-ada", 0.9)]),
             [at(3, "grant t1 p-ada")]
         );
+    }
+
+    fn liveness_gate(required: bool) -> Gate {
+        let mut gate = Gate::new();
+        gate.policy =
+            Policy::new(PolicyConfig::default()).with_liveness(LivenessConfig { required });
+        gate
+    }
+
+    #[test]
+    fn an_attack_verdict_denies_presentation_attack_at_once_naming_whom_it_resembles() {
+        let mut gate = liveness_gate(true);
+        let photo = |verdict| face(1).best("p-ada", 0.72).liveness(Some(verdict));
+        let frames = [
+            vec![photo(LivenessVerdict::Undecided)],
+            vec![photo(LivenessVerdict::Undecided)],
+            vec![photo(LivenessVerdict::Undecided)],
+            vec![photo(LivenessVerdict::Attack)],
+            vec![photo(LivenessVerdict::Live)],
+        ];
+        assert_eq!(gate.script(frames), [at(4, "deny t1 presentation-attack")]);
+        // The denial names whom the photo shows: the journal and the back office see it.
+        let mut gate = liveness_gate(true);
+        let decisions = gate.frame([face(2)
+            .best("p-ada", 0.72)
+            .liveness(Some(LivenessVerdict::Attack))]);
+        assert!(
+            matches!(&decisions[..], [Decision::Deny { reason: DenyReason::PresentationAttack, id: Some(id), similarity: Some(s), .. }] if id == "p-ada" && *s == 0.72),
+            "{decisions:?}"
+        );
+    }
+
+    #[test]
+    fn agreement_waits_for_a_live_verdict() {
+        let mut gate = liveness_gate(true);
+        let ada = |verdict| vec![face(1).best("p-ada", 0.72).liveness(Some(verdict))];
+        let mut frames: Vec<_> = (0..5).map(|_| ada(LivenessVerdict::Undecided)).collect();
+        frames.push(ada(LivenessVerdict::Live));
+        frames.push(ada(LivenessVerdict::Live));
+        assert_eq!(gate.script(frames), [at(6, "grant t1 p-ada")]);
+    }
+
+    #[test]
+    fn agreed_but_never_live_is_denied_presentation_attack_when_the_track_is_decided() {
+        let mut gate = liveness_gate(true);
+        let decide_after = PolicyConfig::default().decide_after_frames;
+        let undecided = face(1)
+            .best("p-ada", 0.72)
+            .liveness(Some(LivenessVerdict::Undecided));
+        assert_eq!(
+            gate.frames(decide_after + 5, [undecided]),
+            [at(decide_after, "deny t1 presentation-attack")]
+        );
+        // Nothing proved a stranger live either, but a stranger is a stranger.
+        let stranger = face(2)
+            .best("p-ada", 0.1)
+            .liveness(Some(LivenessVerdict::Undecided));
+        assert_eq!(
+            gate.frames(decide_after, [stranger]),
+            [at(decide_after, "deny t2 unknown")]
+        );
+    }
+
+    #[test]
+    fn without_a_verdict_required_liveness_never_grants_and_optional_decides_as_before() {
+        let ada = face(1).best("p-ada", 0.72).liveness(None);
+        let decide_after = PolicyConfig::default().decide_after_frames;
+        assert_eq!(
+            liveness_gate(true).frames(decide_after, [ada.clone()]),
+            [at(decide_after, "deny t1 presentation-attack")]
+        );
+        assert_eq!(
+            liveness_gate(false).frames(decide_after, [ada]),
+            [at(3, "grant t1 p-ada")]
+        );
+        // An attack fglive saw still denies when the verdict is not required.
+        let photo = face(2)
+            .best("p-ada", 0.72)
+            .liveness(Some(LivenessVerdict::Attack));
+        assert_eq!(
+            liveness_gate(false).frames(3, [photo]),
+            [at(1, "deny t2 presentation-attack")]
+        );
+    }
+
+    #[test]
+    fn an_attack_in_free_passage_is_decided_without_a_denial() {
+        let mut gate = liveness_gate(true);
+        gate.policy.set_mode(Mode::Free);
+        let photo = face(1)
+            .best("p-ada", 0.72)
+            .liveness(Some(LivenessVerdict::Attack));
+        assert_eq!(gate.frames(20, [photo]), vec![]);
+    }
+
+    #[test]
+    fn liveness_config_requires_a_verdict_by_default_and_refuses_unknown_keys() {
+        assert!(LivenessConfig::default().required);
+        let off: LivenessConfig = toml::from_str("required = false").unwrap();
+        assert!(!off.required);
+        let error = toml::from_str::<LivenessConfig>("requird = false").unwrap_err();
+        assert!(error.to_string().contains("requird"), "{error}");
     }
 }

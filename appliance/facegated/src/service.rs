@@ -219,6 +219,9 @@ pub fn prepare(config: ServiceConfig, gate: SharedGate) -> anyhow::Result<Prepar
     let pipeline_file = &config.pipeline.file;
     let text = description::load(pipeline_file, &config.pipeline_variables())?;
     let pipeline = description::parse(pipeline_file, &text)?;
+    if config.liveness.required {
+        description::require_liveness(pipeline_file, &pipeline)?;
+    }
     check_identification(&pipeline, pipeline_file, config.policy.identification)?;
     // Before the pipeline starts: fgmatch would take any gallery, and then fail on every face
     // embedded by another model than the gallery's. In token mode no gallery is opened at all.
@@ -499,7 +502,7 @@ pub fn start(
     let decider = {
         let (status, events, gate) = (status.clone(), events.clone(), Arc::clone(&gate));
         let (frames, liveness) = (Arc::clone(&frames), Arc::clone(&liveness));
-        let mut policy = Policy::new(config.policy.clone());
+        let mut policy = Policy::new(config.policy.clone()).with_liveness(config.liveness.clone());
         let window = Duration::from_secs(config.policy.passback_window_s);
         for (id, at) in journal.recent_grants(window)? {
             policy.remember_grant(&id, at);
@@ -1307,7 +1310,12 @@ fn run_pipeline_once(
     // Re-read each time: an operator's fix to the description is picked up on the next restart.
     let pipeline = match description::load(file, &config.pipeline_variables())
         .and_then(|text| description::parse(file, &text))
-    {
+        .and_then(|pipeline| {
+            if config.liveness.required {
+                description::require_liveness(file, &pipeline)?;
+            }
+            Ok(pipeline)
+        }) {
         Ok(pipeline) => pipeline,
         Err(e) => return Outcome::Unparsable(e.to_string()),
     };
