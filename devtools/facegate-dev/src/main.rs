@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use facegate_dev_assets::AssetDir;
 use facegate_devtools::recognition_demo::{self, DemoPaths};
-use facegate_devtools::{bench, gate_rig, token_scene};
+use facegate_devtools::{bench, gate_rig, pad_trial, token_scene};
 use facegatectl::pipeline::ModelArgs;
 
 #[derive(Parser)]
@@ -45,6 +45,13 @@ enum Command {
         #[arg(long, value_name = "DIR", requires = "recognition")]
         gallery: Option<PathBuf>,
     },
+    /// Write the presentation-attack videos the liveness benchmark plays (every photo of the
+    /// demo's enrolled passengers on a phone, as a print, and approaching in person), each with
+    /// its timeline, into DIR
+    AttackVideos {
+        #[arg(value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Measure speed, scale and decision latency (see docs/BENCHMARKS.md)
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -74,6 +81,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             recognition_demo::run(&paths, &models, &mut out)
         }
+        Command::AttackVideos { out: dir } => pad_trial::write_videos(&dir, &mut out),
         Command::Bench(command) => bench::run(&command, &models, &mut out),
     }
 }

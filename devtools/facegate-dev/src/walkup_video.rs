@@ -9,6 +9,8 @@
 //! [`Motion::Approach`] moves the face as a walker does instead: growing frame by frame, swaying
 //! and bobbing with the steps, now and then blurred by the motion and lit a little differently,
 //! so that no two frames are alike (what fusing a track's frames is measured on).
+//! [`Motion::Presented`] shows the photo on a phone or as a print held up by a hand instead
+//! ([`crate::attack_video`]): what presentation-attack detection is measured on.
 
 use std::path::{Path, PathBuf};
 
@@ -16,23 +18,24 @@ use anyhow::{Context, bail};
 use gst::prelude::*;
 use image::{Rgb, RgbImage, imageops};
 
+use crate::attack_video::{self, ATTACK_FRAMES, Presentation};
 use crate::gate_rig::{Timeline, Walkup};
 
-const WIDTH: u32 = 640;
-const HEIGHT: u32 = 480;
-const FPS: u64 = 30;
+pub(crate) const WIDTH: u32 = 640;
+pub(crate) const HEIGHT: u32 = 480;
+pub(crate) const FPS: u64 = 30;
 /// Frames of empty scene before each walk-up and once at the end: more than fgtrack's default
 /// `max-age` (15), so the next face is never taken for the last one.
 const GAP_FRAMES: u64 = 18;
 /// (face-box height in pixels, frames) of each step; the last is the face held at the gate.
 const STEPS: [(u32, u64); 2] = [(180, 6), (240, 18)];
 /// The face centre's height in the frame; its sideways position alternates per walk-up.
-const FACE_CENTRE_Y: f64 = 230.0;
-const FACE_CENTRE_X: [f64; 2] = [300.0, 340.0];
-const BACKGROUND: Rgb<u8> = Rgb([0x40, 0x40, 0x40]);
+pub(crate) const FACE_CENTRE_Y: f64 = 230.0;
+pub(crate) const FACE_CENTRE_X: [f64; 2] = [300.0, 340.0];
+pub(crate) const BACKGROUND: Rgb<u8> = Rgb([0x40, 0x40, 0x40]);
 /// [`Motion::Approach`]: the face-box height at the first and the last frame, over this many.
-const APPROACH_HEIGHTS: (f64, f64) = (120.0, 260.0);
-const APPROACH_FRAMES: u64 = 36;
+pub(crate) const APPROACH_HEIGHTS: (f64, f64) = (120.0, 260.0);
+pub(crate) const APPROACH_FRAMES: u64 = 36;
 /// Sideways sway and vertical bob of the steps (pixels), and steps per walk-up.
 const APPROACH_SWAY: f64 = 10.0;
 const APPROACH_BOB: f64 = 6.0;
@@ -51,6 +54,9 @@ pub enum Motion {
     Steps,
     /// A continuous approach with sway, bob, motion blur and exposure changes.
     Approach,
+    /// Not the person but their photo, held up to the camera on a phone or as a print
+    /// ([`attack_video`]): a presentation attack.
+    Presented(Presentation),
 }
 
 /// One walk-up: a photo and its face's box `(x, y, width, height)` in the photo's pixels.
@@ -226,6 +232,18 @@ pub fn write_with(out: &Path, walkups: &[WalkupPhoto], motion: Motion) -> anyhow
             Motion::Approach => {
                 for frame in 0..APPROACH_FRAMES {
                     encoder.push(&approach_frame(&photo, walkup, index, frame), 1)?;
+                }
+            }
+            Motion::Presented(presentation) => {
+                for frame in 0..ATTACK_FRAMES {
+                    let picture = attack_video::attack_frame(
+                        &photo,
+                        walkup.face,
+                        presentation,
+                        frame,
+                        index as u64,
+                    );
+                    encoder.push(&picture, 1)?;
                 }
             }
         }

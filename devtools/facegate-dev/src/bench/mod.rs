@@ -9,6 +9,7 @@ pub mod fusion;
 pub mod gallery;
 pub mod health;
 pub mod latency;
+pub mod liveness;
 pub mod peers;
 pub mod qr;
 pub mod stages;
@@ -39,6 +40,8 @@ pub enum BenchCommand {
     Fleet(fleet::FleetArgs),
     /// The fleet's health at metro scale: heartbeats of thousands of gates, /metrics scrapes
     Health(health::HealthArgs),
+    /// Presentation attacks (phone, print) at the gate: APCER, BPCER, IAPMR with detection off and on
+    Liveness(liveness::LivenessArgs),
     /// Reading passengers' QR tokens in video: decode rate and cost per frame of each decoder
     Qr(qr::QrArgs),
 }
@@ -58,6 +61,7 @@ pub fn run(
         BenchCommand::Enrol(args) => enrol::run(args, models, out),
         BenchCommand::Fusion(args) => fusion::run(args, models, out),
         BenchCommand::Qr(args) => qr::run(args, out),
+        BenchCommand::Liveness(args) => liveness::run(args, models, out),
     }
 }
 
