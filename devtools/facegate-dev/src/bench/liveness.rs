@@ -80,27 +80,11 @@ pub fn run(args: &LivenessArgs, models: &Models, out: &mut impl Write) -> anyhow
     for presentation in Presentation::ALL {
         let motion = Motion::Presented(presentation);
         let name = presentation.as_str();
-        let off = pad_trial::run(
-            &files,
-            &dir(&format!("{name}-off")),
-            &enrolled,
-            motion,
-            Pad::Off,
-        )?;
-        let on = pad_trial::run(
-            &files,
-            &dir(&format!("{name}-on")),
-            &enrolled,
-            motion,
-            Pad::On,
-        )?;
-        let model = pad_trial::run(
-            &files,
-            &dir(&format!("{name}-model")),
-            &enrolled,
-            motion,
-            Pad::WithModel,
-        )?;
+        let video = dir(&format!("{name}_attacks.avi"));
+        walkup_video::write_with(&video, &enrolled, motion)?;
+        let play =
+            |pad: Pad| pad_trial::run_video(&files, &dir(&format!("{name}-{pad:?}")), &video, pad);
+        let (off, on, model) = (play(Pad::Off)?, play(Pad::On)?, play(Pad::WithModel)?);
         let missed = on.len() - denied_as_attack(&on);
         let missed_with_model = model.len() - denied_as_attack(&model);
         writeln!(

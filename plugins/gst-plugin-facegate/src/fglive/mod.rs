@@ -20,9 +20,10 @@
  * unless named, and posts a warning when it loads.
  *
  * What one colour camera and these cues stop: a phone or tablet held up (every one of the
- * repository's phone attacks, on its third frame). What they do not: a print (the model catches
- * some), a borderless display held close, anything the face's landmarks cannot tell from a head
- * (their jitter is larger than a hand's turn of a photo). An infrared or depth camera is the
+ * repository's phone attacks, on its third frame). What they do not: a print (the opt-in model
+ * catches the repository's, and denies live faces too), a borderless display held close, anything
+ * the face's landmarks cannot tell from a head (their jitter is larger than a hand's turn of a
+ * photo). An infrared or depth camera is the
  * answer to those (docs/ACCURACY.md, "Presentation attacks"); fglive is one video filter today,
  * and a second sensor would join it as a second sink pad.
  *
