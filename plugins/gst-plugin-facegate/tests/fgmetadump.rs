@@ -79,7 +79,8 @@ fn landmarks_json() -> Value {
 fn expected(embeddings: bool) -> Vec<Value> {
     let mut full_face = json!({
         "bbox": [100, 50, 40, 45], "score": 0.93, "landmarks": landmarks_json(), "track_id": 7,
-        "match": {"id": "p-001", "label": "Ada", "similarity": 0.71}
+        "match": {"id": "p-001", "label": "Ada", "similarity": 0.71},
+        "liveness": null
     });
     if embeddings {
         full_face["embedding"] = json!([0.6, 0.8]);
@@ -88,8 +89,8 @@ fn expected(embeddings: bool) -> Vec<Value> {
         json!({"pts_ns": null, "width": 320, "height": 240, "faces": []}),
         json!({"pts_ns": 33_333_333, "width": 320, "height": 240, "faces": [full_face]}),
         json!({"pts_ns": 66_666_666, "width": 320, "height": 240, "faces": [
-            {"bbox": [10, 20, 30, 40], "score": 0.5, "landmarks": landmarks_json(), "track_id": null, "match": null},
-            {"bbox": [200, 100, 50, 60], "score": null, "landmarks": [], "track_id": null, "match": null}
+            {"bbox": [10, 20, 30, 40], "score": 0.5, "landmarks": landmarks_json(), "track_id": null, "match": null, "liveness": null},
+            {"bbox": [200, 100, 50, 60], "score": null, "landmarks": [], "track_id": null, "match": null, "liveness": null}
         ]}),
     ]
 }
