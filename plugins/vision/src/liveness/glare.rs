@@ -19,19 +19,7 @@ const INSET: f32 = 0.15;
 /// The share of the face's middle that is flat and saturated; `None` for a face too small.
 pub fn glare_share(face: &FaceView<'_>) -> Option<f32> {
     let grey = face.grey;
-    let b = face.bbox;
-    let inner = crate::geometry::Rect {
-        x: b.x + INSET * b.w,
-        y: b.y + INSET * b.h,
-        w: b.w * (1.0 - 2.0 * INSET),
-        h: b.h * (1.0 - 2.0 * INSET),
-    };
-    let (x0, y0, x1, y1) = grey.clip(&inner, 8)?;
-    let (x0, y0) = (x0.max(1), y0.max(1));
-    let (x1, y1) = (x1.min(grey.width - 1), y1.min(grey.height - 1));
-    if x1 <= x0 || y1 <= y0 {
-        return None;
-    }
+    let (x0, y0, x1, y1) = grey.inner(&face.bbox, INSET, 8)?;
     let mut flat = 0usize;
     for y in y0..y1 {
         for x in x0..x1 {

@@ -63,6 +63,29 @@ impl Grey<'_> {
         let y1 = ((rect.y + rect.h).round().max(0.0) as usize).min(self.height);
         (x1 >= x0 + min_side && y1 >= y0 + min_side).then_some((x0, y0, x1, y1))
     }
+
+    /// The face box shrunk by `inset` (a share of its size) on every side, clipped as [`clip`]
+    /// does and kept one pixel inside the frame, for cues that read each pixel's four
+    /// neighbours; `None` when nothing is left.
+    ///
+    /// [`clip`]: Grey::clip
+    pub fn inner(
+        &self,
+        rect: &Rect,
+        inset: f32,
+        min_side: usize,
+    ) -> Option<(usize, usize, usize, usize)> {
+        let inner = Rect {
+            x: rect.x + inset * rect.w,
+            y: rect.y + inset * rect.h,
+            w: rect.w * (1.0 - 2.0 * inset),
+            h: rect.h * (1.0 - 2.0 * inset),
+        };
+        let (x0, y0, x1, y1) = self.clip(&inner, min_side)?;
+        let (x0, y0) = (x0.max(1), y0.max(1));
+        let (x1, y1) = (x1.min(self.width - 1), y1.min(self.height - 1));
+        (x1 > x0 && y1 > y0).then_some((x0, y0, x1, y1))
+    }
 }
 
 /// One face on one frame, as the cues see it.

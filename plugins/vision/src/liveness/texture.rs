@@ -25,19 +25,7 @@ const MIN_CONTRAST: f32 = 40.0;
 /// The grain-to-contrast ratio of the face's middle; `None` for a face too small or too dark.
 pub fn grain_ratio(face: &FaceView<'_>) -> Option<f32> {
     let grey = face.grey;
-    let b = face.bbox;
-    let inner = crate::geometry::Rect {
-        x: b.x + INSET * b.w,
-        y: b.y + INSET * b.h,
-        w: b.w * (1.0 - 2.0 * INSET),
-        h: b.h * (1.0 - 2.0 * INSET),
-    };
-    let (x0, y0, x1, y1) = grey.clip(&inner, 16)?;
-    let (x0, y0) = (x0.max(1), y0.max(1));
-    let (x1, y1) = (x1.min(grey.width - 1), y1.min(grey.height - 1));
-    if x1 <= x0 || y1 <= y0 {
-        return None;
-    }
+    let (x0, y0, x1, y1) = grey.inner(&face.bbox, INSET, 16)?;
     let mut brightness = [0u32; 256];
     let mut grain = [0u32; 256];
     for y in y0..y1 {
