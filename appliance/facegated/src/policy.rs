@@ -64,14 +64,15 @@
 //!     ([`Policy::set_token_threshold`]), and no agreement after `decide_after_frames` denies
 //!     `token-mismatch`. Passback is kept per token id;
 //!   - with no token, identification `token` does not count the frame at all (the passenger may
-//!     still be reaching for the phone): a face without a token is never granted nor denied.
-//!     `token-or-gallery` decides such a face by the gallery.
+//!     still be reaching for the phone): a face without a token is never granted nor denied,
+//!     unless fglive judged it an attack. `token-or-gallery` decides such a face by the gallery.
 //! - **Presentation attacks** (fglive's verdict per track, [`FaceObservation::liveness`]):
 //!   - a face fglive judged `attack` (a phone or a print held up) is denied
-//!     `presentation-attack` at once, naming whom it resembles most so far;
+//!     `presentation-attack` at once, in every identification mode, naming whom it resembles
+//!     most so far;
 //!   - with [`LivenessConfig::required`] (the default) a track that agreed on an identity is
 //!     granted only once fglive judges it `live`: agreement waits for that, and a track that
-//!     agreed but is still not `live` after `decide_after_frames` is denied
+//!     agreed (at any time) but is still not `live` after `decide_after_frames` is denied
 //!     `presentation-attack` too (nothing proved it a person). Without `required`, a face with
 //!     no verdict (no fglive in the pipeline) is decided as if live; an `attack` still denies.
 
@@ -408,6 +409,8 @@ struct TrackState {
     ever_matched: bool,
     /// Whether any frame alone at the gate had a best candidate another identity nearly equalled.
     ever_ambiguous: bool,
+    /// Whether a run of matching frames ever reached `agree_frames`.
+    ever_agreed: bool,
 }
 
 impl TrackState {
@@ -422,6 +425,7 @@ impl TrackState {
             best_seen: None,
             ever_matched: false,
             ever_ambiguous: false,
+            ever_agreed: false,
         }
     }
 }
@@ -695,7 +699,9 @@ impl Policy {
             return None;
         }
         match claim {
-            TokenClaim::Waiting => return None,
+            // A face without a token is not counted, unless it is an attack: that is denied
+            // at once whatever the identification (below, before anything could grant).
+            TokenClaim::Waiting if face.liveness != Some(LivenessVerdict::Attack) => return None,
             TokenClaim::Refused(shown, reason) => {
                 state.decided = true;
                 return (!free).then(|| Decision::Deny {
@@ -706,7 +712,7 @@ impl Policy {
                     running_time,
                 });
             }
-            TokenClaim::Valid(_) | TokenClaim::Gallery => {}
+            TokenClaim::Valid(_) | TokenClaim::Gallery | TokenClaim::Waiting => {}
         }
         state.frames_at_gate = state.frames_at_gate.saturating_add(1);
 
@@ -738,6 +744,7 @@ impl Policy {
         }
 
         let agreed = state.run_len >= config.agree_frames;
+        state.ever_agreed |= agreed;
         let presentation_attack = |state: &TrackState| Decision::Deny {
             track: Some(face.track),
             reason: DenyReason::PresentationAttack,
@@ -763,7 +770,7 @@ impl Policy {
             if self.mode.is_free_passage() {
                 return None;
             }
-            if agreed {
+            if state.ever_agreed {
                 // Agreed on someone, and never judged live in all that time.
                 return Some(presentation_attack(state));
             }
@@ -1871,6 +1878,37 @@ mod tests {
         assert_eq!(
             liveness_gate(false).frames(3, [photo]),
             [at(1, "deny t2 presentation-attack")]
+        );
+    }
+
+    #[test]
+    fn an_attack_without_a_token_is_denied_at_once_in_token_mode_too() {
+        let mut gate = token_gate(Identification::Token);
+        let photo = face(1)
+            .best("p-ada", 0.72)
+            .liveness(Some(LivenessVerdict::Attack));
+        assert_eq!(
+            gate.frames(3, [photo]),
+            [at(1, "deny t1 presentation-attack")]
+        );
+    }
+
+    #[test]
+    fn agreed_once_then_never_live_is_a_presentation_attack_even_if_the_run_broke() {
+        let mut gate = liveness_gate(true);
+        let decide_after = PolicyConfig::default().decide_after_frames;
+        let undecided = |similarity| {
+            vec![
+                face(1)
+                    .best("p-ada", similarity)
+                    .liveness(Some(LivenessVerdict::Undecided)),
+            ]
+        };
+        let mut frames: Vec<_> = (0..4).map(|_| undecided(0.72)).collect();
+        frames.extend((4..decide_after).map(|_| undecided(0.2)));
+        assert_eq!(
+            gate.script(frames),
+            [at(decide_after, "deny t1 presentation-attack")]
         );
     }
 

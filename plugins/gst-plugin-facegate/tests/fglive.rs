@@ -72,7 +72,7 @@ fn a_buffer_without_faces_passes_untouched() {
 #[test]
 fn an_untracked_face_gets_no_verdict() {
     let frame = common::photo_frame(PHOTO, "I420", WIDTH, HEIGHT);
-    let (mut h, _element, _bus) = common::harness("fglive", &[("min-frames", &1u32)]);
+    let (mut h, _element, _bus) = common::harness("fglive", &[("min-frames", &3u32)]);
     h.set_src_caps(frame.caps.clone());
     for n in 0..3 {
         let mut buffer = frame.buffer_at(common::pts(n));
@@ -139,7 +139,7 @@ fn a_tracked_face_is_undecided_until_min_frames_then_live_and_fgmetadump_says_so
 #[test]
 fn a_track_renumbered_by_a_new_stream_starts_over() {
     let frame = common::photo_frame(PHOTO, "I420", WIDTH, HEIGHT);
-    let (mut h, _element, _bus) = common::harness("fglive", &[("min-frames", &2u32)]);
+    let (mut h, _element, _bus) = common::harness("fglive", &[("min-frames", &3u32)]);
     h.set_src_caps(frame.caps.clone());
     let push = |h: &mut gst_check::Harness, n: u64| {
         let mut buffer = frame.buffer_at(common::pts(n));
@@ -158,14 +158,15 @@ fn a_track_renumbered_by_a_new_stream_starts_over() {
             .verdict
     };
     assert_eq!(push(&mut h, 0), LivenessVerdict::Undecided);
-    assert_eq!(push(&mut h, 1), LivenessVerdict::Live);
+    assert_eq!(push(&mut h, 1), LivenessVerdict::Undecided);
+    assert_eq!(push(&mut h, 2), LivenessVerdict::Live);
     assert!(h.push_event(gst::event::FlushStart::new()));
     assert!(h.push_event(gst::event::FlushStop::new(true)));
     h.push_event(gst::event::Segment::new(&gst::FormattedSegment::<
         gst::ClockTime,
     >::new()));
     assert_eq!(
-        push(&mut h, 2),
+        push(&mut h, 3),
         LivenessVerdict::Undecided,
         "track 1 after a flush is somebody else"
     );
@@ -250,7 +251,7 @@ fn the_shipped_classifier_warns_it_is_not_cleared_for_fares() {
 #[test]
 fn properties_are_documented_with_their_defaults() {
     let element = common::element("fglive", &[]);
-    assert_eq!(common::uint_spec(&element, "min-frames"), (1, 300, 5));
+    assert_eq!(common::uint_spec(&element, "min-frames"), (3, 300, 5));
     for (cue, on) in [("screen", true), ("print", false), ("motion", true)] {
         assert_eq!(element.property::<bool>(cue), on, "{cue}'s default");
         assert!(common::mutable_in_playing(&element, cue), "{cue}");

@@ -26,7 +26,7 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 });
 
 use facegate_vision::liveness::{
-    DEFAULT_MIN_FRAMES, DEFAULT_MOTION, DEFAULT_PRINT, DEFAULT_SCREEN,
+    DEFAULT_MIN_FRAMES, DEFAULT_MOTION, DEFAULT_PRINT, DEFAULT_SCREEN, DEFAULT_VETO_FRAMES,
 };
 /// Frames after which an unseen track's evidence is dropped (fgtrack's tracks are gone long
 /// before).
@@ -127,8 +127,8 @@ impl ObjectImpl for FaceLive {
                     .build(),
                 glib::ParamSpecUInt::builder("min-frames")
                     .nick("Minimum frames")
-                    .blurb("Frames a track must be seen on before it can be live: the frames the cues have to catch an attack")
-                    .minimum(1)
+                    .blurb("Frames the cues must have judged a track on before it can be live: the frames they have to catch an attack (at least the frames a veto needs)")
+                    .minimum(DEFAULT_VETO_FRAMES)
                     .maximum(300)
                     .default_value(DEFAULT_MIN_FRAMES)
                     .mutable_playing()

@@ -1,9 +1,8 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! The glare cue: glass in front of a face (a phone's, a framed photo's) reflects the lights as
 //! a large, flat, saturated patch over the face. Skin's own highlights are small (the tip of the
-//! nose, the forehead), and an overexposed camera saturates whole regions but not flatly within
-//! a lit face's texture... it does, which is why the patch must also be a sizeable share of the
-//! face's middle, where a gate's lighting never burns a real face out.
+//! nose, the forehead). An overexposed camera can burn a real face out flatly too, so the patch
+//! must also cover a sizeable share of the face's middle, which a gate's lighting keeps exposed.
 
 use super::{FaceView, Reading};
 
@@ -41,12 +40,14 @@ pub fn glare_share(face: &FaceView<'_>) -> Option<f32> {
     Some(flat as f32 / ((x1 - x0) * (y1 - y0)) as f32)
 }
 
-/// The glare cue's reading of one frame: veto past [`SHARE`], else abstain (a screen seen
-/// from an angle without a light behind the camera has no glare).
+/// The glare cue's reading of one frame: veto past [`SHARE`], clear below it (a screen seen
+/// from an angle without a light behind the camera has no glare either), abstain for a face
+/// too small.
 pub fn glare(face: &FaceView<'_>) -> Reading {
     match glare_share(face) {
         Some(share) if share >= SHARE => Reading::Veto(share / SHARE),
-        _ => Reading::Abstain,
+        Some(_) => Reading::Clear,
+        None => Reading::Abstain,
     }
 }
 
@@ -94,6 +95,6 @@ mod tests {
     #[test]
     fn a_highlight_does_not() {
         let pixels = skin(5);
-        assert_eq!(glare(&view(&pixels)), Reading::Abstain);
+        assert_eq!(glare(&view(&pixels)), Reading::Clear);
     }
 }

@@ -3,7 +3,8 @@
 //! one shown on a phone or on paper? fglive runs this per tracked face.
 //!
 //! Each frame, every cue looks at the face and either **vetoes** (it sees an attack), **confirms**
-//! (it sees something only a live face does) or **abstains** (it cannot judge this frame):
+//! (it sees something only a live face does), is **clear** (it judged and saw neither) or
+//! **abstains** (it cannot judge this frame: the face is too small, or at the frame's edge):
 //!
 //! | cue | kind | what it looks for |
 //! |---|---|---|
@@ -14,12 +15,15 @@
 //! | [`Cue::PlanarMotion`] / [`Cue::DepthMotion`] | veto / confirm | whether the five landmarks move as one plane under perspective ([`motion`]) |
 //! | [`Cue::Model`] | veto / confirm | an opt-in passive PAD classifier ([`model`]) |
 //!
-//! A track's [`Evidence`] turns the frames into a [`Verdict`]: `attack` as soon as one veto cue
-//! has vetoed on [`LivenessConfig::veto_frames`] frames and on at least
-//! [`LivenessConfig::veto_share`] of the track's frames (and from then on: an attacker cannot
-//! hide the phone again and pass); `live` once the track has been seen on
-//! [`LivenessConfig::min_frames`] frames without that; `undecided` before. Confirm cues only add to
-//! the score, never overrule a veto.
+//! A track's [`Evidence`] turns the frames into a [`Verdict`]: `attack` as soon as one cue has
+//! vetoed on [`LivenessConfig::veto_frames`] frames and on at least
+//! [`LivenessConfig::veto_share`] of the frames it judged (and from then on: an attacker cannot
+//! hide the phone again and pass). Frames a cue abstained on do not count for it, so frames
+//! from far away, where a phone's moire cannot be seen yet, do not dilute its vetoes once it
+//! can. `live` once cues judged the track on [`LivenessConfig::min_frames`] frames and no cue's
+//! vetoes reach that share (a veto not yet repeated keeps the track `undecided` until more
+//! frames confirm or clear it); `undecided` before. Confirm cues only add to the score, never
+//! overrule a veto.
 //!
 //! These cues are what a single ordinary camera offers. They stop the attacks the repository
 //! can make (docs/ACCURACY.md, "Presentation attacks"); a better-made attack (a borderless
@@ -114,6 +118,25 @@ pub enum Cue {
     None,
 }
 
+impl Cue {
+    /// The cue whose tally a reading under this name counts in: the motion cue is one cue,
+    /// named by what it saw.
+    fn tally_key(self) -> Cue {
+        match self {
+            Cue::DepthMotion => Cue::PlanarMotion,
+            cue => cue,
+        }
+    }
+
+    /// The name of a cue's confirmations.
+    fn confirming(self) -> Cue {
+        match self {
+            Cue::PlanarMotion => Cue::DepthMotion,
+            cue => cue,
+        }
+    }
+}
+
 /// One cue's reading of one frame.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Reading {
@@ -121,6 +144,8 @@ pub enum Reading {
     Veto(f32),
     /// Live; the strength as for a veto.
     Confirm(f32),
+    /// Judged: no sign of an attack, nor proof of life.
+    Clear,
     /// This frame does not tell.
     Abstain,
 }
@@ -164,12 +189,12 @@ pub struct LivenessConfig {
     pub print: bool,
     /// Planar against 3-D landmark motion.
     pub motion: bool,
-    /// Frames a track must be seen on before it can be `live`: the frames the cues need to
-    /// catch an attack before a grant.
+    /// Frames the cues must have judged a track on before it can be `live`: the frames they
+    /// need to catch an attack before a grant. At least `veto_frames`.
     pub min_frames: u32,
     /// Frames a veto cue must veto on to decide `attack`: one frame can be a fluke.
     pub veto_frames: u32,
-    /// And the share of the frames that cue judged.
+    /// And the share of the frames that cue judged (vetoed, confirmed or was clear on).
     pub veto_share: f32,
 }
 
@@ -186,17 +211,33 @@ impl Default for LivenessConfig {
     }
 }
 
-/// How often one cue has vetoed and confirmed on one track so far.
+/// How one cue has read one track so far.
 #[derive(Clone, Copy, Debug, Default)]
 struct Tally {
     vetoes: u32,
     confirms: u32,
+    /// Frames it did not abstain on.
+    judged: u32,
+}
+
+impl Tally {
+    fn share(&self, count: u32) -> f64 {
+        f64::from(count) / f64::from(self.judged.max(1))
+    }
+
+    /// Whether its vetoes reach `config.veto_share` of its judged frames: an attack once
+    /// there are `config.veto_frames` of them, a reason to wait before.
+    fn leans_attack(&self, config: &LivenessConfig) -> bool {
+        self.vetoes > 0 && self.vetoes as f32 >= config.veto_share * self.judged as f32
+    }
 }
 
 /// What one track has shown the cues so far.
 #[derive(Debug, Default)]
 pub struct Evidence {
     frames: u32,
+    /// Frames on which at least one cue judged (every frame when no cue runs).
+    judged_frames: u32,
     tallies: HashMap<Cue, Tally>,
     /// Set once, never cleared: an attack seen stays an attack for the track.
     attack: Option<Cue>,
@@ -204,26 +245,28 @@ pub struct Evidence {
 }
 
 impl Evidence {
-    /// Adds one frame's readings. Shares count against every frame of the track: a cue that
-    /// abstains saw nothing to veto.
+    /// Adds one frame's readings.
     pub fn add(&mut self, readings: &[(Cue, Reading)], config: &LivenessConfig) {
         self.frames = self.frames.saturating_add(1);
+        // With every cue off there is nothing to wait for: each frame counts as judged.
+        if readings.is_empty() || readings.iter().any(|(_, r)| *r != Reading::Abstain) {
+            self.judged_frames = self.judged_frames.saturating_add(1);
+        }
         for &(cue, reading) in readings {
-            let tally = self.tallies.entry(cue).or_default();
+            let tally = self.tallies.entry(cue.tally_key()).or_default();
             match reading {
                 Reading::Veto(_) => tally.vetoes += 1,
                 Reading::Confirm(_) => tally.confirms += 1,
-                Reading::Abstain => {}
+                Reading::Clear => {}
+                Reading::Abstain => continue,
             }
+            tally.judged += 1;
         }
         if self.attack.is_none() {
             self.attack = self
                 .tallies
                 .iter()
-                .filter(|(_, t)| {
-                    t.vetoes >= config.veto_frames
-                        && t.vetoes as f32 >= config.veto_share * self.frames as f32
-                })
+                .filter(|(_, t)| t.vetoes >= config.veto_frames && t.leans_attack(config))
                 .max_by_key(|(_, t)| t.vetoes)
                 .map(|(cue, _)| *cue);
         }
@@ -234,14 +277,15 @@ impl Evidence {
         self.frames
     }
 
-    fn share(&self, count: u32) -> f64 {
-        f64::from(count) / f64::from(self.frames.max(1))
+    /// Frames on which at least one cue judged.
+    pub fn judged_frames(&self) -> u32 {
+        self.judged_frames
     }
 
     /// The track's verdict now.
     pub fn judgement(&self, config: &LivenessConfig) -> Judgement {
         if let Some(cue) = self.attack {
-            let vetoed = self.tallies.get(&cue).map_or(1.0, |t| self.share(t.vetoes));
+            let vetoed = self.tallies.get(&cue).map_or(1.0, |t| t.share(t.vetoes));
             return Judgement {
                 verdict: Verdict::Attack,
                 score: (1.0 - vetoed).clamp(0.0, 0.5),
@@ -252,7 +296,7 @@ impl Evidence {
             self.tallies
                 .iter()
                 .filter(|(_, t)| count(t) > 0)
-                .map(|(cue, t)| (*cue, self.share(count(t))))
+                .map(|(cue, t)| (*cue, t.share(count(t))))
                 .fold(
                     (Cue::None, 0.0),
                     |best, next| {
@@ -264,14 +308,19 @@ impl Evidence {
         let (worst_cue, worst) = strongest(|t| t.vetoes);
         let (confirm_cue, confirmed) = strongest(|t| t.confirms);
         let score = (0.75 * (1.0 - worst) + 0.25 * confirmed).clamp(0.0, 1.0);
+        let pending = self.tallies.values().any(|t| t.leans_attack(config));
         Judgement {
-            verdict: if self.frames >= config.min_frames {
+            verdict: if self.judged_frames >= config.min_frames && !pending {
                 Verdict::Live
             } else {
                 Verdict::Undecided
             },
             score,
-            cue: if worst > 0.0 { worst_cue } else { confirm_cue },
+            cue: if worst > 0.0 {
+                worst_cue
+            } else {
+                confirm_cue.confirming()
+            },
         }
     }
 }
@@ -390,17 +439,118 @@ mod tests {
     }
 
     #[test]
-    fn a_track_is_undecided_until_min_frames_then_live() {
+    fn a_track_is_undecided_until_judged_on_min_frames_then_live() {
         let config = LivenessConfig::default();
         let mut evidence = Evidence::default();
-        for _ in 0..config.min_frames - 1 {
+        // Frames no cue could judge (the face too small) do not count.
+        for _ in 0..20 {
             run(&mut evidence, &[(Cue::Bezel, Reading::Abstain)], &config);
             assert_eq!(evidence.judgement(&config).verdict, Verdict::Undecided);
         }
-        run(&mut evidence, &[(Cue::Bezel, Reading::Abstain)], &config);
+        for _ in 0..config.min_frames - 1 {
+            run(
+                &mut evidence,
+                &[(Cue::Bezel, Reading::Clear), (Cue::Moire, Reading::Abstain)],
+                &config,
+            );
+            assert_eq!(evidence.judgement(&config).verdict, Verdict::Undecided);
+        }
+        run(&mut evidence, &[(Cue::Bezel, Reading::Clear)], &config);
         let judgement = evidence.judgement(&config);
         assert_eq!(judgement.verdict, Verdict::Live);
         assert_eq!(judgement.cue, Cue::None);
+        assert_eq!(evidence.judged_frames(), config.min_frames);
+    }
+
+    #[test]
+    fn with_every_cue_off_frames_count_as_judged() {
+        let config = LivenessConfig::default();
+        let mut evidence = Evidence::default();
+        for _ in 0..config.min_frames {
+            run(&mut evidence, &[], &config);
+        }
+        assert_eq!(evidence.judgement(&config).verdict, Verdict::Live);
+    }
+
+    #[test]
+    fn frames_a_cue_could_not_judge_do_not_dilute_its_vetoes() {
+        // A phone walked up from afar: the moire window does not fit the face for many frames,
+        // while the glare cue already judges; then the screen's grid shows.
+        let config = LivenessConfig::default();
+        let mut evidence = Evidence::default();
+        for _ in 0..40 {
+            run(
+                &mut evidence,
+                &[(Cue::Glare, Reading::Clear), (Cue::Moire, Reading::Abstain)],
+                &config,
+            );
+        }
+        assert_eq!(evidence.judgement(&config).verdict, Verdict::Live);
+        let near = [
+            (Cue::Glare, Reading::Clear),
+            (Cue::Moire, Reading::Veto(20.0)),
+        ];
+        run(&mut evidence, &near, &config);
+        // One veto is not yet an attack, but no longer live either: the gate waits.
+        assert_eq!(evidence.judgement(&config).verdict, Verdict::Undecided);
+        for _ in 1..config.veto_frames {
+            run(&mut evidence, &near, &config);
+        }
+        let judgement = evidence.judgement(&config);
+        assert_eq!(
+            (judgement.verdict, judgement.cue),
+            (Verdict::Attack, Cue::Moire)
+        );
+    }
+
+    #[test]
+    fn a_veto_not_repeated_is_cleared_by_the_frames_after_it() {
+        let config = LivenessConfig::default();
+        let mut evidence = Evidence::default();
+        run(&mut evidence, &[(Cue::Glare, Reading::Veto(1.2))], &config);
+        let mut frames_to_live = None;
+        for frame in 1..20 {
+            run(&mut evidence, &[(Cue::Glare, Reading::Clear)], &config);
+            if evidence.judgement(&config).verdict == Verdict::Live {
+                frames_to_live = Some(frame);
+                break;
+            }
+        }
+        // Live once min_frames are judged, the veto then a fifth of them.
+        assert_eq!(frames_to_live, Some(config.min_frames - 1));
+    }
+
+    #[test]
+    fn the_motion_cue_is_one_cue_whether_it_saw_a_plane_or_depth() {
+        let config = LivenessConfig::default();
+        let mut evidence = Evidence::default();
+        for frame in 0..12 {
+            let reading = if frame % 3 == 0 {
+                (Cue::PlanarMotion, Reading::Veto(1.1))
+            } else {
+                (Cue::DepthMotion, Reading::Confirm(1.5))
+            };
+            run(&mut evidence, &[reading], &config);
+        }
+        // Four planar readings among twelve judged: jitter on a turning head, not a photo.
+        let judgement = evidence.judgement(&config);
+        assert_eq!(judgement.verdict, Verdict::Live, "{judgement:?}");
+        assert_eq!(judgement.cue, Cue::PlanarMotion);
+
+        let mut turning = Evidence::default();
+        for _ in 0..config.min_frames {
+            run(
+                &mut turning,
+                &[(Cue::DepthMotion, Reading::Confirm(1.5))],
+                &config,
+            );
+        }
+        let judgement = turning.judgement(&config);
+        assert_eq!(
+            (judgement.verdict, judgement.cue),
+            (Verdict::Live, Cue::DepthMotion)
+        );
+        assert!(judgement.score > 0.99, "{judgement:?}");
     }
 
     #[test]
@@ -436,7 +586,7 @@ mod tests {
             let reading = if frame % 10 == 9 {
                 Reading::Veto(1.1)
             } else {
-                Reading::Abstain
+                Reading::Clear
             };
             run(&mut evidence, &[(Cue::Glare, reading)], &config);
         }

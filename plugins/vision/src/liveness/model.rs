@@ -229,7 +229,7 @@ impl PadModel {
         } else if live >= CONFIRM_FROM {
             Reading::Confirm(live / CONFIRM_FROM)
         } else {
-            Reading::Abstain
+            Reading::Clear
         }
     }
 }
@@ -283,7 +283,7 @@ mod tests {
     #[test]
     fn the_readings_follow_the_probability() {
         assert!(matches!(PadModel::reading(0.1), Reading::Veto(_)));
-        assert_eq!(PadModel::reading(0.7), Reading::Abstain);
+        assert_eq!(PadModel::reading(0.7), Reading::Clear);
         assert!(matches!(PadModel::reading(0.95), Reading::Confirm(_)));
     }
 }

@@ -2,17 +2,19 @@
 //! The motion cue: a photo, however it is held, is one plane, so its five landmarks move by one
 //! homography; a real head's nose stands out of the plane of its eyes and mouth, so when the
 //! head turns, the nose leaves the homography the other four points define. Each frame is
-//! compared with the track's first: only when the landmarks moved in a way a similarity (shift,
-//! turn, scale in the image) cannot explain, that is when the face turned out of the image
-//! plane, does the cue judge. Then a nose that follows the plane vetoes and one that does not
-//! confirms; a face that only walked closer gives no out-of-plane motion and the cue abstains.
+//! compared with the track's first one large enough to measure: only when the landmarks moved
+//! in a way a similarity (shift, turn, scale in the image) cannot explain, that is when the face
+//! turned out of the image plane, does the cue judge. Then a nose that follows the plane vetoes,
+//! one well out of it confirms, and one in between is clear (judged, proving nothing); a face
+//! that only walked closer gives no out-of-plane motion and the cue abstains.
 
 use super::Reading;
 
 /// Least out-of-plane change judged: the similarity fit's RMS residual over the five points,
 /// in eye distances. Below it, the detector's landmark jitter decides: YuNet's five points on
 /// a photo that is only scaled and shifted already move by up to 0.09 eye distances as the face
-/// grows, so only a turn larger than that (about 20 degrees) is judged.
+/// grows, as much as a 40-degree turn of a flat photo does, so only larger turns are judged
+/// (about 45 degrees for a photo, 30 for a head, whose nose adds to the residual).
 const MIN_CHANGE: f32 = 0.12;
 /// A nose within this many eye distances of the plane's prediction follows the plane.
 const PLANAR_MAX: f32 = 0.025;
@@ -24,7 +26,8 @@ const MIN_EYE_DISTANCE: f32 = 20.0;
 const NOSE: usize = 2;
 const PLANE_POINTS: [usize; 4] = [0, 1, 3, 4];
 
-/// The landmarks of a track's first frame, against which later frames are read.
+/// The landmarks of a track's first frame with eyes [`MIN_EYE_DISTANCE`] apart, against which
+/// later frames are read.
 #[derive(Debug, Default)]
 pub struct LandmarkHistory {
     reference: Option<[[f32; 2]; 5]>,
@@ -131,17 +134,21 @@ pub fn planarity(from: &[[f32; 2]; 5], to: &[[f32; 2]; 5]) -> Option<(f32, f32)>
 }
 
 impl LandmarkHistory {
-    /// This frame's reading against the track's first frame (which it becomes for a new track).
+    /// This frame's reading against the reference (which the first frame large enough to
+    /// measure becomes: a face first seen far away keeps the cue for when it comes closer).
     pub fn read(&mut self, landmarks: &[[f32; 2]; 5]) -> Reading {
         let Some(reference) = &self.reference else {
-            self.reference = Some(*landmarks);
+            if eye_distance(landmarks) >= MIN_EYE_DISTANCE {
+                self.reference = Some(*landmarks);
+            }
             return Reading::Abstain;
         };
         match planarity(reference, landmarks) {
             Some((change, _)) if change < MIN_CHANGE => Reading::Abstain,
             Some((change, off)) if off <= PLANAR_MAX => Reading::Veto(change / MIN_CHANGE),
             Some((_, off)) if off >= DEPTH_MIN => Reading::Confirm(off / DEPTH_MIN),
-            _ => Reading::Abstain,
+            Some(_) => Reading::Clear,
+            None => Reading::Abstain,
         }
     }
 }
@@ -187,6 +194,20 @@ mod tests {
         history.read(&project(0.0, 30.0));
         let reading = history.read(&project(45.0, 30.0));
         assert!(matches!(reading, Reading::Confirm(_)), "{reading:?}");
+    }
+
+    #[test]
+    fn a_face_first_seen_too_small_is_measured_once_it_is_large_enough() {
+        let far =
+            project(0.0, 0.0).map(|[x, y]| [320.0 + 0.2 * (x - 320.0), 240.0 + 0.2 * (y - 240.0)]);
+        assert!(eye_distance(&far) < MIN_EYE_DISTANCE);
+        let mut history = LandmarkHistory::default();
+        assert_eq!(history.read(&far), Reading::Abstain);
+        assert_eq!(history.read(&project(0.0, 0.0)), Reading::Abstain);
+        assert!(matches!(
+            history.read(&project(55.0, 0.0)),
+            Reading::Veto(_)
+        ));
     }
 
     #[test]

@@ -97,8 +97,9 @@ impl Line<'_> {
     }
 }
 
-/// Whether one side of the face shows a straight bezel.
-fn side_has_bezel(face: &FaceView<'_>, side: Side) -> bool {
+/// Whether one side of the face shows a straight bezel; `None` when that side cannot be looked
+/// at (the face is at the frame's edge, or too small for lines).
+fn side_has_bezel(face: &FaceView<'_>, side: Side) -> Option<bool> {
     let grey = face.grey;
     let b = face.bbox;
     let skip = (START_SHARE * b.w).round();
@@ -116,7 +117,7 @@ fn side_has_bezel(face: &FaceView<'_>, side: Side) -> bool {
         Side::Top | Side::Bottom => (grey.width, grey.height),
     };
     if start < 0.0 || start >= limit as f32 {
-        return false;
+        return None;
     }
     let start = start as usize;
     let room = match side {
@@ -127,7 +128,7 @@ fn side_has_bezel(face: &FaceView<'_>, side: Side) -> bool {
     let from = from.max(0.0) as usize;
     let to = (to.max(0.0) as usize).min(extent);
     if to <= from + 4 || len < 2 * SIDE_PIXELS + MIN_WIDTH {
-        return false;
+        return None;
     }
     let mut hits: Vec<(f32, f32)> = Vec::new();
     let mut lines = 0usize;
@@ -145,9 +146,13 @@ fn side_has_bezel(face: &FaceView<'_>, side: Side) -> bool {
         }
     }
     if (hits.len() as f32) < LINE_SHARE * lines as f32 || hits.len() < 4 {
-        return false;
+        return Some(false);
     }
-    straight_enough(&hits, LINE_SLACK + LINE_SLACK_SHARE * b.w, lines)
+    Some(straight_enough(
+        &hits,
+        LINE_SLACK + LINE_SLACK_SHARE * b.w,
+        lines,
+    ))
 }
 
 /// Whether at least [`LINE_SHARE`] of `lines` lie within `slack` of the least-squares line
@@ -183,15 +188,18 @@ fn straight_enough(points: &[(f32, f32)], slack: f32, lines: usize) -> bool {
     on_line as f32 >= LINE_SHARE * lines as f32
 }
 
-/// The bezel cue's reading of one frame: veto when [`SIDES`] sides show one, abstain otherwise
-/// (a face without a bezel in view may still be on a screen).
+/// The bezel cue's reading of one frame: veto when [`SIDES`] sides show one; clear when fewer
+/// do although [`SIDES`] could be looked at (which proves nothing: a face without a bezel in
+/// view may still be on a screen); abstain when fewer sides are in the frame.
 pub fn bezel(face: &FaceView<'_>) -> Reading {
-    let sides = [Side::Left, Side::Right, Side::Top, Side::Bottom]
-        .into_iter()
-        .filter(|&side| side_has_bezel(face, side))
-        .count();
-    if sides >= SIDES {
-        Reading::Veto(sides as f32 / SIDES as f32)
+    let sides =
+        [Side::Left, Side::Right, Side::Top, Side::Bottom].map(|side| side_has_bezel(face, side));
+    let framed = sides.iter().filter(|s| **s == Some(true)).count();
+    let looked = sides.iter().filter(|s| s.is_some()).count();
+    if framed >= SIDES {
+        Reading::Veto(framed as f32 / SIDES as f32)
+    } else if looked >= SIDES {
+        Reading::Clear
     } else {
         Reading::Abstain
     }
@@ -262,12 +270,25 @@ mod tests {
     #[test]
     fn a_photo_on_the_scene_without_a_frame_is_not() {
         let pixels = scene(0, false);
-        assert_eq!(bezel(&view(&pixels)), Reading::Abstain);
+        assert_eq!(bezel(&view(&pixels)), Reading::Clear);
     }
 
     #[test]
     fn a_dark_region_wider_than_a_bezel_is_not() {
         let pixels = scene(40, false);
-        assert_eq!(bezel(&view(&pixels)), Reading::Abstain);
+        assert_eq!(bezel(&view(&pixels)), Reading::Clear);
+    }
+
+    #[test]
+    fn a_face_filling_the_frame_is_not_judged() {
+        let pixels = scene(5, false);
+        let mut face = view(&pixels);
+        face.bbox = Rect {
+            x: 2.0,
+            y: 2.0,
+            w: W as f32 - 4.0,
+            h: H as f32 - 4.0,
+        };
+        assert_eq!(bezel(&face), Reading::Abstain);
     }
 }

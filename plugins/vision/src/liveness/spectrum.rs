@@ -181,12 +181,14 @@ impl MoireMeter {
         best
     }
 
-    /// The moire cue's reading of one frame: veto on a peak of [`VETO_STRENGTH`], abstain
-    /// otherwise (an ordinary camera cannot see a fine enough grid on every screen).
+    /// The moire cue's reading of one frame: veto on a peak of [`VETO_STRENGTH`], clear below
+    /// it (which proves nothing: an ordinary camera cannot see a fine enough grid on every
+    /// screen), abstain for a face the window does not fit.
     pub fn read(&mut self, face: &FaceView<'_>) -> Reading {
         match self.peak(face) {
             Some(strength) if strength >= VETO_STRENGTH => Reading::Veto(strength / VETO_STRENGTH),
-            _ => Reading::Abstain,
+            Some(_) => Reading::Clear,
+            None => Reading::Abstain,
         }
     }
 }
@@ -251,6 +253,7 @@ mod tests {
         let mut meter = MoireMeter::default();
         let peak = meter.peak(&view(&pixels)).unwrap();
         assert!(peak < 1.0, "{peak}");
+        assert_eq!(meter.read(&view(&pixels)), Reading::Clear);
     }
 
     #[test]
