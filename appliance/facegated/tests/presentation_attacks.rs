@@ -10,6 +10,7 @@
 use std::path::Path;
 use std::sync::Mutex;
 
+use facegate_dbus::DenyReason;
 use facegate_devtools::attack_video::Presentation;
 use facegate_devtools::gate_rig::RigFiles;
 use facegate_devtools::pad_trial::{self, Pad, WalkupOutcome};
@@ -55,7 +56,7 @@ fn every_phone_attack_on_an_enrolled_passenger_is_denied_presentation_attack() {
             outcome.denied_as_attack(),
             "{presentation} of {} not denied {}: {outcome:?}",
             outcome.photo,
-            pad_trial::ATTACK_REASON
+            DenyReason::PresentationAttack
         );
     }
 }
@@ -68,7 +69,7 @@ fn the_same_passengers_walking_up_are_not_taken_for_attacks() {
             !outcome.denied_as_attack(),
             "{} walking up was denied {}: {outcome:?}",
             outcome.photo,
-            pad_trial::ATTACK_REASON
+            DenyReason::PresentationAttack
         );
     }
     // Not a recognition test, but a gate that grants none of them would pass the line above

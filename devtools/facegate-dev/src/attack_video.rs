@@ -13,8 +13,6 @@
 //! one light), so a detector that misses these misses real ones, but one that catches these may
 //! still miss a careful attacker with a better screen or a better print.
 
-use std::fmt;
-
 use image::{Rgb, RgbImage, imageops};
 
 use crate::walkup_video::{
@@ -135,8 +133,9 @@ const LIGHT_FALLOFF: f32 = 0.06;
 const PAPER_SALT: u64 = 0x0070_6170_6572;
 const SENSOR_SALT: u64 = 0x9e37_79b9_7f4a_7c15;
 
-/// How the photo is presented to the camera.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How the photo is presented to the camera (named in kebab case in reports and file names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::Display, strum::IntoStaticStr)]
+#[strum(serialize_all = "kebab-case")]
 pub enum Presentation {
     /// On a phone's screen: pixel grid, bezel, glare, a display's colours.
     Phone,
@@ -148,16 +147,7 @@ impl Presentation {
     pub const ALL: [Presentation; 2] = [Presentation::Phone, Presentation::Print];
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            Presentation::Phone => "phone",
-            Presentation::Print => "print",
-        }
-    }
-}
-
-impl fmt::Display for Presentation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        self.into()
     }
 }
 

@@ -13,6 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use facegate_dbus::DenyReason;
 use facegatectl::enroll;
 use facegatectl::photo_embedder::PhotoEmbedder;
 use facegatectl::pipeline::Models;
@@ -21,9 +22,6 @@ use serde::Serialize;
 use crate::attack_video::Presentation;
 use crate::gate_rig::{self, GateRig, RigFiles, Timeline, follow};
 use crate::walkup_video::{self, Motion, WalkupPhoto};
-
-/// The deny reason the gate gives a presentation attack (facegate_dbus::DenyReason's name).
-pub const ATTACK_REASON: &str = "presentation-attack";
 
 /// The opt-in classifier fglive loads for [`Pad::WithModel`], in the gate's model directory.
 pub const PAD_MODEL_FILE: &str = "fr_liveness.onnx";
@@ -47,12 +45,12 @@ pub struct WalkupOutcome {
     /// Identities granted.
     pub granted: Vec<String>,
     /// Deny reasons, in order.
-    pub denied: Vec<String>,
+    pub denied: Vec<DenyReason>,
 }
 
 impl WalkupOutcome {
     pub fn denied_as_attack(&self) -> bool {
-        self.denied.iter().any(|reason| reason == ATTACK_REASON)
+        self.denied.contains(&DenyReason::PresentationAttack)
     }
 }
 
@@ -203,7 +201,10 @@ fn outcomes(timeline: &Timeline, rig: &GateRig) -> anyhow::Result<Vec<WalkupOutc
         if passage.granted {
             outcome.granted.push(passage.identity.unwrap_or_default());
         } else {
-            outcome.denied.push(passage.reason.unwrap_or_default());
+            let reason = passage.reason.as_deref().unwrap_or_default();
+            outcome.denied.push(reason.parse().map_err(|_| {
+                anyhow::anyhow!("a denial journalled with no reason the gate gives: {passage:?}")
+            })?);
         }
     }
     Ok(outcomes)

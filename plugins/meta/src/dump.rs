@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{FaceRef, LivenessVerdict, MetaError, faces};
+use crate::{FaceRef, LivenessCue, LivenessVerdict, MetaError, faces};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FrameLine {
@@ -38,7 +38,7 @@ pub struct FaceLine {
 pub struct LivenessLine {
     pub score: f64,
     pub verdict: LivenessVerdict,
-    pub cue: String,
+    pub cue: LivenessCue,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -296,7 +296,7 @@ impl FrameFace {
         if let Some(liveness) = &self.liveness {
             s.set(LIVENESS_VERDICT, liveness.verdict.to_string());
             s.set(LIVENESS_SCORE, liveness.score);
-            s.set(LIVENESS_CUE, liveness.cue.as_str());
+            s.set(LIVENESS_CUE, liveness.cue.to_string());
         }
         s
     }
@@ -341,9 +341,16 @@ impl FrameFace {
                 score: score.ok_or(FrameMessageError::Missing {
                     field: at(LIVENESS_SCORE),
                 })?,
-                cue: cue.ok_or(FrameMessageError::Missing {
-                    field: at(LIVENESS_CUE),
-                })?,
+                cue: cue
+                    .ok_or(FrameMessageError::Missing {
+                        field: at(LIVENESS_CUE),
+                    })?
+                    .parse()
+                    .map_err(|_| FrameMessageError::WrongType {
+                        field: at(LIVENESS_CUE),
+                        expected: "one of fglive's cues (bezel, moire, glare, ...)",
+                        found: "other string",
+                    })?,
             }),
         };
         Ok(FrameFace {
@@ -414,7 +421,7 @@ mod tests {
                     liveness: Some(Liveness {
                         verdict: crate::LivenessVerdict::Live,
                         score: 0.9,
-                        cue: "none".into(),
+                        cue: crate::LivenessCue::None,
                     }),
                 },
                 FrameFace {

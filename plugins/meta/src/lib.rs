@@ -189,27 +189,9 @@ pub struct Match {
     pub generation: u64,
 }
 
-/// fglive's verdict on a tracked face: is it a live person or a presentation attack?
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    strum::Display,
-    strum::EnumString,
-    strum::VariantNames,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[strum(serialize_all = "kebab-case")]
-#[serde(rename_all = "kebab-case")]
-pub enum LivenessVerdict {
-    Live,
-    Attack,
-    /// Not judged on enough frames yet.
-    Undecided,
-}
+/// fglive's verdict on a tracked face (is it a live person or a presentation attack?) and the
+/// cue that decided it, named in the param as `facegate_vision::liveness` names them.
+pub use facegate_vision::liveness::{Cue as LivenessCue, Verdict as LivenessVerdict};
 
 /// `facegate-liveness`.
 #[derive(Clone, Debug, PartialEq)]
@@ -217,8 +199,8 @@ pub struct Liveness {
     pub verdict: LivenessVerdict,
     /// 0..1, 1 = surely live.
     pub score: f64,
-    /// The cue that decided, or the strongest evidence (fglive's cue names).
-    pub cue: String,
+    /// The cue that decided, or the strongest evidence.
+    pub cue: LivenessCue,
 }
 
 /// Everything known about one face on a buffer.
@@ -441,9 +423,18 @@ impl FaceRef<'_> {
                 score: s
                     .get::<f64>("score")
                     .map_err(|e| field_error(LIVENESS, "score", e))?,
-                cue: s
-                    .get::<String>("cue")
-                    .map_err(|e| field_error(LIVENESS, "cue", e))?,
+                cue: {
+                    let cue = s
+                        .get::<&str>("cue")
+                        .map_err(|e| field_error(LIVENESS, "cue", e))?;
+                    cue.parse().map_err(|_| {
+                        field_error(
+                            LIVENESS,
+                            "cue",
+                            format!("{cue:?} is not one of fglive's cues"),
+                        )
+                    })?
+                },
             })
         })
     }
@@ -547,7 +538,7 @@ impl FaceMut<'_> {
             gst::Structure::builder(LIVENESS)
                 .field("score", liveness.score)
                 .field("verdict", liveness.verdict.to_string())
-                .field("cue", liveness.cue.as_str())
+                .field("cue", liveness.cue.to_string())
                 .build(),
         );
     }
@@ -651,7 +642,7 @@ mod tests {
         let attack = Liveness {
             verdict: LivenessVerdict::Attack,
             score: 0.1,
-            cue: "bezel".into(),
+            cue: LivenessCue::Bezel,
         };
         for_each_face_mut(buf, |face| face.set_liveness(&attack));
         assert_eq!(read_faces(&buffer).unwrap()[0].liveness, Some(attack));
@@ -667,6 +658,21 @@ mod tests {
         let err = faces(&buffer).nth(1).unwrap().liveness().unwrap_err();
         assert!(
             err.to_string().starts_with("facegate-liveness.verdict"),
+            "{err}"
+        );
+        let mut meta =
+            VideoRegionOfInterestMeta::add(buffer.get_mut().unwrap(), ROI_TYPE, (0, 0, 4, 4));
+        meta.add_param(
+            gst::Structure::builder(LIVENESS)
+                .field("score", 0.5)
+                .field("verdict", "attack")
+                .field("cue", "hunch")
+                .build(),
+        );
+        let err = faces(&buffer).nth(2).unwrap().liveness().unwrap_err();
+        assert!(
+            err.to_string().starts_with("facegate-liveness.cue")
+                && err.to_string().contains("hunch"),
             "{err}"
         );
     }

@@ -97,10 +97,11 @@ pub fn run(args: &LivenessArgs, models: &Models, out: &mut impl Write) -> anyhow
             percent(granted(&model), model.len()),
         )?;
         for outcome in &on {
+            let denied: Vec<&str> = outcome.denied.iter().map(<&str>::from).collect();
             writeln!(
                 out,
-                "    {:<18} granted {:?} denied {:?}",
-                outcome.photo, outcome.granted, outcome.denied
+                "    {:<18} granted {:?} denied {denied:?}",
+                outcome.photo, outcome.granted
             )?;
         }
         attacks.push(json!({

@@ -2,11 +2,11 @@
 use std::path::Path;
 use std::sync::{LazyLock, Mutex};
 
-use facegate_meta::{Liveness, LivenessVerdict};
+use facegate_meta::Liveness;
 use facegate_vision::Rect;
 use facegate_vision::liveness::model::PadModel;
 use facegate_vision::liveness::{
-    Cue, Cues, FaceView, Grey, LivenessConfig, LivenessTracks, Reading, Verdict,
+    Cue, Cues, FaceView, Grey, LivenessConfig, LivenessTracks, Reading,
 };
 use gst::glib;
 use gst::prelude::*;
@@ -32,37 +32,11 @@ use facegate_vision::liveness::{
 /// before).
 const TRACK_IDLE_FRAMES: u64 = 300;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 struct Settings {
     model: Option<String>,
-    screen: bool,
-    print: bool,
-    motion: bool,
-    min_frames: u32,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            model: None,
-            screen: DEFAULT_SCREEN,
-            print: DEFAULT_PRINT,
-            motion: DEFAULT_MOTION,
-            min_frames: DEFAULT_MIN_FRAMES,
-        }
-    }
-}
-
-impl Settings {
-    fn config(&self) -> LivenessConfig {
-        LivenessConfig {
-            screen: self.screen,
-            print: self.print,
-            motion: self.motion,
-            min_frames: self.min_frames,
-            ..LivenessConfig::default()
-        }
-    }
+    /// The cues and the evidence rule; the properties set its fields.
+    liveness: LivenessConfig,
 }
 
 /// What the cues need of one tracked face, read before the verdicts are written.
@@ -142,10 +116,12 @@ impl ObjectImpl for FaceLive {
         let mut settings = self.settings.lock().unwrap();
         match pspec.name() {
             "model" => settings.model = value.get().expect("type checked upstream"),
-            "screen" => settings.screen = value.get().expect("type checked upstream"),
-            "print" => settings.print = value.get().expect("type checked upstream"),
-            "motion" => settings.motion = value.get().expect("type checked upstream"),
-            "min-frames" => settings.min_frames = value.get().expect("type checked upstream"),
+            "screen" => settings.liveness.screen = value.get().expect("type checked upstream"),
+            "print" => settings.liveness.print = value.get().expect("type checked upstream"),
+            "motion" => settings.liveness.motion = value.get().expect("type checked upstream"),
+            "min-frames" => {
+                settings.liveness.min_frames = value.get().expect("type checked upstream")
+            }
             name => unreachable!("unknown property {name}"),
         }
     }
@@ -154,10 +130,10 @@ impl ObjectImpl for FaceLive {
         let settings = self.settings.lock().unwrap();
         match pspec.name() {
             "model" => settings.model.to_value(),
-            "screen" => settings.screen.to_value(),
-            "print" => settings.print.to_value(),
-            "motion" => settings.motion.to_value(),
-            "min-frames" => settings.min_frames.to_value(),
+            "screen" => settings.liveness.screen.to_value(),
+            "print" => settings.liveness.print.to_value(),
+            "motion" => settings.liveness.motion.to_value(),
+            "min-frames" => settings.liveness.min_frames.to_value(),
             name => unreachable!("unknown property {name}"),
         }
     }
@@ -244,20 +220,12 @@ impl BaseTransformImpl for FaceLive {
     }
 }
 
-fn verdict_of(verdict: Verdict) -> LivenessVerdict {
-    match verdict {
-        Verdict::Live => LivenessVerdict::Live,
-        Verdict::Attack => LivenessVerdict::Attack,
-        Verdict::Undecided => LivenessVerdict::Undecided,
-    }
-}
-
 impl VideoFilterImpl for FaceLive {
     fn transform_frame_ip(
         &self,
         frame: &mut gst_video::VideoFrameRef<&mut gst::BufferRef>,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let config = self.settings.lock().unwrap().config();
+        let config = self.settings.lock().unwrap().liveness;
         let mut guard = self.state.lock().unwrap();
         let State {
             cues,
@@ -343,9 +311,9 @@ impl VideoFilterImpl for FaceLive {
                 judgement.cue
             );
             verdicts[input.index] = Some(Liveness {
-                verdict: verdict_of(judgement.verdict),
+                verdict: judgement.verdict,
                 score: judgement.score,
-                cue: judgement.cue.to_string(),
+                cue: judgement.cue,
             });
         }
         tracks.forget_before(frame_number.saturating_sub(TRACK_IDLE_FRAMES));

@@ -101,11 +101,23 @@ pub struct FaceView<'a> {
     pub landmarks: [[f32; 2]; 5],
 }
 
-/// What decided a verdict, or what the strongest evidence was.
+/// What decided a verdict, or what the strongest evidence was (its kebab-case name is the
+/// `facegate-liveness` param's `cue`: facegate-meta's `LivenessCue`).
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, strum::Display, strum::EnumString, strum::VariantNames,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::Display,
+    strum::EnumString,
+    strum::VariantNames,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 #[strum(serialize_all = "kebab-case")]
+#[serde(rename_all = "kebab-case")]
 pub enum Cue {
     Bezel,
     Moire,
@@ -150,14 +162,26 @@ pub enum Reading {
     Abstain,
 }
 
-/// A track's verdict.
+/// A track's verdict (its kebab-case name is the `facegate-liveness` param's `verdict`:
+/// facegate-meta's `LivenessVerdict`).
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, strum::Display, strum::EnumString, strum::VariantNames,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    strum::Display,
+    strum::EnumString,
+    strum::VariantNames,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 #[strum(serialize_all = "kebab-case")]
+#[serde(rename_all = "kebab-case")]
 pub enum Verdict {
     Live,
     Attack,
+    /// Not judged on enough frames yet, or a veto waits to be repeated or cleared.
     Undecided,
 }
 
