@@ -11,6 +11,7 @@ use super::{measure, ms};
 use anyhow::{Context, bail};
 use clap::Args;
 use facegate_vision::align::{ALIGNED_SIZE, align_planar};
+use facegate_vision::liveness::{Cues, Evidence, FaceView, Grey, LivenessConfig};
 use facegate_vision::{Detector, DetectorConfig, Embedder, Face};
 use gst::prelude::*;
 
@@ -169,6 +170,40 @@ pub fn run(args: &StagesArgs, models: &Models, out: &mut impl Write) -> anyhow::
     writeln!(
         out,
         "| align + embed, per face | {:.2} | {:.2} | FaceRecognizerSF (fp32): {OPENCV_ALIGN_EMBED_MS} ms |",
+        ms(stats.median),
+        ms(stats.p99)
+    )?;
+
+    // fglive's default cues on the same face, as the element runs them: the frame's brightness
+    // once, then every cue's reading and the track's evidence (its history kept across runs,
+    // as along a track).
+    let config = LivenessConfig::default();
+    let mut cues = Cues::new(None);
+    let mut evidence = Evidence::default();
+    let (mut grey, mut readings) = (Vec::new(), Vec::new());
+    let stats = measure(args.iterations, || {
+        gstfacegate::video::with_frame(&info, &buffer, |frame| {
+            frame.grey_into(&mut grey);
+            let view = FaceView {
+                grey: Grey {
+                    pixels: &grey,
+                    width: frame.width(),
+                    height: frame.height(),
+                },
+                bbox: face.bbox,
+                landmarks: face.landmarks,
+            };
+            readings.clear();
+            cues.read(frame, &view, &mut evidence, &config, &mut readings)?;
+            evidence.add(&readings, &config);
+            Ok::<_, facegate_vision::runtime::InferenceError>(())
+        })
+        .map_err(|e| anyhow::anyhow!("{e:?}"))??;
+        Ok(())
+    })?;
+    writeln!(
+        out,
+        "| liveness: grey frame + default cues, one face | {:.3} | {:.3} | |",
         ms(stats.median),
         ms(stats.p99)
     )?;

@@ -13,9 +13,12 @@
  * The cues need no model. On by default: a device's bezel around the face, moire from a
  * screen's pixel grid, glare on glass (`screen`), and whether the five landmarks move as one
  * plane (`motion`). Off by default: paper grain against a print's contrast (`print`), which a
- * gate camera rarely resolves and which live faces trip. A cue that sees an attack on three
- * frames and on half the track's frames decides `attack` for good; a track seen on `min-frames`
- * frames without that is `live`. `model` adds a passive MiniFASNet-family classifier described by
+ * gate camera rarely resolves and which live faces trip. A cue that cannot judge a frame (the
+ * face too small for it, or at the frame's edge) abstains, and its frames do not count for it.
+ * A cue that sees an attack on three frames and on half the frames it judged decides `attack`
+ * for good; a track the cues judged on `min-frames` frames is `live` unless some cue's sightings
+ * of an attack reach that half (one sighting holds the track `undecided` until it repeats or
+ * enough frames clear it). `model` adds a passive MiniFASNet-family classifier described by
  * its model card (`<stem>.card.toml`); the only one in reach has no clear licence, so it is off
  * unless named, and posts a warning when it loads.
  *
