@@ -342,11 +342,17 @@ impl SafeStateHandle {
 /// ExecStopPost=) during a fire-alarm release never locks the gate, not even for a moment.
 pub fn open(config: &GateConfig) -> Result<Box<dyn Gate>, GateError> {
     config.validate()?;
-    let (writer, inputs) = match config.backend {
+    let opened = match config.backend {
         Backend::Simulated => simulated::open(config)?,
         Backend::Rppal => rpi::open(config)?,
         Backend::Gpiochip => gpiochip::open(config)?,
     };
+    start(config, opened)
+}
+
+/// The timing core on a backend's opened outputs and inputs, in its safe state (or held open
+/// by an active emergency input).
+fn start(config: &GateConfig, (writer, inputs): Opened) -> Result<Box<dyn Gate>, GateError> {
     let mut gate: Box<dyn Gate> = Box::new(BackedGate {
         driver: Driver::new(config, writer)?,
         inputs,

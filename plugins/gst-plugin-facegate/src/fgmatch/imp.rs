@@ -126,8 +126,9 @@ enum Thresholding {
 struct Query {
     bbox: PixelRect,
     track: Option<Track>,
-    /// fglive's verdict, passed on to the service in the frame message (a malformed one is
-    /// none: the service grants nobody fglive did not judge).
+    /// fglive's verdict, passed on to the service in the frame message. A malformed one is
+    /// dropped with a warning, as if fglive had not judged the face: under `[liveness] required`
+    /// (the default) the service grants no such face.
     liveness: Option<Liveness>,
     /// Offset and length of its embedding in `State::embeddings`.
     offset: usize,
@@ -671,7 +672,10 @@ impl FaceMatch {
             state.queries.push(Query {
                 bbox: face.bbox(),
                 track: face.track().ok().flatten(),
-                liveness: face.liveness().ok().flatten(),
+                liveness: face.liveness().unwrap_or_else(|err| {
+                    gst::warning!(CAT, imp = self, "face without a liveness verdict: {err}");
+                    None
+                }),
                 offset: state.embeddings.len(),
                 dim: state.scratch.len(),
             });
