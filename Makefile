@@ -3,6 +3,7 @@
 #
 #   make setup   Debian packages (if missing), Rust check, assets (scripts/setup.sh; idempotent)
 #   make build   cargo build --workspace (target/debug/libgstfacegate.so for gst-launch-1.0)
+#   make arm64   the workspace cross-built for the Raspberry Pi 4 (aarch64, release; scripts/cross-arm64.sh)
 #   make test    setup + build + cargo test --workspace + fuzz-smoke
 #   make fuzz-smoke  each fuzz target for FUZZ_SMOKE_SECONDS (60), failing on any crash (scripts/fuzz.sh)
 #   make fuzz    each fuzz target for FUZZ_SECONDS (3600), the corpus kept in target/fuzz
@@ -44,16 +45,21 @@ export CXXFLAGS_x86_64_unknown_linux_gnu := -ffile-prefix-map=$(HOME)/.cargo/reg
 endif
 endif
 
-.PHONY: help setup build test fuzz-smoke fuzz soak demo lint bench plots models-noncommercial accuracy
+.PHONY: help setup build arm64 test fuzz-smoke fuzz soak demo lint bench plots models-noncommercial accuracy
 
 help:
-	@sed -n '3,15s/^# *//p' $(REPO)/Makefile
+	@sed -n '3,16s/^# *//p' $(REPO)/Makefile
 
 setup:
 	bash $(REPO)/scripts/setup.sh
 
 build:
 	cd $(REPO) && $(CARGO) build --workspace
+
+# Not part of `make test`: it needs rustup to fetch Rust's aarch64 standard library, which is not
+# a package registry's (docs/APPLIANCE.md).
+arm64:
+	bash $(REPO)/scripts/cross-arm64.sh
 
 # Evaluation only: never installed on a gate, never the default (docs/MODELS.md).
 models-noncommercial: setup
