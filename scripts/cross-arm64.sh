@@ -38,12 +38,8 @@ SYSROOT_PKGS=(
     libpango1.0-dev libcairo2-dev
     libzbar-dev
 )
-# The suites the host's packages come from, so the sysroot's libraries are the ones a gate installs.
-SOURCES=(
-    "deb http://deb.debian.org/debian bookworm main"
-    "deb http://deb.debian.org/debian bookworm-updates main"
-    "deb http://deb.debian.org/debian-security bookworm-security main"
-)
+# The sysroot's libraries are the ones a gate installs.
+source "$REPO/scripts/debian-sources.sh"
 
 # ---------------------------------------------------------------------------- 1. cross toolchain
 installed() { [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = installed ]; }
@@ -69,14 +65,14 @@ if ! rustup target list --installed | grep -qx "$TRIPLE"; then
 fi
 
 # ---------------------------------------------------------------------------- 3. sysroot
-stamp=$(printf '%s\n' "${SYSROOT_PKGS[@]}" "${SOURCES[@]}" | sha256sum | cut -c1-16)
+stamp=$(printf '%s\n' "${SYSROOT_PKGS[@]}" "${DEBIAN_SOURCES[@]}" | sha256sum | cut -c1-16)
 if [ "$(cat "$SYSROOT/.facegate-stamp" 2>/dev/null || true)" != "$stamp" ]; then
     say "making the arm64 sysroot in $SYSROOT (about a minute)"
     rm -rf "$SYSROOT" "$SYSROOT.new"
     log=$(mktemp)
     include=$(IFS=,; echo "${SYSROOT_PKGS[*]}")
     mmdebstrap --arch=arm64 --variant=extract --include="$include" bookworm "$SYSROOT.new" \
-        "${SOURCES[@]}" >"$log" 2>&1 ||
+        "${DEBIAN_SOURCES[@]}" >"$log" 2>&1 ||
         fail "mmdebstrap of the arm64 sysroot failed: $(grep -m1 -E '^E:' "$log" || tail -n1 "$log")"
     # --variant=extract unpacks without running maintainer scripts: the symlinks they would make
     # are made here. Debian's -dev symlinks are absolute (/lib/...), which would name the host's

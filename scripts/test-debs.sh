@@ -16,6 +16,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ASSETS=${FACEGATE_ASSETS:-$REPO/.assets}
 TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
 START=$SECONDS
+source "$REPO/scripts/debian-sources.sh"
 
 say() { echo "deb-test: $*"; }
 fail() { echo "deb-test: error: $*" >&2; exit 1; }
@@ -39,10 +40,7 @@ if ! mmdebstrap --variant=apt --include=gstreamer1.0-tools \
     --customize-hook="mkdir \"\$1/tmp/facegate\"" \
     --customize-hook="copy-in ${debs[*]} $photo $REPO/scripts/test-debs-inside.sh /tmp/facegate" \
     --customize-hook='chroot "$1" sh /tmp/facegate/test-debs-inside.sh' \
-    bookworm "$chroot_dir" \
-    "deb http://deb.debian.org/debian bookworm main" \
-    "deb http://deb.debian.org/debian bookworm-updates main" \
-    "deb http://deb.debian.org/debian-security bookworm-security main" >"$log" 2>&1; then
+    bookworm "$chroot_dir" "${DEBIAN_SOURCES[@]}" >"$log" 2>&1; then
     grep -E '^deb-test' "$log" | tail -n 5 >&2 || true
     fail "the install test failed: $(grep -m1 -E '^deb-test: FAILED|^E:' "$log" || tail -n1 "$log")"
 fi
