@@ -10,9 +10,17 @@
 //! claimed first and the outputs then at their safe levels (held open while the emergency input
 //! is active), so claiming them never glitches the relay; inputs are biased towards
 //! inactive (pull-down, or pull-up when active-low) so an unconnected input reads as not
-//! triggered. When the process ends the kernel releases the lines; the pin controllers of the
-//! Raspberry Pi keep the last level driven, as with rppal, and the unit's `ExecStopPost=` writes
-//! the safe state again.
+//! triggered.
+//!
+//! When the process ends the kernel releases the lines, and what they do then is the kernel's:
+//! Debian's (mainline pinctrl-bcm2835) turns a released line back into an input, so the relay
+//! and lamps are no longer driven and fall to their de-energised state until facegated claims
+//! them again; Raspberry Pi OS's kernel keeps the last level by default. The unit's
+//! `ExecStopPost=` (`facegated safe-state`) writes the safe state, and its lines are released as
+//! it exits too. So with this backend the turnstile's own wiring must make "de-energised" safe:
+//! locked for a normal passage, and the fire-alarm release taken by the turnstile's controller
+//! (which is where it usually is). `safe_state = "open"`, which needs a process to hold the
+//! relay, is refused.
 //!
 //! The backend reaches the chip through [`Chip`]: gpiocdev's requests on a real one, and in the
 //! tests a fake that keeps each line's physical level the way the kernel does (no kernel this
@@ -264,8 +272,8 @@ mod tests {
         claimed: BTreeMap<Offset, (Direction, bool)>,
         /// What the turnstile drives on an input; an input not here is unconnected.
         driven: BTreeMap<Offset, Wire>,
-        /// What each output drives; a released output keeps its last level, as the Raspberry
-        /// Pi's pin controller does.
+        /// What each claimed output drives. A released line drives nothing: mainline
+        /// pinctrl-bcm2835 (Debian's kernel) turns it back into an input.
         outputs: BTreeMap<Offset, Wire>,
         /// Every request, in order.
         requests: Vec<(Vec<LineClaim>, bool)>,
@@ -298,7 +306,18 @@ mod tests {
         }
 
         fn wire(&self, pin: u8) -> Wire {
-            self.board.lock().unwrap().outputs[&Offset::from(pin)]
+            self.driven_by_us(pin)
+                .unwrap_or_else(|| panic!("GPIO {pin} is not driven"))
+        }
+
+        /// The level an output drives, or none once its line is released.
+        fn driven_by_us(&self, pin: u8) -> Option<Wire> {
+            self.board
+                .lock()
+                .unwrap()
+                .outputs
+                .get(&Offset::from(pin))
+                .copied()
         }
     }
 
@@ -404,6 +423,7 @@ mod tests {
             let mut board = self.board.lock().unwrap();
             for offset in &self.offsets {
                 board.claimed.remove(offset);
+                board.outputs.remove(offset);
             }
         }
     }
@@ -577,11 +597,11 @@ mod tests {
             chip.board.lock().unwrap().claimed.is_empty(),
             "a stopped gate holds no line"
         );
-        assert_eq!(
-            chip.wire(pins.relay),
-            Wire::High,
-            "and leaves the relay locked"
-        );
+        // What the turnstile sees once facegated is gone: nothing driven (its relay
+        // de-energised), not a level facegated could be asked to keep.
+        for pin in [pins.relay, pins.green, pins.red] {
+            assert_eq!(chip.driven_by_us(pin), None, "GPIO {pin} after the stop");
+        }
     }
 
     #[test]

@@ -189,6 +189,14 @@ impl GateConfig {
                 "gate.input_poll_ms: must be 5..500".into(),
             ));
         }
+        // The kernel releases a GPIO character device's lines when their process ends, and
+        // Debian's (mainline pinctrl-bcm2835) turns them back into inputs: a relay facegated
+        // held for free passage would drop whenever the service is down.
+        if self.backend == Backend::Gpiochip && self.safe_state == SafeState::Open {
+            return Err(GateError::Config(
+                "gate.safe_state: \"open\" cannot be held by backend \"gpiochip\" while facegated is not running (the kernel releases its lines): wire the turnstile to open when its relay is de-energised, and keep \"locked\"".into(),
+            ));
+        }
         if self.backend == Backend::Simulated {
             for (key, path) in [
                 ("actions_log", &self.actions_log),
@@ -1345,6 +1353,25 @@ mod tests {
         assert!(msg.contains("rppal"), "{msg}");
         assert!(!msg.contains('\n'), "{msg}");
         eprintln!("{msg}");
+    }
+
+    #[test]
+    fn gpiochip_refuses_a_safe_state_it_cannot_hold_once_the_service_is_gone() {
+        let config = GateConfig {
+            backend: Backend::Gpiochip,
+            safe_state: SafeState::Open,
+            ..GateConfig::default()
+        };
+        let e = config.validate().unwrap_err().to_string();
+        assert!(
+            e.starts_with("gate.safe_state: \"open\" cannot be held"),
+            "{e}"
+        );
+        let locked = GateConfig {
+            safe_state: SafeState::Locked,
+            ..config
+        };
+        locked.validate().unwrap();
     }
 
     #[test]
