@@ -16,7 +16,7 @@
 #      facegatectl must start under qemu-user against the sysroot's libraries (`--version`).
 #
 # Any failure ends it with one line saying what failed, and a non-zero exit.
-set -euo pipefail
+set -Eeuo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ASSETS=${FACEGATE_ASSETS:-$REPO/.assets}
@@ -79,7 +79,7 @@ if [ "$(cat "$SYSROOT/.facegate-stamp" 2>/dev/null || true)" != "$stamp" ]; then
     # files from inside a sysroot; they are made relative.
     while IFS= read -r link; do
         target=$(readlink "$link")
-        ln -sfn "$(realpath -m --relative-to="$(dirname "$link")" "$SYSROOT.new$target")" "$link"
+        ln -sfn "$(realpath -ms --relative-to="$(dirname "$link")" "$SYSROOT.new$target")" "$link"
     done < <(find "$SYSROOT.new" -type l -lname '/*')
     # update-alternatives' links for the BLAS and LAPACK FAISS links (OpenBLAS, as on the host).
     lib=$SYSROOT.new/usr/lib/$GNU_TRIPLE

@@ -16,7 +16,8 @@
 # from PyPI (models/manifest.toml pins the wheel and the library inside it).
 #
 # Any failure ends it with one line saying what failed, and a non-zero exit.
-set -euo pipefail
+set -Eeuo pipefail
+umask 022
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ASSETS=${FACEGATE_ASSETS:-$REPO/.assets}
@@ -45,18 +46,20 @@ toml() { python3 -c 'import sys, tomllib; d = tomllib.load(open(sys.argv[1], "rb
 for k in sys.argv[2].split("."): d = d[k]
 print(d)' "$@"; }
 VERSION=$(toml "$REPO/Cargo.toml" workspace.package.version)
-# The last commit's time for every date in the packages (file times, the manual pages), so that
-# two builds of one commit give the same packages.
-export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$REPO" log -1 --format=%ct)}
 
 # ---------------------------------------------------------------------------- the binaries
 case $ARCH in
     amd64)
         [ "$(uname -m)" = x86_64 ] || fail "ARCH=amd64 is built on an x86_64 machine, this one is $(uname -m)"
-        say "cargo build --release (facegated, facegatectl, the plugin)"
-        (cd "$REPO" && cargo build --release -p facegated -p facegatectl -p gst-plugin-facegate) ||
+        # For any x86-64 CPU: .cargo/config.toml builds FAISS for x86-64-v3 (AVX2) on developer
+        # machines, which would die of an illegal instruction on an older gate. faiss-sys does not
+        # rebuild when its flags change, hence a target directory of its own.
+        say "cargo build --release for generic x86-64 (facegated, facegatectl, the plugin)"
+        (cd "$REPO" && CARGO_TARGET_DIR=$TARGET_DIR/deb-amd64 \
+            CXXFLAGS_x86_64_unknown_linux_gnu="-ffile-prefix-map=$HOME/.cargo/registry/src=/cargo/registry/src" \
+            cargo build --release -p facegated -p facegatectl -p gst-plugin-facegate) ||
             fail "the release build failed (cargo's errors above)"
-        BIN=$TARGET_DIR/release
+        BIN=$TARGET_DIR/deb-amd64/release
         STRIP=strip
         MULTIARCH=x86_64-linux-gnu
         ORT=$ASSETS/onnxruntime/libonnxruntime.so.1.32.0
@@ -95,6 +98,11 @@ MODELS=$ASSETS/models
 for f in facegate_yunet_2023mar.onnx facegate_sface_2021dec.onnx facegate_sface_2021dec.card.toml; do
     [ -f "$MODELS/$f" ] || fail "$MODELS/$f is missing: run \`make setup\`"
 done
+
+# The last commit's time for every date in the packages (file times, the manual pages), so that
+# two builds of one commit give the same packages. Set after the build: cargo rebuilds what reads
+# SOURCE_DATE_EPOCH whenever it changes, which would be at every commit.
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$REPO" log -1 --format=%ct)}
 
 # ---------------------------------------------------------------------------- staging helpers
 STAGE=$OUT/stage-$ARCH
@@ -137,12 +145,14 @@ manual() {
 package() {
     local pkg=$1 root=$2 arch=$3 size
     install -d "$root/DEBIAN"
-    size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
+    # As dpkg-gencontrol counts it: each file's size in KiB rounded up, and 1 for each other entry,
+    # whatever file system the tree is staged on.
+    size=$(find "$root" -mindepth 1 -path "$root/DEBIAN" -prune -o -printf '%y %s\n' |
+        awk '{ total += ($1 == "f") ? int(($2 + 1023) / 1024) : 1 } END { print total }')
     sed "s/@VERSION@/$VERSION/; s/@ARCH@/$arch/; s/@SIZE@/$size/" "$REPO/packaging/$pkg.control" >"$root/DEBIAN/control"
     (cd "$root" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | sort -z | xargs -0 md5sum) >"$root/DEBIAN/md5sums"
-    # Files owned by root whatever the build machine's umask and user; the same mtime for every
-    # file, so two builds of one commit give the same package.
-    find "$root" -exec chmod go-w {} +
+    # Owned by root (dpkg-deb --root-owner-group), modes from install -m and umask 022 whoever
+    # builds; the same mtime for every file, so two builds of one commit give the same package.
     find "$root" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
     local deb=$OUT/${pkg}_${VERSION}_${arch}.deb
     dpkg-deb --root-owner-group -Zxz --build "$root" "$deb" >/dev/null ||

@@ -7,6 +7,11 @@ cd /tmp/facegate
 ok() { echo "deb-test: ok: $*"; }
 failed() { echo "deb-test: FAILED: $*"; exit 1; }
 export DEBIAN_FRONTEND=noninteractive
+# Nothing of the build machine's environment: the packages must find their models and ONNX
+# Runtime in their own paths (make exports FACEGATE_* and ORT_DYLIB_PATH, and the chroot inherits).
+for variable in $(env | sed -n 's/^\(FACEGATE_[A-Z_]*\|ORT_[A-Z_]*\|GST_PLUGIN_PATH\)=.*/\1/p'); do
+    unset "$variable"
+done
 
 apt-get install -y -q ./facegate_*.deb ./facegate-models_*.deb ./gstreamer1.0-facegate_*.deb >/tmp/apt.log 2>&1 ||
     failed "apt-get install of the packages: $(grep -m1 '^E:' /tmp/apt.log || tail -n1 /tmp/apt.log)"

@@ -22,7 +22,7 @@ say() { echo "deb-test: $*"; }
 fail() { echo "deb-test: error: $*" >&2; exit 1; }
 
 [ "$(id -u)" -eq 0 ] || fail "the chroot needs root"
-version=$(python3 -c 'import tomllib; print(tomllib.load(open("'"$REPO"'/Cargo.toml", "rb"))["workspace"]["package"]["version"])')
+version=$(python3 -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["workspace"]["package"]["version"])' "$REPO/Cargo.toml")
 debs=()
 for pkg in facegate_${version}_amd64 facegate-models_${version}_all gstreamer1.0-facegate_${version}_amd64; do
     [ -f "$TARGET_DIR/deb/$pkg.deb" ] || fail "$TARGET_DIR/deb/$pkg.deb is missing: run \`make deb\`"
@@ -32,7 +32,7 @@ photo=$ASSETS/photos/biden.jpg
 [ -f "$photo" ] || fail "$photo is missing: run \`make setup\`"
 
 chroot_dir=$(mktemp -d /var/tmp/facegate-deb-test.XXXXXX)
-trap 'rm -rf "$chroot_dir"' EXIT
+trap 'rm -rf --one-file-system "$chroot_dir"' EXIT
 log=$TARGET_DIR/deb/install-test.log
 say "a Debian 12 chroot, the packages installed, used, removed and purged (log: $log)"
 # mmdebstrap mounts /proc, /sys and /dev for the hooks and unmounts them after.
