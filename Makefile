@@ -5,7 +5,7 @@
 #   make build   cargo build --workspace (target/debug/libgstfacegate.so for gst-launch-1.0)
 #   make arm64   the workspace cross-built for the Raspberry Pi 4 (aarch64, release; scripts/cross-arm64.sh)
 #   make deb     the Debian packages for ARCH (amd64 or arm64) into target/deb, lintian, then an install test in a chroot
-#   make image   a Raspberry Pi 4 disk image from Debian's packages and the arm64 ones (target/image; about 25 min)
+#   make image   a Raspberry Pi 4 disk image from Debian's packages and the arm64 ones (target/image; about 20 min)
 #   make test    setup + build + cargo test --workspace + fuzz-smoke
 #   make fuzz-smoke  each fuzz target for FUZZ_SMOKE_SECONDS (60), failing on any crash (scripts/fuzz.sh)
 #   make fuzz    each fuzz target for FUZZ_SECONDS (3600), the corpus kept in target/fuzz

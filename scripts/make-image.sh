@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT OR Apache-2.0
 # `make image`: a Raspberry Pi 4 disk image from Debian 12's packages and FaceGate's arm64
-# packages, into <target>/image/facegate-pi4.img.zst. As root; about 25 minutes, most of it
+# packages, into <target>/image/facegate-pi4.img.zst. As root; about 20 minutes, most of it
 # maintainer scripts run under qemu-user.
 #
 #   1. host tools (mmdebstrap, qemu-user-static with binfmt_misc, genimage, mtools, dosfstools);
