@@ -38,23 +38,11 @@ SYSROOT_PKGS=(
     libpango1.0-dev libcairo2-dev
     libzbar-dev
 )
-# The sysroot's libraries are the ones a gate installs.
-source "$REPO/scripts/debian-sources.sh"
+# The sysroot's libraries are the ones a gate installs (DEBIAN_SOURCES).
+source "$REPO/scripts/debian.sh"
 
 # ---------------------------------------------------------------------------- 1. cross toolchain
-installed() { [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = installed ]; }
-missing=()
-for p in crossbuild-essential-arm64 mmdebstrap file qemu-user-static; do
-    installed "$p" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    [ "$(id -u)" -eq 0 ] || fail "not root: cannot install ${missing[*]} (run as root, or apt-get install them)"
-    say "installing Debian packages: ${missing[*]}"
-    log=$(mktemp)
-    apt-get update >"$log" 2>&1 || fail "apt-get update failed: $(tail -n1 "$log")"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >"$log" 2>&1 ||
-        fail "apt-get install ${missing[*]} failed: $(grep -m1 -E '^E:' "$log" || tail -n1 "$log")"
-fi
+ensure_debian_packages crossbuild-essential-arm64 mmdebstrap file qemu-user-static
 
 # ---------------------------------------------------------------------------- 2. Rust target
 command -v rustup >/dev/null || fail "rustup not found: the aarch64 standard library comes from \`rustup target add $TRIPLE\`"

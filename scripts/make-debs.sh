@@ -32,16 +32,8 @@ fail() { echo "deb: error: $*" >&2; exit 1; }
 trap 'fail "unexpected failure at scripts/make-debs.sh line $LINENO: $BASH_COMMAND"' ERR
 
 command -v dpkg-deb >/dev/null || fail "dpkg-deb not found: this script expects Debian 12"
-missing=()
-for p in lintian help2man; do
-    [ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)" = installed ] || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    [ "$(id -u)" -eq 0 ] || fail "not root: cannot install ${missing[*]}"
-    say "installing Debian packages: ${missing[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null ||
-        fail "apt-get install ${missing[*]} failed"
-fi
+source "$REPO/scripts/debian.sh"
+ensure_debian_packages lintian help2man
 toml() { python3 -c 'import sys, tomllib; d = tomllib.load(open(sys.argv[1], "rb"))
 for k in sys.argv[2].split("."): d = d[k]
 print(d)' "$@"; }

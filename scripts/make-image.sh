@@ -6,7 +6,8 @@
 #
 #   1. host tools (mmdebstrap, qemu-user-static with binfmt_misc, genimage, mtools, dosfstools);
 #   2. the arm64 packages (scripts/make-debs.sh arm64);
-#   3. the root file system: one mmdebstrap call (minbase, systemd, Debian's arm64 kernel,
+#   3. the root file system (main and non-free-firmware, for the Pi's boot firmware and Wi-Fi):
+#      one mmdebstrap call (minbase, systemd, Debian's arm64 kernel,
 #      raspi-firmware for the Pi's boot partition), FaceGate's packages installed by apt, the gate
 #      configured (gpiochip backend, the V4L2 camera pipeline), ssh absent; the initramfs built
 #      once at the end (update-initramfs is diverted while packages install);
@@ -28,16 +29,8 @@ trap 'fail "unexpected failure at scripts/make-image.sh line $LINENO: $BASH_COMM
 [ "$(id -u)" -eq 0 ] || fail "the image is built as root (mmdebstrap's root mode, binfmt_misc)"
 
 # ---------------------------------------------------------------------------- 1. host tools
-installed() { [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = installed ]; }
-missing=()
-for p in mmdebstrap qemu-user-static binfmt-support genimage mtools dosfstools e2fsprogs zstd; do
-    installed "$p" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    say "installing Debian packages: ${missing[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null ||
-        fail "apt-get install ${missing[*]} failed"
-fi
+source "$REPO/scripts/debian.sh"
+ensure_debian_packages mmdebstrap qemu-user-static binfmt-support genimage mtools dosfstools e2fsprogs zstd
 # The arm64 maintainer scripts run through qemu-user, which binfmt_misc starts.
 if [ ! -e /proc/sys/fs/binfmt_misc/status ]; then
     mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc ||
@@ -73,10 +66,7 @@ mmdebstrap --arch=arm64 --variant=minbase --include="$include" \
     --customize-hook='rm "$1/usr/sbin/update-initramfs" && chroot "$1" dpkg-divert --local --rename --remove /usr/sbin/update-initramfs' \
     --customize-hook='chroot "$1" update-initramfs -c -k all' \
     --customize-hook='rm -rf "$1/tmp/facegate"' \
-    bookworm "$rootfs" \
-    "deb http://deb.debian.org/debian bookworm main non-free-firmware" \
-    "deb http://deb.debian.org/debian bookworm-updates main non-free-firmware" \
-    "deb http://deb.debian.org/debian-security bookworm-security main non-free-firmware" \
+    bookworm "$rootfs" "${DEBIAN_SOURCES[@]/%/ non-free-firmware}" \
     >"$log" 2>&1 || fail "mmdebstrap of the root file system failed: $(grep -m1 -E '^E:' "$log" || tail -n1 "$log")"
 for f in vmlinuz initrd.img; do
     [ -e "$rootfs/$f" ] || [ -e "$rootfs/boot/$f" ] || ls "$rootfs"/boot/"${f%%.*}"* >/dev/null 2>&1 ||

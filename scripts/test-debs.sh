@@ -16,12 +16,13 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ASSETS=${FACEGATE_ASSETS:-$REPO/.assets}
 TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
 START=$SECONDS
-source "$REPO/scripts/debian-sources.sh"
+source "$REPO/scripts/debian.sh"
 
 say() { echo "deb-test: $*"; }
 fail() { echo "deb-test: error: $*" >&2; exit 1; }
 
 [ "$(id -u)" -eq 0 ] || fail "the chroot needs root"
+ensure_debian_packages mmdebstrap
 version=$(python3 -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["workspace"]["package"]["version"])' "$REPO/Cargo.toml")
 debs=()
 for pkg in facegate_${version}_amd64 facegate-models_${version}_all gstreamer1.0-facegate_${version}_amd64; do
