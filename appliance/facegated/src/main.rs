@@ -36,6 +36,10 @@ enum Command {
     /// gate.safe_state = "locked") and exit: the unit's ExecStopPost=, so that a service that
     /// crashed during a grant's pulse does not leave the turnstile unlocked
     SafeState,
+    /// Read and validate the configuration file (and its FACEGATE_ environment overrides) and
+    /// exit: 0 and one line if the gate would start with it, else the one-line error. The
+    /// appliance's first boot checks an operator's file with it before taking it.
+    CheckConfig,
 }
 
 fn init_logging() {
@@ -69,6 +73,13 @@ async fn shutdown_signal() {
         _ = terminate.recv() => info!("SIGTERM: stopping"),
         _ = interrupt.recv() => info!("SIGINT: stopping"),
     }
+}
+
+/// `facegated check-config`: the configuration as the service would load it, nothing started.
+fn check_config(config_file: &Path) -> anyhow::Result<()> {
+    ServiceConfig::load(config_file)?;
+    println!("{}: valid", config_file.display());
+    Ok(())
 }
 
 /// `facegated safe-state`: the gate's outputs to their safe state, nothing else.
@@ -215,6 +226,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let result = match args.command {
         Some(Command::SafeState) => safe_state(&args.config),
+        Some(Command::CheckConfig) => check_config(&args.config),
         None => run(args),
     };
     match result {

@@ -174,3 +174,44 @@ fn a_journal_that_is_not_a_database_is_said_once() {
     assert_eq!(said.matches("not a database").count(), 1, "{said}");
     assert!(said.contains("journal.sqlite"), "{said}");
 }
+
+/// `facegated check-config` on `text`: its output, and whether it succeeded.
+fn checked(text: &str) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("facegate.toml");
+    std::fs::write(&file, text).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_facegated"))
+        .arg("--config")
+        .arg(&file)
+        .arg("check-config")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn check_config_refuses_what_the_start_refuses_with_the_same_line() {
+    let text = "[policy]\nthreshold = -0.5\n";
+    let said = the_one_line(&checked(text), "check-config on a bad threshold");
+    // The same words after each run's own temporary path.
+    let after_file = |line: &str| line.split_once("facegate.toml: ").unwrap().1.to_string();
+    assert_eq!(after_file(&said), after_file(&refused(text, &[])));
+}
+
+#[test]
+fn check_config_accepts_the_shipped_configuration_without_starting_anything() {
+    let shipped = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/facegate.toml"),
+    )
+    .unwrap();
+    let output = checked(&shipped);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.trim_end().ends_with("facegate.toml: valid"),
+        "{stdout}"
+    );
+}
