@@ -5,7 +5,8 @@
 #   make build   cargo build --workspace (target/debug/libgstfacegate.so for gst-launch-1.0)
 #   make arm64   the workspace cross-built for the Raspberry Pi 4 (aarch64, release; scripts/cross-arm64.sh)
 #   make deb     the Debian packages for ARCH (amd64 or arm64) into target/deb, lintian, then an install test in a chroot
-#   make image   a Raspberry Pi 4 disk image from Debian's packages and the arm64 ones (target/image; about 20 min)
+#   make image   a Raspberry Pi 4 disk image from Debian's packages and the arm64 ones (target/image; about 20 min cold)
+#   make image-test  make image, then boot its test variant twice under qemu-system-aarch64 and check the gate (scripts/image-test.sh)
 #   make test    setup + build + cargo test --workspace + fuzz-smoke
 #   make fuzz-smoke  each fuzz target for FUZZ_SMOKE_SECONDS (60), failing on any crash (scripts/fuzz.sh)
 #   make fuzz    each fuzz target for FUZZ_SECONDS (3600), the corpus kept in target/fuzz
@@ -47,10 +48,10 @@ export CXXFLAGS_x86_64_unknown_linux_gnu := -ffile-prefix-map=$(HOME)/.cargo/reg
 endif
 endif
 
-.PHONY: help setup build arm64 deb image test fuzz-smoke fuzz soak demo lint bench plots models-noncommercial accuracy
+.PHONY: help setup build arm64 deb image image-test test fuzz-smoke fuzz soak demo lint bench plots models-noncommercial accuracy
 
 help:
-	@sed -n '3,18s/^# *//p' $(REPO)/Makefile
+	@sed -n '3,19s/^# *//p' $(REPO)/Makefile
 
 setup:
 	bash $(REPO)/scripts/setup.sh
@@ -71,6 +72,10 @@ deb: setup
 
 image: setup
 	bash $(REPO)/scripts/make-image.sh
+
+# Not part of `make test`: the image takes about 20 minutes cold and each boot under TCG several more.
+image-test: setup
+	bash $(REPO)/scripts/image-test.sh
 
 # Evaluation only: never installed on a gate, never the default (docs/MODELS.md).
 models-noncommercial: setup

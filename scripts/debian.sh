@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT OR Apache-2.0
-# Sourced by the appliance scripts (cross-arm64.sh, make-debs.sh, make-image.sh, test-debs.sh):
+# Sourced by the appliance scripts (cross-arm64.sh, make-debs.sh, make-image.sh, image-test.sh, test-debs.sh):
 # the Debian suites they bootstrap trees from, and the host packages they need. Each script
 # defines fail() before sourcing this.
 
@@ -28,5 +28,27 @@ ensure_debian_packages() {
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >"$log" 2>&1 ||
             fail "apt-get install ${missing[*]} failed: $(grep -m1 -E '^E:' "$log" || tail -n1 "$log")"
     fi
+    rm -f "$log"
+}
+
+# Installs the named packages from bookworm-backports (adding that suite to apt's sources if it is
+# not there): for tools whose bookworm version conflicts with what the machine has (qemu-system-arm
+# 7.2 would replace qemu-utils 10.0). Backports are never installed unless asked for by name.
+ensure_backports_packages() {
+    local missing=() p log list=/etc/apt/sources.list.d/facegate-bookworm-backports.list
+    for p in "$@"; do
+        debian_installed "$p" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    [ "$(id -u)" -eq 0 ] || fail "not root: cannot install ${missing[*]} from bookworm-backports"
+    log=$(mktemp)
+    if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+        echo "deb http://deb.debian.org/debian bookworm-backports main" >"$list"
+    fi
+    apt-get update >"$log" 2>&1 || fail "apt-get update failed: $(tail -n1 "$log")"
+    echo "installing from bookworm-backports: ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -t bookworm-backports \
+        "${missing[@]}" >"$log" 2>&1 ||
+        fail "apt-get install -t bookworm-backports ${missing[*]} failed: $(grep -m1 -E '^E:' "$log" || tail -n1 "$log")"
     rm -f "$log"
 }

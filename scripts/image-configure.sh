@@ -1,29 +1,42 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT OR Apache-2.0
-# The gate's own settings in the image's root file system ($1), run by scripts/make-image.sh as an
-# mmdebstrap customize hook, after FaceGate's packages are installed.
+# The gate's own settings in the image's root file system ($1), run by scripts/make-image.sh after
+# FaceGate's packages are installed in it: the gate's defaults, the read-only root's layout
+# (image/fstab) and the configuration import from the boot partition.
 set -eu
 root=$1
-
-echo facegate >"$root/etc/hostname"
-printf '127.0.0.1\tlocalhost\n127.0.1.1\tfacegate\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$root/etc/hosts"
-cat >"$root/etc/fstab" <<'FSTAB'
-# The partitions scripts/make-image.sh makes (genimage.cfg), by label.
-LABEL=RASPIROOT  /               ext4  defaults,noatime  0  1
-LABEL=RASPIFIRM  /boot/firmware  vfat  defaults          0  2
-FSTAB
-
-# raspi-firmware writes /boot/firmware/cmdline.txt from this when the initramfs is built.
-cat >"$root/etc/default/raspi-firmware" <<'RASPI'
-ROOTPART=LABEL=RASPIROOT
-CONSOLES="ttyS1,115200 tty0"
-RASPI
+image=$(cd "$(dirname "$0")/../image" && pwd)
+fail() { echo "image-configure: $*" >&2; exit 1; }
 
 # The image's gate: Debian's kernel has the GPIO character device, not /dev/gpiomem (rppal), and
 # no driver for the Pi's own camera, so a USB camera through V4L2.
 config=$root/etc/facegate/facegate.toml
 sed -i 's|^backend = "rppal"|backend = "gpiochip"|' "$config"
 sed -i 's|^file = "/usr/share/facegate/pipelines/gate.pipeline"|file = "/usr/share/facegate/pipelines/gate-v4l2.pipeline"|' "$config"
-grep -q '^backend = "gpiochip"' "$config" || { echo "image-configure: gate.backend not set in $config" >&2; exit 1; }
-grep -q '^file = "/usr/share/facegate/pipelines/gate-v4l2.pipeline"' "$config" ||
-    { echo "image-configure: pipeline.file not set in $config" >&2; exit 1; }
+grep -q '^backend = "gpiochip"' "$config" || fail "gate.backend not set in $config"
+grep -q '^file = "/usr/share/facegate/pipelines/gate-v4l2.pipeline"' "$config" || fail "pipeline.file not set in $config"
+
+# Read-only root: what is written at run time moves to FGDATA (genimage makes that partition from
+# /data), the directories left behind are its mount points (image/fstab).
+install -m 0644 "$image/fstab" "$root/etc/fstab"
+mkdir -p "$root/data"
+for moved in etc/facegate:etc-facegate var/lib/facegate:facegate var/lib/systemd:var-lib-systemd; do
+    from=$root/${moved%%:*}
+    to=$root/data/${moved#*:}
+    [ -d "$from" ] || fail "no /${moved%%:*} to move to FGDATA"
+    rm -rf "$to"
+    mv "$from" "$to"
+    mkdir -m 0755 "$from"
+done
+# A machine ID made at each boot (the root cannot keep one); journald keeps its logs in /run.
+: >"$root/etc/machine-id"
+# Timers that write to the root (dpkg's and apt's): nothing is installed on a running gate.
+for timer in apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer; do
+    rm -f "$root/etc/systemd/system/timers.target.wants/$timer"
+    ln -sf /dev/null "$root/etc/systemd/system/$timer"
+done
+
+# The configuration written on the boot partition (facegate.toml), taken before the gate starts.
+install -D -m 0755 "$image/import-config" "$root/usr/libexec/facegate/import-config"
+install -m 0644 "$image/facegate-import-config.service" "$root/etc/systemd/system/"
+ln -sf ../facegate-import-config.service "$root/etc/systemd/system/multi-user.target.wants/facegate-import-config.service"

@@ -6,13 +6,15 @@
 #
 #   1. host tools (mmdebstrap, qemu-user-static with binfmt_misc, genimage, mtools, dosfstools);
 #   2. the arm64 packages (scripts/make-debs.sh arm64);
-#   3. the root file system (main and non-free-firmware, for the Pi's boot firmware and Wi-Fi):
-#      one mmdebstrap call (minbase, systemd, Debian's arm64 kernel,
-#      raspi-firmware for the Pi's boot partition), FaceGate's packages installed by apt, the gate
-#      configured (gpiochip backend, the V4L2 camera pipeline), ssh absent; the initramfs built
-#      once at the end (update-initramfs is diverted while packages install);
-#   4. genimage: an MBR disk, a FAT32 firmware partition "RASPIFIRM" at 4 MiB (/boot/firmware,
-#      what the Pi's boot ROM reads) and an ext4 root "RASPIROOT", made without loop mounts.
+#   3. the root file system (main and non-free-firmware, for the Pi's boot firmware and Wi-Fi): a
+#      Debian base by one mmdebstrap call (minbase, systemd, Debian's arm64 kernel, raspi-firmware
+#      for the Pi's boot partition, FaceGate's dependencies; the initramfs built once at the end,
+#      update-initramfs diverted while packages install), then FaceGate's packages installed and
+#      the gate configured (gpiochip backend, the V4L2 camera pipeline, the read-only root's
+#      layout), ssh absent. Each layer is kept while its inputs are unchanged;
+#   4. the disk (scripts/image-disk.sh): an MBR, FAT32 "RASPIFIRM" at 4 MiB (/boot/firmware, what
+#      the Pi's boot ROM reads), the read-only ext4 root "RASPIROOT" and the gate's writable
+#      "FGDATA" (image/fstab).
 #
 # Any failure ends it with one line saying what failed, and a non-zero exit.
 set -euo pipefail
@@ -45,72 +47,79 @@ version=$(python3 -c 'import tomllib; print(tomllib.load(open("'"$REPO"'/Cargo.t
 debs=("$TARGET_DIR/deb/facegate_${version}_arm64.deb" "$TARGET_DIR/deb/facegate-models_${version}_all.deb")
 
 # ---------------------------------------------------------------------------- 3. root file system
-rootfs=$OUT/rootfs
-rm -rf "$rootfs" "$OUT/genimage-tmp"
+# Two layers, each kept while its inputs are unchanged (a Debian point release alone remakes
+# neither: delete <target>/image/base to take one):
+#   base    Debian's packages, FaceGate's dependencies among them, and the initramfs: the slow part,
+#           made by one mmdebstrap call;
+#   rootfs  a copy of base with FaceGate's packages installed by dpkg (their dependencies are all
+#           in base, so nothing is downloaded) and the gate configured: about a minute.
+stamp_of() { cat "$@" | sha256sum | cut -d' ' -f1; }
+kept() { [ -d "$OUT/$1" ] && [ "$(cat "$OUT/$1.stamp" 2>/dev/null)" = "$2" ]; }
 mkdir -p "$OUT"
-log=$OUT/mmdebstrap.log
-say "root file system (log: $log)"
+
+# FaceGate's dependencies, the first of each alternative, without versions.
+depends=$(for deb in "${debs[@]}"; do dpkg-deb -f "$deb" Depends; done |
+    tr ',' '\n' | sed -e 's/|.*//' -e 's/(.*)//' -e 's/[[:space:]]//g' | grep -v '^facegate' | sort -u | grep .)
 packages=(
     systemd systemd-sysv udev dbus kmod
     linux-image-arm64 raspi-firmware firmware-brcm80211
     e2fsprogs
-    gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+    $depends
 )
-include=$(IFS=,; echo "${packages[*]}")
-mmdebstrap --arch=arm64 --variant=minbase --include="$include" \
-    --essential-hook='chroot "$1" dpkg-divert --local --rename --add /usr/sbin/update-initramfs && ln -s /bin/true "$1/usr/sbin/update-initramfs"' \
-    --customize-hook="mkdir -p \"\$1/tmp/facegate\"" \
-    --customize-hook="copy-in ${debs[*]} /tmp/facegate" \
-    --customize-hook='chroot "$1" sh -c "DEBIAN_FRONTEND=noninteractive apt-get install -y -q /tmp/facegate/*.deb"' \
-    --customize-hook="sh $REPO/scripts/image-configure.sh \"\$1\"" \
-    --customize-hook='rm "$1/usr/sbin/update-initramfs" && chroot "$1" dpkg-divert --local --rename --remove /usr/sbin/update-initramfs' \
-    --customize-hook='chroot "$1" update-initramfs -c -k all' \
-    --customize-hook='rm -rf "$1/tmp/facegate"' \
-    bookworm "$rootfs" "${DEBIAN_SOURCES[@]/%/ non-free-firmware}" \
-    >"$log" 2>&1 || fail "mmdebstrap of the root file system failed: $(grep -m1 -E '^E:' "$log" || tail -n1 "$log")"
-for f in vmlinuz initrd.img; do
-    [ -e "$rootfs/$f" ] || [ -e "$rootfs/boot/$f" ] || ls "$rootfs"/boot/"${f%%.*}"* >/dev/null 2>&1 ||
-        fail "the root file system has no kernel or initramfs ($f)"
-done
-ls "$rootfs/boot/firmware/"*.dtb >/dev/null 2>&1 || fail "raspi-firmware put no device tree in /boot/firmware"
-say "root file system in $((SECONDS - START)) s"
+base=$OUT/base
+base_stamp=$(printf '%s\n' "${packages[@]}" | cat - "$REPO/scripts/debian.sh" "$REPO/scripts/image-base.sh" | stamp_of)
+if kept base "$base_stamp"; then
+    say "Debian base unchanged: kept ($base)"
+else
+    rm -rf "$base" "$base.new" "$OUT/base.stamp"
+    log=$OUT/mmdebstrap.log
+    say "Debian base (log: $log)"
+    include=$(IFS=,; echo "${packages[*]}")
+    mmdebstrap --arch=arm64 --variant=minbase --include="$include" \
+        --essential-hook='chroot "$1" dpkg-divert --local --rename --add /usr/sbin/update-initramfs && ln -s /bin/true "$1/usr/sbin/update-initramfs"' \
+        --customize-hook="sh $REPO/scripts/image-base.sh \"\$1\"" \
+        --customize-hook='rm "$1/usr/sbin/update-initramfs" && chroot "$1" dpkg-divert --local --rename --remove /usr/sbin/update-initramfs' \
+        --customize-hook='chroot "$1" update-initramfs -c -k all' \
+        bookworm "$base.new" "${DEBIAN_SOURCES[@]/%/ non-free-firmware}" \
+        >"$log" 2>&1 || fail "mmdebstrap of the Debian base failed: $(grep -m1 -E '^E:' "$log" || tail -n1 "$log")"
+    for f in vmlinuz initrd.img; do
+        ls "$base.new"/boot/"$f"-* >/dev/null 2>&1 || fail "the Debian base has no kernel or initramfs ($f)"
+    done
+    ls "$base.new/boot/firmware/"*.dtb >/dev/null 2>&1 || fail "raspi-firmware put no device tree in /boot/firmware"
+    grep -qw ro "$base.new/boot/firmware/cmdline.txt" || fail "cmdline.txt does not mount the root read-only"
+    mv "$base.new" "$base"
+    echo "$base_stamp" >"$OUT/base.stamp"
+    say "Debian base in $((SECONDS - START)) s"
+fi
+
+rootfs=$OUT/rootfs
+rootfs_stamp=$( (echo "$base_stamp"; cat "${debs[@]}" "$REPO/scripts/make-image.sh" "$REPO/scripts/image-configure.sh" \
+    "$REPO/image/fstab" "$REPO/image/import-config" "$REPO/image/facegate-import-config.service") | stamp_of)
+if kept rootfs "$rootfs_stamp"; then
+    say "root file system unchanged: kept ($rootfs)"
+else
+    began=$SECONDS
+    rm -rf "$rootfs" "$rootfs.new" "$OUT/rootfs.stamp"
+    cp -a "$base" "$rootfs.new"
+    mkdir -p "$rootfs.new/tmp/facegate"
+    cp "${debs[@]}" "$rootfs.new/tmp/facegate/"
+    # dpkg's maintainer scripts (sysusers, tmpfiles, the unit's enablement) under qemu-user, with
+    # /proc and /dev mounted in a mount namespace of their own, gone when it ends.
+    log=$OUT/dpkg.log
+    unshare --mount --fork sh -c '
+        mount -t proc proc "$1/proc" && mount --rbind /dev "$1/dev" &&
+        chroot "$1" sh -c "DEBIAN_FRONTEND=noninteractive dpkg -i /tmp/facegate/*.deb"' sh "$rootfs.new" \
+        >"$log" 2>&1 || fail "installing FaceGate's packages in the image failed: $(grep -m1 -E 'error|dpkg:' "$log" || tail -n1 "$log")"
+    rm -rf "$rootfs.new/tmp/facegate"
+    sh "$REPO/scripts/image-configure.sh" "$rootfs.new" >>"$log" 2>&1 ||
+        fail "configuring the gate in the image failed: $(grep -m1 '^image-configure:' "$log" || tail -n1 "$log")"
+    mv "$rootfs.new" "$rootfs"
+    echo "$rootfs_stamp" >"$OUT/rootfs.stamp"
+    say "FaceGate installed and configured in $((SECONDS - began)) s"
+fi
 
 # ---------------------------------------------------------------------------- 4. disk image
-cat >"$OUT/genimage.cfg" <<'EOF'
-image firmware.vfat {
-    vfat {
-        label = "RASPIFIRM"
-    }
-    mountpoint = "/boot/firmware"
-    size = 256M
-}
-image root.ext4 {
-    ext4 {
-        label = "RASPIROOT"
-        use-mke2fs = true
-    }
-    size = 2G
-}
-image facegate-pi4.img {
-    hdimage {
-        partition-table-type = "mbr"
-    }
-    partition firmware {
-        partition-type = 0xC
-        bootable = true
-        image = "firmware.vfat"
-        offset = 4M
-    }
-    partition root {
-        partition-type = 0x83
-        image = "root.ext4"
-    }
-}
-EOF
-genimage --config "$OUT/genimage.cfg" --rootpath "$rootfs" --tmppath "$OUT/genimage-tmp" \
-    --inputpath "$OUT" --outputpath "$OUT" >"$OUT/genimage.log" 2>&1 ||
-    fail "genimage failed: $(tail -n1 "$OUT/genimage.log")"
-rm -rf "$OUT/genimage-tmp"
+bash "$REPO/scripts/image-disk.sh" "$rootfs" "$OUT"
 zstd -q -f -9 -T0 "$OUT/facegate-pi4.img" -o "$OUT/facegate-pi4.img.zst"
 say "$OUT/facegate-pi4.img: $(du -h --apparent-size "$OUT/facegate-pi4.img" | cut -f1), zstd $(du -h "$OUT/facegate-pi4.img.zst" | cut -f1)"
 say "done in $((SECONDS - START)) s"
