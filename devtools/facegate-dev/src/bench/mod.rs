@@ -8,6 +8,7 @@ pub mod fleet;
 pub mod fusion;
 pub mod gallery;
 pub mod health;
+pub mod instructions;
 pub mod latency;
 pub mod liveness;
 pub mod peers;
@@ -26,6 +27,9 @@ use facegatectl::pipeline::Models;
 pub enum BenchCommand {
     /// Each stage alone (detect, align, embed) on one real 640x480 frame
     Stages(stages::StagesArgs),
+    /// One stage run a fixed number of times in a function of its own, for callgrind to count
+    /// (scripts/pi4-budget.sh: the Pi 4 budget)
+    Instructions(instructions::InstructionsArgs),
     /// Our pipeline against OpenCV and ONNX Runtime's Python API on the same video, in one run
     Peers(peers::PeersArgs),
     /// Galleries of 10k to 1M identities: build time, memory, query latency, recall@1
@@ -53,6 +57,7 @@ pub fn run(
 ) -> anyhow::Result<()> {
     match command {
         BenchCommand::Stages(args) => stages::run(args, models, out),
+        BenchCommand::Instructions(args) => instructions::run(args, models, out),
         BenchCommand::Peers(args) => peers::run(args, models, out),
         BenchCommand::Gallery(args) => gallery::run(args, models, out),
         BenchCommand::Latency(args) => latency::run(args, models, out),
