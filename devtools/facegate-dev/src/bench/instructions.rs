@@ -128,20 +128,7 @@ fn decoded_frame(
     video: &Path,
     index: usize,
 ) -> anyhow::Result<(gst_video::VideoInfo, gst::Buffer)> {
-    let description = "filesrc name=source ! decodebin ! videoconvert ! video/x-raw,format=I420 ! appsink name=sink sync=false";
-    let pipeline = gst::parse::launch(description)?
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| anyhow::anyhow!("not a pipeline"))?;
-    pipeline
-        .by_name("source")
-        .context("source")?
-        .set_property("location", video.to_string_lossy().as_ref());
-    let sink = pipeline
-        .by_name("sink")
-        .context("sink")?
-        .downcast::<gst_app::AppSink>()
-        .map_err(|_| anyhow::anyhow!("not an appsink"))?;
-    pipeline.set_state(gst::State::Playing)?;
+    let (pipeline, sink) = super::decoding(video)?;
     let mut found = None;
     let mut seen = 0;
     while let Ok(sample) = sink.pull_sample() {

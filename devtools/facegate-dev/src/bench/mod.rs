@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Subcommand;
+use gst::prelude::*;
 
 use facegatectl::pipeline::Models;
 
@@ -118,6 +119,26 @@ pub fn measure(
 
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
+}
+
+/// `video` playing into an appsink, decoded to I420 as the gate's elements receive it; the caller
+/// pulls its frames and sets the pipeline to Null when done.
+fn decoding(video: &Path) -> anyhow::Result<(gst::Pipeline, gst_app::AppSink)> {
+    let description = "filesrc name=source ! decodebin ! videoconvert ! video/x-raw,format=I420 ! appsink name=sink sync=false";
+    let pipeline = gst::parse::launch(description)?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| anyhow::anyhow!("not a pipeline"))?;
+    pipeline
+        .by_name("source")
+        .context("source")?
+        .set_property("location", video.to_string_lossy().as_ref());
+    let sink = pipeline
+        .by_name("sink")
+        .context("sink")?
+        .downcast::<gst_app::AppSink>()
+        .map_err(|_| anyhow::anyhow!("not an appsink"))?;
+    pipeline.set_state(gst::State::Playing)?;
+    Ok((pipeline, sink))
 }
 
 /// A deterministic unit vector, for filling galleries with people who are nobody.

@@ -42,20 +42,7 @@ fn frame_with_face(
     video: &Path,
     models: &Models,
 ) -> anyhow::Result<(gst_video::VideoInfo, gst::Buffer)> {
-    let description = "filesrc name=source ! decodebin ! videoconvert ! video/x-raw,format=I420 ! appsink name=sink sync=false";
-    let pipeline = gst::parse::launch(description)?
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| anyhow::anyhow!("not a pipeline"))?;
-    pipeline
-        .by_name("source")
-        .context("source")?
-        .set_property("location", video.to_string_lossy().as_ref());
-    let sink = pipeline
-        .by_name("sink")
-        .context("sink")?
-        .downcast::<gst_app::AppSink>()
-        .map_err(|_| anyhow::anyhow!("not an appsink"))?;
-    pipeline.set_state(gst::State::Playing)?;
+    let (pipeline, sink) = super::decoding(video)?;
     let detector_path = models.detector_path();
     let mut detector = Detector::load(&detector_path, 0)?;
     let mut faces = Vec::new();
