@@ -5,7 +5,7 @@
 #   make build   cargo build --workspace (target/debug/libgstfacegate.so for gst-launch-1.0)
 #   make arm64   the workspace cross-built for the Raspberry Pi 4 (aarch64, release; scripts/cross-arm64.sh)
 #   make deb     the Debian packages for ARCH (amd64 or arm64) into target/deb, lintian, then an install test in a chroot
-#   make image   a Raspberry Pi 4 disk image from Debian's packages and the arm64 ones (target/image; about 20 min cold)
+#   make image   a Raspberry Pi 4 disk image from Debian's packages and the arm64 ones (target/image; about 40 min cold)
 #   make image-test  make image, then boot its test variant twice under qemu-system-aarch64 and check the gate (scripts/image-test.sh)
 #   make test    setup + build + cargo test --workspace + fuzz-smoke
 #   make fuzz-smoke  each fuzz target for FUZZ_SMOKE_SECONDS (60), failing on any crash (scripts/fuzz.sh)
@@ -73,7 +73,7 @@ deb: setup
 image: setup
 	bash $(REPO)/scripts/make-image.sh
 
-# Not part of `make test`: the image takes about 20 minutes cold and each boot under TCG several more.
+# Not part of `make test`: the image takes about 40 minutes cold, and the two boots under TCG about 2 more.
 image-test: setup
 	bash $(REPO)/scripts/image-test.sh
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT OR Apache-2.0
 # `make image`: a Raspberry Pi 4 disk image from Debian 12's packages and FaceGate's arm64
-# packages, into <target>/image/facegate-pi4.img.zst. As root; about 20 minutes, most of it
-# maintainer scripts run under qemu-user.
+# packages, into <target>/image/facegate-pi4.img.zst. As root; about 40 minutes cold (the arm64
+# build, then the Debian base, whose maintainer scripts run under qemu-user), 3 with both kept.
 #
 #   1. host tools (mmdebstrap, qemu-user-static with binfmt_misc, genimage, mtools, dosfstools);
 #   2. the arm64 packages (scripts/make-debs.sh arm64);
