@@ -23,7 +23,7 @@ use facegate_vision::embedding_cache::{EmbeddingCache, RefreshPolicy};
 use facegate_vision::fusion::FrameQuality;
 use facegate_vision::gallery::Gallery;
 use facegate_vision::letterbox::Letterbox;
-use facegate_vision::liveness::{Cues, Evidence, FaceView, Grey, LivenessConfig};
+use facegate_vision::liveness::{Cues, Evidence, LivenessConfig};
 use facegate_vision::tracker::{Tracker, TrackerConfig};
 use facegate_vision::{Detector, DetectorConfig, Embedder, Face, Frame};
 use gst::prelude::*;
@@ -289,20 +289,15 @@ fn liveness(args: &InstructionsArgs, scene: &Scene) -> anyhow::Result<Value> {
     let face = scene.face;
     count(args.iterations, || {
         scene.with_frame(|frame| {
-            frame.grey_into(&mut grey);
-            let view = FaceView {
-                grey: Grey {
-                    pixels: &grey,
-                    width: frame.width(),
-                    height: frame.height(),
-                },
-                bbox: face.bbox,
-                landmarks: face.landmarks,
-            };
-            readings.clear();
-            cues.read(frame, &view, &mut evidence, &config, &mut readings)?;
-            evidence.add(&readings, &config);
-            anyhow::Ok(())
+            super::read_liveness(
+                frame,
+                &face,
+                &mut cues,
+                &mut evidence,
+                &config,
+                &mut grey,
+                &mut readings,
+            )
         })??;
         Ok(())
     })?;

@@ -20,6 +20,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Subcommand;
+use facegate_vision::liveness::{Cue, Cues, Evidence, FaceView, Grey, LivenessConfig, Reading};
+use facegate_vision::runtime::InferenceError;
+use facegate_vision::{Face, Frame};
 use gst::prelude::*;
 
 use facegatectl::pipeline::Models;
@@ -119,6 +122,33 @@ pub fn measure(
 
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
+}
+
+/// fglive's work on one frame with one face, as the element runs it: the frame's brightness, then
+/// every default cue's reading, added to the track's evidence.
+fn read_liveness(
+    frame: &Frame<'_>,
+    face: &Face,
+    cues: &mut Cues,
+    evidence: &mut Evidence,
+    config: &LivenessConfig,
+    grey: &mut Vec<u8>,
+    readings: &mut Vec<(Cue, Reading)>,
+) -> Result<(), InferenceError> {
+    frame.grey_into(grey);
+    let view = FaceView {
+        grey: Grey {
+            pixels: grey,
+            width: frame.width(),
+            height: frame.height(),
+        },
+        bbox: face.bbox,
+        landmarks: face.landmarks,
+    };
+    readings.clear();
+    cues.read(frame, &view, evidence, config, readings)?;
+    evidence.add(readings, config);
+    Ok(())
 }
 
 /// `video` playing into an appsink, decoded to I420 as the gate's elements receive it; the caller

@@ -11,7 +11,7 @@ use super::{measure, ms};
 use anyhow::{Context, bail};
 use clap::Args;
 use facegate_vision::align::{ALIGNED_SIZE, align_planar};
-use facegate_vision::liveness::{Cues, Evidence, FaceView, Grey, LivenessConfig};
+use facegate_vision::liveness::{Cues, Evidence, LivenessConfig};
 use facegate_vision::{Detector, DetectorConfig, Embedder, Face};
 use gst::prelude::*;
 
@@ -170,20 +170,15 @@ pub fn run(args: &StagesArgs, models: &Models, out: &mut impl Write) -> anyhow::
     let (mut grey, mut readings) = (Vec::new(), Vec::new());
     let stats = measure(args.iterations, || {
         gstfacegate::video::with_frame(&info, &buffer, |frame| {
-            frame.grey_into(&mut grey);
-            let view = FaceView {
-                grey: Grey {
-                    pixels: &grey,
-                    width: frame.width(),
-                    height: frame.height(),
-                },
-                bbox: face.bbox,
-                landmarks: face.landmarks,
-            };
-            readings.clear();
-            cues.read(frame, &view, &mut evidence, &config, &mut readings)?;
-            evidence.add(&readings, &config);
-            Ok::<_, facegate_vision::runtime::InferenceError>(())
+            super::read_liveness(
+                frame,
+                &face,
+                &mut cues,
+                &mut evidence,
+                &config,
+                &mut grey,
+                &mut readings,
+            )
         })
         .map_err(|e| anyhow::anyhow!("{e:?}"))??;
         Ok(())
