@@ -7,6 +7,8 @@
 #   make deb     the Debian packages for ARCH (amd64 or arm64) into target/deb, lintian, then an install test in a chroot
 #   make image   a Raspberry Pi 4 disk image from Debian's packages and the arm64 ones (target/image; about 40 min cold)
 #   make image-test  make image, then boot its test variant twice under qemu-system-aarch64 and check the gate (scripts/image-test.sh)
+#   make image-reproducible  make image twice from one package set, both root layers anew, and compare byte for byte
+#   make bundle  make image, then its root file system as a signed RAUC update bundle (scripts/make-bundle.sh)
 #   make test    setup + build + cargo test --workspace + fuzz-smoke
 #   make fuzz-smoke  each fuzz target for FUZZ_SMOKE_SECONDS (60), failing on any crash (scripts/fuzz.sh)
 #   make fuzz    each fuzz target for FUZZ_SECONDS (3600), the corpus kept in target/fuzz
@@ -48,10 +50,10 @@ export CXXFLAGS_x86_64_unknown_linux_gnu := -ffile-prefix-map=$(HOME)/.cargo/reg
 endif
 endif
 
-.PHONY: help setup build arm64 deb image image-test test fuzz-smoke fuzz soak demo lint bench plots models-noncommercial accuracy
+.PHONY: help setup build arm64 deb image image-test image-reproducible bundle test fuzz-smoke fuzz soak demo lint bench plots models-noncommercial accuracy
 
 help:
-	@sed -n '3,19s/^# *//p' $(REPO)/Makefile
+	@sed -n '3,21s/^# *//p' $(REPO)/Makefile
 
 setup:
 	bash $(REPO)/scripts/setup.sh
@@ -76,6 +78,13 @@ image: setup
 # Not part of `make test`: the image takes about 40 minutes cold, and the two boots under TCG about 2 more.
 image-test: setup
 	bash $(REPO)/scripts/image-test.sh
+
+# Not part of `make test` either: two builds of the Debian base under qemu-user, about 20 minutes each.
+image-reproducible: setup
+	bash $(REPO)/scripts/image-reproducible.sh
+
+bundle: setup
+	bash $(REPO)/scripts/make-bundle.sh
 
 # Evaluation only: never installed on a gate, never the default (docs/MODELS.md).
 models-noncommercial: setup

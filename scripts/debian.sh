@@ -33,11 +33,18 @@ ensure_debian_packages() {
 
 # Installs the named packages from bookworm-backports (adding that suite to apt's sources if it is
 # not there): for tools whose bookworm version conflicts with what the machine has (qemu-system-arm
-# 7.2 would replace qemu-utils 10.0). Backports are never installed unless asked for by name.
+# 7.2 would replace qemu-utils 10.0) or lacks what a script needs ("e2fsprogs>=1.47.1": installed
+# unless at least that version is). Backports are never installed unless asked for by name.
 ensure_backports_packages() {
-    local missing=() p log list=/etc/apt/sources.list.d/facegate-bookworm-backports.list
+    local missing=() p name least log list=/etc/apt/sources.list.d/facegate-bookworm-backports.list
     for p in "$@"; do
-        debian_installed "$p" || missing+=("$p")
+        name=${p%%>=*}
+        least=${p#"$name"}
+        least=${least#>=}
+        if ! debian_installed "$name" ||
+            { [ -n "$least" ] && ! dpkg --compare-versions "$(dpkg-query -W -f='${Version}' "$name")" ge "$least"; }; then
+            missing+=("$name")
+        fi
     done
     [ ${#missing[@]} -eq 0 ] && return 0
     [ "$(id -u)" -eq 0 ] || fail "not root: cannot install ${missing[*]} from bookworm-backports"

@@ -6,6 +6,9 @@ set -eu
 root=$1
 
 echo facegate >"$root/etc/hostname"
+# mmdebstrap copies the build machine's resolver in; a gate reaches no name server (the unit denies
+# it every address), and the build machine's must not end up in the image.
+rm -f "$root/etc/resolv.conf"
 printf '127.0.0.1\tlocalhost\n127.0.1.1\tfacegate\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$root/etc/hosts"
 
 # raspi-firmware writes /boot/firmware/cmdline.txt from these when the initramfs is built; its

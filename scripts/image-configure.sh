@@ -36,6 +36,11 @@ for timer in apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer; do
     ln -sf /dev/null "$root/etc/systemd/system/$timer"
 done
 
+# What installing wrote about itself (under the tmpfs /var/log at run time, so never seen on a
+# gate), with its times and inode numbers: the image would differ at each build.
+rm -f "$root/var/log/dpkg.log" "$root/var/log/alternatives.log" "$root/var/log/apt/history.log" \
+    "$root/var/log/apt/term.log" "$root/var/cache/ldconfig/aux-cache"
+
 # The configuration written on the boot partition (facegate.toml), taken before the gate starts.
 install -D -m 0755 "$image/import-config" "$root/usr/libexec/facegate/import-config"
 install -m 0644 "$image/facegate-import-config.service" "$root/etc/systemd/system/"
