@@ -6,7 +6,7 @@
 #   make arm64   the workspace cross-built for the Raspberry Pi 4 (aarch64, release; scripts/cross-arm64.sh)
 #   make deb     the Debian packages for ARCH (amd64 or arm64) into target/deb, lintian, then an install test in a chroot
 #   make image   a Raspberry Pi 4 disk image from Debian's packages and the arm64 ones (target/image; about 40 min cold)
-#   make image-test  make image, then boot its test variant twice under qemu-system-aarch64 and check the gate (scripts/image-test.sh)
+#   make image-test  make image, then boot its test variant three times under qemu-system-aarch64 (the third from slot B, after installing an update) and check the gate (scripts/image-test.sh)
 #   make image-reproducible  make image twice from one package set, both root layers anew, and compare byte for byte
 #   make bundle  make image, then its root file system as a signed RAUC update bundle (scripts/make-bundle.sh)
 #   make test    setup + build + cargo test --workspace + fuzz-smoke

@@ -59,3 +59,8 @@ ensure_backports_packages() {
         fail "apt-get install -t bookworm-backports ${missing[*]} failed: $(grep -m1 -E '^E:' "$log" || tail -n1 "$log")"
     rm -f "$log"
 }
+
+# The workspace's version (Cargo.toml), which FaceGate's packages and bundles carry.
+workspace_version() {
+    python3 -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["workspace"]["package"]["version"])' "$REPO/Cargo.toml"
+}

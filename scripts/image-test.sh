@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT OR Apache-2.0
-# `make image-test`: boots the Raspberry Pi 4 image's test variant twice under qemu-system-aarch64
+# `make image-test`: boots the Raspberry Pi 4 image's test variant three times under qemu-system-aarch64
 # (the virt machine, TCG, 2 cores, 2 GiB like the smallest Pi 4) and reads the checks' results from
 # the serial console (image/test/checks). As root; it makes the image first (scripts/make-image.sh,
 # which keeps its root file system while its inputs are unchanged).
@@ -14,7 +14,12 @@
 #           (the name, properties for anyone, Open refused to nobody), the read-only root, exposure;
 #           then the power is cut (QEMU killed) without a shutdown;
 #   boot 2: an invalid facegate.toml put on the boot partition meanwhile is refused and the last
-#           good one kept; the committed passage survived the cut; then a clean power-off.
+#           good one kept; the committed passage survived the cut; the test variant's root, as a
+#           bundle signed like make bundle's, installed into slot B by rauc install; a reboot;
+#   boot 3: slot B, from the boot files the install wrote: the gate up on it, its trial ended with
+#           the slot kept, the journal still there; then a clean power-off.
+# QEMU's virt machine has no Pi firmware: the test reads config.txt from the boot partition and
+# starts the slot it names, as the firmware would.
 # Any failed check, a boot that does not finish, or a missing dependency ends it with one line and
 # a non-zero exit.
 set -euo pipefail
@@ -75,20 +80,77 @@ for key in 'backend = "simulated"' 'file = "/usr/share/facegate-test/walkup.pipe
 done
 bash "$REPO/scripts/image-disk.sh" "$tree" "$TEST"
 img=$TEST/facegate-pi4.img
-kernel=$(ls "$tree"/boot/vmlinuz-* | head -n1)
-initrd=$(ls "$tree"/boot/initrd.img-* | head -n1)
+
+# ---------------------------------------------------------------------------- the update
+# The test variant's root as a signed bundle (what boot 2 installs into slot B), on a disk of its own.
+bash "$REPO/scripts/make-bundle.sh" "$TEST/root.ext4" "$TEST/bundle/facegate-test.raucb"
+bundle_disk=$TEST/bundle.ext4
+rm -f "$bundle_disk"
+mke2fs -q -t ext4 -L FGBUNDLE -d "$TEST/bundle" "$bundle_disk" "$(($(du -m "$TEST/bundle/facegate-test.raucb" | cut -f1) + 64))M" ||
+    fail "mke2fs could not make the bundle's disk $bundle_disk"
+
+# The slots' bootloader backend on a boot partition of its own: a slot marked bad while it is the
+# one booted gives the boot back to the other.
+slots=$TEST/slots
+rm -rf "$slots"
+mkdir -p "$slots/a" "$slots/b"
+touch "$slots/a/vmlinuz" "$slots/b/vmlinuz"
+printf 'arm_64bit=1\nos_prefix=b/\n' >"$slots/config.txt"
+printf 'trial=B\nbad=\n' >"$slots/facegate-slots.txt"
+backend() { FACEGATE_FIRMWARE=$slots sh "$REPO/image/rauc/facegate-slots" "$@"; }
+[ "$(backend get-primary)" = B ] && [ "$(backend get-state B)" = good ] || fail "facegate-slots does not read config.txt's slot"
+backend set-state B bad
+[ "$(backend get-primary)" = A ] && [ "$(backend get-state B)" = bad ] && grep -qx 'trial=' "$slots/facegate-slots.txt" ||
+    fail "facegate-slots set-state B bad did not give the boot back to slot A: $(tr '\n' ' ' <"$slots/config.txt") $(tr '\n' ' ' <"$slots/facegate-slots.txt")"
+backend set-state A bad
+[ "$(backend get-primary)" = A ] || fail "facegate-slots left slot A for slot B, which is bad"
+backend set-state B good
+[ "$(backend get-state B)" = good ] && [ "$(backend get-state A)" = bad ] || fail "facegate-slots set-state B good did not mark slot B good alone"
+say "the slots' backend gives the boot back to the other slot when the booted one is marked bad"
 
 # ---------------------------------------------------------------------------- the boots
-# boot N LOG: starts QEMU on the image in the background, its console in LOG.
+# QEMU's virt machine has no Raspberry Pi firmware: the test plays its part, loading what the boot
+# partition's config.txt names (os_prefix: the slot's kernel, initramfs and cmdline.txt), and
+# adding the console the virt machine has, as the Pi's firmware adds its own to the command line.
+# The slot directory config.txt names (os_prefix).
+firmware_prefix() { MTOOLS_SKIP_CHECK=1 mtype -i "$img@@4M" ::config.txt | tr -d '\r' | sed -n 's|^os_prefix=||p' | tail -n1; }
+# boot N: starts QEMU on the image in the background, its console in boot N's log.
 boot() {
     local n=$1
-    rm -f "$TEST/boot$n.log"
+    local files=$TEST/firmware$n prefix
+    rm -rf "$TEST/boot$n.log" "$files"
+    mkdir -p "$files"
+    prefix=$(firmware_prefix)
+    [ -n "$prefix" ] || fail "config.txt on the boot partition names no os_prefix"
+    for f in vmlinuz initrd.img cmdline.txt; do
+        MTOOLS_SKIP_CHECK=1 mcopy -n -i "$img@@4M" "::$prefix$f" "$files/$f" ||
+            fail "the boot partition has no $prefix$f for boot $n"
+    done
+    say "boot $n: the firmware's part, from ${prefix}: $(cat "$files/cmdline.txt")"
     qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 2 -m 2048 -accel tcg,thread=multi \
         -display none -monitor none -serial "file:$TEST/boot$n.log" -no-reboot -nic none \
-        -kernel "$kernel" -initrd "$initrd" \
-        -append "root=LABEL=RASPIROOT ro console=ttyAMA0 panic=-1" \
-        -drive if=none,id=disk,file="$img",format=raw -device virtio-blk-pci,drive=disk &
+        -kernel "$files/vmlinuz" -initrd "$files/initrd.img" \
+        -append "$(cat "$files/cmdline.txt") console=ttyAMA0 panic=-1" \
+        -drive if=none,id=disk,file="$img",format=raw -device virtio-blk-pci,drive=disk \
+        -drive if=none,id=bundle,file="$bundle_disk",format=raw,readonly=on -device virtio-blk-pci,drive=bundle &
     qemu=$!
+}
+# finish N: boot N's checks done, then the machine ends by itself (a power-off or a reboot).
+finish() {
+    local n=$1 began=$SECONDS
+    say "boot $n (console: $TEST/boot$n.log)"
+    boot "$n"
+    if wait_for "$n" "FACEGATE-TEST: boot $n done"; then
+        for _ in $(seq 120); do kill -0 "$qemu" 2>/dev/null || break; sleep 1; done
+        kill -0 "$qemu" 2>/dev/null && { kill -9 "$qemu"; fail "boot $n did not end by itself"; }
+    else
+        kill -9 "$qemu" 2>/dev/null || true
+        results "$n"
+        fail "boot $n did not finish its checks within $BOOT_TIMEOUT s (see $TEST/boot$n.log)"
+    fi
+    wait "$qemu" 2>/dev/null || true
+    say "boot $n checked and ended in $((SECONDS - began)) s"
+    results "$n"
 }
 # wait_for N PATTERN: until the console of boot N shows PATTERN (0), QEMU exits (1) or the time is up (2).
 wait_for() {
@@ -121,22 +183,13 @@ printf '[gate]\npulse_ms = -1\n' >"$TEST/bad-facegate.toml"
 MTOOLS_SKIP_CHECK=1 mcopy -o -i "$img@@4M" "$TEST/bad-facegate.toml" ::facegate.toml ||
     fail "mcopy could not put the invalid facegate.toml on the boot partition"
 
-say "boot 2 (console: $TEST/boot2.log)"
-began=$SECONDS
-boot 2
-if wait_for 2 'FACEGATE-TEST: boot 2 done'; then
-    # It powers itself off.
-    for _ in $(seq 120); do kill -0 "$qemu" 2>/dev/null || break; sleep 1; done
-    kill -0 "$qemu" 2>/dev/null && { kill -9 "$qemu"; fail "boot 2 did not power off"; }
-else
-    kill -9 "$qemu" 2>/dev/null || true
-    results 2
-    fail "boot 2 did not finish its checks within $BOOT_TIMEOUT s (see $TEST/boot2.log)"
-fi
-wait "$qemu" 2>/dev/null || true
-say "boot 2 checked and powered off in $((SECONDS - began)) s"
-results 2
+finish 2
+slot=$(firmware_prefix)
+[ "$slot" = b/ ] || fail "after the install, config.txt names ${slot:-no slot}, not slot B (b/)"
+finish 3
+slot=$(firmware_prefix)
+[ "$slot" = b/ ] || fail "after slot B's trial, config.txt names ${slot:-no slot}, not slot B (b/)"
 
-failures=$(cat "$TEST/boot1.log" "$TEST/boot2.log" | grep -ac 'FACEGATE-TEST: FAIL' || true)
+failures=$(cat "$TEST"/boot[123].log | grep -ac 'FACEGATE-TEST: FAIL' || true)
 [ "$failures" -eq 0 ] || fail "$failures check(s) failed (above; consoles in $TEST)"
 say "all checks passed in $((SECONDS - START)) s"

@@ -2,14 +2,14 @@
 # SPDX-License-Identifier: MIT OR Apache-2.0
 # `make bundle`: the image's root file system as a signed RAUC update bundle,
 # <target>/image/facegate-pi4-<version>.raucb, made after `make image` (which it runs; its layers are
-# kept). As root. The bundle is RAUC's verity format (the image checked block by block as it is
-# installed) with one image, rootfs, for a system whose RAUC says compatible = facegate-pi4.
+# kept). As root. `make-bundle.sh ROOT.ext4 BUNDLE` bundles another root (image-test.sh: its test
+# variant's) without making the image. The bundle is RAUC's verity format (the image checked block
+# by block as it is installed) with one image, rootfs, for a system whose RAUC says compatible =
+# facegate-pi4.
 #
-# Signed with $FACEGATE_BUNDLE_KEY and $FACEGATE_BUNDLE_CERT (PEM files or PKCS#11 URLs): the fleet's
-# own update key, which never leaves its owner. Without them, with a development key made once in
-# $FACEGATE_ASSETS/update-keys (never committed, its name says "development"), and the build says so:
-# a gate must not trust that key. The bundle is then verified against the certificate, as a gate
-# would, and refused by another one.
+# Signed with the update key (scripts/update-key.sh: the fleet's own, or a development key), whose
+# certificate make image puts in the image's RAUC keyring. The bundle is then verified against the
+# certificate, as a gate would, and refused by another one.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,34 +26,26 @@ trap 'fail "unexpected failure at scripts/make-bundle.sh line $LINENO: $BASH_COM
 source "$REPO/scripts/debian.sh"
 ensure_debian_packages rauc squashfs-tools openssl
 
-bash "$REPO/scripts/make-image.sh"
-[ -f "$OUT/root.ext4" ] || fail "$OUT/root.ext4 is missing: make image did not leave the root file system"
-version=$(python3 -c 'import tomllib; print(tomllib.load(open("'"$REPO"'/Cargo.toml", "rb"))["workspace"]["package"]["version"])')
+if [ $# = 2 ]; then
+    root=$1 bundle=$2
+else
+    bash "$REPO/scripts/make-image.sh"
+    root=$OUT/root.ext4 bundle=
+fi
+[ -f "$root" ] || fail "$root is missing: make image did not leave the root file system"
+version=$(workspace_version)
 
 # ---------------------------------------------------------------------------- the signing key
-if [ -n "${FACEGATE_BUNDLE_KEY:-}" ] || [ -n "${FACEGATE_BUNDLE_CERT:-}" ]; then
-    key=${FACEGATE_BUNDLE_KEY:?FACEGATE_BUNDLE_CERT is set without FACEGATE_BUNDLE_KEY}
-    cert=${FACEGATE_BUNDLE_CERT:?FACEGATE_BUNDLE_KEY is set without FACEGATE_BUNDLE_CERT}
-else
-    keys=$ASSETS/update-keys
-    key=$keys/development-key.pem cert=$keys/development-cert.pem
-    if [ ! -f "$key" ] || [ ! -f "$cert" ]; then
-        mkdir -p -m 0700 "$keys"
-        openssl req -x509 -newkey rsa:4096 -nodes -sha256 -days 3650 -keyout "$key.new" -out "$cert.new" \
-            -subj "/O=FaceGate/CN=FaceGate development update key (not for gates)" 2>"$keys/openssl.log" ||
-            fail "openssl could not make the development key: $(tail -n1 "$keys/openssl.log")"
-        mv "$key.new" "$key"
-        mv "$cert.new" "$cert"
-    fi
-    say "signing with the development key $key (FACEGATE_BUNDLE_KEY and FACEGATE_BUNDLE_CERT name a fleet's own)"
-fi
+source "$REPO/scripts/update-key.sh"
+update_signing_identity
+key=$bundle_key cert=$bundle_cert
 
 # ---------------------------------------------------------------------------- the bundle
-content=$OUT/bundle-content
-bundle=$OUT/facegate-pi4-$version.raucb
+bundle=${bundle:-$OUT/facegate-pi4-$version.raucb}
+content=$bundle.content
 rm -rf "$content" "$bundle"
 mkdir -p "$content"
-cp --sparse=always "$OUT/root.ext4" "$content/root.ext4"
+cp --sparse=always "$root" "$content/root.ext4"
 cat >"$content/manifest.raucm" <<MANIFEST
 [update]
 compatible=facegate-pi4
@@ -76,8 +68,8 @@ rauc info --keyring="$cert" "$bundle" >"$OUT/rauc-info.log" 2>&1 ||
     fail "the bundle does not verify against $cert: $(grep -v '^rauc-Message' "$OUT/rauc-info.log" | tail -n1)"
 grep -q "Compatible:.*'facegate-pi4'" "$OUT/rauc-info.log" || fail "the bundle does not say compatible=facegate-pi4"
 checksum=$(sed -n 's/^[[:space:]]*Checksum:[[:space:]]*//p' "$OUT/rauc-info.log")
-[ "$checksum" = "$(sha256sum "$OUT/root.ext4" | cut -d' ' -f1)" ] ||
-    fail "the bundle's rootfs checksum ($checksum) is not the image's root.ext4"
+[ "$checksum" = "$(sha256sum "$root" | cut -d' ' -f1)" ] ||
+    fail "the bundle's rootfs checksum ($checksum) is not $root's"
 stranger=$(mktemp -d)
 openssl req -x509 -newkey rsa:2048 -nodes -days 1 -keyout "$stranger/key.pem" -out "$stranger/cert.pem" \
     -subj "/CN=not the signer" 2>/dev/null

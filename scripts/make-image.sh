@@ -41,7 +41,7 @@ trap 'fail "unexpected failure at scripts/make-image.sh line $LINENO: $BASH_COMM
 
 # ---------------------------------------------------------------------------- 1. host tools
 source "$REPO/scripts/debian.sh"
-ensure_debian_packages mmdebstrap qemu-user-static binfmt-support genimage mtools dosfstools zstd apt-utils bmap-tools
+ensure_debian_packages mmdebstrap qemu-user-static binfmt-support genimage mtools dosfstools zstd apt-utils bmap-tools openssl
 # mke2fs takes SOURCE_DATE_EPOCH for every time it copies in from 1.47.1 on (scripts/image-disk.sh).
 ensure_backports_packages "e2fsprogs>=1.47.1"
 # The arm64 maintainer scripts run through qemu-user, which binfmt_misc starts.
@@ -54,7 +54,7 @@ update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true
 
 # ---------------------------------------------------------------------------- 2. packages
 bash "$REPO/scripts/make-debs.sh" arm64
-version=$(python3 -c 'import tomllib; print(tomllib.load(open("'"$REPO"'/Cargo.toml", "rb"))["workspace"]["package"]["version"])')
+version=$(workspace_version)
 debs=("$TARGET_DIR/deb/facegate_${version}_arm64.deb" "$TARGET_DIR/deb/facegate-models_${version}_all.deb")
 
 # ---------------------------------------------------------------------------- 3. root file system
@@ -91,6 +91,8 @@ packages=(
     systemd systemd-sysv udev dbus kmod
     linux-image-arm64 raspi-firmware firmware-brcm80211
     e2fsprogs
+    # A/B updates of the root (image/rauc): RAUC and its D-Bus service, which `rauc install` talks to.
+    rauc rauc-service
     $depends
 )
 base=$OUT/base
@@ -110,6 +112,9 @@ else
     # The image's apt sources are Debian's, wherever this build takes its packages from.
     printf '%s\n' "${DEBIAN_SOURCES[@]/%/ non-free-firmware}" >"$OUT/sources.list"
     if [ -f "$PACKAGE_SET/Packages" ]; then
+        absent=$(printf '%s\n' "${packages[@]}" | sort -u |
+            comm -23 - <(sed -n 's/^Package: //p' "$PACKAGE_SET/Packages" | sort -u) | tr '\n' ' ')
+        [ -z "$absent" ] || fail "the image now needs ${absent}which the kept package set $PACKAGE_SET lacks: delete it to take Debian's current packages"
         base_epoch=$(cat "$PACKAGE_SET/epoch")
         say "Debian base from the kept package set $PACKAGE_SET (log: $log)"
         sources=(--hook-dir=/usr/share/mmdebstrap/hooks/file-mirror-automount "deb [trusted=yes] file://$PACKAGE_SET ./")
@@ -175,9 +180,15 @@ else
     say "Debian base in $((SECONDS - START)) s"
 fi
 
+# The certificate the image's RAUC trusts: the update key's (scripts/update-key.sh).
+source "$REPO/scripts/update-key.sh"
+update_signing_identity
+[ -f "$bundle_cert" ] || fail "the update certificate $bundle_cert is not a file (it goes into the image's RAUC keyring)"
+
 rootfs=$OUT/rootfs
 rootfs_stamp=$( (echo "$base_stamp"; cat "${debs[@]}" "$REPO/scripts/make-image.sh" "$REPO/scripts/image-configure.sh" \
-    "$REPO/image/fstab" "$REPO/image/import-config" "$REPO/image/facegate-import-config.service") | stamp_of)
+    "$REPO/image/fstab" "$REPO/image/import-config" "$REPO/image/facegate-import-config.service" \
+    "$REPO"/image/rauc/* "$bundle_cert") | stamp_of)
 if kept rootfs "$rootfs_stamp"; then
     say "root file system unchanged: kept ($rootfs)"
 else
@@ -195,7 +206,7 @@ else
         chroot "$1" sh -c "DEBIAN_FRONTEND=noninteractive dpkg -i /tmp/facegate/*.deb"' sh "$rootfs.new" \
         >"$log" 2>&1 || fail "installing FaceGate's packages in the image failed: $(grep -m1 -E 'error|dpkg:' "$log" || tail -n1 "$log")"
     rm -rf "$rootfs.new/tmp/facegate"
-    sh "$REPO/scripts/image-configure.sh" "$rootfs.new" >>"$log" 2>&1 ||
+    sh "$REPO/scripts/image-configure.sh" "$rootfs.new" "$bundle_cert" >>"$log" 2>&1 ||
         fail "configuring the gate in the image failed: $(grep -m1 '^image-configure:' "$log" || tail -n1 "$log")"
     mv "$rootfs.new" "$rootfs"
     echo "$rootfs_stamp" >"$OUT/rootfs.stamp"
