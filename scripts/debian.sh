@@ -60,7 +60,13 @@ ensure_backports_packages() {
     rm -f "$log"
 }
 
-# The workspace's version (Cargo.toml), which FaceGate's packages and bundles carry.
-workspace_version() {
-    python3 -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["workspace"]["package"]["version"])' "$REPO/Cargo.toml"
+# toml FILE KEY: the value at the dotted KEY of a TOML file (python3's tomllib: Debian 12's
+# python3 has it, and no TOML tool is in bookworm).
+toml() {
+    python3 -c 'import sys, tomllib; d = tomllib.load(open(sys.argv[1], "rb"))
+for k in sys.argv[2].split("."): d = d[k]
+print(d)' "$@"
 }
+
+# The workspace's version (Cargo.toml), which FaceGate's packages and bundles carry.
+workspace_version() { toml "$REPO/Cargo.toml" workspace.package.version; }

@@ -34,10 +34,7 @@ trap 'fail "unexpected failure at scripts/make-debs.sh line $LINENO: $BASH_COMMA
 command -v dpkg-deb >/dev/null || fail "dpkg-deb not found: this script expects Debian 12"
 source "$REPO/scripts/debian.sh"
 ensure_debian_packages lintian help2man
-toml() { python3 -c 'import sys, tomllib; d = tomllib.load(open(sys.argv[1], "rb"))
-for k in sys.argv[2].split("."): d = d[k]
-print(d)' "$@"; }
-VERSION=$(toml "$REPO/Cargo.toml" workspace.package.version)
+VERSION=$(workspace_version)
 
 # ---------------------------------------------------------------------------- the binaries
 case $ARCH in
