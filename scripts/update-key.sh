@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT OR Apache-2.0
 # Sourced by make-image.sh (the certificate goes into the image's RAUC keyring) and make-bundle.sh
 # (the key signs the bundle): the update signing identity, after `update_signing_identity`, in
-# $bundle_key and $bundle_cert.
+# $bundle_key and $bundle_cert. The caller sets $ASSETS, as every script here does.
 #
 # $FACEGATE_BUNDLE_KEY (a PEM file or a PKCS#11 URL) and $FACEGATE_BUNDLE_CERT (a PEM file) name the
 # fleet's own update key, which never leaves its owner. Without them, a development key is made once in
@@ -13,7 +13,7 @@ update_signing_identity() {
         bundle_cert=${FACEGATE_BUNDLE_CERT:?FACEGATE_BUNDLE_KEY is set without FACEGATE_BUNDLE_CERT}
         return
     fi
-    local keys=${FACEGATE_ASSETS:-$REPO/.assets}/update-keys
+    local keys=$ASSETS/update-keys
     bundle_key=$keys/development-key.pem bundle_cert=$keys/development-cert.pem
     if [ ! -f "$bundle_key" ] || [ ! -f "$bundle_cert" ]; then
         mkdir -p -m 0700 "$keys"
