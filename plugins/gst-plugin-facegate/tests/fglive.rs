@@ -252,7 +252,12 @@ fn the_shipped_classifier_warns_it_is_not_cleared_for_fares() {
 fn properties_are_documented_with_their_defaults() {
     let element = common::element("fglive", &[]);
     assert_eq!(common::uint_spec(&element, "min-frames"), (3, 300, 5));
-    for (cue, on) in [("screen", true), ("print", false), ("motion", true)] {
+    for (cue, on) in [
+        ("screen", true),
+        ("paper-margin", false),
+        ("print", false),
+        ("motion", true),
+    ] {
         assert_eq!(element.property::<bool>(cue), on, "{cue}'s default");
         assert!(common::mutable_in_playing(&element, cue), "{cue}");
     }

@@ -18,7 +18,7 @@
 //! | [`facegate-track`](TRACK) | fgtrack | `id` (u64, from 1, stable while the face is tracked), `age` (u32: frames since the track began) |
 //! | [`facegate-embedding`](EMBEDDING) | fgembed | `model` (string: the embedder's identity), `dim` (u32), `data` (`GBytes`: `dim` little-endian f32, L2-normalised) |
 //! | [`facegate-match`](MATCH) | fgmatch | `id`, `label` (strings: the enrolled person), `similarity` (f64 cosine, at or above fgmatch's `threshold`), `generation` (u64: the gallery generation searched) |
-//! | [`facegate-liveness`](LIVENESS) | fglive | `score` (f64, 0..1, 1 = surely live), `verdict` (string: `live`, `attack` or `undecided`, [`LivenessVerdict`]), `cue` (string: the cue that decided, or the strongest evidence: `bezel`, `moire`, `glare`, `paper-texture`, `planar-motion`, `depth-motion`, `model` or `none`) |
+//! | [`facegate-liveness`](LIVENESS) | fglive | `score` (f64, 0..1, 1 = surely live), `verdict` (string: `live`, `attack` or `undecided`, [`LivenessVerdict`]), `cue` (string: the cue that decided, or the strongest evidence: `bezel`, `moire`, `glare`, `paper-margin`, `paper-texture`, `planar-motion`, `depth-motion`, `model` or `none`) |
 //!
 //! A face without a param has not been through that element (or, for `facegate-match`, matched
 //! nobody). Readers ([`faces`], [`FaceRef`], [`read_faces`]) return a [`MetaError`] naming the

@@ -26,7 +26,8 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 });
 
 use facegate_vision::liveness::{
-    DEFAULT_MIN_FRAMES, DEFAULT_MOTION, DEFAULT_PRINT, DEFAULT_SCREEN, DEFAULT_VETO_FRAMES,
+    DEFAULT_MIN_FRAMES, DEFAULT_MOTION, DEFAULT_PAPER_MARGIN, DEFAULT_PRINT, DEFAULT_SCREEN,
+    DEFAULT_VETO_FRAMES,
 };
 /// Frames after which an unseen track's evidence is dropped (fgtrack's tracks are gone long
 /// before).
@@ -87,6 +88,12 @@ impl ObjectImpl for FaceLive {
                     .default_value(DEFAULT_SCREEN)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecBoolean::builder("paper-margin")
+                    .nick("Paper-margin cue")
+                    .blurb("Look for a print's unprinted margin: a bright flat band with straight edges on two sides of the face (off by default until measured on every bona fide walk-up)")
+                    .default_value(DEFAULT_PAPER_MARGIN)
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecBoolean::builder("print")
                     .nick("Print cue")
                     .blurb("Look for paper grain strong against a faded print's contrast (off by default: a gate camera rarely resolves paper, and live faces trip it)")
@@ -117,6 +124,9 @@ impl ObjectImpl for FaceLive {
         match pspec.name() {
             "model" => settings.model = value.get().expect("type checked upstream"),
             "screen" => settings.liveness.screen = value.get().expect("type checked upstream"),
+            "paper-margin" => {
+                settings.liveness.paper_margin = value.get().expect("type checked upstream")
+            }
             "print" => settings.liveness.print = value.get().expect("type checked upstream"),
             "motion" => settings.liveness.motion = value.get().expect("type checked upstream"),
             "min-frames" => {
@@ -131,6 +141,7 @@ impl ObjectImpl for FaceLive {
         match pspec.name() {
             "model" => settings.model.to_value(),
             "screen" => settings.liveness.screen.to_value(),
+            "paper-margin" => settings.liveness.paper_margin.to_value(),
             "print" => settings.liveness.print.to_value(),
             "motion" => settings.liveness.motion.to_value(),
             "min-frames" => settings.liveness.min_frames.to_value(),

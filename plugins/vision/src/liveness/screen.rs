@@ -19,6 +19,9 @@ const MIN_WIDTH: usize = 2;
 /// How far from the face box a bezel is looked for, in face widths (a phone's screen is at most
 /// about twice as wide as the face it shows).
 const REACH: f32 = 1.2;
+/// The part of the face's extent along a side whose lines are walked: its middle 80 % (a
+/// phone's screen is little larger than the face it shows).
+const ALONG: (f32, f32) = (0.1, 0.9);
 /// Pixels of the face box's edge skipped before looking, as a share of the face width: the box
 /// cuts through hair and cheeks.
 const START_SHARE: f32 = 0.05;
@@ -34,7 +37,7 @@ const SIDE_PIXELS: usize = 3;
 
 /// The four ways out of the face box.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Side {
+pub(super) enum Side {
     Left,
     Right,
     Top,
@@ -42,18 +45,18 @@ enum Side {
 }
 
 /// Reads one line of the frame walking away from the face: pixel `i` steps out.
-struct Line<'a> {
+pub(super) struct Line<'a> {
     grey: Grey<'a>,
     side: Side,
     /// The row (left, right) or column (top, bottom) walked along.
     across: usize,
     /// The first pixel outside the face box, along the walk.
     start: usize,
-    len: usize,
+    pub(super) len: usize,
 }
 
 impl Line<'_> {
-    fn at(&self, i: usize) -> u8 {
+    pub(super) fn at(&self, i: usize) -> u8 {
         match self.side {
             Side::Left => self.grey.at(self.start - i, self.across),
             Side::Right => self.grey.at(self.start + i, self.across),
@@ -62,7 +65,7 @@ impl Line<'_> {
         }
     }
 
-    fn mean(&self, from: usize, to: usize) -> f32 {
+    pub(super) fn mean(&self, from: usize, to: usize) -> f32 {
         let sum: u32 = (from..to).map(|i| u32::from(self.at(i))).sum();
         sum as f32 / (to - from).max(1) as f32
     }
@@ -100,17 +103,41 @@ impl Line<'_> {
 /// Whether one side of the face shows a straight bezel; `None` when that side cannot be looked
 /// at (the face is at the frame's edge, or too small for lines).
 fn side_has_bezel(face: &FaceView<'_>, side: Side) -> Option<bool> {
+    let max_width = ((MAX_WIDTH_SHARE * face.bbox.w).round() as usize).max(MIN_WIDTH + 1);
+    side_shows(
+        face,
+        side,
+        ALONG,
+        REACH,
+        2 * SIDE_PIXELS + MIN_WIDTH,
+        |line| line.bezel_at(max_width).map(|at| [at as f32]),
+    )
+}
+
+/// Whether one side of the face shows what `find` looks for on most of its lines, each of the
+/// `N` edges it reports lying on one straight line; `None` when that side cannot be looked at
+/// (the face is at the frame's edge, or fewer than `min_len` pixels of the walk are in the
+/// frame). The lines walk up to `reach` face widths out, every second row or column across
+/// `along` of the face's extent along the side (shares of it: 0 to 1 is the face box), as far
+/// as the frame goes.
+pub(super) fn side_shows<const N: usize>(
+    face: &FaceView<'_>,
+    side: Side,
+    along: (f32, f32),
+    reach: f32,
+    min_len: usize,
+    find: impl Fn(&Line<'_>) -> Option<[f32; N]>,
+) -> Option<bool> {
     let grey = face.grey;
     let b = face.bbox;
     let skip = (START_SHARE * b.w).round();
-    let reach = (REACH * b.w).round() as usize;
-    let max_width = ((MAX_WIDTH_SHARE * b.w).round() as usize).max(MIN_WIDTH + 1);
-    // Lines across the middle 80 % of the face's extent along this side.
+    let reach = (reach * b.w).round() as usize;
+    let (first, last) = along;
     let (from, to, start) = match side {
-        Side::Left => (b.y + 0.1 * b.h, b.y + 0.9 * b.h, b.x - skip),
-        Side::Right => (b.y + 0.1 * b.h, b.y + 0.9 * b.h, b.x + b.w + skip),
-        Side::Top => (b.x + 0.1 * b.w, b.x + 0.9 * b.w, b.y - skip),
-        Side::Bottom => (b.x + 0.1 * b.w, b.x + 0.9 * b.w, b.y + b.h + skip),
+        Side::Left => (b.y + first * b.h, b.y + last * b.h, b.x - skip),
+        Side::Right => (b.y + first * b.h, b.y + last * b.h, b.x + b.w + skip),
+        Side::Top => (b.x + first * b.w, b.x + last * b.w, b.y - skip),
+        Side::Bottom => (b.x + first * b.w, b.x + last * b.w, b.y + b.h + skip),
     };
     let (extent, limit) = match side {
         Side::Left | Side::Right => (grey.height, grey.width),
@@ -127,10 +154,10 @@ fn side_has_bezel(face: &FaceView<'_>, side: Side) -> Option<bool> {
     let len = reach.min(room);
     let from = from.max(0.0) as usize;
     let to = (to.max(0.0) as usize).min(extent);
-    if to <= from + 4 || len < 2 * SIDE_PIXELS + MIN_WIDTH {
+    if to <= from + 4 || len < min_len {
         return None;
     }
-    let mut hits: Vec<(f32, f32)> = Vec::new();
+    let mut hits: Vec<(f32, [f32; N])> = Vec::new();
     let mut lines = 0usize;
     for across in (from..to).step_by(2) {
         lines += 1;
@@ -141,18 +168,18 @@ fn side_has_bezel(face: &FaceView<'_>, side: Side) -> Option<bool> {
             start,
             len,
         };
-        if let Some(at) = line.bezel_at(max_width) {
-            hits.push((across as f32, at as f32));
+        if let Some(at) = find(&line) {
+            hits.push((across as f32, at));
         }
     }
     if (hits.len() as f32) < LINE_SHARE * lines as f32 || hits.len() < 4 {
         return Some(false);
     }
-    Some(straight_enough(
-        &hits,
-        LINE_SLACK + LINE_SLACK_SHARE * b.w,
-        lines,
-    ))
+    let slack = LINE_SLACK + LINE_SLACK_SHARE * b.w;
+    Some((0..N).all(|edge| {
+        let points: Vec<(f32, f32)> = hits.iter().map(|(a, at)| (*a, at[edge])).collect();
+        straight_enough(&points, slack, lines)
+    }))
 }
 
 /// Whether at least [`LINE_SHARE`] of `lines` lie within `slack` of the least-squares line
