@@ -219,8 +219,17 @@ fn straight_enough(points: &[(f32, f32)], slack: f32, lines: usize) -> bool {
 /// do although [`SIDES`] could be looked at (which proves nothing: a face without a bezel in
 /// view may still be on a screen); abstain when fewer sides are in the frame.
 pub fn bezel(face: &FaceView<'_>) -> Reading {
+    framed_sides(face, side_has_bezel)
+}
+
+/// Veto when two sides show what `side_shows` looks for; clear when fewer do although two could
+/// be looked at (which proves nothing); abstain when fewer than two are in the frame.
+pub(super) fn framed_sides(
+    face: &FaceView<'_>,
+    side_shows: impl Fn(&FaceView<'_>, Side) -> Option<bool>,
+) -> Reading {
     let sides =
-        [Side::Left, Side::Right, Side::Top, Side::Bottom].map(|side| side_has_bezel(face, side));
+        [Side::Left, Side::Right, Side::Top, Side::Bottom].map(|side| side_shows(face, side));
     let framed = sides.iter().filter(|s| **s == Some(true)).count();
     let looked = sides.iter().filter(|s| s.is_some()).count();
     if framed >= SIDES {

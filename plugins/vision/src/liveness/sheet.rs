@@ -12,7 +12,7 @@
 //! face before a bright door frame, shows one bright band at most, and rarely two straight
 //! edges to it on two sides.
 
-use super::screen::{Line, Side, side_shows};
+use super::screen::{Line, Side, framed_sides, side_shows};
 use super::{FaceView, Reading};
 
 /// Dimmest a margin may be (0..255): white paper under the light a gate camera is exposed for.
@@ -39,8 +39,6 @@ const ALONG: (f32, f32) = (-0.5, 1.5);
 /// Pixels averaged on each side of an edge; the pixel on the edge itself is skipped, since the
 /// lens spreads it over both sides.
 const SIDE_PIXELS: usize = 3;
-/// Sides with a margin that veto.
-const SIDES: usize = 2;
 
 impl Line<'_> {
     /// Where the first margin-like run starts and ends (pixels from the line's start), if any.
@@ -81,20 +79,10 @@ fn side_has_margin(face: &FaceView<'_>, side: Side) -> Option<bool> {
     })
 }
 
-/// The paper-margin cue's reading of one frame: veto when [`SIDES`] sides show one; clear when
-/// fewer do although [`SIDES`] could be looked at; abstain when fewer sides are in the frame.
+/// The paper-margin cue's reading of one frame: veto when two sides show one, as
+/// `framed_sides` counts them.
 pub fn paper_margin(face: &FaceView<'_>) -> Reading {
-    let sides =
-        [Side::Left, Side::Right, Side::Top, Side::Bottom].map(|side| side_has_margin(face, side));
-    let framed = sides.iter().filter(|s| **s == Some(true)).count();
-    let looked = sides.iter().filter(|s| s.is_some()).count();
-    if framed >= SIDES {
-        Reading::Veto(framed as f32 / SIDES as f32)
-    } else if looked >= SIDES {
-        Reading::Clear
-    } else {
-        Reading::Abstain
-    }
+    framed_sides(face, side_has_margin)
 }
 
 #[cfg(test)]
