@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! Presentation attacks at the gate: every photo of every passenger the demo enrols, held up to
-//! the camera on a phone's screen (facegate_devtools::attack_video), is denied
+//! the camera on a phone's screen and as a print (facegate_devtools::attack_video), is denied
 //! `presentation-attack` and never granted, by the shipped pipeline with fglive's default cues;
 //! and the same passengers walking up themselves (their photos approaching with sway, blur and
 //! exposure changes) are never denied as an attack. The demo's own walk-ups are the gate_service
-//! test's, which runs the same pipeline. Prints are not here: the default cues do not catch them
-//! (docs/ACCURACY.md, "Presentation attacks", has the figures of `facegate-dev bench liveness`).
+//! test's, which runs the same pipeline. docs/ACCURACY.md ("Presentation attacks") has the
+//! figures of `facegate-dev bench liveness`, which plays these and the face corpus's walk-ups.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -43,7 +43,15 @@ fn trial(name: &str, motion: Motion) -> (Vec<WalkupPhoto>, Vec<WalkupOutcome>) {
 
 #[test]
 fn every_phone_attack_on_an_enrolled_passenger_is_denied_presentation_attack() {
-    let presentation = Presentation::Phone;
+    every_attack_is_denied(Presentation::Phone);
+}
+
+#[test]
+fn every_print_attack_on_an_enrolled_passenger_is_denied_presentation_attack() {
+    every_attack_is_denied(Presentation::Print);
+}
+
+fn every_attack_is_denied(presentation: Presentation) {
     let (walkups, outcomes) = trial(presentation.as_str(), Motion::Presented(presentation));
     assert_eq!(outcomes.len(), walkups.len());
     for outcome in &outcomes {

@@ -254,7 +254,7 @@ fn properties_are_documented_with_their_defaults() {
     assert_eq!(common::uint_spec(&element, "min-frames"), (3, 300, 5));
     for (cue, on) in [
         ("screen", true),
-        ("paper-margin", false),
+        ("paper-margin", true),
         ("print", false),
         ("motion", true),
     ] {

@@ -90,7 +90,7 @@ impl ObjectImpl for FaceLive {
                     .build(),
                 glib::ParamSpecBoolean::builder("paper-margin")
                     .nick("Paper-margin cue")
-                    .blurb("Look for a print's unprinted margin: a bright flat band with straight edges on two sides of the face (off by default until measured on every bona fide walk-up)")
+                    .blurb("Look for a print's unprinted margin: a bright flat band with straight edges on two sides of the face")
                     .default_value(DEFAULT_PAPER_MARGIN)
                     .mutable_playing()
                     .build(),

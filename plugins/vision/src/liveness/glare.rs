@@ -54,26 +54,11 @@ pub fn glare(face: &FaceView<'_>) -> Reading {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::geometry::Rect;
-    use crate::liveness::Grey;
 
     const W: usize = 100;
 
     fn view(pixels: &[u8]) -> FaceView<'_> {
-        FaceView {
-            grey: Grey {
-                pixels,
-                width: W,
-                height: W,
-            },
-            bbox: Rect {
-                x: 10.0,
-                y: 10.0,
-                w: 80.0,
-                h: 80.0,
-            },
-            landmarks: [[50.0, 50.0]; 5],
-        }
+        FaceView::boxed(pixels, W, [10.0, 10.0, 80.0, 80.0])
     }
 
     fn skin(patch: usize) -> Vec<u8> {

@@ -276,20 +276,7 @@ mod tests {
     }
 
     fn view(pixels: &[u8]) -> FaceView<'_> {
-        FaceView {
-            grey: Grey {
-                pixels,
-                width: W,
-                height: H,
-            },
-            bbox: Rect {
-                x: 125.0,
-                y: 70.0,
-                w: 70.0,
-                h: 90.0,
-            },
-            landmarks: [[0.0; 2]; 5],
-        }
+        FaceView::boxed(pixels, W, [125.0, 70.0, 70.0, 90.0])
     }
 
     #[test]

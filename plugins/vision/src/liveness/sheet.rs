@@ -10,7 +10,8 @@
 //! What it does not see: a print trimmed to the picture, or a picture whose own background is
 //! as white as the paper (the margin then has no inner edge). A photo on a wall, or a live
 //! face before a bright door frame, shows one bright band at most, and rarely two straight
-//! edges to it on two sides.
+//! edges to it on two sides. What it cannot tell from a print is a picture with a white border
+//! of its own on two sides, such as a photo cut from a collage: that is a margin.
 
 use super::screen::{Line, Side, framed_sides, side_shows};
 use super::{FaceView, Reading};
@@ -89,7 +90,6 @@ pub fn paper_margin(face: &FaceView<'_>) -> Reading {
 mod tests {
     use super::*;
     use crate::geometry::Rect;
-    use crate::liveness::Grey;
 
     const W: usize = 400;
     const H: usize = 300;
@@ -123,20 +123,7 @@ mod tests {
     }
 
     fn view(pixels: &[u8]) -> FaceView<'_> {
-        FaceView {
-            grey: Grey {
-                pixels,
-                width: W,
-                height: H,
-            },
-            bbox: Rect {
-                x: 155.0,
-                y: 90.0,
-                w: 90.0,
-                h: 110.0,
-            },
-            landmarks: [[0.0; 2]; 5],
-        }
+        FaceView::boxed(pixels, W, [155.0, 90.0, 90.0, 110.0])
     }
 
     #[test]

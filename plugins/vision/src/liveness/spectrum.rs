@@ -196,27 +196,12 @@ impl MoireMeter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::geometry::Rect;
-    use crate::liveness::Grey;
 
     const W: usize = 160;
     const H: usize = 160;
 
     fn view(pixels: &[u8]) -> FaceView<'_> {
-        FaceView {
-            grey: Grey {
-                pixels,
-                width: W,
-                height: H,
-            },
-            bbox: Rect {
-                x: 30.0,
-                y: 30.0,
-                w: 100.0,
-                h: 100.0,
-            },
-            landmarks: [[80.0, 80.0]; 5],
-        }
+        FaceView::boxed(pixels, W, [30.0, 30.0, 100.0, 100.0])
     }
 
     /// A smooth "face": a bright disc with soft shading and one dark straight edge.

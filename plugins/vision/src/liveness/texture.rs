@@ -72,26 +72,11 @@ pub fn paper_texture(face: &FaceView<'_>) -> Reading {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::geometry::Rect;
-    use crate::liveness::Grey;
 
     const W: usize = 120;
 
     fn view(pixels: &[u8]) -> FaceView<'_> {
-        FaceView {
-            grey: Grey {
-                pixels,
-                width: W,
-                height: W,
-            },
-            bbox: Rect {
-                x: 10.0,
-                y: 10.0,
-                w: 100.0,
-                h: 100.0,
-            },
-            landmarks: [[60.0, 60.0]; 5],
-        }
+        FaceView::boxed(pixels, W, [10.0, 10.0, 100.0, 100.0])
     }
 
     /// A smooth face: a brightness ramp from `dark` to `light`, plus `grain` of noise.
