@@ -19,9 +19,9 @@
  * A cue that sees an attack on three frames and on half the frames it judged decides `attack`
  * for good; a track the cues judged on `min-frames` frames is `live` unless some cue's sightings
  * of an attack reach that half, or its latest reading was a sighting (the track then stays
- * `undecided` until the next frame repeats or clears it). `model` adds a passive MiniFASNet-family classifier described by
- * its model card (`<stem>.card.toml`); the only one in reach has no clear licence, so it is off
- * unless named, and posts a warning when it loads.
+ * `undecided` until the next frame repeats or clears it). `model` adds a passive
+ * MiniFASNet-family classifier described by its model card (`<stem>.card.toml`); the only one
+ * in reach has no clear licence, so it is off unless named, and posts a warning when it loads.
  *
  * What one colour camera and these cues stop: a phone or tablet held up, and a print with its
  * margin (every one of the repository's phone and print attacks, by their sixth frame). What

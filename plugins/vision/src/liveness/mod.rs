@@ -21,14 +21,15 @@
 //! [`LivenessConfig::veto_share`] of the frames it judged (and from then on: an attacker cannot
 //! hide the phone again and pass). Frames a cue abstained on do not count for it, so frames
 //! from far away, where a phone's moire cannot be seen yet, do not dilute its vetoes once it
-//! can. `live` once cues judged the track on [`LivenessConfig::min_frames`] frames and no cue's
-//! vetoes reach that share (a veto not yet repeated keeps the track `undecided` until more
-//! frames confirm or clear it); `undecided` before. Confirm cues only add to the score, never
-//! overrule a veto.
+//! can. `live` once cues judged the track on [`LivenessConfig::min_frames`] frames, no cue's
+//! vetoes reach that share and no cue vetoed the latest frame it judged (that veto keeps the
+//! track `undecided` until the next frame repeats or clears it); `undecided` before. Confirm
+//! cues only add to the score, never overrule a veto.
 //!
 //! These cues are what a single ordinary camera offers. They stop the attacks the repository
 //! can make (docs/ACCURACY.md, "Presentation attacks"); a better-made attack (a borderless
-//! display held close, a matte print without grain) is what an infrared or depth sensor is for.
+//! display held close, a print trimmed to its picture) is what an infrared or depth sensor is
+//! for.
 
 pub mod glare;
 pub mod model;
