@@ -121,6 +121,47 @@ impl<'a> FaceView<'a> {
     }
 }
 
+/// Where a pixel of a [`framed_scene`] lies.
+#[cfg(test)]
+#[derive(Clone, Copy)]
+pub(crate) enum ScenePart {
+    Picture,
+    /// The band around the picture: a device's bezel, a sheet's margin.
+    Frame,
+    Scene,
+}
+
+/// A grey `width × height` frame holding a rectangle `[x0, x1, y0, y1]` (ends exclusive) whose
+/// outer `frame` pixels are a band around its picture, each row shifted right by `shift(y)` (a
+/// hand's slant), each pixel's value what `paint` gives its part and position: what the frame
+/// cues' tests show them.
+#[cfg(test)]
+pub(crate) fn framed_scene(
+    (width, height): (usize, usize),
+    [x0, x1, y0, y1]: [i32; 4],
+    frame: i32,
+    shift: impl Fn(i32) -> i32,
+    paint: impl Fn(ScenePart, i32, i32) -> u8,
+) -> Vec<u8> {
+    let mut pixels = vec![0u8; width * height];
+    for y in 0..height as i32 {
+        let (l, r) = (x0 + shift(y), x1 + shift(y));
+        for x in 0..width as i32 {
+            let outer = x >= l && x < r && y >= y0 && y < y1;
+            let picture = x >= l + frame && x < r - frame && y >= y0 + frame && y < y1 - frame;
+            let part = if picture {
+                ScenePart::Picture
+            } else if outer {
+                ScenePart::Frame
+            } else {
+                ScenePart::Scene
+            };
+            pixels[y as usize * width + x as usize] = paint(part, x, y);
+        }
+    }
+    pixels
+}
+
 /// What decided a verdict, or what the strongest evidence was (its kebab-case name is the
 /// `facegate-liveness` param's `cue`: facegate-meta's `LivenessCue`).
 #[derive(

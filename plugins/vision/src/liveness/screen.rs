@@ -245,34 +245,27 @@ pub(super) fn framed_sides(
 mod tests {
     use super::*;
     use crate::geometry::Rect;
+    use crate::liveness::{ScenePart, framed_scene};
 
     const W: usize = 320;
     const H: usize = 240;
 
-    /// A grey scene with a bright "screen" (x0..x1, y0..y1) framed by a dark bezel of `bezel`
-    /// pixels, and a face box in its middle.
+    /// A grey scene with a bright "screen" (x 100..220, y 30..210) framed by a dark bezel of
+    /// `bezel` pixels, and a face box in its middle.
     fn scene(bezel: usize, rotated: bool) -> Vec<u8> {
-        let mut pixels = vec![64u8; W * H];
-        let (x0, x1, y0, y1) = (100i32, 220i32, 30i32, 210i32);
-        for y in 0..H as i32 {
+        let b = bezel as i32;
+        framed_scene(
+            (W, H),
+            [100 - b, 220 + b, 30 - b, 210 + b],
+            b,
             // A slight slant, as a hand holds a phone.
-            let shift = if rotated { (y - 120) / 12 } else { 0 };
-            for x in 0..W as i32 {
-                let (l, r) = (x0 + shift, x1 + shift);
-                let b = bezel as i32;
-                let inside_outer = x >= l - b && x < r + b && y >= y0 - b && y < y1 + b;
-                let inside = x >= l && x < r && y >= y0 && y < y1;
-                let value = if inside {
-                    150 + ((x * 7 + y * 3) % 40) as u8
-                } else if inside_outer {
-                    14
-                } else {
-                    64
-                };
-                pixels[y as usize * W + x as usize] = value;
-            }
-        }
-        pixels
+            |y| if rotated { (y - 120) / 12 } else { 0 },
+            |part, x, y| match part {
+                ScenePart::Picture => 150 + ((x * 7 + y * 3) % 40) as u8,
+                ScenePart::Frame => 14,
+                ScenePart::Scene => 64,
+            },
+        )
     }
 
     fn view(pixels: &[u8]) -> FaceView<'_> {

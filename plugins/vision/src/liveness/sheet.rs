@@ -90,36 +90,27 @@ pub fn paper_margin(face: &FaceView<'_>) -> Reading {
 mod tests {
     use super::*;
     use crate::geometry::Rect;
+    use crate::liveness::{ScenePart, framed_scene};
 
     const W: usize = 400;
     const H: usize = 300;
 
-    /// A dark grey scene with a sheet (x0..x1, y0..y1, slanted when `slanted`) whose picture
-    /// leaves a white margin of `margin` pixels, the picture's background `backdrop`, and a face
-    /// box in its middle.
+    /// A dark grey scene with a sheet (x 110..290, y 20..280, slanted when `slanted`) whose
+    /// picture leaves a white margin of `margin` pixels, the picture's background `backdrop`,
+    /// and a face box in its middle.
     fn scene(margin: i32, backdrop: u8, slanted: bool) -> Vec<u8> {
-        let mut pixels = vec![64u8; W * H];
-        let (x0, x1, y0, y1) = (110i32, 290i32, 20i32, 280i32);
-        for y in 0..H as i32 {
-            let shift = if slanted { (y - 150) / 10 } else { 0 };
-            for x in 0..W as i32 {
-                let (l, r) = (x0 + shift, x1 + shift);
-                let on_sheet = x >= l && x < r && y >= y0 && y < y1;
-                let printed =
-                    x >= l + margin && x < r - margin && y >= y0 + margin && y < y1 - margin;
+        framed_scene(
+            (W, H),
+            [110, 290, 20, 280],
+            margin,
+            |y| if slanted { (y - 150) / 10 } else { 0 },
+            |part, x, y| match part {
+                ScenePart::Picture => backdrop.saturating_add(((x * 7 + y * 3) % 30) as u8),
                 // Paper grain: a few levels, never printed detail.
-                let grain = ((x * 13 + y * 7) % 9) as u8;
-                let value = if printed {
-                    backdrop.saturating_add(((x * 7 + y * 3) % 30) as u8)
-                } else if on_sheet {
-                    206 + grain
-                } else {
-                    64
-                };
-                pixels[y as usize * W + x as usize] = value;
-            }
-        }
-        pixels
+                ScenePart::Frame => 206 + ((x * 13 + y * 7) % 9) as u8,
+                ScenePart::Scene => 64,
+            },
+        )
     }
 
     fn view(pixels: &[u8]) -> FaceView<'_> {
